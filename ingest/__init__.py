@@ -1,0 +1,1 @@
+"""plantmrv.ingest"""

@@ -1,0 +1,1 @@
+"""Verifier API (FastAPI): reductions with everything needed to re-derive them."""

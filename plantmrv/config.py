@@ -1,0 +1,302 @@
+"""YAML configuration: loading, ``${ENV}`` substitution, pydantic validation, located errors.
+
+One schema for every service, with a section each (``site``, ``influxdb``, ``mqtt``,
+``gateway``, ``ingest``, ``analytics``, ``api``); a file holds the sections its service needs.
+Every validation error is rendered as ``file: key.path (line N): message`` so an engineer
+finds the fault without reading a traceback. Secrets (passwords, tokens) are ``SecretStr``
+and never printed; ``${VAR}`` / ``${VAR:-default}`` take them from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+
+class StrictModel(BaseModel):
+    """Base for every config section: unknown keys are errors (typos are caught before start)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- shared sections
+
+
+class SiteConfig(StrictModel):
+    id: str = Field(description="Site identifier, used as the `site` tag (e.g. `danang`).", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str | None = Field(None, description="Human-readable plant name.")
+    country: str | None = Field(None, description="Host country (ISO 3166 alpha-2 or name).")
+    city: str | None = None
+    timezone: str = Field("UTC", description="IANA time zone of the plant, for reports.")
+
+
+class InfluxConfig(StrictModel):
+    url: str = Field("http://127.0.0.1:8086", description="Base URL of the v1-compatible HTTP API.")
+    database: str = Field("plantmrv", description="Database (InfluxDB 2.x/3.x: the bucket's DBRP database).")
+    retention_policy: str | None = Field(None, description="Retention policy (InfluxDB 2.x: the DBRP mapping's).")
+    username: str | None = Field(None, description="v1 user (InfluxDB 1.x auth).")
+    password: SecretStr | None = Field(None, description="v1 password; use `${INFLUX_PASSWORD}`.")
+    token: SecretStr | None = Field(None, description="v2/v3 API token, sent as `Authorization: Token`; use `${INFLUX_TOKEN}`.")
+    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per request.")
+    gzip: bool = Field(False, description="Gzip /write bodies (saves bandwidth on WAN links; costs influxd CPU).")
+    max_retries: int = Field(5, ge=0, description="Retries on connection errors, 429 and 5xx, with exponential backoff and jitter.")
+    batch_lines: int = Field(5000, ge=1, le=5000, description="Lines per /write body.")
+    create_database: bool = Field(True, description="Create the database at start if missing (InfluxDB 1.x).")
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> "InfluxConfig":
+        if self.token is not None and self.username is not None:
+            raise ValueError("set either token (v2/v3) or username/password (v1), not both")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
+    def client(self):
+        from plantmrv.influx import InfluxClient
+
+        return InfluxClient.from_config(self)
+
+
+class TlsConfig(StrictModel):
+    ca_file: Path | None = Field(None, description="CA certificate that signed the broker's certificate.")
+    cert_file: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    key_file: Path | None = Field(None, description="Client private key (mutual TLS).")
+    insecure: bool = Field(False, description="Skip broker hostname verification (test only).")
+
+
+class MqttConfig(StrictModel):
+    url: str = Field("mqtt://127.0.0.1:1883", description="Broker URL: mqtt://host:port or mqtts://host:port.")
+    username: str | None = None
+    password: SecretStr | None = Field(None, description="Use `${MQTT_PASSWORD}`.")
+    client_id: str | None = Field(None, description="MQTT client id; a persistent session needs a stable one.")
+    keepalive_s: int = Field(30, ge=5, le=65535)
+    tls: TlsConfig | None = None
+    topic_prefix: str = Field("plantmrv/v1", description="Prefix of gateway batch and state topics.")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not re.match(r"^mqtts?://[^/:]+(:\d+)?/?$", v):
+            raise ValueError(f"{v!r} is not mqtt://host:port or mqtts://host:port")
+        return v
+
+    @property
+    def host(self) -> str:
+        return re.match(r"^mqtts?://([^/:]+)", self.url).group(1)
+
+    @property
+    def port(self) -> int:
+        m = re.match(r"^mqtts?://[^/:]+:(\d+)", self.url)
+        return int(m.group(1)) if m else (8883 if self.url.startswith("mqtts") else 1883)
+
+    @property
+    def use_tls(self) -> bool:
+        return self.url.startswith("mqtts") or self.tls is not None
+
+
+# --------------------------------------------------------------------------- root
+
+
+def _section_models() -> dict[str, Any]:
+    """Service sections live beside their service; imported here so one schema covers all."""
+    from plantmrv.analytics.config import AnalyticsConfig
+    from plantmrv.api.config import ApiConfig
+    from plantmrv.gateway.config import GatewayConfig
+    from plantmrv.ingest.config import IngestConfig
+
+    return {"gateway": GatewayConfig, "ingest": IngestConfig, "analytics": AnalyticsConfig, "api": ApiConfig}
+
+
+def _build_root():
+    from pydantic import create_model
+
+    sections = {name: (model | None, None) for name, model in _section_models().items()}
+    return create_model(
+        "PlantMRVConfig",
+        __base__=StrictModel,
+        site=(SiteConfig | None, None),
+        influxdb=(InfluxConfig, InfluxConfig()),
+        mqtt=(MqttConfig | None, None),
+        **sections,
+    )
+
+
+_ROOT = None
+
+
+def root_model():
+    global _ROOT
+    if _ROOT is None:
+        _ROOT = _build_root()
+    return _ROOT
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@dataclass
+class ConfigIssue:
+    file: str
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f" (line {self.line})" if self.line else ""
+        return f"{self.file}: {self.path or '<root>'}{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """One or more problems in a config file, each located by key path and YAML line."""
+
+    def __init__(self, issues: list[ConfigIssue]):
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+def format_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _node_to_python(node: yaml.Node, path: tuple, lines: dict[tuple, int], env_issues: list[tuple[tuple, str]]):
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in out:
+                env_issues.append((path + (key,), f"duplicate key {key!r}"))
+            lines[path + (key,)] = key_node.start_mark.line + 1
+            out[key] = _node_to_python(value_node, path + (key,), lines, env_issues)
+            lines[path + (key,)] = key_node.start_mark.line + 1
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_node_to_python(n, path + (i,), lines, env_issues) for i, n in enumerate(node.value)]
+    value = _construct_scalar(node)
+    if isinstance(value, str) and "${" in value:
+        def sub(m: re.Match) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            env_issues.append((path, f"environment variable {name} is not set"))
+            return ""
+
+        value = _ENV.sub(sub, value)
+    return value
+
+
+def _construct_scalar(node: yaml.ScalarNode):
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def load_yaml_with_lines(text: str, filename: str) -> tuple[Any, dict[tuple, int], list[ConfigIssue]]:
+    """Parse YAML keeping each key path's line; substitute ``${ENV}`` in string scalars."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigIssue(filename, "", line, f"invalid YAML: {problem}")]) from None
+    if node is None:
+        return {}, {}, []
+    lines: dict[tuple, int] = {}
+    env_issues: list[tuple[tuple, str]] = []
+    data = _node_to_python(node, (), lines, env_issues)
+    issues = [ConfigIssue(filename, format_path(p), lines.get(p), msg) for p, msg in env_issues]
+    return data, lines, issues
+
+
+def _line_for(loc: tuple, lines: dict[tuple, int]) -> int | None:
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    # pydantic inserts union member / tagged-union names into loc: drop the ones that are not keys.
+    return tuple(p for p in loc if not (isinstance(p, str) and (p.endswith("]") or "[" in p or p.startswith("function-"))))
+
+
+def validation_issues(exc: ValidationError, filename: str, lines: dict[tuple, int], prefix: tuple = ()) -> list[ConfigIssue]:
+    issues = []
+    seen = set()
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = prefix + _clean_loc(tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling and indentation)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        key = (loc, msg)
+        if key in seen:
+            continue
+        seen.add(key)
+        issues.append(ConfigIssue(filename, format_path(loc), _line_for(loc, lines), msg))
+    return issues
+
+
+def validate_data(model: type[BaseModel], data: Any, filename: str, lines: dict[tuple, int] | None = None, prefix: tuple = ()):
+    """Validate ``data`` against ``model``, raising :class:`ConfigError` with located issues."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_issues(exc, filename, lines or {}, prefix)) from None
+
+
+def load_config(path: str | os.PathLike, model: type[BaseModel] | None = None):
+    """Load and validate a plantmrv YAML config file; raise :class:`ConfigError` on any problem."""
+    path = Path(path)
+    filename = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigIssue(filename, "", None, "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue(filename, "", None, f"cannot read: {exc}")]) from None
+    data, lines, issues = load_yaml_with_lines(text, filename)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        issues.append(ConfigIssue(filename, "", 1, "top level must be a mapping of sections"))
+        raise ConfigError(issues)
+    model = model or root_model()
+    try:
+        cfg = validate_data(model, data, filename, lines)
+    except ConfigError as exc:
+        raise ConfigError(issues + exc.issues) from None
+    if issues:
+        raise ConfigError(issues)
+    return cfg
+
+
+def require_section(cfg: Any, name: str, filename: str) -> Any:
+    section = getattr(cfg, name, None)
+    if section is None:
+        raise ConfigError([ConfigIssue(str(filename), name, None, f"section '{name}' is required for this command")])
+    return section
+

@@ -1,0 +1,343 @@
+"""InfluxDB client over the v1-compatible HTTP API (``/ping``, ``/write``, ``/query``).
+
+InfluxDB 1.x, 2.x (with a DBRP mapping) and 3.x all serve this API, so one code path serves
+all three. Auth: none, v1 user + password, or a v2/v3 token (``Authorization: Token``).
+
+Writes retry with exponential backoff and full jitter on connection errors, 429 and 5xx
+(honouring ``Retry-After``); a 400 *partial write* raises :class:`PartialWriteError` naming the
+rejected lines, so the caller can dead-letter exactly those. Queries are InfluxQL, read in
+chunks and returned as numpy columns.
+"""
+
+from __future__ import annotations
+
+import gzip as gzip_lib
+import json
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+import httpx
+import numpy as np
+
+from plantmrv.batch import SampleBatch
+from plantmrv.lineprotocol import LineProtocolEncoder
+
+log = logging.getLogger("plantmrv.influx")
+
+
+class InfluxError(Exception):
+    """A request InfluxDB refused or could not serve (after retries)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class PartialWriteError(InfluxError):
+    """InfluxDB accepted some lines of a body and rejected others (HTTP 400)."""
+
+    def __init__(self, message: str, rejected_lines: list[int], body_lines: int, dropped: int | None):
+        super().__init__(message, 400)
+        self.rejected_lines = rejected_lines  # 0-based indices into the body's lines
+        self.body_lines = body_lines
+        self.dropped = dropped
+
+
+@dataclass
+class WriteStats:
+    bodies: int = 0
+    lines: int = 0
+    bytes: int = 0
+    retries: int = 0
+    dropped_nonfinite: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class QueryResult:
+    """One series of an InfluxQL result: name, tags and numpy columns (``time`` as int64 ns)."""
+
+    name: str
+    tags: dict[str, str]
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+
+def quote_ident(name: str) -> str:
+    """An InfluxQL identifier, double-quoted and escaped (user input never reaches a query raw)."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """An InfluxQL string literal, single-quoted and escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+_UNABLE = re.compile(r"unable to parse '((?:[^'\\]|\\.)*)'")
+_DROPPED = re.compile(r"dropped=(\d+)")
+
+
+class InfluxClient:
+    """Synchronous client with a keep-alive connection pool. Thread-safe for concurrent writes."""
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8086",
+        database: str = "plantmrv",
+        retention_policy: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        timeout_s: float = 10.0,
+        gzip: bool = False,
+        max_retries: int = 5,
+        batch_lines: int = 5000,
+        backoff_base_s: float = 0.2,
+        backoff_max_s: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.url = url.rstrip("/")
+        self.database = database
+        self.retention_policy = retention_policy
+        self.gzip = gzip
+        self.max_retries = max_retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self._sleep = sleep
+        self.retries = 0  # total retries made, for metrics
+        self.encoder = LineProtocolEncoder(max_lines=batch_lines)
+        headers = {"User-Agent": "plantmrv"}
+        auth = None
+        if token:
+            headers["Authorization"] = f"Token {token}"
+        elif username:
+            auth = httpx.BasicAuth(username, password or "")
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            auth=auth,
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_keepalive_connections=8, max_connections=16),
+        )
+
+    @classmethod
+    def from_config(cls, cfg) -> "InfluxClient":
+        return cls(
+            url=cfg.url,
+            database=cfg.database,
+            retention_policy=cfg.retention_policy,
+            username=cfg.username,
+            password=cfg.password.get_secret_value() if cfg.password else None,
+            token=cfg.token.get_secret_value() if cfg.token else None,
+            timeout_s=cfg.timeout_s,
+            gzip=cfg.gzip,
+            max_retries=cfg.max_retries,
+            batch_lines=cfg.batch_lines,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "InfluxClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _backoff(self, attempt: int, retry_after: str | None = None) -> float:
+        if retry_after:
+            try:
+                return min(float(retry_after), self.backoff_max_s)
+            except ValueError:
+                pass
+        return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
+
+    def _request(self, method: str, path: str, *, retry: bool = True, **kwargs) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                resp = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                if not retry or attempt >= self.max_retries:
+                    raise InfluxError(f"InfluxDB at {self.url} unreachable: {exc.__class__.__name__}: {exc}") from None
+                delay = self._backoff(attempt)
+                log.warning("event=influx_retry reason=%s attempt=%d delay_s=%.2f", exc.__class__.__name__, attempt + 1, delay)
+            else:
+                if resp.status_code == 429 or resp.status_code >= 500:
+                    if not retry or attempt >= self.max_retries:
+                        raise InfluxError(f"InfluxDB {path} answered {resp.status_code}: {_error_text(resp)}", resp.status_code)
+                    delay = self._backoff(attempt, resp.headers.get("Retry-After"))
+                    log.warning("event=influx_retry status=%d attempt=%d delay_s=%.2f", resp.status_code, attempt + 1, delay)
+                else:
+                    return resp
+            attempt += 1
+            self.retries += 1
+            self._sleep(delay)
+
+
+    def _params(self, **extra) -> dict[str, str]:
+        params = {"db": self.database}
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
+        params.update({k: v for k, v in extra.items() if v is not None})
+        return params
+
+    # ------------------------------------------------------------------ API
+
+    def ping(self, retry: bool = False) -> str:
+        """Return the server version; raise :class:`InfluxError` if it does not answer."""
+        resp = self._request("GET", "/ping", retry=retry)
+        if resp.status_code not in (200, 204):
+            raise InfluxError(f"InfluxDB /ping answered {resp.status_code}", resp.status_code)
+        return resp.headers.get("X-Influxdb-Version", "unknown")
+
+    def write_body(self, body: bytes, precision: str = "ns") -> None:
+        """POST one line-protocol body; retries transient failures; raises on refusal."""
+        content = gzip_lib.compress(body, compresslevel=1) if self.gzip else body
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.gzip:
+            headers["Content-Encoding"] = "gzip"
+        resp = self._request("POST", "/write", params=self._params(precision=precision), content=content, headers=headers)
+        if resp.status_code == 204:
+            return
+        text = _error_text(resp)
+        if resp.status_code == 400 and ("partial write" in text or "unable to parse" in text):
+            raise _partial_write(text, body)
+        if resp.status_code in (401, 403):
+            raise InfluxError(f"InfluxDB refused the credentials for /write on database {self.database!r}: {text}", resp.status_code)
+        if resp.status_code == 404:
+            raise InfluxError(f"InfluxDB /write: {text} (database {self.database!r})", 404)
+        raise InfluxError(f"InfluxDB /write answered {resp.status_code}: {text}", resp.status_code)
+
+    def write_bodies(self, bodies: Iterable[bytes]) -> WriteStats:
+        stats = WriteStats()
+        t0 = time.perf_counter()
+        before = self.retries
+        for body in bodies:
+            self.write_body(body)
+            stats.bodies += 1
+            stats.lines += body.count(b"\n")
+            stats.bytes += len(body)
+        stats.retries = self.retries - before
+        stats.seconds = time.perf_counter() - t0
+        return stats
+
+    def write_batch(self, batch: SampleBatch) -> WriteStats:
+        """Encode and write a batch (bodies of at most ``batch_lines`` lines)."""
+        encoded = self.encoder.encode(batch)
+        stats = self.write_bodies(encoded.bodies)
+        stats.dropped_nonfinite = encoded.dropped_nonfinite
+        return stats
+
+    def query_chunks(self, q: str, epoch: str = "ns", chunk_size: int = 10000, database: str | None = None) -> Iterator[dict]:
+        """Yield the JSON documents of a chunked InfluxQL query (one per chunk)."""
+        params = {"q": q, "db": database or self.database, "epoch": epoch, "chunked": "true", "chunk_size": str(chunk_size)}
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
+        with self._http.stream("POST", "/query", data=params) as resp:
+            if resp.status_code != 200:
+                resp.read()
+                raise InfluxError(f"InfluxDB /query answered {resp.status_code}: {_error_text(resp)} (query: {q})", resp.status_code)
+            for line in resp.iter_lines():
+                if line.strip():
+                    yield json.loads(line)
+
+    def query(self, q: str, epoch: str = "ns", database: str | None = None) -> list[QueryResult]:
+        """Run InfluxQL; return one :class:`QueryResult` per (statement, series), chunks merged."""
+        merged: dict[tuple, tuple[list[str], list[list]]] = {}
+        order: list[tuple] = []
+        for doc in self.query_chunks(q, epoch=epoch, database=database):
+            if "error" in doc:
+                raise InfluxError(f"InfluxDB query error: {doc['error']} (query: {q})")
+            for result in doc.get("results", []):
+                if "error" in result:
+                    raise InfluxError(f"InfluxDB query error: {result['error']} (query: {q})")
+                for s in result.get("series", []) or []:
+                    key = (result.get("statement_id", 0), s.get("name", ""), tuple(sorted((s.get("tags") or {}).items())))
+                    if key not in merged:
+                        merged[key] = (s["columns"], [])
+                        order.append(key)
+                    merged[key][1].extend(s.get("values", []) or [])
+        out = []
+        for key in order:
+            columns, rows = merged[key]
+            out.append(QueryResult(key[1], dict(key[2]), _columns(columns, rows, epoch)))
+        return out
+
+    def execute(self, q: str) -> dict:
+        """Run a management statement (CREATE, DROP, ...) with POST; raise on error."""
+        resp = self._request("POST", "/query", data={"q": q, "db": self.database})
+        if resp.status_code != 200:
+            raise InfluxError(f"InfluxDB /query answered {resp.status_code}: {_error_text(resp)} (statement: {q})", resp.status_code)
+        doc = resp.json()
+        for result in doc.get("results", []):
+            if "error" in result:
+                raise InfluxError(f"InfluxDB: {result['error']} (statement: {q})")
+        return doc
+
+    def create_database(self, name: str | None = None) -> None:
+        self.execute(f"CREATE DATABASE {quote_ident(name or self.database)}")
+
+    def create_retention_policy(
+        self, name: str, duration: str, replication: int = 1, default: bool = False, database: str | None = None
+    ) -> None:
+        if not re.fullmatch(r"(INF|\d+[smhdw](\d+[smhdw])*)", duration):
+            raise ValueError(f"retention policy duration {duration!r} is not like 30d, 52w or INF")
+        stmt = f"CREATE RETENTION POLICY {quote_ident(name)} ON {quote_ident(database or self.database)} DURATION {duration} REPLICATION {int(replication)}"
+        if default:
+            stmt += " DEFAULT"
+        self.execute(stmt)
+
+
+def _error_text(resp: httpx.Response) -> str:
+    try:
+        doc = resp.json()
+        if isinstance(doc, dict) and "error" in doc:
+            return str(doc["error"])
+        if isinstance(doc, dict) and "message" in doc:
+            return str(doc["message"])
+    except Exception:
+        pass
+    return resp.text[:500]
+
+
+def _partial_write(text: str, body: bytes) -> PartialWriteError:
+    lines = body.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    rejected: list[int] = []
+    for m in _UNABLE.finditer(text):
+        snippet = m.group(1).encode("utf-8", "surrogateescape")
+        for i, line in enumerate(lines):
+            if i not in rejected and line.startswith(snippet[:200]):
+                rejected.append(i)
+                break
+    dropped = _DROPPED.search(text)
+    return PartialWriteError(
+        f"InfluxDB rejected {len(rejected) or (dropped.group(1) if dropped else 'some')} of {len(lines)} lines: {text[:500]}",
+        sorted(rejected),
+        len(lines),
+        int(dropped.group(1)) if dropped else None,
+    )
+
+
+def _columns(columns: list[str], rows: list[list], epoch: str | None) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for j, name in enumerate(columns):
+        col = [r[j] for r in rows]
+        if name == "time" and epoch:
+            out[name] = np.array(col, dtype=np.int64)
+            continue
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in col):
+            out[name] = np.array([np.nan if v is None else v for v in col], dtype=np.float64)
+        else:
+            out[name] = np.array(col, dtype=object)
+    return out

@@ -1,0 +1,394 @@
+"""Vectorized InfluxDB line-protocol encoder for :class:`~plantmrv.batch.SampleBatch`.
+
+One line per sample: ``<measurement>[,<tag>=<value>...] <field>=<float> <ts_ns>``. InfluxDB
+merges the fields of one series and timestamp, so nothing is gained by grouping fields,
+and one line per sample keeps the encoder free of Python loops over samples: the series table
+(small) is escaped once in Python; values and timestamps are rendered to digits with numpy and
+the lines are assembled by masking a byte matrix.
+
+Floats are written with the *shortest* decimal that parses back to the same float64 (as
+Python's ``repr``): for each value the smallest number of decimals ``k`` with
+``rint(|v| * 10**k) / 10**k == |v|`` is found, which is exact because the integer is below
+2**53 and IEEE division is correctly rounded. Values that need 17 significant digits or lie
+outside that range fall back to numpy's own shortest repr (Dragon4). NaN and infinities have no
+line-protocol form: they are dropped and counted.
+
+Escaping follows the line-protocol reference: measurement escapes ``,`` and space; tag keys,
+tag values and field keys escape ``,``, ``=`` and space. Backslashes are written as they are:
+InfluxDB 1.x keeps ``\\\\`` as two characters (measured on 1.6), and 2.x/3.x read a lone
+backslash literally. A backslash just before ``,``, ``=``, space or at the end of a name cannot be
+written so that 1.x reads it back, nor can a newline or an empty key: such series are refused
+with :class:`LineProtocolError` naming the series. Empty tag values are omitted (InfluxDB does
+not store them).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from plantmrv.batch import Quality, SampleBatch, Series
+
+MAX_LINES_PER_BODY = 5000
+QUALITY_MEASUREMENT = "sample_quality"
+
+_POW10 = 10.0 ** np.arange(0, 18)
+_EXACT_LIMIT = float(2**53)
+
+
+_BAD_BACKSLASH = re.compile(r"\\([,= ]|$)")
+
+
+class LineProtocolError(ValueError):
+    """A series that line protocol cannot express (names the series and the reason)."""
+
+
+def _escape(text: str, specials: str) -> str:
+    out = text
+    for ch in specials:
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
+def _check_name(text: str, what: str, series: Series) -> None:
+    if text == "":
+        raise LineProtocolError(f"{what} is empty in series {series.key()!r}")
+    if "\n" in text or "\r" in text:
+        raise LineProtocolError(f"{what} {text!r} contains a newline, which line protocol cannot carry (series {series.key()!r})")
+    if _BAD_BACKSLASH.search(text):
+        raise LineProtocolError(
+            f"{what} {text!r} has a backslash before ',', '=', space or at its end, which InfluxDB 1.x "
+            f"cannot read back (series {series.key()!r})"
+        )
+
+
+def series_prefix(series: Series) -> bytes:
+    """``measurement,tags field=`` for one series, escaped."""
+    _check_name(series.measurement, "measurement", series)
+    _check_name(series.field, "field key", series)
+    if series.field == "time" or any(k == "time" for k, _ in series.tags):
+        raise LineProtocolError(f"'time' is reserved in InfluxDB and cannot be a field or tag key (series {series.key()!r})")
+    if series.measurement.startswith("#"):
+        raise LineProtocolError(f"measurement {series.measurement!r} starts with '#', which line protocol reads as a comment")
+    parts = [_escape(series.measurement, ", ")]
+    for key, value in sorted(series.tags):
+        _check_name(key, "tag key", series)
+        if value == "":
+            continue
+        _check_name(value, f"tag {key} value", series)
+        parts.append(f"{_escape(key, ',= ')}={_escape(value, ',= ')}")
+    return (",".join(parts) + " " + _escape(series.field, ",= ") + "=").encode("utf-8")
+
+
+# --------------------------------------------------------------------------- number rendering
+
+_FRAC_DIGITS = 18  # fraction digits rendered; the 17-digit path is limited to |v| >= 0.01 to fit
+_INT_DIGITS = 19
+
+
+def _digit_columns(n: np.ndarray, width: int) -> np.ndarray:
+    """Decimal digits of non-negative int64 ``n``, most significant first, zero-padded to ``width``."""
+    out = np.empty((len(n), width), dtype=np.uint8)
+    rest = n.copy()
+    for col in range(width - 1, -1, -1):
+        rest, digit = np.divmod(rest, 10)
+        out[:, col] = digit
+    out += ord("0")
+    return out
+
+
+def _count_digits(n: np.ndarray) -> np.ndarray:
+    return np.searchsorted(_INT_POW10, n, side="right").clip(min=1)
+
+
+_INT_POW10 = np.array([10**i for i in range(19)], dtype=np.int64)
+
+
+def _render_decimal(int_part: np.ndarray, frac: np.ndarray, decimals: np.ndarray, negative: np.ndarray):
+    """Byte matrix + mask of ``[-]int_part[.frac]`` where ``frac`` has exactly ``decimals`` digits."""
+    rows = len(int_part)
+    ndig = _count_digits(int_part)
+    int_cols = int(ndig.max()) if rows else 1
+    frac_cols = int(decimals.max()) if rows else 0
+    ichars = _digit_columns(int_part, int_cols)
+    imask = np.arange(int_cols)[None, :] >= (int_cols - ndig)[:, None]
+    parts = [np.full((rows, 1), ord("-"), dtype=np.uint8), ichars]
+    masks = [negative[:, None], imask]
+    if frac_cols:
+        # left-align the fraction so that column j is its j-th decimal
+        fchars = _digit_columns(frac * _INT_POW10[frac_cols - decimals], frac_cols)
+        parts += [np.full((rows, 1), ord("."), dtype=np.uint8), fchars]
+        masks += [(decimals > 0)[:, None], np.arange(frac_cols)[None, :] < decimals[:, None]]
+    return np.concatenate(parts, axis=1), np.concatenate(masks, axis=1)
+
+
+def _two_product(a: np.ndarray, b: float) -> tuple[np.ndarray, np.ndarray]:
+    """Dekker's exact product: a * b == hi + lo exactly (no FMA needed)."""
+    hi = a * b
+    split = 134217729.0  # 2**27 + 1
+    t = split * a
+    a_hi = t - (t - a)
+    a_lo = a - a_hi
+    t = split * b
+    b_hi = t - (t - b)
+    b_lo = b - b_hi
+    lo = ((a_hi * b_hi - hi) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+    return hi, lo
+
+
+def _round_exact(a: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """round-half-even(a * 10**k) as int64, exact (for a * 10**k < 2**63), and n - a * 10**k."""
+    hi = np.empty_like(a)
+    lo = np.empty_like(a)
+    for kk in np.unique(k):
+        sel = k == kk
+        hi[sel], lo[sel] = _two_product(a[sel], float(10 ** int(kk)))
+    h_int = np.floor(hi)
+    t = (hi - h_int) + lo
+    t_floor = np.floor(t)
+    r = t - t_floor
+    n = h_int.astype(np.int64) + t_floor.astype(np.int64)
+    up = (r > 0.5) | ((r == 0.5) & (n % 2 == 1))
+    return n + up, np.where(up, 1.0 - r, -r)
+
+
+def shortest_decimals(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For finite ``values``: (decimals k, integer round(|v| * 10**k), ok).
+
+    The fewest decimals whose integer is below 2**53 and converts back exactly (binary search
+    over k; IEEE division is correctly rounded, so the check is exact); failing that,
+    17 significant digits rounded exactly (double-double product), which always round-trip.
+    ``ok`` is False only outside 0.01 <= |v| < 1e16 without a short form (those use repr).
+    """
+    a = np.abs(values)
+    n = len(a)
+    lo = np.zeros(n, dtype=np.int64)  # every k < lo fails
+    bound = np.full(n, 17, dtype=np.int64)  # no k >= bound needs testing
+    best = np.full(n, 17, dtype=np.int64)  # smallest k seen to pass (17: none)
+    while True:
+        active = lo < bound
+        if not active.any():
+            break
+        mid = (lo + bound) // 2
+        p = _POW10[mid]
+        scaled = a * p
+        in_range = scaled < _EXACT_LIMIT
+        passed = active & in_range & (np.rint(scaled) / p == a)
+        best = np.where(passed, mid, best)
+        # out of range at mid means out of range for every larger k too
+        bound = np.where(active & (passed | ~in_range), mid, bound)
+        lo = np.where(active & in_range & ~passed, mid + 1, lo)
+    hi = best
+    ok = hi < 17
+    k_out = np.where(ok, hi, 0)
+    int_out = np.where(ok, np.rint(a * _POW10[k_out]), 0).astype(np.int64)
+    rest = np.flatnonzero(~ok & (a >= 0.01) & (a < 1e16))
+    if len(rest):
+        sub = a[rest]
+        exp10 = np.floor(np.log10(sub)).astype(np.int64)
+        # 16 significant digits, when they still identify the float: |n - a*10**k| under half the gap
+        # to the neighbouring float on that side (scaled by 10**k); else 17 digits, which always do.
+        k = np.clip(15 - exp10, 0, _FRAC_DIGITS)
+        n16, dist = _round_exact(sub, k)
+        gap = np.where(dist > 0, np.nextafter(sub, np.inf) - sub, sub - np.nextafter(sub, 0))
+        fits16 = np.abs(dist) < 0.5 * gap * (10.0 ** k) * (1 - 1e-12)
+        k = np.where(fits16, k, np.clip(16 - exp10, 0, _FRAC_DIGITS))
+        n17, _ = _round_exact(sub, k)
+        n17 = np.where(fits16, n16, n17)
+        for _ in range(17):
+            strip = (k > 0) & (n17 % 10 == 0)
+            if not strip.any():
+                break
+            n17 = np.where(strip, n17 // 10, n17)
+            k = np.where(strip, k - 1, k)
+        k_out[rest], int_out[rest], ok[rest] = k, n17, True
+    return k_out, int_out, ok
+
+
+def render_floats(values: np.ndarray, decimals: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Byte matrix + mask of finite ``values`` in shortest round-trip form (or fixed ``decimals``)."""
+    values = np.asarray(values, dtype=np.float64)
+    negative = np.signbit(values)
+    if decimals is None:
+        k, n_abs, ok = shortest_decimals(values)
+    else:
+        k = np.clip(np.asarray(decimals, dtype=np.int64), 0, 17)
+        scaled = np.rint(np.abs(values) * _POW10[k])
+        ok = scaled < _EXACT_LIMIT
+        n_abs = np.where(ok, scaled, 0).astype(np.int64)
+        for _ in range(17):  # 1.50 is written 1.5
+            strip = ok & (k > 0) & (n_abs % 10 == 0)
+            if not strip.any():
+                break
+            n_abs = np.where(strip, n_abs // 10, n_abs)
+            k = np.where(strip, k - 1, k)
+    k = np.where(ok, k, 0)
+    n_abs = np.where(ok, n_abs, 0)
+    int_part, frac = np.divmod(n_abs, _INT_POW10[k])
+    chars, mask = _render_decimal(int_part, frac, k, negative)
+    if not ok.all():
+        bad = np.flatnonzero(~ok)
+        width = 24  # '-1.2345678901234567e-308' is the longest repr of a float64
+        if chars.shape[1] < width:
+            pad = width - chars.shape[1]
+            chars = np.pad(chars, ((0, 0), (0, pad)))
+            mask = np.pad(mask, ((0, 0), (0, pad)))
+        text = values[bad].astype(f"S{chars.shape[1]}")
+        raw = np.frombuffer(text.tobytes(), dtype=np.uint8).reshape(len(bad), chars.shape[1])
+        chars[bad] = raw
+        mask[bad] = raw != 0
+    return chars, mask
+
+
+def render_ints(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Byte matrix + mask of int64 ``n``; runs of equal values (timestamps of one scan) render once."""
+    n = np.asarray(n, dtype=np.int64)
+    if len(n) > 1:
+        starts = np.flatnonzero(np.concatenate([[True], n[1:] != n[:-1]]))
+        if len(starts) < len(n) // 2:
+            chars, mask = render_ints(n[starts])
+            run = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(n))))
+            return chars[run], mask[run]
+    negative = n < 0
+    n_abs = np.where(negative, -n, n)  # int64 min has no positive counterpart; timestamps never reach it
+    chars = _digit_columns(n_abs, _INT_DIGITS)
+    mask = np.arange(_INT_DIGITS)[None, :] >= (_INT_DIGITS - _count_digits(n_abs))[:, None]
+    sign = np.full((len(n), 1), ord("-"), dtype=np.uint8)
+    return np.concatenate([sign, chars], axis=1), np.concatenate([negative[:, None], mask], axis=1)
+
+
+# --------------------------------------------------------------------------- encoder
+
+
+@dataclass
+class EncodedBodies:
+    """Line-protocol bodies of at most ``max_lines`` lines each."""
+
+    bodies: list[bytes] = field(default_factory=list)
+    lines: int = 0
+    dropped_nonfinite: int = 0
+    line_counts: list[int] = field(default_factory=list)
+
+
+def with_quality_series(batch: SampleBatch) -> SampleBatch:
+    """Route samples per docs/data-model.md: BAD leaves the raw measurement, non-GOOD also go to ``sample_quality``."""
+    q = batch.quality
+    if not q.any():
+        return batch
+    raw = batch.take(np.flatnonzero(q < Quality.BAD))
+    flagged = np.flatnonzero(q != Quality.GOOD)
+    used = np.unique(batch.series[flagged])
+    qtable: list[Series] = []
+    value_id = {}
+    quality_id = {}
+    for sid in used:
+        s = batch.table[sid]
+        tags = dict(s.tags)
+        tags["source"] = s.measurement
+        tags["field"] = s.field
+        value_id[sid] = len(qtable)
+        qtable.append(Series.of(QUALITY_MEASUREMENT, "value", **tags))
+        quality_id[sid] = len(qtable)
+        qtable.append(Series.of(QUALITY_MEASUREMENT, "quality", **tags))
+    lut_v = np.zeros(len(batch.table), dtype=np.int32)
+    lut_q = np.zeros(len(batch.table), dtype=np.int32)
+    lut_v[list(value_id)] = list(value_id.values())
+    lut_q[list(quality_id)] = list(quality_id.values())
+    s = batch.series[flagged]
+    qbatch_values = SampleBatch(qtable, lut_v[s], batch.ts_ns[flagged], batch.value[flagged])
+    qbatch_codes = SampleBatch(qtable, lut_q[s], batch.ts_ns[flagged], batch.quality[flagged].astype(np.float64))
+    return SampleBatch.concat([raw, qbatch_values, qbatch_codes])
+
+
+class LineProtocolEncoder:
+    """Encode batches; caches escaped series prefixes across calls (series tables repeat)."""
+
+    def __init__(self, max_lines: int = MAX_LINES_PER_BODY, decimals_by_field: dict[str, int] | None = None):
+        if not 1 <= max_lines <= MAX_LINES_PER_BODY:
+            raise ValueError(f"max_lines must be 1..{MAX_LINES_PER_BODY}")
+        self.max_lines = max_lines
+        self.decimals_by_field = decimals_by_field or {}
+        self._prefix_cache: dict[Series, bytes] = {}
+
+    def _prefix_table(self, table: list[Series]) -> tuple[np.ndarray, np.ndarray]:
+        prefixes = []
+        for s in table:
+            p = self._prefix_cache.get(s)
+            if p is None:
+                p = series_prefix(s)
+                if len(self._prefix_cache) < 100_000:
+                    self._prefix_cache[s] = p
+            prefixes.append(p)
+        width = max((len(p) for p in prefixes), default=1)
+        arr = np.array(prefixes, dtype=f"S{width}")
+        mat = np.frombuffer(arr.tobytes(), dtype=np.uint8).reshape(len(prefixes), width)
+        lengths = np.array([len(p) for p in prefixes], dtype=np.int64)
+        return mat, lengths
+
+    def encode(self, batch: SampleBatch, route_quality: bool = True) -> EncodedBodies:
+        if route_quality:
+            batch = with_quality_series(batch)
+        out = EncodedBodies()
+        if not len(batch):
+            return out
+        finite = np.isfinite(batch.value)
+        out.dropped_nonfinite = int((~finite).sum())
+        if out.dropped_nonfinite:
+            batch = batch.take(np.flatnonzero(finite))
+        if not len(batch):
+            return out
+        prefix_mat, prefix_len = self._prefix_table(batch.table)
+        decimals = None
+        if self.decimals_by_field:
+            per_series = np.array([self.decimals_by_field.get(s.field, -1) for s in batch.table], dtype=np.int64)
+            if (per_series >= 0).any():
+                decimals = per_series
+        block = self.max_lines * 10
+        for start in range(0, len(batch), block):
+            stop = min(start + block, len(batch))
+            self._encode_block(batch, start, stop, prefix_mat, prefix_len, decimals, out)
+        return out
+
+    def _encode_block(self, batch, start, stop, prefix_mat, prefix_len, decimals, out: EncodedBodies) -> None:
+        sid = batch.series[start:stop]
+        values = batch.value[start:stop]
+        vchars, vmask = render_floats(values)
+        if decimals is not None:
+            k = decimals[sid]
+            fixed = np.flatnonzero(k >= 0)
+            if len(fixed):
+                fc, fm = render_floats(values[fixed], k[fixed])
+                width = max(fc.shape[1], vchars.shape[1])
+                vchars, vmask = _pad_to(vchars, vmask, width)
+                fc, fm = _pad_to(fc, fm, width)
+                vchars[fixed], vmask[fixed] = fc, fm
+        tchars, tmask = render_ints(batch.ts_ns[start:stop])
+        rows = stop - start
+        pmask = np.arange(prefix_mat.shape[1])[None, :] < prefix_len[sid][:, None]
+        space = np.full((rows, 1), ord(" "), dtype=np.uint8)
+        newline = np.full((rows, 1), ord("\n"), dtype=np.uint8)
+        ones = np.ones((rows, 1), dtype=bool)
+        chars = np.concatenate([prefix_mat[sid], vchars, space, tchars, newline], axis=1)
+        mask = np.concatenate([pmask, vmask, ones, tmask, ones], axis=1)
+        data = chars[mask].tobytes()
+        line_ends = np.cumsum(mask.sum(axis=1))
+        for first in range(0, rows, self.max_lines):
+            last = min(first + self.max_lines, rows)
+            begin = int(line_ends[first - 1]) if first else 0
+            out.bodies.append(data[begin : int(line_ends[last - 1])])
+            out.line_counts.append(last - first)
+            out.lines += last - first
+
+
+def _pad_to(chars: np.ndarray, mask: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    pad = width - chars.shape[1]
+    if pad <= 0:
+        return chars, mask
+    return np.pad(chars, ((0, 0), (0, pad))), np.pad(mask, ((0, 0), (0, pad)))
+
+
+def encode_batch(batch: SampleBatch, max_lines: int = MAX_LINES_PER_BODY) -> EncodedBodies:
+    """Encode ``batch`` into ``/write`` bodies of at most ``max_lines`` lines."""
+    return LineProtocolEncoder(max_lines).encode(batch)

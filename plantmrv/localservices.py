@@ -1,0 +1,205 @@
+"""Run Debian's ``influxd`` and ``mosquitto`` as the current user's own processes.
+
+Used by the test fixtures and by ``make demo``: each service gets a free loopback port, its own
+config and data directory, is waited for until it answers, and is stopped by PID. Nothing
+touches the system-wide services or ``/var/lib``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+INSTALL_HINT = "install it with: sudo apt-get install -y mosquitto influxdb   (or run `make test`, which does it as root)"
+
+
+class ServiceError(RuntimeError):
+    pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def find_binary(name: str) -> str:
+    path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None)
+    if not path:
+        raise ServiceError(f"`{name}` not found on PATH or in /usr/sbin; {INSTALL_HINT}")
+    return path
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+@dataclass
+class Service:
+    """A server process we started; ``start()`` again after ``stop()`` reuses port and data."""
+
+    name: str
+    argv: list[str]
+    host: str
+    port: int
+    workdir: Path
+    log_path: Path
+    ready_timeout_s: float = 30.0
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> "Service":
+        if self.running():
+            return self
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServiceError(f"{self.name} exited with code {self.proc.returncode} at start; log {self.log_path}:\n{self.tail()}")
+            if self._ready():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise ServiceError(f"{self.name} did not answer on {self.host}:{self.port} within {self.ready_timeout_s}s; log {self.log_path}:\n{self.tail()}")
+
+    def _ready(self) -> bool:
+        return _port_open(self.host, self.port)
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout_s``; waits until the process is gone."""
+        if not self.proc or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self._wait_port_free()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash or power cut, as far as the service is concerned."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+            self._wait_port_free()
+
+    def restart(self) -> "Service":
+        self.stop()
+        return self.start()
+
+    def _wait_port_free(self, timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and _port_open(self.host, self.port):
+            time.sleep(0.05)
+
+    def tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+
+@dataclass
+class InfluxService(Service):
+    database: str = "plantmrv"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _ready(self) -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"{self.url}/ping", timeout=0.5).status_code == 204
+        except httpx.HTTPError:
+            return False
+
+    def client(self, **kwargs):
+        from plantmrv.influx import InfluxClient
+
+        kwargs.setdefault("database", self.database)
+        return InfluxClient(self.url, **kwargs)
+
+
+@dataclass
+class MosquittoService(Service):
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+
+def influxd_service(workdir: str | os.PathLike, port: int | None = None, host: str = "127.0.0.1", database: str = "plantmrv", auth: bool = False) -> InfluxService:
+    binary = find_binary("influxd")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    rpc_port = free_port(host)
+    conf = workdir / "influxdb.conf"
+    conf.write_text(
+        f"""reporting-disabled = true
+bind-address = "{host}:{rpc_port}"
+[meta]
+  dir = "{workdir / 'meta'}"
+[data]
+  dir = "{workdir / 'data'}"
+  wal-dir = "{workdir / 'wal'}"
+  query-log-enabled = false
+  wal-fsync-delay = "0s"
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "{host}:{port}"
+  auth-enabled = {'true' if auth else 'false'}
+  log-enabled = false
+  pprof-enabled = false
+  max-body-size = 0
+[continuous_queries]
+  enabled = false
+[logging]
+  level = "warn"
+"""
+    )
+    return InfluxService("influxd", [binary, "-config", str(conf)], host, port, workdir, workdir / "influxd.log", database=database)
+
+
+def mosquitto_service(workdir: str | os.PathLike, port: int | None = None, host: str = "127.0.0.1", extra_config: str = "") -> MosquittoService:
+    binary = find_binary("mosquitto")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(
+        f"""listener {port} {host}
+allow_anonymous true
+persistence true
+persistence_location {workdir}/
+autosave_interval 5
+max_queued_messages 0
+max_queued_bytes 0
+max_inflight_messages 1000
+set_tcp_nodelay true
+log_dest stderr
+log_type error
+log_type warning
+{extra_config}
+"""
+    )
+    return MosquittoService("mosquitto", [binary, "-c", str(conf)], host, port, workdir, workdir / "mosquitto.log")

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Make sure Debian's influxd and mosquitto binaries are present (the tests and the demo run
+# them as the user's own processes on free loopback ports; the system services are not used).
+set -euo pipefail
+missing=()
+command -v influxd >/dev/null 2>&1 || [ -x /usr/bin/influxd ] || missing+=(influxdb)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # the packages may start system-wide daemons; ours run separately on free ports
+  exit 0
+fi
+if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  sudo DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  exit 0
+fi
+echo "plantmrv needs Debian's ${missing[*]} and this user cannot install them." >&2
+echo "Run as root (or with sudo):  apt-get install -y ${missing[*]}   then run make again." >&2
+exit 1
