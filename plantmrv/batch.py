@@ -41,7 +41,7 @@ class Series:
     field: str
 
     @classmethod
-    def of(cls, measurement: str, field: str, **tags: str) -> "Series":
+    def of(cls, measurement: str, field: str, /, **tags: str) -> "Series":
         return cls(measurement, tuple(sorted((k, str(v)) for k, v in tags.items())), field)
 
     @property

@@ -84,17 +84,19 @@ def series_prefix(series: Series) -> bytes:
 
 # --------------------------------------------------------------------------- number rendering
 
-_FRAC_DIGITS = 18  # fraction digits rendered; the 17-digit path is limited to |v| >= 0.01 to fit
+_FRAC_DIGITS = 18  # the 17-digit path is limited to |v| >= 0.01, so k <= 18
+_VALUE_DIGITS = 19  # n < 10**17, padded so that '0.' fits in front of 18 decimals
 _INT_DIGITS = 19
+_INT_POW10 = np.array([10**i for i in range(19)], dtype=np.int64)
 
 
-def _digit_columns(n: np.ndarray, width: int) -> np.ndarray:
-    """Decimal digits of non-negative int64 ``n``, most significant first, zero-padded to ``width``."""
-    out = np.empty((len(n), width), dtype=np.uint8)
+def _digit_rows(n: np.ndarray, width: int) -> np.ndarray:
+    """ASCII digits of non-negative int64 ``n`` as a (width, len(n)) array: row j is the j-th digit."""
+    out = np.empty((width, len(n)), dtype=np.uint8)
     rest = n.copy()
-    for col in range(width - 1, -1, -1):
+    for row in range(width - 1, -1, -1):
         rest, digit = np.divmod(rest, 10)
-        out[:, col] = digit
+        out[row] = digit
     out += ord("0")
     return out
 
@@ -103,25 +105,25 @@ def _count_digits(n: np.ndarray) -> np.ndarray:
     return np.searchsorted(_INT_POW10, n, side="right").clip(min=1)
 
 
-_INT_POW10 = np.array([10**i for i in range(19)], dtype=np.int64)
+def _render_decimal(n_abs: np.ndarray, decimals: np.ndarray, negative: np.ndarray):
+    """Byte matrix + mask of ``[-]n_abs / 10**decimals`` in positional notation.
 
-
-def _render_decimal(int_part: np.ndarray, frac: np.ndarray, decimals: np.ndarray, negative: np.ndarray):
-    """Byte matrix + mask of ``[-]int_part[.frac]`` where ``frac`` has exactly ``decimals`` digits."""
-    rows = len(int_part)
-    ndig = _count_digits(int_part)
-    int_cols = int(ndig.max()) if rows else 1
-    frac_cols = int(decimals.max()) if rows else 0
-    ichars = _digit_columns(int_part, int_cols)
-    imask = np.arange(int_cols)[None, :] >= (int_cols - ndig)[:, None]
-    parts = [np.full((rows, 1), ord("-"), dtype=np.uint8), ichars]
-    masks = [negative[:, None], imask]
-    if frac_cols:
-        # left-align the fraction so that column j is its j-th decimal
-        fchars = _digit_columns(frac * _INT_POW10[frac_cols - decimals], frac_cols)
-        parts += [np.full((rows, 1), ord("."), dtype=np.uint8), fchars]
-        masks += [(decimals > 0)[:, None], np.arange(frac_cols)[None, :] < decimals[:, None]]
-    return np.concatenate(parts, axis=1), np.concatenate(masks, axis=1)
+    Built column by column (each column a contiguous vector over all values), then stacked.
+    """
+    width = _VALUE_DIGITS
+    digits = _digit_rows(n_abs, width)
+    point_col = width - decimals  # output column of the '.'; digits right of it shift by one
+    first = np.minimum(width - _count_digits(n_abs), point_col - 1)  # keep >= 1 digit before '.'
+    last = np.where(decimals > 0, width, width - 1)
+    chars = [np.full(len(n_abs), ord("-"), dtype=np.uint8)]
+    masks = [negative]
+    dot = np.uint8(ord("."))
+    for col in range(width + 1):
+        left = digits[col] if col < width else digits[width - 1]
+        right = digits[col - 1] if col else digits[0]
+        chars.append(np.where(col < point_col, left, np.where(col == point_col, dot, right)))
+        masks.append((first <= col) & (col <= last))
+    return np.stack(chars, axis=1), np.stack(masks, axis=1)
 
 
 def _two_product(a: np.ndarray, b: float) -> tuple[np.ndarray, np.ndarray]:
@@ -173,7 +175,8 @@ def shortest_decimals(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
             break
         mid = (lo + bound) // 2
         p = _POW10[mid]
-        scaled = a * p
+        with np.errstate(over="ignore"):
+            scaled = a * p
         in_range = scaled < _EXACT_LIMIT
         passed = active & in_range & (np.rint(scaled) / p == a)
         best = np.where(passed, mid, best)
@@ -215,7 +218,8 @@ def render_floats(values: np.ndarray, decimals: np.ndarray | None = None) -> tup
         k, n_abs, ok = shortest_decimals(values)
     else:
         k = np.clip(np.asarray(decimals, dtype=np.int64), 0, 17)
-        scaled = np.rint(np.abs(values) * _POW10[k])
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = np.rint(np.abs(values) * _POW10[k])
         ok = scaled < _EXACT_LIMIT
         n_abs = np.where(ok, scaled, 0).astype(np.int64)
         for _ in range(17):  # 1.50 is written 1.5
@@ -226,8 +230,7 @@ def render_floats(values: np.ndarray, decimals: np.ndarray | None = None) -> tup
             k = np.where(strip, k - 1, k)
     k = np.where(ok, k, 0)
     n_abs = np.where(ok, n_abs, 0)
-    int_part, frac = np.divmod(n_abs, _INT_POW10[k])
-    chars, mask = _render_decimal(int_part, frac, k, negative)
+    chars, mask = _render_decimal(n_abs, k, negative)
     if not ok.all():
         bad = np.flatnonzero(~ok)
         width = 24  # '-1.2345678901234567e-308' is the longest repr of a float64
@@ -253,7 +256,7 @@ def render_ints(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return chars[run], mask[run]
     negative = n < 0
     n_abs = np.where(negative, -n, n)  # int64 min has no positive counterpart; timestamps never reach it
-    chars = _digit_columns(n_abs, _INT_DIGITS)
+    chars = np.ascontiguousarray(_digit_rows(n_abs, _INT_DIGITS).T)
     mask = np.arange(_INT_DIGITS)[None, :] >= (_INT_DIGITS - _count_digits(n_abs))[:, None]
     sign = np.full((len(n), 1), ord("-"), dtype=np.uint8)
     return np.concatenate([sign, chars], axis=1), np.concatenate([negative[:, None], mask], axis=1)
@@ -340,6 +343,7 @@ class LineProtocolEncoder:
         if not len(batch):
             return out
         prefix_mat, prefix_len = self._prefix_table(batch.table)
+        prefix_mask = np.arange(prefix_mat.shape[1])[None, :] < prefix_len[:, None]
         decimals = None
         if self.decimals_by_field:
             per_series = np.array([self.decimals_by_field.get(s.field, -1) for s in batch.table], dtype=np.int64)
@@ -348,10 +352,10 @@ class LineProtocolEncoder:
         block = self.max_lines * 10
         for start in range(0, len(batch), block):
             stop = min(start + block, len(batch))
-            self._encode_block(batch, start, stop, prefix_mat, prefix_len, decimals, out)
+            self._encode_block(batch, start, stop, prefix_mat, prefix_mask, decimals, out)
         return out
 
-    def _encode_block(self, batch, start, stop, prefix_mat, prefix_len, decimals, out: EncodedBodies) -> None:
+    def _encode_block(self, batch, start, stop, prefix_mat, prefix_mask, decimals, out: EncodedBodies) -> None:
         sid = batch.series[start:stop]
         values = batch.value[start:stop]
         vchars, vmask = render_floats(values)
@@ -366,14 +370,14 @@ class LineProtocolEncoder:
                 vchars[fixed], vmask[fixed] = fc, fm
         tchars, tmask = render_ints(batch.ts_ns[start:stop])
         rows = stop - start
-        pmask = np.arange(prefix_mat.shape[1])[None, :] < prefix_len[sid][:, None]
+        pmask = np.take(prefix_mask, sid, axis=0)
         space = np.full((rows, 1), ord(" "), dtype=np.uint8)
         newline = np.full((rows, 1), ord("\n"), dtype=np.uint8)
         ones = np.ones((rows, 1), dtype=bool)
-        chars = np.concatenate([prefix_mat[sid], vchars, space, tchars, newline], axis=1)
+        chars = np.concatenate([np.take(prefix_mat, sid, axis=0), vchars, space, tchars, newline], axis=1)
         mask = np.concatenate([pmask, vmask, ones, tmask, ones], axis=1)
         data = chars[mask].tobytes()
-        line_ends = np.cumsum(mask.sum(axis=1))
+        line_ends = np.cumsum(np.count_nonzero(mask, axis=1))
         for first in range(0, rows, self.max_lines):
             last = min(first + self.max_lines, rows)
             begin = int(line_ends[first - 1]) if first else 0

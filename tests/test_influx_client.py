@@ -1,0 +1,153 @@
+"""InfluxDB client against a real influxd: writes, chunked queries, retries across a restart, partial writes, auth."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from plantmrv.batch import SampleBatch, Series
+from plantmrv.influx import InfluxClient, InfluxError, PartialWriteError, quote_ident, quote_literal
+from plantmrv.localservices import influxd_service
+
+
+def pump_batch(n: int, t0: int = 1_700_000_000_000_000_000, asset: str = "P1") -> SampleBatch:
+    s = Series.of("pump", "power_kw", site="danang", asset=asset)
+    return SampleBatch([s], np.zeros(n), t0 + np.arange(n) * 1_000_000_000, np.arange(n) * 0.5)
+
+
+def count(client: InfluxClient, measurement: str = "pump") -> int:
+    res = client.query(f"SELECT count(*) FROM {quote_ident(measurement)}")
+    return int(next(iter(v for k, v in res[0].columns.items() if k != "time"))[0]) if res else 0
+
+
+def test_ping_reports_version(influxd):
+    assert influxd.client().ping().startswith("1.")
+
+
+def test_chunked_query_merges_into_numpy_columns(influx_db):
+    influx_db.write_batch(pump_batch(25_000))
+    res = influx_db.query("SELECT power_kw FROM pump")
+    assert len(res) == 1 and len(res[0]) == 25_000
+    assert res[0].columns["time"].dtype == np.int64
+    assert np.array_equal(res[0].columns["power_kw"], np.arange(25_000) * 0.5)
+
+
+def test_group_by_tags_gives_one_result_per_series(influx_db):
+    influx_db.write_batch(SampleBatch.concat([pump_batch(10, asset="P1"), pump_batch(20, asset="P2")]))
+    res = influx_db.query("SELECT count(power_kw) FROM pump GROUP BY asset")
+    assert {r.tags["asset"]: int(r.columns["count"][0]) for r in res} == {"P1": 10, "P2": 20}
+
+
+def test_query_error_names_the_query(influx_db):
+    with pytest.raises(InfluxError, match="SELEKT"):
+        influx_db.query("SELEKT * FROM pump")
+
+
+def test_partial_write_names_rejected_lines_and_keeps_the_rest(influx_db):
+    body = b"pump,site=a power_kw=1 1\npump,site=a power_kw=oops 2\npump,site=a power_kw=3 3\n"
+    with pytest.raises(PartialWriteError) as exc:
+        influx_db.write_body(body)
+    assert exc.value.rejected_lines == [1] and exc.value.body_lines == 3
+    assert count(influx_db) == 2
+
+
+def test_missing_database_is_a_clear_error(influxd):
+    with influxd.client(database="does_not_exist", max_retries=0) as c:
+        with pytest.raises(InfluxError, match="does_not_exist"):
+            c.write_batch(pump_batch(1))
+
+
+def test_retention_policy_and_gzip_writes(influx_db):
+    influx_db.create_retention_policy("two_years", "104w")
+    with InfluxClient(influx_db.url, influx_db.database, retention_policy="two_years", gzip=True) as c:
+        c.write_batch(pump_batch(100, t0=time.time_ns() - 86_400 * 10**9))
+        assert count(c) == 100
+    assert count(influx_db) == 0  # the default policy holds nothing
+    with pytest.raises(ValueError, match="duration"):
+        influx_db.create_retention_policy("x", "1 year; DROP")
+
+
+def test_writes_survive_an_influxd_restart_mid_stream(influxd_private):
+    """influxd is stopped for ~3 s during a stream of writes: every point lands once, none lost."""
+    client = influxd_private.client(max_retries=50, backoff_max_s=0.5)
+    client.create_database()
+    batches = [pump_batch(2000, t0=1_700_000_000_000_000_000 + i * 10**13) for i in range(40)]
+    done = threading.Event()
+    errors = []
+
+    def writer():
+        try:
+            for b in batches:
+                client.write_batch(b)
+                time.sleep(0.05)
+        except Exception as exc:  # surfaced by the assertion below
+            errors.append(exc)
+        done.set()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    time.sleep(0.5)
+    influxd_private.stop()
+    time.sleep(3)
+    influxd_private.start()
+    t.join(120)
+    assert done.is_set() and not errors
+    assert client.retries > 0
+    assert count(client) == 40 * 2000
+    client.close()
+
+
+def test_v1_user_password_auth(tmp_path):
+    svc = influxd_service(tmp_path / "influxd", auth=True).start()
+    try:
+        # the first admin may be created without credentials
+        httpx.post(f"{svc.url}/query", data={"q": "CREATE USER admin WITH PASSWORD 'pw' WITH ALL PRIVILEGES"}).raise_for_status()
+        with InfluxClient(svc.url, "authdb", username="admin", password="pw") as c:
+            c.create_database()
+            c.write_batch(pump_batch(5))
+            assert count(c) == 5
+        with InfluxClient(svc.url, "authdb", username="admin", password="wrong", max_retries=0) as c:
+            with pytest.raises(InfluxError, match="refused the credentials") as exc:
+                c.write_batch(pump_batch(1))
+            assert "wrong" not in str(exc.value)
+    finally:
+        svc.stop()
+
+
+def test_token_auth_sends_the_v2_header():
+    """InfluxDB 2.x/3.x cannot be installed here; a local HTTP server records what the client sends."""
+    seen = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen["auth"] = self.headers.get("Authorization")
+            seen["path"] = self.path
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with InfluxClient(f"http://127.0.0.1:{server.server_port}", "plants", retention_policy="autogen", token="tok-123") as c:
+            c.write_batch(pump_batch(3))
+        assert seen["auth"] == "Token tok-123"
+        assert seen["path"].startswith("/write?") and "db=plants" in seen["path"] and "rp=autogen" in seen["path"] and "precision=ns" in seen["path"]
+    finally:
+        server.shutdown()
+
+
+def test_quoting_keeps_user_input_out_of_influxql(influx_db):
+    influx_db.write_batch(pump_batch(3))
+    hostile = "danang' OR 1=1 --"
+    res = influx_db.query(f"SELECT power_kw FROM {quote_ident('pump')} WHERE site = {quote_literal(hostile)}")
+    assert res == []
+    assert quote_ident('a"b') == '"a\\"b"'
