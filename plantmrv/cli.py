@@ -80,6 +80,21 @@ def _missing_section(file: Path, section: str):
     return ConfigIssue(str(file), section, None, f"section '{section}' is required")
 
 
+@app.command("config-doc")
+def config_doc(
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of standard output."),
+) -> None:
+    """Print the configuration reference (Markdown) generated from the config models."""
+    from plantmrv.configdoc import generate
+
+    text = generate()
+    if out:
+        out.write_text(text)
+        typer.echo(f"wrote {out}")
+    else:
+        typer.echo(text, nl=False)
+
+
 @app.command("version")
 def version() -> None:
     """Print the plantmrv version."""
