@@ -22,8 +22,7 @@ from plantmrv.lineprotocol import (
 
 
 def _render_one(v: float) -> str:
-    chars, mask = render_floats(np.array([v]))
-    return chars[0][mask[0]].tobytes().decode()
+    return render_floats(np.array([v]))[0].tobytes().replace(b"\0", b"").decode()
 
 
 def _sig_digits(text: str) -> int:
@@ -88,9 +87,9 @@ def test_vectorized_round_trip_on_a_million_mixed_values():
             np.round(rng.normal(0, 1000, 200_000), 3),
         ]
     )
-    chars, mask = render_floats(values)
-    lengths = mask.sum(axis=1)
-    flat = chars[mask].tobytes().decode()
+    chars = render_floats(values)
+    lengths = np.count_nonzero(chars, axis=1)
+    flat = chars.tobytes().replace(b"\0", b"").decode()
     ends = np.cumsum(lengths)
     starts = ends - lengths
     parsed = np.array([float(flat[a:b]) for a, b in zip(starts, ends)])
@@ -157,6 +156,7 @@ def test_escaping_of_measurement_tags_and_field_keys():
         (Series.of("m", "v", site="a\\,b"), "backslash"),
         (Series.of("m", "time", site="s"), "'time' is reserved"),
         (Series.of("#m", "v", site="s"), "comment"),
+        (Series.of("m", "v", site="a\0b"), "NUL"),
     ],
 )
 def test_series_that_line_protocol_cannot_carry_are_refused_by_name(series, fragment):
