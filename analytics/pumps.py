@@ -1,0 +1,96 @@
+"""High-efficiency pumps for water supply: reference, project and emission reductions.
+
+Symbols follow the JCM energy-efficiency family (RE_p, PE_p, ER_p, EC_PJ, eta_PJ, eta_RE):
+
+- ``RE_p = sum_i EC_PJ,i,p x (eta_PJ,i / eta_RE,i) x EF_elec`` [form]
+- ``PE_p = sum_i EC_PJ,i,p x EF_elec`` [form]
+- ``ER_p = RE_p - PE_p`` [published, JCM common frame]
+- Where head or duty changed, the reference is ``SEC_BL x V_PJ`` (baseline ``specific_energy``)
+  [form, J-Credit EN-S-020]: most of the HCMC Tan Hiep 1 saving comes from a lower head, which
+  an efficiency ratio would not credit [derived].
+- Wire-to-water efficiency ``eta = rho g Q H / P_el`` [published physics]; Tan Hiep 1 old
+  pumps 1.75 m3/s, 65 m, 1,411 kW -> 0.791; new 1.75 m3/s, 40 m, 850 kW -> 0.808 [derived].
+
+EC from the pump's own meter (option C, continuous); eta_PJ from the test certificate
+(option A); eta_RE a conservative default fixed ex ante (option A). Missing data: the
+conservative rule of :mod:`.common`.
+
+References
+----------
+.. [1] plantmrv, ``shared/docs/methodologies.md`` section 3, "High-efficiency pumps".
+.. [2] Da Nang Cau Do water plant (9 pumps, 2017); HCMC Tan Hiep 1 published pump data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .baselines import efficiency_ratio, specific_energy
+from .common import emission_reductions_t_co2, emissions_t_co2
+from .parameters import Param
+
+RHO_WATER_KG_PER_M3 = 1000.0  # methodologies.md s.3 [published]
+G_M_PER_S2 = 9.80665  # standard gravity [published]
+
+
+@dataclass(frozen=True)
+class PumpParameters:
+    """Defaults of the pump methodology; every project overrides them with its own sources."""
+
+    eta_project: Param = field(default_factory=lambda: Param(0.808, "-", "HCMC Tan Hiep 1 new pump, methodologies.md s.3 [derived]; set from the project's test certificate", "A", "eta_PJ", "Wire-to-water efficiency of the project pump"))
+    eta_reference: Param = field(default_factory=lambda: Param(0.791, "-", "HCMC Tan Hiep 1 old pump, methodologies.md s.3 [derived]; set the project's conservative ex-ante default", "A", "eta_RE", "Reference pump efficiency (conservative, ex ante)"))
+    sec_baseline_kwh_per_m3: Param = field(default_factory=lambda: Param(None, "kWh/m3", "none shipped: a project using specific_energy declares its pre-project SEC", "B", "SEC_BL", "Baseline specific energy"))
+
+
+def wire_to_water_efficiency(flow_m3_per_s, head_m, power_kw, rho_kg_per_m3=RHO_WATER_KG_PER_M3, g_m_per_s2=G_M_PER_S2):
+    """Wire-to-water efficiency ``eta = rho g Q H / P_el``.
+
+    Parameters
+    ----------
+    flow_m3_per_s : numeric  Flow [m3/s]
+    head_m : numeric  Total head [m]
+    power_kw : numeric  Electrical input power [kW]
+
+    Returns
+    -------
+    numeric  Efficiency [-]; NaN where power <= 0.
+    """
+    p_w = np.asarray(power_kw, dtype=float) * 1000.0
+    hyd_w = rho_kg_per_m3 * g_m_per_s2 * np.asarray(flow_m3_per_s, dtype=float) * np.asarray(head_m, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(p_w > 0, hyd_w / np.where(p_w > 0, p_w, 1.0), np.nan)
+
+
+def reference_energy_kwh(project_energy_kwh, eta_project, eta_reference):
+    """``EC_PJ x eta_PJ / eta_RE`` [kWh] (baseline ``efficiency_ratio``)."""
+    return efficiency_ratio(project_energy_kwh, eta_project, eta_reference)
+
+
+def reference_emissions_t_co2(project_energy_kwh, eta_project, eta_reference, ef_t_co2_per_mwh):
+    """RE_p = EC_PJ,p x (eta_PJ / eta_RE) x EF_elec [tCO2] (sum over pumps i by summing arrays).
+
+    Parameters
+    ----------
+    project_energy_kwh : array  Electricity of the project pump per interval [kWh]
+    eta_project : numeric  Project pump efficiency [-]
+    eta_reference : numeric  Reference efficiency [-]
+    ef_t_co2_per_mwh : numeric  Grid emission factor [tCO2/MWh]
+    """
+    return emissions_t_co2(reference_energy_kwh(project_energy_kwh, eta_project, eta_reference), ef_t_co2_per_mwh)
+
+
+def reference_emissions_specific_energy_t_co2(volume_m3, sec_baseline_kwh_per_m3, ef_t_co2_per_mwh):
+    """RE_p = SEC_BL x V_PJ,p x EF_elec [tCO2], for projects whose head or duty changed."""
+    return emissions_t_co2(specific_energy(volume_m3, sec_baseline_kwh_per_m3), ef_t_co2_per_mwh)
+
+
+def project_emissions_t_co2(project_energy_kwh, ef_t_co2_per_mwh):
+    """PE_p = EC_PJ,p x EF_elec [tCO2]."""
+    return emissions_t_co2(project_energy_kwh, ef_t_co2_per_mwh)
+
+
+def emission_reductions(reference_t_co2, project_t_co2):
+    """ER_p = RE_p - PE_p [tCO2], full precision per interval."""
+    return emission_reductions_t_co2(reference_t_co2, project_t_co2)

@@ -1,0 +1,92 @@
+"""U-BCF (upward biological contact filtration) drinking-water pre-treatment KPIs. NOT CREDITED.
+
+No crediting methodology exists for U-BCF [published fact, methodologies.md s.3]. plantmrv
+reports transparent KPIs, every one labelled ``credited = False``:
+
+- energy per m3 against a declared baseline, ``E_RE = SEC_BL x V`` (baseline
+  ``specific_energy``) [form, J-Credit EN-S-020 as a pattern only];
+- chemicals per m3 (chlorine, coagulant) against the baseline period [form];
+- water quality as co-benefits: ammonium, turbidity (and manganese) removal
+  ``1 - out / in`` [published KPI definitions]. Published facts to compare with: U-BCF breaks
+  down 30-40% of organics, removes 60-90% of ammonium-N and dissolved manganese, running cost
+  about 1/20 of ozone treatment.
+
+The comparator is declared per project (its pre-project period or a design alternative). A CO2
+factor for chemicals is a parameter with a source, empty by default (then no CO2 is shown for
+chemicals). Missing data: the conservative rule of :mod:`.common`.
+
+References
+----------
+.. [1] plantmrv, ``shared/docs/methodologies.md`` section 3, "U-BCF drinking-water pre-treatment".
+.. [2] Hai Phong Vinh Bao U-BCF plant (5,000 m3/d, 2013).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .baselines import specific_energy
+from .common import emission_reductions_t_co2, emissions_t_co2
+from .parameters import Param
+
+CREDITED = False
+LABEL = "NOT CREDITED: no crediting methodology exists for U-BCF; KPIs against a declared baseline"
+
+
+@dataclass(frozen=True)
+class UBCFParameters:
+    sec_baseline_kwh_per_m3: Param = field(default_factory=lambda: Param(None, "kWh/m3", "none shipped: the project's declared comparator (pre-project period or design alternative)", "B", "SEC_BL", "Baseline energy per m3"))
+    chlorine_baseline_kg_per_m3: Param = field(default_factory=lambda: Param(None, "kg/m3", "none shipped: the project's pre-project chlorine dose", "B", "", "Baseline chlorine per m3"))
+    coagulant_baseline_kg_per_m3: Param = field(default_factory=lambda: Param(None, "kg/m3", "none shipped: the project's pre-project coagulant dose", "B", "", "Baseline coagulant per m3"))
+    chlorine_ef_t_co2_per_t: Param = field(default_factory=lambda: Param(None, "tCO2/t", "empty by default (methodologies.md s.3): no CO2 shown for chemicals", "A", "", "CO2 per tonne of chlorine"))
+    coagulant_ef_t_co2_per_t: Param = field(default_factory=lambda: Param(None, "tCO2/t", "empty by default (methodologies.md s.3): no CO2 shown for chemicals", "A", "", "CO2 per tonne of coagulant"))
+
+
+def specific_energy_kwh_per_m3(energy_kwh, volume_m3):
+    """Energy per m3 of treated water [kWh/m3]; NaN where no water was treated."""
+    e = np.asarray(energy_kwh, dtype=float)
+    v = np.asarray(volume_m3, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(v > 0, e / np.where(v > 0, v, 1.0), np.nan)
+
+
+def reference_energy_kwh(volume_m3, sec_baseline_kwh_per_m3):
+    """Declared-baseline energy for the treated volume: SEC_BL x V [kWh]."""
+    return specific_energy(volume_m3, sec_baseline_kwh_per_m3)
+
+
+def reference_emissions_t_co2(volume_m3, sec_baseline_kwh_per_m3, ef_t_co2_per_mwh):
+    """SEC_BL x V x EF [tCO2] (NOT CREDITED)."""
+    return emissions_t_co2(reference_energy_kwh(volume_m3, sec_baseline_kwh_per_m3), ef_t_co2_per_mwh)
+
+
+def project_emissions_t_co2(energy_kwh, ef_t_co2_per_mwh):
+    """Plant energy x EF [tCO2] (NOT CREDITED)."""
+    return emissions_t_co2(energy_kwh, ef_t_co2_per_mwh)
+
+
+def emission_reductions(reference_t_co2, project_t_co2):
+    """Reference - project [tCO2] (NOT CREDITED: a KPI, never a credit)."""
+    return emission_reductions_t_co2(reference_t_co2, project_t_co2)
+
+
+def chemical_saved_kg(dose_kg, volume_m3, baseline_kg_per_m3):
+    """Chemical saved against the baseline dose: ``baseline x V - dose`` [kg]."""
+    return np.asarray(baseline_kg_per_m3, dtype=float) * np.asarray(volume_m3, dtype=float) - np.asarray(dose_kg, dtype=float)
+
+
+def chemical_emissions_t_co2(chemical_kg, ef_t_co2_per_t):
+    """CO2 of a chemical amount [tCO2]; 0 when the factor is not set (None)."""
+    if ef_t_co2_per_t is None:
+        return np.zeros_like(np.asarray(chemical_kg, dtype=float))
+    return np.asarray(chemical_kg, dtype=float) / 1000.0 * ef_t_co2_per_t
+
+
+def removal_fraction(inflow_mg_per_l, outflow_mg_per_l):
+    """Removal ``1 - out / in`` (ammonium, turbidity, manganese) [-]; NaN where in <= 0."""
+    cin = np.asarray(inflow_mg_per_l, dtype=float)
+    cout = np.asarray(outflow_mg_per_l, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(cin > 0, 1.0 - cout / np.where(cin > 0, cin, 1.0), np.nan)

@@ -1,0 +1,128 @@
+"""Energy from power samples and cumulative meters: exactness, gaps, rollover, reset, splitting."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plantmrv.analytics.energy import (
+    energy_from_meter,
+    energy_from_power,
+    interval_edges_ns,
+    max_per_interval,
+    mean_per_interval,
+    meter_increments,
+)
+
+S = 1_000_000_000
+
+
+def test_constant_power_hourly_energy_adds_up_across_hour_boundaries():
+    # samples every 7 s never land on the hour: the segment straddling it is split there
+    ts = np.arange(0, 3 * 3600 + 7, 7, dtype=np.int64) * S
+    p = np.full(len(ts), 60.0)
+    edges = interval_edges_ns(0, 3 * 3600 * S, 3600)
+    e = energy_from_power(ts, p, edges, max_gap_s=10)
+    np.testing.assert_allclose(e.energy_kwh, [60.0, 60.0, 60.0])
+    np.testing.assert_allclose(e.covered_s, [3600.0] * 3)
+    np.testing.assert_allclose(e.gap_s, [0.0] * 3)
+
+
+def test_trapezoid_matches_numpy_with_real_timestamps():
+    rng = np.random.default_rng(1)
+    ts = np.cumsum(rng.integers(1 * S, 3 * S, 5000)).astype(np.int64)
+    p = rng.uniform(0, 100, 5000)
+    edges = np.array([ts[0], ts[-1]], dtype=np.int64)
+    e = energy_from_power(ts, p, edges, max_gap_s=5)
+    assert e.energy_kwh[0] == pytest.approx(np.trapezoid(p, ts / S) / 3600, rel=1e-12)
+
+
+def test_long_gap_is_not_bridged_and_reported():
+    ts = np.array([0, 10, 20, 100, 110], dtype=np.int64) * S
+    p = np.full(5, 36.0)
+    e = energy_from_power(ts, p, np.array([0, 60, 120]) * S, max_gap_s=15)
+    np.testing.assert_allclose(e.covered_s, [20.0, 10.0])
+    np.testing.assert_allclose(e.gap_s, [40.0, 50.0])  # 20..60, 60..100 and after 110
+    np.testing.assert_allclose(e.energy_kwh, [0.2, 0.1])
+    np.testing.assert_allclose(e.completeness, [20 / 60, 10 / 60])
+
+
+def test_nan_sample_is_treated_as_missing():
+    ts = np.arange(0, 61, 1, dtype=np.int64) * S
+    p = np.full(61, 3600.0)
+    p[30] = np.nan
+    e = energy_from_power(ts, p, np.array([0, 60]) * S, max_gap_s=5)
+    assert e.energy_kwh[0] == pytest.approx(60.0)  # 29..31 bridged over 2 s
+    p[20:40] = np.nan
+    e = energy_from_power(ts, p, np.array([0, 60]) * S, max_gap_s=5)
+    assert e.gap_s[0] == pytest.approx(21.0)
+
+
+def test_unsorted_timestamps_are_refused():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        energy_from_power(np.array([0, 2, 1]) * S, np.ones(3), np.array([0, 5]) * S, 10)
+
+
+def test_meter_rollover_and_reset():
+    inc = meter_increments([999990.0, 999999.0, 5.0, 10.0, 3.0, 4.0], rollover_at=1_000_000.0)
+    np.testing.assert_allclose(inc, [9.0, 6.0, 5.0, 3.0, 1.0])  # rollover, then a reset to 0 counted from 0
+
+
+def test_meter_energy_split_at_edges_and_gap_energy_separate():
+    ts = np.array([0, 30, 90, 400, 430], dtype=np.int64) * S
+    r = np.array([0.0, 3.0, 9.0, 40.0, 43.0])
+    e = energy_from_meter(ts, r, np.array([0, 60, 600]) * S, max_gap_s=100)
+    np.testing.assert_allclose(e.energy_kwh, [6.0, 6.0])
+    np.testing.assert_allclose(e.gap_energy_kwh, [0.0, 31.0])
+    assert float(e.energy_kwh.sum() + e.gap_energy_kwh.sum()) == pytest.approx(43.0)
+
+
+def test_mean_and_max_per_interval():
+    ts = np.array([0, 1, 2, 10, 11], dtype=np.int64) * S
+    v = np.array([1.0, 2.0, 3.0, 5.0, np.nan])
+    mean, cnt = mean_per_interval(ts, v, np.array([0, 5, 10, 20]) * S)
+    np.testing.assert_allclose(mean, [2.0, np.nan, 5.0])
+    np.testing.assert_allclose(cnt, [3, 0, 1])
+    np.testing.assert_allclose(max_per_interval(ts, v, np.array([0, 5, 10, 20]) * S), [3.0, np.nan, 5.0])
+
+
+steps = st.lists(st.integers(1, 30), min_size=2, max_size=200)
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=steps, seed=st.integers(0, 2**31), cuts=st.lists(st.integers(0, 6000), max_size=8), max_gap=st.integers(1, 30))
+def test_splitting_a_period_into_intervals_sums_to_the_whole(steps, seed, cuts, max_gap):
+    ts = np.cumsum(np.array(steps, dtype=np.int64)) * S
+    p = np.random.default_rng(seed).uniform(0, 500, len(ts))
+    lo, hi = int(ts[0]) - 5 * S, int(ts[-1]) + 5 * S
+    inner = sorted({lo + c * S for c in cuts if lo < lo + c * S < hi})
+    edges = np.array([lo, *inner, hi], dtype=np.int64)
+    whole = energy_from_power(ts, p, np.array([lo, hi]), max_gap)
+    parts = energy_from_power(ts, p, edges, max_gap)
+    assert parts.energy_kwh.sum() == pytest.approx(whole.energy_kwh[0], rel=1e-9, abs=1e-9)
+    assert parts.covered_s.sum() == pytest.approx(whole.covered_s[0], abs=1e-6)
+    assert np.all(parts.energy_kwh >= -1e-12)
+    np.testing.assert_allclose(parts.covered_s + parts.gap_s, np.diff(edges) / S)
+    rm = np.cumsum(p)
+    mwhole = energy_from_meter(ts, rm, np.array([lo, hi]), max_gap)
+    mparts = energy_from_meter(ts, rm, edges, max_gap)
+    assert mparts.energy_kwh.sum() == pytest.approx(mwhole.energy_kwh[0], rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=150, deadline=None)
+@given(readings=st.lists(st.floats(0, 1e6, allow_nan=False), min_size=2, max_size=100), rollover=st.one_of(st.none(), st.just(1e6)))
+def test_meter_rollover_and_reset_never_give_negative_energy(readings, rollover):
+    inc = meter_increments(readings, rollover_at=rollover)
+    assert np.all(inc >= 0)
+    ts = np.arange(len(readings), dtype=np.int64) * 10 * S
+    e = energy_from_meter(ts, readings, np.array([0, 5 * S, len(readings) * 10 * S]), 60, rollover_at=rollover)
+    assert np.all(e.energy_kwh >= 0) and np.all(e.gap_energy_kwh >= 0)
+
+
+def test_year_of_1s_data_gives_exact_hourly_sum():
+    n = 2 * 86400
+    ts = np.arange(n, dtype=np.int64) * S + 1_700_000_000 * S
+    p = np.random.default_rng(3).uniform(0, 10, n)
+    edges = interval_edges_ns(ts[0], ts[-1] + S, 3600)
+    e = energy_from_power(ts, p, edges, 5)
+    assert e.energy_kwh.sum() == pytest.approx(np.trapezoid(p, dx=1.0) / 3600, rel=1e-12)

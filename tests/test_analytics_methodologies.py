@@ -1,0 +1,178 @@
+"""Published cases of shared/docs/methodologies.md section 5, and the methodology modules' rules."""
+
+import math
+
+import numpy as np
+import pytest
+
+from plantmrv.analytics import baselines, common, emission_factors, pumps, pv, ubcf, vsd, wte
+from plantmrv.analytics.emission_factors import EmissionFactorError, combined_margin, grid_emission_factor
+from plantmrv.analytics.parameters import Param, override, params_hash, values
+from plantmrv.analytics.reporting import round_reported_t_co2
+
+
+def test_inverter_ex_ante_case_floors_1043_712_to_1043_t():
+    ef = grid_emission_factor("VN", "national", 2015, "national").value_t_co2_per_mwh
+    assert ef == 0.8154
+    unrounded = float(vsd.ex_ante_reductions_t_co2(1_280_000.0, ef))
+    assert unrounded == pytest.approx(1043.712, abs=1e-9)
+    assert round_reported_t_co2(unrounded, "jcm") == 1043
+
+
+def test_inverter_case_by_reference_minus_project_with_floor():
+    # the same case through RE - PE: 1,280 MWh saved as baseline minus project energy
+    e_bl = vsd.baseline_energy_kwh(np.full(8760, 1.0), 500.0)  # 4,380 MWh
+    e_pj = np.full(8760, 500.0 - 1_280_000.0 / 8760)
+    re_ = vsd.reference_emissions_t_co2(e_bl, 0.8154)
+    pe = vsd.project_emissions_t_co2(e_pj, 0.8154)
+    total = float(np.sum(vsd.emission_reductions(re_, pe)))
+    assert total == pytest.approx(1043.712, abs=1e-6)
+    assert round_reported_t_co2(total) == 1043
+
+
+@pytest.mark.parametrize("w_om,w_bm,gen,expected", [(0.75, 0.25, "solar", 0.7859), (0.5, 0.5, "other", 0.7921)])
+def test_mindanao_combined_margin_matches_doe(w_om, w_bm, gen, expected):
+    assert round(float(combined_margin(0.7797, 0.8045, w_om, w_bm)), 4) == expected
+    ef = grid_emission_factor("PH", "mindanao", 2016, "CM", generation_type=gen)
+    assert round(ef.value_t_co2_per_mwh, 4) == expected
+    assert "TOOL07" in ef.source and "DOE" in ef.source
+
+
+@pytest.mark.parametrize("head_m,power_kw,expected", [(65.0, 1411.0, 0.791), (40.0, 850.0, 0.808)])
+def test_tan_hiep_pump_efficiency(head_m, power_kw, expected):
+    q = 105.0 / 60.0  # 105 m3/min = 1.75 m3/s
+    assert q == 1.75
+    assert round(float(pumps.wire_to_water_efficiency(q, head_m, power_kw)), 3) == expected
+
+
+def test_efficiency_is_nan_at_zero_power():
+    assert np.isnan(pumps.wire_to_water_efficiency(1.0, 10.0, 0.0))
+
+
+def test_viet_nam_factors_shipped_for_every_year():
+    published = {2014: 0.6612, 2015: 0.8154, 2016: 0.9185, 2017: 0.8649, 2018: 0.9130, 2019: 0.8458, 2020: 0.8041, 2021: 0.7221, 2022: 0.6766, 2023: 0.6592}
+    for year, value in published.items():
+        ef = grid_emission_factor("VN", "national", year, "national")
+        assert ef.value_t_co2_per_mwh == value and "MONRE" in ef.source
+
+
+def test_luzon_visayas_factors_shipped():
+    assert grid_emission_factor("PH", "luzon-visayas", 2015, "OM").value_t_co2_per_mwh == 0.7122
+    assert grid_emission_factor("PH", "luzon-visayas", 2017, "BM").value_t_co2_per_mwh == 0.5979
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (("MM", "national", 2019, "CM"), "countries available"),
+        (("VN", "south", 2019, "national"), "grids for VN"),
+        (("VN", "national", 2030, "national"), "years for VN/national"),
+        (("VN", "national", 2019, "CM"), "kinds for VN/national/2019: national"),
+    ],
+)
+def test_missing_emission_factor_names_what_is_missing(args, needle):
+    with pytest.raises(EmissionFactorError, match=needle):
+        grid_emission_factor(*args)
+
+
+def test_combined_margin_weights_must_sum_to_one():
+    with pytest.raises(ValueError, match="sum to 1"):
+        combined_margin(0.7, 0.8, 0.6, 0.6)
+
+
+def test_pump_reference_is_efficiency_ratio_times_ef():
+    e = np.array([100.0, 200.0])
+    re_ = pumps.reference_emissions_t_co2(e, 0.808, 0.791, 0.8)
+    np.testing.assert_allclose(re_, e * 0.808 / 0.791 / 1000 * 0.8)
+    pe = pumps.project_emissions_t_co2(e, 0.8)
+    np.testing.assert_allclose(pumps.emission_reductions(re_, pe), re_ - pe)
+
+
+def test_pump_specific_energy_reference_credits_head_reduction():
+    # Tan Hiep 1: same flow, head 65 -> 40 m: SEC baseline from old pump, project at new power
+    v_m3 = 105.0 * 60  # an hour
+    sec_bl = 1411.0 / v_m3  # kWh per m3 of the old pumps
+    re_ = pumps.reference_emissions_specific_energy_t_co2(v_m3, sec_bl, 1.0)
+    pe = pumps.project_emissions_t_co2(850.0, 1.0)
+    assert float(re_ - pe) == pytest.approx((1411 - 850) / 1000)
+    # the efficiency ratio credits only 0.808/0.791 of the project energy: far less
+    assert float(pumps.reference_emissions_t_co2(850.0, 0.808, 0.791, 1.0) - pe) < 0.02
+
+
+def test_pv_project_emissions_zero_and_kh_am002_day_category():
+    eg = np.array([10.0, 20.0, 30.0])
+    ef = pv.day_category_ef([True, False, True], 0.6, 0.8)
+    np.testing.assert_allclose(ef, [0.6, 0.8, 0.6])
+    re_ = pv.reference_emissions_t_co2(eg, ef)
+    np.testing.assert_allclose(re_, [0.006, 0.016, 0.018])
+    assert np.all(pv.project_emissions_t_co2(eg) == 0)
+    np.testing.assert_allclose(pv.emission_reductions(re_), re_)
+
+
+def test_fod_methane_matches_tool04_equation_by_hand():
+    p = wte.WtEParameters()
+    w = 100.0
+    got = float(wte.methane_avoided_t_co2e(w, p))
+    v = values(p)
+    expected = v["phi"] * (1 - v["f"]) * v["gwp_ch4"] * (1 - v["ox"]) * 16 / 12 * v["F"] * v["doc_f"] * v["mcf"] * sum(
+        w * pj * dj * (1 - math.exp(-kj)) for pj, dj, kj in zip(v["composition"], v["doc_j"], v["k_j_per_year"])
+    )
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_fod_methane_by_year_adds_decay_of_earlier_waste():
+    p = wte.WtEParameters()
+    by_year = wte.methane_avoided_by_year_t_co2e([1000.0, 1000.0, 0.0], p)
+    first = float(wte.methane_avoided_t_co2e(1000.0, p))
+    assert by_year[0] == pytest.approx(first)
+    assert by_year[1] > first  # second year: its own waste plus the tail of the first year's
+    assert 0 < by_year[2] < by_year[1]
+
+
+def test_wte_project_emissions_fossil_carbon_form():
+    p = wte.WtEParameters()
+    pe = float(wte.combustion_emissions_t_co2(100.0, p))
+    assert pe == pytest.approx(100 * 0.10 * 0.75 * 1.0 * 44 / 12 * 1.0)
+    total = wte.project_emissions_t_co2(100.0, 1.0, 1000.0, 0.5, p)
+    assert float(total) == pytest.approx(pe + 0.5 + 3.186)
+
+
+def test_ubcf_is_labelled_not_credited_and_kpis():
+    assert ubcf.CREDITED is False and "NOT CREDITED" in ubcf.LABEL
+    np.testing.assert_allclose(ubcf.specific_energy_kwh_per_m3([10.0, 5.0], [100.0, 0.0]), [0.1, np.nan])
+    np.testing.assert_allclose(ubcf.removal_fraction([2.0], [0.5]), [0.75])
+    assert float(ubcf.chemical_emissions_t_co2(1000.0, None)) == 0.0
+
+
+def test_baseline_registry_has_the_five_models_and_rejects_unknown():
+    assert set(baselines.REGISTRY) == {"efficiency_ratio", "specific_energy", "constant_power_hours", "generation", "fod_methane"}
+    with pytest.raises(ValueError, match=r"projects\[0\].baseline: unknown baseline model 'ratio'"):
+        baselines.get("ratio", "projects[0].baseline")
+
+
+def test_every_default_parameter_has_a_source():
+    for cls in (pumps.PumpParameters, vsd.VSDParameters, wte.WtEParameters, ubcf.UBCFParameters, pv.PVParameters):
+        for row in __import__("plantmrv.analytics.parameters", fromlist=["table"]).table(cls()):
+            assert row["source"], (cls.__name__, row["name"])
+
+
+def test_parameter_override_needs_source_and_matching_unit():
+    p = pumps.PumpParameters()
+    q = override(p, {"eta_reference": {"value": 0.7, "unit": "-", "source": "ex-ante default of the PDD"}})
+    assert q.eta_reference.value == 0.7 and params_hash(p) != params_hash(q)
+    with pytest.raises(ValueError, match="eta_reference: an override needs a source"):
+        override(p, {"eta_reference": {"value": 0.7}})
+    with pytest.raises(ValueError, match="unit '%' does not match"):
+        override(p, {"eta_reference": {"value": 70, "unit": "%", "source": "x"}})
+    with pytest.raises(ValueError, match="params.eta: unknown parameter"):
+        override(p, {"eta": {"value": 1, "source": "x"}}, "params")
+    with pytest.raises(ValueError, match="a source is required"):
+        Param(1.0, "-", "")
+
+
+def test_conservative_fill_lowers_reference_and_raises_project():
+    ref, proj, filled = common.conservative_fill([10.0, 5.0], [8.0, 4.0], [0.0, 1800.0], 20.0)
+    np.testing.assert_allclose(ref, [10.0, 5.0])
+    np.testing.assert_allclose(proj, [8.0, 14.0])
+    np.testing.assert_allclose(filled, [0.0, 1800.0])
+    assert common.highest_rate_kw([10.0, 30.0, 5.0], [3600.0, 1800.0, 0.0]) == 60.0
