@@ -331,12 +331,17 @@ def _partial_write(text: str, body: bytes) -> PartialWriteError:
 
 def _columns(columns: list[str], rows: list[list], epoch: str | None) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
-    for j, name in enumerate(columns):
-        col = [r[j] for r in rows]
+    transposed = list(zip(*rows)) if rows else [() for _ in columns]
+    for name, col in zip(columns, transposed):
         if name == "time" and epoch:
             out[name] = np.array(col, dtype=np.int64)
             continue
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in col):
+        try:
+            out[name] = np.array(col, dtype=np.float64)  # fast path: all numbers
+            continue
+        except (TypeError, ValueError):
+            pass
+        if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in col):
             out[name] = np.array([np.nan if v is None else v for v in col], dtype=np.float64)
         else:
             out[name] = np.array(col, dtype=object)
