@@ -1,0 +1,806 @@
+"""Dashboard generators: one Grafana dashboard per plant type and one for the portfolio.
+
+Each plant-type dashboard has the same five rows over its own measurement (see
+``docs/data-model.md``): the process, energy, the MRV results of the ``mrv`` measurement,
+data quality (samples per interval, non-GOOD samples from ``sample_quality``, completeness and
+gap-filled time of the MRV intervals) and gateway health (buffer depth, online, dropped samples,
+age of the last sample). The portfolio dashboard sums the ``mrv`` results of all projects:
+tCO2 reduced today / this month / this monitoring period, energy saved, data completeness and
+gateways online.
+
+Public API: :func:`build_all` (uid -> dashboard JSON dict), :func:`render` (stable JSON text),
+:func:`write_all` (``<out>/<uid>.json``), :data:`PLANT_TYPES`.
+
+The uid of every dashboard is fixed (``plantmrv-<type>``) so links, provisioning and ``push``
+address the same dashboard across builds; ``VERSION`` is bumped by hand when the generated
+content changes (the tests compare the committed JSON with a fresh build, so a change is seen).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from grafana_foundation_sdk.builders import dashboard as dash_b
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as dash_m
+
+from . import panels as P
+from .panels import InfluxQL, select
+
+#: Dashboard version written into every generated file (bump when the generated content changes).
+VERSION = 1
+#: Grafana's fiscal year starts in April (month index 3), the Japanese fiscal year used by JCM reports.
+FISCAL_YEAR_START_MONTH = 3
+TAGS = ["plantmrv"]
+
+
+# --------------------------------------------------------------------------- plant types
+
+
+@dataclass(frozen=True)
+class PlantType:
+    """What a plant-type dashboard shows: its measurement and the type-specific rows."""
+
+    key: str  # dashboard uid suffix and file name
+    title: str
+    measurement: str
+    #: a field every sample row carries, used for samples-per-interval and last-data panels
+    heartbeat_field: str
+    process: Callable[[str], list]
+    energy: Callable[[str], list]
+    description: str = ""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+BY_ASSET = 'time($__interval), "asset"'
+ALIAS_ASSET = "$tag_asset $col"
+
+
+def _q(exprs, m, where=None, group=BY_ASSET, fill="fill(null)") -> InfluxQL:
+    return InfluxQL(select(exprs, m, where or P.plant_where(), group, fill)).alias(ALIAS_ASSET)
+
+
+def _meter_per_interval(meter: str, alias: str, m: str) -> InfluxQL:
+    """Increase of a cumulative register per interval (a rollover or reset gives no negative bar)."""
+    return _q([(f'non_negative_difference(max("{meter}"))', alias)], m)
+
+
+def _pump_process(m: str) -> list:
+    return [
+        P.timeseries("Flow", P.U_M3_H, [_q([('mean("flow_m3_per_h")', "flow")], m)], description="Pumped flow per pump [m3/h].", axis_label="flow [m³/h]"),
+        P.timeseries("Head", P.U_M, [_q([('mean("head_m")', "head")], m)], description="Total dynamic head per pump [m].", axis_label="head [m]"),
+        P.timeseries(
+            "Wire-to-water efficiency",
+            P.U_RATIO,
+            [_q([('mean("efficiency")', "efficiency")], m)],
+            description="eta = rho g Q H / P_el. Below 60 % the pump is worn or far from its best-efficiency point: check impeller and duty point.",
+            axis_label="efficiency",
+            thresholds=P.steps((None, "red"), (0.6, "orange"), (0.7, "green")),
+            max_val=1,
+        ),
+        P.timeseries("Running", P.U_ONOFF, [_q([('max("running")', "running")], m)], description="1 when the pump runs.", axis_label="state", max_val=1),
+    ]
+
+
+def _pump_energy(m: str) -> list:
+    return [
+        P.timeseries(
+            "Electrical and shaft power",
+            P.U_KW,
+            [_q([('mean("power_kw")', "electrical"), ('mean("shaft_power_kw")', "shaft")], m)],
+            description="Electrical input and shaft power per pump [kW].",
+            axis_label="power [kW]",
+        ),
+        P.timeseries(
+            "Specific energy",
+            P.U_KWH_M3,
+            [_q([('mean("power_kw") / mean("flow_m3_per_h")', "specific_energy")], m)],
+            description="Electricity per pumped volume = mean power / mean flow [kWh/m3].",
+            axis_label="energy [kWh/m³]",
+        ),
+        P.timeseries(
+            "Energy per interval (meter)",
+            P.U_KWH,
+            [_meter_per_interval("energy_kwh", "energy", m)],
+            description="Increase of the energy meter per interval [kWh].",
+            axis_label="energy [kWh]",
+            bars=True,
+        ),
+    ]
+
+
+def _vsd_process(m: str) -> list:
+    return [
+        P.timeseries("Speed", P.U_PERCENT, [_q([('mean("speed_pct")', "speed")], m)], description="Drive speed [% of rated].", axis_label="speed [%]", max_val=100),
+        P.timeseries(
+            "Output frequency",
+            P.U_HZ,
+            [_q([('mean("frequency_hz")', "frequency")], m)],
+            description="Drive output frequency [Hz]. Above 50 Hz the motor runs beyond its rated speed.",
+            axis_label="frequency [Hz]",
+            thresholds=P.steps((None, "green"), (50.5, "red")),
+        ),
+        P.timeseries("Flow", P.U_M3_H, [_q([('mean("flow_m3_per_h")', "flow")], m)], description="Flow of the driven pump [m3/h].", axis_label="flow [m³/h]"),
+        P.timeseries("Running", P.U_ONOFF, [_q([('max("running")', "running")], m)], description="1 when the drive runs.", axis_label="state", max_val=1),
+    ]
+
+
+def _vsd_energy(m: str) -> list:
+    return [
+        P.timeseries("Drive input power", P.U_KW, [_q([('mean("power_kw")', "power")], m)], description="Electrical input of the drive [kW].", axis_label="power [kW]"),
+        P.timeseries(
+            "Specific energy",
+            P.U_KWH_M3,
+            [_q([('mean("power_kw") / mean("flow_m3_per_h")', "specific_energy")], m)],
+            description="Electricity per pumped volume = mean power / mean flow [kWh/m3].",
+            axis_label="energy [kWh/m³]",
+        ),
+        P.timeseries(
+            "Energy per interval (meter)",
+            P.U_KWH,
+            [_meter_per_interval("energy_kwh", "energy", m)],
+            description="Increase of the drive's energy meter per interval [kWh].",
+            axis_label="energy [kWh]",
+            bars=True,
+        ),
+    ]
+
+
+def _ubcf_process(m: str) -> list:
+    return [
+        P.timeseries("Treated flow", P.U_M3_H, [_q([('mean("flow_m3_per_h")', "flow")], m)], description="Flow through the U-BCF [m3/h].", axis_label="flow [m³/h]"),
+        P.timeseries(
+            "Turbidity",
+            P.U_NTU,
+            [_q([('mean("raw_turbidity_ntu")', "raw"), ('mean("treated_turbidity_ntu")', "treated")], m)],
+            description="Raw and treated turbidity [NTU]. Treated water above 2 NTU exceeds the Vietnamese drinking-water limit (QCVN 01-1:2018): check backwash and coagulant dosing.",
+            axis_label="turbidity [NTU]",
+            thresholds=P.steps((None, "green"), (1.5, "orange"), (2, "red")),
+        ),
+        P.timeseries(
+            "Ammonium",
+            P.U_MG_L,
+            [_q([('mean("nh4_in_mg_per_l")', "inlet"), ('mean("nh4_out_mg_per_l")', "outlet")], m)],
+            description="NH4 before and after biological treatment [mg/L]. Outlet above 0.3 mg/L exceeds QCVN 01-1:2018: check aeration (blowers).",
+            axis_label="NH4 [mg/L]",
+            thresholds=P.steps((None, "green"), (0.3, "red")),
+        ),
+        P.timeseries("Water temperature", P.U_CELSIUS, [_q([('mean("water_temp_c")', "water_temp")], m)], description="Raw water temperature [degC].", axis_label="temperature [°C]", min_val=None),
+        P.timeseries(
+            "Chemical dosing",
+            P.U_KG_H,
+            [_q([('mean("chlorine_kg_per_h")', "chlorine"), ('mean("coagulant_kg_per_h")', "coagulant")], m)],
+            description="Chlorine and coagulant dosing rates [kg/h].",
+            axis_label="dosing [kg/h]",
+        ),
+        P.timeseries("Backwash", P.U_ONOFF, [_q([('max("backwash")', "backwash")], m)], description="1 while a filter backwash runs.", axis_label="state", max_val=1),
+    ]
+
+
+def _ubcf_energy(m: str) -> list:
+    return [
+        P.timeseries(
+            "Pump and blower power",
+            P.U_KW,
+            [_q([('mean("pump_power_kw")', "pumps"), ('mean("blower_power_kw")', "blowers")], m)],
+            description="Electrical power of the pumps and the aeration blowers [kW].",
+            axis_label="power [kW]",
+        ),
+        P.timeseries(
+            "Specific energy",
+            P.U_KWH_M3,
+            [_q([('(mean("pump_power_kw") + mean("blower_power_kw")) / mean("flow_m3_per_h")', "specific_energy")], m)],
+            description="Electricity per treated volume = (pump + blower power) / flow [kWh/m3].",
+            axis_label="energy [kWh/m³]",
+        ),
+        P.timeseries(
+            "Energy per interval (meters)",
+            P.U_KWH,
+            [_q([('non_negative_difference(max("pump_energy_kwh"))', "pumps"), ('non_negative_difference(max("blower_energy_kwh"))', "blowers")], m)],
+            description="Increase of the pump and blower energy meters per interval [kWh].",
+            axis_label="energy [kWh]",
+            bars=True,
+        ),
+    ]
+
+
+def _wte_process(m: str) -> list:
+    return [
+        P.timeseries("Waste feed", P.U_T_H, [_q([('mean("waste_feed_t_per_h")', "waste_feed")], m)], description="Waste fed to the furnace [t/h].", axis_label="feed [t/h]"),
+        P.timeseries(
+            "Waste fed per interval (weighbridge)",
+            "suffix: t",
+            [_meter_per_interval("waste_fed_t", "waste_fed", m)],
+            description="Increase of the weighbridge total per interval [t].",
+            axis_label="waste [t]",
+            bars=True,
+        ),
+        P.timeseries("Lower heating value", P.U_MJ_KG, [_q([('mean("lhv_mj_per_kg")', "lhv")], m)], description="LHV of the fed waste [MJ/kg].", axis_label="LHV [MJ/kg]"),
+        P.timeseries("Steam", P.U_T_H, [_q([('mean("steam_t_per_h")', "steam")], m)], description="Boiler steam production [t/h].", axis_label="steam [t/h]"),
+        P.timeseries(
+            "Auxiliary fuel",
+            P.U_KG_H,
+            [_q([('mean("aux_fuel_kg_per_h")', "aux_fuel")], m)],
+            description="Auxiliary fuel burnt [kg/h]: project emissions. Sustained use means wet waste or a combustion problem.",
+            axis_label="fuel [kg/h]",
+            thresholds=P.steps((None, "green"), (50, "orange")),
+        ),
+        P.timeseries("Incinerating", P.U_ONOFF, [_q([('max("incinerating")', "incinerating")], m)], description="1 while the furnace burns waste.", axis_label="state", max_val=1),
+    ]
+
+
+def _wte_energy(m: str) -> list:
+    return [
+        P.timeseries(
+            "Gross, auxiliary and net power",
+            P.U_KW,
+            [_q([('mean("gross_power_kw")', "gross"), ('mean("aux_power_kw")', "auxiliary"), ('mean("gross_power_kw") - mean("aux_power_kw")', "net")], m)],
+            description="Generator output, auxiliary consumption and their difference [kW].",
+            axis_label="power [kW]",
+            min_val=None,
+        ),
+        P.timeseries(
+            "Net electricity per tonne of waste",
+            P.U_KWH_T,
+            [_q([('(mean("gross_power_kw") - mean("aux_power_kw")) / mean("waste_feed_t_per_h")', "net_per_t")], m)],
+            description="(gross - auxiliary power) / waste feed [kWh/t].",
+            axis_label="energy [kWh/t]",
+            min_val=None,
+        ),
+        P.timeseries(
+            "Net export per interval (meter)",
+            P.U_KWH,
+            [_meter_per_interval("net_export_energy_kwh", "net_export", m)],
+            description="Increase of the export meter per interval [kWh].",
+            axis_label="energy [kWh]",
+            bars=True,
+        ),
+    ]
+
+
+def _pv_process(m: str) -> list:
+    return [
+        P.timeseries("Irradiance", P.U_W_M2, [_q([('mean("irradiance_w_per_m2")', "irradiance")], m)], description="Plane-of-array irradiance [W/m2].", axis_label="irradiance [W/m²]"),
+        P.timeseries(
+            "Module temperature",
+            P.U_CELSIUS,
+            [_q([('mean("module_temp_c")', "module_temp")], m)],
+            description="Module temperature [degC]. Above 75 degC output drops sharply: check ventilation and soiling.",
+            axis_label="temperature [°C]",
+            thresholds=P.steps((None, "green"), (65, "orange"), (75, "red")),
+            min_val=None,
+        ),
+    ]
+
+
+def _pv_energy(m: str) -> list:
+    return [
+        P.timeseries(
+            "DC and AC power",
+            P.U_KW,
+            [_q([('mean("dc_power_kw")', "dc"), ('mean("ac_power_kw")', "ac")], m)],
+            description="Array DC power and inverter AC output [kW].",
+            axis_label="power [kW]",
+        ),
+        P.timeseries(
+            "Inverter efficiency",
+            P.U_RATIO,
+            [_q([('mean("ac_power_kw") / mean("dc_power_kw")', "inverter_efficiency")], m, where=P.plant_where('"dc_power_kw" > 1'))],
+            description="AC / DC power while the array produces more than 1 kW. Below 94 % check the inverter.",
+            axis_label="efficiency",
+            thresholds=P.steps((None, "red"), (0.94, "green")),
+            max_val=1,
+        ),
+        P.timeseries(
+            "Export per interval (meter)",
+            P.U_KWH,
+            [_meter_per_interval("export_energy_kwh", "export", m)],
+            description="Increase of the export meter per interval [kWh].",
+            axis_label="energy [kWh]",
+            bars=True,
+        ),
+    ]
+
+
+PLANT_TYPES: dict[str, PlantType] = {
+    t.key: t
+    for t in (
+        PlantType("ubcf", "U-BCF water plant", "ubcf", "flow_m3_per_h", _ubcf_process, _ubcf_energy, "Upward-flow biological contact filtration pre-treatment."),
+        PlantType("pump", "Pump station", "pump", "power_kw", _pump_process, _pump_energy, "High-efficiency pump station."),
+        PlantType("vsd", "Inverter / VSD", "vsd", "power_kw", _vsd_process, _vsd_energy, "Variable-speed drives on pumps and blowers."),
+        PlantType("wte", "Waste-to-energy", "wte", "gross_power_kw", _wte_process, _wte_energy, "Waste incineration with power generation."),
+        PlantType("pv", "Solar PV", "pv", "ac_power_kw", _pv_process, _pv_energy, "Solar PV arrays and inverters."),
+    )
+}
+
+
+# --------------------------------------------------------------------------- shared rows
+
+
+def _mrv(expr_alias, interval=P.MRV_HOURLY, group='time($__interval), "project"', fill="fill(none)") -> InfluxQL:
+    return InfluxQL(select(expr_alias, "mrv", P.mrv_where(interval), group, fill)).alias("$tag_project $col")
+
+
+def mrv_row() -> list:
+    return [
+        P.timeseries(
+            "Reference vs project emissions",
+            P.U_TCO2,
+            [_mrv([('sum("reference_t_co2")', "reference"), ('sum("project_t_co2")', "project")])],
+            description="RE_p and PE_p per interval from the hourly MRV results [tCO2].",
+            axis_label="emissions [tCO₂]",
+            bars=True,
+            interval="1h",
+        ),
+        P.timeseries(
+            "Emission reductions, cumulative",
+            P.U_TCO2,
+            [_mrv([('cumulative_sum(sum("reduction_t_co2"))', "reduction")])],
+            description="ER_p = RE_p - PE_p accumulated from the start of the time range [tCO2].",
+            axis_label="reductions [tCO₂]",
+            interval="1h",
+            min_val=None,
+        ),
+        P.timeseries(
+            "Energy saved",
+            P.U_KWH,
+            [_mrv([('sum("energy_saved_kwh")', "energy_saved")])],
+            description="Reference minus project energy per interval [kWh].",
+            axis_label="energy [kWh]",
+            bars=True,
+            interval="1h",
+            min_val=None,
+        ),
+        P.stat(
+            "Reductions in range",
+            P.U_TCO2,
+            [_mrv([('sum("reduction_t_co2")', "reduction")], group='"project"')],
+            description="Sum of ER_p over the dashboard time range per project [tCO2].",
+            calc="sum",
+            decimals=2,
+            width=12,
+            height=8,
+        ),
+    ]
+
+
+def quality_row(pt: PlantType) -> list:
+    m = pt.measurement
+    sq_where = f"WHERE \"source\" = '{m}' AND \"site\" =~ /^$site$/ AND \"asset\" =~ /^$asset$/ AND $timeFilter"
+    return [
+        P.timeseries(
+            "Samples per interval",
+            P.U_COUNT,
+            [_q([(f'count("{pt.heartbeat_field}")', "samples")], m, fill="fill(0)")],
+            description=f"Number of {pt.heartbeat_field} samples per interval; a drop to zero is a gap in the data.",
+            axis_label="samples",
+            bars=True,
+        ),
+        P.timeseries(
+            "Non-GOOD samples",
+            P.U_COUNT,
+            [
+                InfluxQL(select([('count("value")', "bad")], "sample_quality", sq_where.replace("AND $timeFilter", 'AND "quality" = 2 AND $timeFilter'), 'time($__interval), "asset", "field"', "fill(0)")).alias("$tag_asset $tag_field $col"),
+                InfluxQL(select([('count("value")', "uncertain")], "sample_quality", sq_where.replace("AND $timeFilter", 'AND "quality" = 1 AND $timeFilter'), 'time($__interval), "asset", "field"', "fill(0)")).alias("$tag_asset $tag_field $col"),
+            ],
+            description="Samples the source flagged BAD (dropped from analytics) or UNCERTAIN, per field. Any BAD sample: check the sensor or the PLC mapping.",
+            axis_label="samples",
+            bars=True,
+            thresholds=P.steps((None, "green"), (1, "red")),
+        ),
+        P.timeseries(
+            "MRV data completeness",
+            P.U_RATIO,
+            [_mrv([('mean("completeness")', "completeness")])],
+            description="Covered fraction of each hourly MRV interval. Below 90 % the interval relies on conservative gap filling.",
+            axis_label="completeness",
+            thresholds=P.COMPLETENESS,
+            max_val=1,
+            interval="1h",
+        ),
+        P.timeseries(
+            "Gap-filled time",
+            P.U_SECONDS,
+            [_mrv([('sum("gap_filled_s")', "gap_filled")])],
+            description="Seconds per interval filled conservatively instead of measured [s].",
+            axis_label="time [s]",
+            bars=True,
+            interval="1h",
+        ),
+    ]
+
+
+def _gw_where() -> str:
+    return 'WHERE "site" =~ /^$site$/ AND $timeFilter'
+
+
+def gateway_row(pt: PlantType | None) -> list:
+    out = [
+        P.timeseries(
+            "Gateway buffer depth",
+            P.U_COUNT,
+            [InfluxQL(select([('max("buffer_depth")', "buffer_depth")], "gateway", _gw_where(), 'time($__interval), "gateway"')).alias("$tag_gateway $col")],
+            description="Batches waiting in the gateway's durable buffer. A growing buffer means the uplink or the broker is down.",
+            axis_label="batches",
+            thresholds=P.steps((None, "green"), (100, "orange"), (1000, "red")),
+            width=8,
+        ),
+        P.timeseries(
+            "Samples dropped",
+            P.U_COUNT,
+            [InfluxQL(select([('non_negative_difference(max("samples_dropped"))', "dropped")], "gateway", _gw_where(), 'time($__interval), "gateway"', "fill(none)")).alias("$tag_gateway $col")],
+            description="Samples the gateway dropped per interval (its counter's increase): data lost for good.",
+            axis_label="samples",
+            bars=True,
+            thresholds=P.steps((None, "green"), (1, "red")),
+            width=8,
+        ),
+        P.stat(
+            "Gateway online",
+            P.U_ONOFF,
+            [InfluxQL(select([('last("online")', "online")], "gateway", _gw_where(), '"gateway"')).alias("$tag_gateway")],
+            description="Last reported state of each gateway in the last 5 minutes; no value means no report at all.",
+            thresholds=P.steps((None, "red"), (1, "green")),
+            mappings=P.online_mappings(),
+            time_from="5m",
+            width=4,
+        ),
+    ]
+    if pt is not None:
+        out.append(
+            P.stat(
+                "Last data",
+                P.U_TIME_AGO,
+                [InfluxQL(select([(f'last("{pt.heartbeat_field}")', "value")], pt.measurement, P.plant_where(), "")).alias("last sample")],
+                description=f"Time of the newest {pt.measurement} sample in the time range.",
+                fields="/^Time$/",
+                width=4,
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- dashboards
+
+
+def _base(uid: str, title: str, description: str, time_from: str) -> dash_b.Dashboard:
+    return (
+        dash_b.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(TAGS)
+        .version(VERSION)
+        .editable()
+        .timezone("browser")
+        .time(time_from, "now")
+        .refresh("1m")
+        .fiscal_year_start_month(FISCAL_YEAR_START_MONTH)
+        .tooltip(dash_m.DashboardCursorSync.CROSSHAIR)
+    )
+
+
+def plant_dashboard(pt: PlantType) -> dash_b.Dashboard:
+    m = pt.measurement
+    d = _base(f"plantmrv-{pt.key}", f"plantmrv / {pt.title}", pt.description + f" Measurement `{m}`.", "now-24h")
+    d = d.tags(TAGS + [pt.key])
+    d = d.with_variable(P.datasource_variable())
+    d = d.with_variable(P.tag_variable("site", "Site", m, "site"))
+    d = d.with_variable(P.tag_variable("asset", "Asset", m, "asset", '"site" =~ /^$site$/'))
+    d = d.with_variable(P.tag_variable("project", "MRV project", "mrv", "project"))
+    for title, items in (
+        ("Process", pt.process(m)),
+        ("Energy", pt.energy(m)),
+        ("MRV results", mrv_row()),
+        ("Data quality", quality_row(pt)),
+        ("Gateway health", gateway_row(pt)),
+    ):
+        d = d.with_row(P.row(title))
+        for panel in items:
+            d = d.with_panel(panel)
+    return d
+
+
+def portfolio_dashboard() -> dash_b.Dashboard:
+    d = _base(
+        "plantmrv-portfolio",
+        "plantmrv / Portfolio",
+        "All MRV projects: emission reductions, energy saved, data completeness and gateways. "
+        "The default time range is the Japanese fiscal year to date; set it to the monitoring period.",
+        "now/fy",
+    )
+    d = d.with_variable(P.datasource_variable())
+    d = d.with_variable(P.tag_variable("project", "MRV project", "mrv", "project"))
+    d = d.with_variable(P.tag_variable("site", "Gateway site", "gateway", "site"))
+
+    def total(expr, alias, interval=P.MRV_HOURLY):
+        return InfluxQL(select([(expr, alias)], "mrv", P.mrv_where(interval), "")).alias(alias)
+
+    d = d.with_row(P.row("Emission reductions"))
+    d = d.with_panel(P.stat("tCO2 reduced today", P.U_TCO2, [total('sum("reduction_t_co2")', "reduction", P.MRV_MINUTE)], description="ER of all selected projects since midnight, from the minute results [tCO2].", calc="sum", time_from="now/d", decimals=3, width=4))
+    d = d.with_panel(P.stat("tCO2 reduced this month", P.U_TCO2, [total('sum("reduction_t_co2")', "reduction")], description="ER of all selected projects since the first of the month, hourly results [tCO2].", calc="sum", time_from="now/M", decimals=2, width=4))
+    d = d.with_panel(P.stat("tCO2 reduced, monitoring period", P.U_TCO2, [total('sum("reduction_t_co2")', "reduction")], description="ER over the dashboard time range: set it to the monitoring period [tCO2].", calc="sum", decimals=2, width=4))
+    d = d.with_panel(P.stat("Energy saved, monitoring period", P.U_KWH, [total('sum("energy_saved_kwh")', "energy_saved")], description="Reference minus project energy over the time range [kWh].", calc="sum", width=4))
+    d = d.with_panel(P.stat("Data completeness", P.U_RATIO, [total('mean("completeness")', "completeness")], description="Mean covered fraction of the hourly MRV intervals in the time range.", thresholds=P.COMPLETENESS, width=4))
+    d = d.with_panel(
+        P.stat(
+            "Gateways online",
+            P.U_COUNT,
+            [
+                InfluxQL(
+                    'SELECT sum("online") AS "online", count("online") AS "reporting" FROM '
+                    '(SELECT last("online") AS "online" FROM "gateway" WHERE "site" =~ /^$site$/ AND $timeFilter GROUP BY "site", "gateway")'
+                ).alias("$col")
+            ],
+            description="Gateways whose last report in the past 5 minutes says online, and gateways that reported at all.",
+            time_from="5m",
+            width=4,
+        )
+    )
+    d = d.with_row(P.row("By project"))
+    d = d.with_panel(
+        P.table(
+            "Projects, monitoring period",
+            [
+                InfluxQL(
+                    select(
+                        [
+                            ('sum("reduction_t_co2")', "reduction_t_co2"),
+                            ('sum("reference_t_co2")', "reference_t_co2"),
+                            ('sum("project_t_co2")', "project_t_co2"),
+                            ('sum("energy_saved_kwh")', "energy_saved_kwh"),
+                            ('mean("completeness")', "completeness"),
+                            ('sum("gap_filled_s")', "gap_filled_s"),
+                        ],
+                        "mrv",
+                        P.mrv_where(),
+                        '"project", "methodology"',
+                    )
+                )
+            ],
+            description="Per project over the dashboard time range.",
+            units={
+                "reduction_t_co2": P.U_TCO2,
+                "reference_t_co2": P.U_TCO2,
+                "project_t_co2": P.U_TCO2,
+                "energy_saved_kwh": P.U_KWH,
+                "completeness": P.U_RATIO,
+                "gap_filled_s": P.U_SECONDS,
+            },
+            thresholds={"completeness": P.COMPLETENESS},
+        )
+    )
+    d = d.with_panel(
+        P.timeseries(
+            "Emission reductions per day",
+            P.U_TCO2,
+            [_mrv([('sum("reduction_t_co2")', "reduction")], group='time(1d), "project"')],
+            description="ER per day and project [tCO2].",
+            axis_label="reductions [tCO₂]",
+            bars=True,
+            min_val=None,
+        )
+    )
+    d = d.with_panel(
+        P.timeseries(
+            "Emission reductions, cumulative",
+            P.U_TCO2,
+            [_mrv([('cumulative_sum(sum("reduction_t_co2"))', "reduction")])],
+            description="ER accumulated from the start of the time range, per project [tCO2].",
+            axis_label="reductions [tCO₂]",
+            interval="1h",
+            min_val=None,
+        )
+    )
+    d = d.with_panel(
+        P.timeseries(
+            "Data completeness per project",
+            P.U_RATIO,
+            [_mrv([('mean("completeness")', "completeness")])],
+            description="Covered fraction of the hourly MRV intervals. Below 90 % the interval relies on conservative gap filling.",
+            axis_label="completeness",
+            thresholds=P.COMPLETENESS,
+            max_val=1,
+            interval="1h",
+        )
+    )
+    d = d.with_panel(
+        P.timeseries(
+            "Energy saved per day",
+            P.U_KWH,
+            [_mrv([('sum("energy_saved_kwh")', "energy_saved")], group='time(1d), "project"')],
+            description="Reference minus project energy per day and project [kWh].",
+            axis_label="energy [kWh]",
+            bars=True,
+            min_val=None,
+        )
+    )
+    d = d.with_row(P.row("Gateways"))
+    d = d.with_panel(
+        P.table(
+            "Gateways",
+            [
+                InfluxQL(
+                    select(
+                        [('last("online")', "online"), ('last("buffer_depth")', "buffer_depth"), ('last("samples_dropped")', "samples_dropped")],
+                        "gateway",
+                        _gw_where(),
+                        '"site", "gateway"',
+                    )
+                )
+            ],
+            description="Last report of each gateway in the time range (samples_dropped is its counter since start).",
+            units={"online": P.U_ONOFF, "buffer_depth": P.U_COUNT, "samples_dropped": P.U_COUNT},
+            thresholds={"online": P.steps((None, "red"), (1, "green")), "buffer_depth": P.steps((None, "green"), (100, "orange"), (1000, "red"))},
+            width=12,
+        )
+    )
+    for panel in gateway_row(None)[:2]:
+        # gateway health is about the last day, not the monitoring period of the dashboard range
+        d = d.with_panel(panel.span(6).time_from("24h"))
+    return d
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _number_panels(model: dash_m.Dashboard) -> None:
+    for i, panel in enumerate(model.panels or [], start=1):
+        panel.id_val = i
+
+
+def build_all() -> dict[str, dict]:
+    """Every dashboard as a JSON-ready dict, keyed by uid (plant types first, then the portfolio)."""
+    P.register_influxdb_variant()
+    builders = [plant_dashboard(pt) for pt in PLANT_TYPES.values()] + [portfolio_dashboard()]
+    out: dict[str, dict] = {}
+    for b in builders:
+        model = b.build()
+        _number_panels(model)
+        out[model.uid] = json.loads(json.dumps(model, cls=JSONEncoder))
+    return out
+
+
+def render(dashboard: dict) -> str:
+    """Stable JSON text: sorted keys, two-space indent, trailing newline."""
+    return json.dumps(dashboard, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_all(out_dir: Path) -> list[tuple[Path, str]]:
+    """Write ``<out_dir>/<uid>.json``; return (path, 'created'|'updated'|'unchanged') per file.
+
+    Stale ``plantmrv-*.json`` files no generator produces any more are removed and reported.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    dashboards = build_all()
+    for uid, dash in dashboards.items():
+        path = out_dir / f"{uid}.json"
+        text = render(dash)
+        old = path.read_text(encoding="utf-8") if path.exists() else None
+        if old == text:
+            results.append((path, "unchanged"))
+            continue
+        path.write_text(text, encoding="utf-8")
+        results.append((path, "created" if old is None else "updated"))
+    for stale in sorted(out_dir.glob("plantmrv-*.json")):
+        if stale.stem not in dashboards:
+            stale.unlink()
+            results.append((stale, "removed"))
+    return results
+
+
+# --------------------------------------------------------------------------- schema check
+
+
+def schema_errors(dashboard: dict) -> list[str]:
+    """Check a dashboard JSON against Grafana's dashboard schema as the SDK encodes it.
+
+    The SDK ships typed models (generated from Grafana's CUE schema), not a JSON Schema file, so
+    the check is: (1) decoding with ``Dashboard.from_json`` and encoding again gives back exactly
+    the same JSON (a key the schema does not know, or a misplaced one, is dropped and shows up as a
+    difference); (2) every panel type and every target decodes into a typed model (a registered
+    panel plugin; our InfluxQL target); (3) every enum-typed field holds one of the enum's values;
+    (4) unique panel ids, grid positions inside the 24-column grid and not overlapping.
+    Returns the problems found (empty when the dashboard is valid).
+    """
+    import enum
+    import typing
+
+    from grafana_foundation_sdk.cog import plugins
+    from grafana_foundation_sdk.cog.runtime import UnknownDataquery, panelcfg_config
+
+    plugins.register_default_plugins()
+    P.register_influxdb_variant()
+    errors: list[str] = []
+    uid = dashboard.get("uid", "?")
+    model = dash_m.Dashboard.from_json(dashboard)
+    again = json.loads(json.dumps(model, cls=JSONEncoder))
+    if again != dashboard:
+        errors += [f"{uid}: {d}" for d in _diff(dashboard, again, "")]
+
+    def walk(obj, path: str):
+        if isinstance(obj, list):
+            for i, x in enumerate(obj):
+                walk(x, f"{path}[{i}]")
+            return
+        if isinstance(obj, dict):
+            for k, x in obj.items():
+                walk(x, f"{path}.{k}")
+            return
+        if not hasattr(obj, "to_json") or isinstance(obj, enum.Enum):
+            return
+        try:
+            hints = typing.get_type_hints(type(obj), vars(__import__(type(obj).__module__, fromlist=["_"])))
+        except Exception:
+            hints = {}
+        for attr, hint in hints.items():
+            value = getattr(obj, attr, None)
+            enums = [a for a in _flatten_hint(hint) if isinstance(a, type) and issubclass(a, enum.Enum)]
+            if enums and value is not None and not isinstance(value, enum.Enum):
+                if not any(value in {m.value for m in e} for e in enums):
+                    errors.append(f"{uid}: {path}.{attr} = {value!r} is not one of {[m.value for e in enums for m in e]}")
+            walk(value, f"{path}.{attr}")
+
+    walk(model, "dashboard")
+    ids = []
+    cells: dict[tuple[int, int], int] = {}
+    for panel in model.panels or []:
+        ids.append(panel.id_val)
+        if isinstance(panel, dash_m.Panel):
+            if panelcfg_config(panel.type_val) is None:
+                errors.append(f"{uid}: panel {panel.title!r}: type {panel.type_val!r} is no known panel plugin")
+            if isinstance(panel.options, dict) and panel.options:
+                errors.append(f"{uid}: panel {panel.title!r}: options did not decode into the {panel.type_val} model")
+            for t in panel.targets or []:
+                if isinstance(t, UnknownDataquery) or not isinstance(t, P.InfluxQLQuery):
+                    errors.append(f"{uid}: panel {panel.title!r}: target is not an InfluxQL query: {t.to_json()}")
+                elif t.datasource is None or t.datasource.type_val != P.DATASOURCE_TYPE:
+                    errors.append(f"{uid}: panel {panel.title!r}: target {t.ref_id} datasource is not {P.DATASOURCE_TYPE}")
+        g = panel.grid_pos
+        if g is None or g.x < 0 or g.w < 1 or g.x + g.w > 24:
+            errors.append(f"{uid}: panel {panel.title!r}: gridPos {g and g.to_json()} outside the 24-column grid")
+            continue
+        for x in range(g.x, g.x + g.w):
+            for y in range(g.y, g.y + g.h):
+                if (x, y) in cells:
+                    errors.append(f"{uid}: panel {panel.title!r} overlaps panel id {cells[(x, y)]} at ({x},{y})")
+                    break
+                cells[(x, y)] = panel.id_val
+            else:
+                continue
+            break
+    if len(set(ids)) != len(ids) or None in ids:
+        errors.append(f"{uid}: panel ids not unique: {ids}")
+    return errors
+
+
+def _flatten_hint(hint) -> list:
+    import typing
+
+    args = typing.get_args(hint)
+    if not args:
+        return [hint]
+    out = []
+    for a in args:
+        out += _flatten_hint(a)
+    return out
+
+
+def _diff(a, b, path: str) -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            if k not in b:
+                out.append(f"{path}.{k}: not in the schema (dropped by the SDK model)")
+            elif k not in a:
+                out.append(f"{path}.{k}: added by the SDK model ({b[k]!r})")
+            else:
+                out += _diff(a[k], b[k], f"{path}.{k}")
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _diff(x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{path}: {a!r} became {b!r}"]

@@ -1,0 +1,68 @@
+"""``plantmrv dashboards``: build the Grafana dashboards from code and push them to Grafana."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, context_settings={"help_option_names": ["-h", "--help"]})
+
+DEFAULT_OUT = Path("dashboards/generated")
+
+
+@app.command("build")
+def build_cmd(
+    out: Path = typer.Option(DEFAULT_OUT, "--out", "-o", help="Directory for the generated <uid>.json files (created if missing)."),
+) -> None:
+    """Generate one dashboard per plant type (ubcf, pump, vsd, wte, pv) and the portfolio dashboard.
+
+    Writes `<out>/<uid>.json` (stable: sorted keys, same input gives the same bytes), removes stale `plantmrv-*.json` files, and prints created/updated/unchanged/removed per file.
+    """
+    from .build import write_all
+
+    results = write_all(out)
+    for path, action in results:
+        typer.echo(f"{path}: {action}")
+    changed = sum(1 for _, a in results if a != "unchanged")
+    typer.echo(f"{len(results)} file(s), {changed} changed")
+
+
+@app.command("push")
+def push_cmd(
+    url: str = typer.Option(..., "--url", help="Grafana base URL, e.g. http://localhost:3000"),
+    token: str = typer.Option(
+        ..., "--token", envvar="GRAFANA_TOKEN", help="Grafana service-account token (or env GRAFANA_TOKEN); never printed."
+    ),
+    folder: str = typer.Option("plantmrv", "--folder", help="Grafana folder to put the dashboards in (created if missing)."),
+    directory: Path = typer.Option(
+        None, "--dir", help="Directory of generated dashboard JSON (default: the files shipped with plantmrv)."
+    ),
+    influx_url: str = typer.Option(
+        "http://influxdb:8086", "--influx-url", help="InfluxDB URL for the datasource, as Grafana reaches it (created only if missing)."
+    ),
+    database: str = typer.Option("plantmrv", "--database", help="InfluxDB database (v1 API / DBRP name) for the datasource."),
+    influx_token: Optional[str] = typer.Option(
+        None, "--influx-token", envvar="INFLUX_TOKEN", help="InfluxDB token for the datasource (or env INFLUX_TOKEN); never printed."
+    ),
+) -> None:
+    """Create the folder and the InfluxDB (InfluxQL) datasource if missing, upload changed dashboards.
+
+    Dashboards are uploaded with overwrite into the folder; unchanged ones are not re-uploaded.
+
+    Prints one line per folder, datasource and dashboard: created, updated or unchanged. Exits 1, naming the API path at fault, when Grafana refuses a request or cannot be reached.
+    """
+    from .push import GENERATED_DIR, PushError, push
+
+    try:
+        changes = push(
+            url, token, folder=folder, directory=directory or GENERATED_DIR, influx_url=influx_url, database=database, influx_token=influx_token
+        )
+    except PushError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
+    for c in changes:
+        typer.echo(str(c))
+    n = sum(1 for c in changes if c.action != "unchanged")
+    typer.echo(f"{n} change(s) pushed to {url}")

@@ -1,0 +1,183 @@
+"""Generated dashboards: stable output, committed files up to date, Grafana's schema as encoded in
+grafana-foundation-sdk, units and thresholds, variables, provisioning files that match the compose
+stack, and the ``plantmrv dashboards build`` command."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from grafana_foundation_sdk.models import units as sdk_units
+from plantmrv.cli import app as cli_app
+from plantmrv.dashboards import build, panels
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATED = ROOT / "dashboards" / "generated"
+PROVISIONING = ROOT / "dashboards" / "provisioning"
+EXPECTED_UIDS = {"plantmrv-ubcf", "plantmrv-pump", "plantmrv-vsd", "plantmrv-wte", "plantmrv-pv", "plantmrv-portfolio"}
+#: every built-in Grafana unit id the SDK knows
+SDK_UNITS = {v for k, v in vars(sdk_units).items() if not k.startswith("_") and isinstance(v, str)}
+
+
+def _data_panels(dash):
+    return [p for p in dash["panels"] if p["type"] != "row"]
+
+
+def test_build_twice_gives_identical_json():
+    a = {uid: build.render(d) for uid, d in build.build_all().items()}
+    b = {uid: build.render(d) for uid, d in build.build_all().items()}
+    assert a == b
+    assert set(a) == EXPECTED_UIDS
+
+
+def test_committed_json_equals_a_fresh_build():
+    fresh = {f"{uid}.json": build.render(d) for uid, d in build.build_all().items()}
+    committed = {p.name: p.read_text(encoding="utf-8") for p in GENERATED.glob("*.json")}
+    assert set(committed) == set(fresh), "run: plantmrv dashboards build --out dashboards/generated"
+    for name, text in fresh.items():
+        assert committed[name] == text, f"{name} is stale: run `plantmrv dashboards build --out dashboards/generated`"
+
+
+@pytest.mark.parametrize("uid", sorted(EXPECTED_UIDS))
+def test_generated_dashboard_passes_the_sdk_schema(uid):
+    assert build.schema_errors(build.build_all()[uid]) == []
+
+
+def test_schema_check_rejects_unknown_keys_bad_enums_foreign_targets_and_overlaps():
+    dash = copy.deepcopy(build.build_all()["plantmrv-pump"])
+    ts = [p for p in dash["panels"] if p["type"] == "timeseries"]
+    ts[0]["fieldConfig"]["defaults"]["colour"] = "red"
+    ts[0]["fieldConfig"]["defaults"]["custom"]["drawStyle"] = "zigzag"
+    ts[1]["targets"][0]["datasource"]["type"] = "prometheus"
+    ts[2]["gridPos"] = dict(ts[0]["gridPos"])
+    errors = "\n".join(build.schema_errors(dash))
+    assert "colour: not in the schema" in errors
+    assert "'zigzag' is not one of" in errors
+    assert "datasource is not influxdb" in errors
+    assert "overlaps panel" in errors
+
+
+def test_uids_are_stable_and_every_dashboard_has_a_version():
+    for uid, dash in build.build_all().items():
+        assert dash["uid"] == uid and re.fullmatch(r"plantmrv-[a-z]+", uid)
+        assert isinstance(dash["version"], int) and dash["version"] >= 1
+        assert "plantmrv" in dash["tags"]
+
+
+def test_every_panel_has_a_valid_unit_and_every_axis_a_label():
+    for uid, dash in build.build_all().items():
+        for p in _data_panels(dash):
+            unit = p["fieldConfig"]["defaults"].get("unit")
+            assert unit, f"{uid}: panel {p['title']!r} has no unit"
+            assert unit in SDK_UNITS or unit.startswith("suffix: "), f"{uid}: panel {p['title']!r}: {unit!r} is no Grafana unit id"
+            for o in p["fieldConfig"]["overrides"]:
+                for prop in o["properties"]:
+                    if prop["id"] == "unit":
+                        assert prop["value"] in SDK_UNITS or prop["value"].startswith("suffix: ")
+            if p["type"] == "timeseries":
+                assert p["fieldConfig"]["defaults"]["custom"].get("axisLabel"), f"{uid}: {p['title']!r} has no axis label"
+
+
+def test_operator_thresholds_are_on_the_panels_an_operator_acts_on():
+    want = {
+        "plantmrv-ubcf": {"Turbidity": 2, "Ammonium": 0.3},
+        "plantmrv-pump": {"Wire-to-water efficiency": 0.6},
+        "plantmrv-pv": {"Module temperature": 75, "Inverter efficiency": 0.94},
+        "plantmrv-vsd": {"Output frequency": 50.5},
+        "plantmrv-wte": {"Auxiliary fuel": 50},
+    }
+    shared = {"MRV data completeness": 0.9, "Gateway buffer depth": 1000, "Samples dropped": 1, "Non-GOOD samples": 1, "Gateway online": 1}
+    for uid, dash in build.build_all().items():
+        by_title = {p["title"]: p for p in _data_panels(dash)}
+        for title, value in {**want.get(uid, {}), **(shared if uid != "plantmrv-portfolio" else {})}.items():
+            steps = by_title[title]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+            assert value in [s["value"] for s in steps], f"{uid}: {title!r} lacks threshold {value}: {steps}"
+            if by_title[title]["type"] == "timeseries":
+                assert by_title[title]["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] != "off"
+
+
+def test_plant_dashboards_have_the_five_rows_and_four_variables():
+    for key, pt in build.PLANT_TYPES.items():
+        dash = build.build_all()[f"plantmrv-{key}"]
+        rows = [p["title"] for p in dash["panels"] if p["type"] == "row"]
+        assert rows == ["Process", "Energy", "MRV results", "Data quality", "Gateway health"]
+        variables = {v["name"]: v for v in dash["templating"]["list"]}
+        assert list(variables) == ["datasource", "site", "asset", "project"]
+        assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "influxdb"
+        assert variables["site"]["query"] == f'SHOW TAG VALUES FROM "{pt.measurement}" WITH KEY = "site"'
+        assert variables["project"]["query"] == 'SHOW TAG VALUES FROM "mrv" WITH KEY = "project"'
+        for v in ("site", "asset", "project"):
+            assert variables[v]["datasource"] == {"type": "influxdb", "uid": "${datasource}"}
+            assert variables[v]["multi"] and variables[v]["includeAll"]
+        measurements = {m for p in _data_panels(dash) for t in p["targets"] for m in re.findall(r'FROM "(\w+)"', t["query"])}
+        assert measurements == {pt.measurement, "mrv", "sample_quality", "gateway"}
+
+
+def test_portfolio_shows_today_month_period_energy_completeness_gateways():
+    dash = build.build_all()["plantmrv-portfolio"]
+    by_title = {p["title"]: p for p in _data_panels(dash)}
+    assert by_title["tCO2 reduced today"]["timeFrom"] == "now/d"
+    assert by_title["tCO2 reduced this month"]["timeFrom"] == "now/M"
+    assert "timeFrom" not in by_title["tCO2 reduced, monitoring period"]
+    assert dash["time"]["from"] == "now/fy" and dash["fiscalYearStartMonth"] == 3  # JP fiscal year: April
+    for title in ("Energy saved, monitoring period", "Data completeness", "Gateways online", "Projects, monitoring period"):
+        assert title in by_title
+
+
+def test_every_query_is_raw_influxql_on_the_datasource_variable():
+    for uid, dash in build.build_all().items():
+        for p in _data_panels(dash):
+            assert p["datasource"] == {"type": "influxdb", "uid": "${datasource}"}
+            assert p["targets"], f"{uid}: {p['title']!r} has no query"
+            for t in p["targets"]:
+                assert t["rawQuery"] is True and t["query"].startswith("SELECT ")
+                assert "$timeFilter" in t["query"], f"{uid}: {p['title']!r} ignores the time range"
+                assert "from(bucket" not in t["query"] and "|>" not in t["query"]
+
+
+def test_provisioning_datasource_is_influxql_on_the_compose_influxdb_with_env_token():
+    doc = yaml.safe_load((PROVISIONING / "datasources" / "plantmrv-influxdb.yaml").read_text())
+    assert doc["apiVersion"] == 1
+    (ds,) = doc["datasources"]
+    assert ds["type"] == "influxdb" and ds["url"] == "http://influxdb:8086"
+    assert ds["uid"] == panels.DEFAULT_DATASOURCE_UID and ds["name"] == panels.DEFAULT_DATASOURCE_NAME
+    assert ds["jsonData"]["version"] == "InfluxQL" and ds["jsonData"]["dbName"] == "plantmrv"
+    assert ds["jsonData"]["httpHeaderName1"] == "Authorization"
+    assert ds["secureJsonData"]["httpHeaderValue1"] == "Token $INFLUX_TOKEN"
+    for dash in build.build_all().values():
+        current = next(v for v in dash["templating"]["list"] if v["name"] == "datasource")["current"]
+        assert current["value"] == ds["uid"]
+
+
+def test_provisioning_provider_reads_the_directory_compose_mounts_the_generated_json_into():
+    doc = yaml.safe_load((PROVISIONING / "dashboards" / "plantmrv.yaml").read_text())
+    (prov,) = doc["providers"]
+    assert prov["type"] == "file" and prov["options"]["path"] == "/var/lib/grafana/dashboards/plantmrv"
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in compose["services"]["grafana"]["volumes"] if isinstance(m, str)}
+    assert (ROOT / "deploy" / mounts[prov["options"]["path"]]).resolve() == GENERATED
+    assert (ROOT / "deploy" / mounts["/etc/grafana/provisioning"]).resolve() == PROVISIONING
+    assert "INFLUX_TOKEN" in compose["services"]["grafana"]["environment"]
+
+
+def test_cli_build_writes_reports_and_removes_stale_files(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "gen"
+    r = runner.invoke(cli_app, ["dashboards", "build", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert {p.stem for p in out.glob("*.json")} == EXPECTED_UIDS
+    assert r.output.count(": created") == 6
+    (out / "plantmrv-retired.json").write_text("{}")
+    (out / "plantmrv-pump.json").write_text("{}")
+    r = runner.invoke(cli_app, ["dashboards", "build", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "plantmrv-pump.json: updated" in r.output and "plantmrv-retired.json: removed" in r.output
+    assert r.output.count(": unchanged") == 5
+    assert not (out / "plantmrv-retired.json").exists()
+    for uid in EXPECTED_UIDS:
+        assert (out / f"{uid}.json").read_text() == (GENERATED / f"{uid}.json").read_text()
