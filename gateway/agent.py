@@ -1,0 +1,300 @@
+"""The gateway agent: sources -> coalescer -> durable buffer -> sink, plus health.
+
+Sources are picked by name from :data:`SOURCE_TYPES` (``type: opcua`` / ``type: mqtt``) and
+sinks from :data:`SINK_TYPES`; a source only emits :class:`SampleBatch` objects and a sink
+only sends encoded batches or raises. The agent owns everything in between:
+
+* **coalescing**: samples wait in memory at most ``buffer.batch_max_age_s`` (or until
+  ``batch_max_samples``) and are then encoded (:func:`plantmrv.codec.encode_message`) and
+  appended to the SQLite buffer in one fsync'ed transaction;
+* **forwarding**: the oldest stored batches go to the sink; they are deleted only after the
+  sink confirmed them; failures back off exponentially with jitter; the send rate is capped so
+  a long outage's backlog does not flood the broker;
+* **health**: Prometheus ``/metrics``, a one-line status log, and a ``gateway`` measurement
+  sent through the same buffer and sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from plantmrv.batch import SampleBatch, Series
+from plantmrv.codec import encode_message
+from plantmrv.config import ConfigError, ConfigIssue
+from plantmrv.gateway.buffer import DurableBuffer
+from plantmrv.gateway.metrics import GatewayMetrics
+from plantmrv.gateway.opcua_source import backoff_delay
+
+log = logging.getLogger("plantmrv.gateway")
+
+
+def _opcua(cfg, agent: "GatewayAgent"):
+    from plantmrv.gateway.opcua_source import OpcUaSource
+
+    return OpcUaSource(cfg, agent.site, agent.metrics, agent.config_dir)
+
+
+def _mqtt(cfg, agent: "GatewayAgent"):
+    from plantmrv.gateway.mqtt_source import MqttSource
+
+    return MqttSource(cfg, agent.site, agent.metrics, cfg.broker or agent.root.mqtt)
+
+
+def _mqtt_sink(cfg, agent: "GatewayAgent"):
+    from plantmrv.gateway.mqtt_sink import MqttSink
+
+    return MqttSink(cfg, agent.root.mqtt, agent.site, agent.gateway_id, agent.metrics)
+
+
+def _influx_sink(cfg, agent: "GatewayAgent"):
+    from plantmrv.gateway.influx_sink import InfluxSink
+
+    return InfluxSink(cfg, agent.root.influxdb, agent.metrics)
+
+
+SOURCE_TYPES: dict[str, Callable[[Any, "GatewayAgent"], Any]] = {"opcua": _opcua, "mqtt": _mqtt}
+SINK_TYPES: dict[str, Callable[[Any, "GatewayAgent"], Any]] = {"mqtt": _mqtt_sink, "influxdb": _influx_sink}
+
+
+def check_runnable(root, filename: str) -> None:
+    """Cross-section checks the per-section models cannot make; raise located ConfigErrors."""
+    issues = []
+    gw = root.gateway
+    if gw is None:
+        raise ConfigError([ConfigIssue(filename, "gateway", None, "section 'gateway' is required for this command")])
+    if gw.site is None and root.site is None:
+        issues.append(ConfigIssue(filename, "gateway.site", None, "no site id: set gateway.site or the top-level site.id"))
+    if gw.sink.type == "mqtt" and root.mqtt is None:
+        issues.append(ConfigIssue(filename, "mqtt", None, "sink type mqtt needs the top-level `mqtt:` section"))
+    for i, s in enumerate(gw.sources):
+        if s.type == "mqtt" and s.broker is None and root.mqtt is None:
+            issues.append(ConfigIssue(filename, f"gateway.sources[{i}].broker", None, "no broker: set it or the top-level `mqtt:` section"))
+    if issues:
+        raise ConfigError(issues)
+
+
+def merge_batches(batches: list[SampleBatch]) -> SampleBatch:
+    """Concatenate; batches that share one series table (one source) skip the table merge."""
+    if len(batches) == 1:
+        return batches[0]
+    table = batches[0].table
+    if all(b.table is table for b in batches):
+        return SampleBatch(
+            table,
+            np.concatenate([b.series for b in batches]),
+            np.concatenate([b.ts_ns for b in batches]),
+            np.concatenate([b.value for b in batches]),
+            np.concatenate([b.quality for b in batches]),
+        )
+    by_table: dict[int, list[SampleBatch]] = {}
+    for b in batches:
+        by_table.setdefault(id(b.table), []).append(b)
+    return SampleBatch.concat(merge_batches(g) if len(g) > 1 else g[0] for g in by_table.values())
+
+
+class GatewayAgent:
+    def __init__(self, root, config_path: str | Path = "gateway.yaml"):
+        check_runnable(root, str(config_path))
+        self.root = root
+        self.cfg = gw = root.gateway
+        self.config_dir = Path(config_path).resolve().parent
+        self.site = gw.site or root.site.id
+        self.gateway_id = gw.id
+        self.metrics = GatewayMetrics()
+        bpath = gw.buffer.path if gw.buffer.path.is_absolute() else self.config_dir / gw.buffer.path
+        self.buffer = DurableBuffer(bpath, int(gw.buffer.max_mb * 1024 * 1024))
+        self.metrics.buffer_state(self.buffer.depth, self.buffer.nbytes)
+        self.sources = [SOURCE_TYPES[s.type](s, self) for s in gw.sources]
+        self.sink = SINK_TYPES[gw.sink.type](gw.sink, self)
+        self._pending: list[SampleBatch] = []
+        self._pending_n = 0
+        self._pending_since = 0.0
+        self._flush_now: asyncio.Event | None = None
+        self._send_now: asyncio.Event | None = None
+        self._stop: asyncio.Event | None = None
+        self.metrics_port: int | None = None
+        self._health_table = [
+            Series.of("gateway", f, site=self.site, gateway=self.gateway_id)
+            for f in ("buffer_depth", "buffer_bytes", "samples_read", "samples_sent", "samples_dropped", "online")
+        ]
+
+    # ------------------------------------------------------------------ intake
+    def emit(self, batch: SampleBatch) -> None:
+        """Called by sources (in the event loop): queue samples for the next buffered batch."""
+        if not len(batch):
+            return
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append(batch)
+        self._pending_n += len(batch)
+        if self._pending_n >= self.cfg.buffer.batch_max_samples and self._flush_now is not None:
+            self._flush_now.set()
+
+    async def flush(self) -> int:
+        """Encode pending samples and store them durably; return the number stored."""
+        if not self._pending:
+            return 0
+        batches, self._pending, self._pending_n = self._pending, [], 0
+        merged = merge_batches(batches)
+        stored = 0
+        for part in merged.split(self.cfg.buffer.batch_max_samples):
+            seq = self.buffer.next_id()
+            blob = encode_message(part, compress=getattr(self.cfg.sink, "compress", False),
+                                  site=self.site, gateway=self.gateway_id, seq=seq)
+            _rid, dropped = await asyncio.to_thread(self.buffer.append, blob, len(part), seq)
+            stored += len(part)
+            if dropped:
+                n = sum(d[1] for d in dropped)
+                self.metrics.dropped("buffer_full", n)
+                log.warning("event=buffer_full_drop_oldest batches=%d samples=%d cap_mb=%g ids=%d..%d", len(dropped), n,
+                            self.cfg.buffer.max_mb, dropped[0][0], dropped[-1][0])
+        self.metrics.buffered(stored)
+        self.metrics.buffer_state(self.buffer.depth, self.buffer.nbytes)
+        if self._send_now is not None:
+            self._send_now.set()
+        return stored
+
+    async def _flusher(self) -> None:
+        age = self.cfg.buffer.batch_max_age_s
+        while True:
+            wait = age if not self._pending else max(0.0, self._pending_since + age - time.monotonic())
+            try:
+                await asyncio.wait_for(self._flush_now.wait(), timeout=wait)
+            except asyncio.TimeoutError:
+                pass
+            self._flush_now.clear()
+            if self._pending and (self._pending_n >= self.cfg.buffer.batch_max_samples
+                                  or time.monotonic() - self._pending_since >= age):
+                await self.flush()
+
+    # ------------------------------------------------------------------ forwarding
+    async def _sender(self) -> None:
+        bcfg = self.cfg.buffer
+        attempt = 0
+        rate = bcfg.replay_max_samples_per_s
+        allowance = rate
+        last = time.monotonic()
+        last_error_log = 0.0
+        while True:
+            records = await asyncio.to_thread(self.buffer.peek, bcfg.send_max_batches)
+            if not records:
+                self._send_now.clear()
+                try:
+                    await asyncio.wait_for(self._send_now.wait(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            n = sum(r.n_samples for r in records)
+            now = time.monotonic()
+            allowance = min(rate, allowance + (now - last) * rate)
+            last = now
+            if allowance < n:  # token bucket on samples: bounded replay rate
+                await asyncio.sleep(min(5.0, (n - allowance) / rate))
+                allowance = n
+            allowance -= n
+            try:
+                await self.sink.send([r.blob for r in records])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep in buffer, retry
+                self.metrics.sink_failed(self.sink.name)
+                delay = backoff_delay(attempt, bcfg.retry_min_s, bcfg.retry_max_s)
+                attempt += 1
+                if time.monotonic() - last_error_log > 30 or attempt == 1:
+                    last_error_log = time.monotonic()
+                    log.warning("event=sink_send_failed sink=%s attempt=%d retry_in_s=%.1f buffer_depth=%d error=%s: %s",
+                                self.sink.name, attempt, delay, self.buffer.depth, type(exc).__name__, str(exc)[:300])
+                await asyncio.sleep(delay)
+                continue
+            if attempt:
+                log.info("event=sink_recovered sink=%s failed_attempts=%d buffer_depth=%d", self.sink.name, attempt, self.buffer.depth)
+            attempt = 0
+            await asyncio.to_thread(self.buffer.delete, records)
+            self.metrics.sent(self.sink.name, n)
+            self.metrics.buffer_state(self.buffer.depth, self.buffer.nbytes)
+
+    # ------------------------------------------------------------------ health
+    def health_batch(self, ts_ns: int | None = None) -> SampleBatch:
+        m = self.metrics
+        vals = [self.buffer.depth, self.buffer.nbytes, m.samples_read, m.samples_sent, m.samples_dropped, 1.0]
+        n = len(vals)
+        return SampleBatch(self._health_table, np.arange(n, dtype=np.int32), np.full(n, ts_ns or time.time_ns(), np.int64),
+                           np.asarray(vals, np.float64))
+
+    async def _health(self) -> None:
+        period = self.cfg.health.sample_interval_s
+        while True:
+            await asyncio.sleep(period)
+            self.emit(self.health_batch())
+
+    def status_line(self) -> str:
+        m = self.metrics
+        comps = ",".join(f"{k}:{'up' if v else 'down'}" for k, v in sorted(m.connected.items()))
+        return (f"event=status read={m.samples_read} buffered={m.samples_buffered} sent={m.samples_sent} "
+                f"dropped={m.samples_dropped} buffer_depth={self.buffer.depth} buffer_bytes={self.buffer.nbytes} "
+                f"malformed={m.malformed} reconnects={m.reconnects} send_failures={m.sink_failures} components={comps}")
+
+    async def _status_log(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.health.status_log_interval_s)
+            log.info(self.status_line())
+
+    # ------------------------------------------------------------------ run
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    async def run(self, install_signal_handlers: bool = False) -> None:
+        self._flush_now = asyncio.Event()
+        self._send_now = asyncio.Event()
+        self._stop = asyncio.Event()
+        if install_signal_handlers:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        h = self.cfg.health
+        if h.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(h.metrics_host, h.metrics_port)
+        log.info("event=gateway_start gateway=%s site=%s sources=%s sink=%s buffer=%s buffer_depth=%d metrics=%s",
+                 self.gateway_id, self.site, ",".join(f"{s.type}:{s.name}" for s in self.sources), self.sink.name,
+                 self.buffer.path, self.buffer.depth,
+                 f"http://{h.metrics_host}:{self.metrics_port}/metrics" if self.metrics_port is not None else "off")
+        await self.sink.start()
+        core = [asyncio.create_task(self._flusher(), name="flusher"), asyncio.create_task(self._sender(), name="sender"),
+                asyncio.create_task(self._status_log(), name="status")]
+        if h.sample_interval_s:
+            core.append(asyncio.create_task(self._health(), name="health"))
+        srcs = [asyncio.create_task(s.run(self.emit), name=f"source:{s.name}") for s in self.sources]
+        stop_wait = asyncio.create_task(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait([stop_wait, *core, *srcs], return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not stop_wait and t.exception():
+                    log.error("event=gateway_task_failed task=%s error=%r", t.get_name(), t.exception())
+                    raise t.exception()
+        finally:
+            for t in srcs:
+                t.cancel()
+            await asyncio.gather(*srcs, return_exceptions=True)
+            core[0].cancel()
+            await asyncio.gather(core[0], return_exceptions=True)
+            await self.flush()  # nothing read is left in memory
+            try:  # give the sender a moment to drain, then stop
+                deadline = time.monotonic() + 5
+                while self.buffer.depth and time.monotonic() < deadline and not core[1].done():
+                    await asyncio.sleep(0.1)
+            finally:
+                for t in core:
+                    t.cancel()
+                stop_wait.cancel()
+                await asyncio.gather(*core, stop_wait, return_exceptions=True)
+                await self.sink.close()
+                log.info("event=gateway_stop %s", self.status_line())
+                await asyncio.to_thread(self.buffer.close)

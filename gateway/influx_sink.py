@@ -1,0 +1,81 @@
+"""InfluxDB direct sink (``type: influxdb``), for plants without a broker.
+
+Decodes the stored batches and writes them with the core client (:class:`plantmrv.influx.InfluxClient`,
+v1 ``/write``, quality routing per docs/data-model.md). ``send`` returns only after InfluxDB
+answered 204 for every body; a connection error or 5xx raises and the batches stay in the
+buffer. A *partial write* (InfluxDB refused some lines for good, e.g. a field type conflict)
+is not retried forever: the refused samples are counted as dropped and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from plantmrv.batch import SampleBatch
+from plantmrv.codec import CodecError, decode_message
+from plantmrv.config import InfluxConfig, StrictModel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from plantmrv.gateway.metrics import GatewayMetrics
+
+log = logging.getLogger("plantmrv.gateway.influx_sink")
+
+
+class InfluxSinkConfig(StrictModel):
+    type: Literal["influxdb"]
+    max_retries: int = Field(0, ge=0, le=10, description="In-call retries; the agent's buffer retries forever after these.")
+
+
+class InfluxSink:
+    name = "influxdb"
+
+    def __init__(self, cfg: InfluxSinkConfig, influx: InfluxConfig, metrics: "GatewayMetrics"):
+        from plantmrv.influx import InfluxClient
+
+        self.cfg = cfg
+        self.influx = influx
+        self.metrics = metrics
+        self.client = InfluxClient.from_config(influx.model_copy(update={"max_retries": cfg.max_retries}))
+        self._db_ready = not influx.create_database
+
+    async def start(self) -> None:
+        pass
+
+    def _send_blocking(self, blobs: list[bytes]) -> None:
+        from plantmrv.influx import PartialWriteError
+
+        if not self._db_ready:
+            self.client.create_database()
+            self._db_ready = True
+        batches = []
+        for b in blobs:
+            try:
+                batches.append(decode_message(b).batch)
+            except CodecError as exc:  # a damaged stored blob: drop it (counted), never block the buffer
+                self.metrics.dropped("corrupt", 1)
+                log.error("event=buffer_blob_corrupt error=%s", exc)
+        batch = SampleBatch.concat(batches)
+        if not len(batch):
+            return
+        for body in self.client.encoder.encode(batch).bodies:
+            try:
+                self.client.write_body(body)  # 204 or raise; a raise keeps every blob in the buffer
+            except PartialWriteError as exc:  # refused for good: later bodies still go out
+                n = exc.dropped or len(exc.rejected_lines) or 1
+                self.metrics.dropped("influx_rejected", n)
+                log.error("event=influx_partial_write database=%s rejected=%d error=%s", self.influx.database, n, str(exc)[:300])
+
+    async def send(self, blobs: list[bytes]) -> None:
+        try:
+            await asyncio.to_thread(self._send_blocking, blobs)
+        except Exception:
+            self.metrics.sink_connected(self.name, False)
+            raise
+        self.metrics.sink_connected(self.name, True)
+
+    async def close(self) -> None:
+        self.client.close()

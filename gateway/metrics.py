@@ -1,0 +1,98 @@
+"""Gateway self-metrics: Prometheus counters/gauges on a private registry plus plain totals.
+
+The plain totals feed the one-line status log and the ``gateway`` health measurement
+(``buffer_depth``, ``buffer_bytes``, ``samples_read``, ``samples_sent``, ``samples_dropped``,
+``online``) sent through the sink like any other batch.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        p = "plantmrv_gateway_"
+        self._read = Counter(p + "samples_read", "Samples read from sources", ["source"], registry=r)
+        self._buffered = Counter(p + "samples_buffered", "Samples stored (fsync'ed) in the durable buffer", registry=r)
+        self._sent = Counter(p + "samples_sent", "Samples confirmed by the sink (PUBACK / HTTP 204)", ["sink"], registry=r)
+        self._dropped = Counter(p + "samples_dropped", "Samples dropped (buffer full, rejected by InfluxDB)", ["reason"], registry=r)
+        self._errors = Counter(p + "source_errors", "Source errors by kind (connection, malformed_payload, ...)", ["source", "kind"], registry=r)
+        self._reconnects = Counter(p + "reconnects", "Reconnect attempts", ["component"], registry=r)
+        self._sink_errors = Counter(p + "sink_errors", "Failed sends (kept in the buffer, retried)", ["sink"], registry=r)
+        self._backfilled = Counter(p + "samples_backfilled", "Samples read with HistoryRead after an outage", ["source"], registry=r)
+        self.depth = Gauge(p + "buffer_depth_samples", "Samples waiting in the durable buffer", registry=r)
+        self.bytes = Gauge(p + "buffer_bytes", "Bytes of encoded batches in the durable buffer", registry=r)
+        self._connected = Gauge(p + "connected", "1 when the component is connected", ["component"], registry=r)
+        self._last_ok = Gauge(p + "last_success_timestamp_seconds", "Unix time of the last successful read/send", ["component"], registry=r)
+        self.samples_read = 0
+        self.samples_sent = 0
+        self.samples_dropped = 0
+        self.samples_buffered = 0
+        self.malformed = 0
+        self.reconnects = 0
+        self.sink_failures = 0
+        self.connected: dict[str, bool] = {}
+
+    # sources
+    def source_read(self, source: str, n: int) -> None:
+        self.samples_read += n
+        self._read.labels(source).inc(n)
+        self._last_ok.labels(f"source:{source}").set(time.time())
+
+    def source_error(self, source: str, kind: str, n: int = 1) -> None:
+        if kind == "malformed_payload":
+            self.malformed += n
+        self._errors.labels(source, kind).inc(n)
+
+    def source_reconnect(self, source: str) -> None:
+        self.reconnects += 1
+        self._reconnects.labels(f"source:{source}").inc()
+
+    def source_connected(self, source: str, up: bool) -> None:
+        self.connected[f"source:{source}"] = up
+        self._connected.labels(f"source:{source}").set(1 if up else 0)
+
+    def source_backfilled(self, source: str, n: int) -> None:
+        self._backfilled.labels(source).inc(n)
+
+    # buffer
+    def buffered(self, n: int) -> None:
+        self.samples_buffered += n
+        self._buffered.inc(n)
+
+    def dropped(self, reason: str, n: int) -> None:
+        self.samples_dropped += n
+        self._dropped.labels(reason).inc(n)
+
+    def buffer_state(self, depth: int, nbytes: int) -> None:
+        self.depth.set(depth)
+        self.bytes.set(nbytes)
+
+    # sink
+    def sent(self, sink: str, n: int) -> None:
+        self.samples_sent += n
+        self._sent.labels(sink).inc(n)
+        self._last_ok.labels(f"sink:{sink}").set(time.time())
+
+    def sink_failed(self, sink: str) -> None:
+        self.sink_failures += 1
+        self._sink_errors.labels(sink).inc()
+
+    def sink_connected(self, sink: str, up: bool) -> None:
+        self.connected[f"sink:{sink}"] = up
+        self._connected.labels(f"sink:{sink}").set(1 if up else 0)
+
+    def sink_reconnect(self, sink: str) -> None:
+        self.reconnects += 1
+        self._reconnects.labels(f"sink:{sink}").inc()
+
+    def serve(self, host: str, port: int) -> int:
+        """Start the /metrics HTTP server in a thread; return the bound port."""
+        from prometheus_client import start_http_server
+
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return server.server_address[1]

@@ -1,0 +1,138 @@
+"""MQTT sink (default): batches to ``<prefix>/<site>/<gateway>/data`` at QoS 1.
+
+The retained ``.../state`` topic says ``online`` (birth, on every connect) and the broker
+publishes the Last Will ``offline`` when the gateway vanishes; a clean stop publishes
+``offline`` itself. TLS (CA, client certificate) and username/password come from the shared
+``mqtt:`` section. :meth:`MqttSink.send` returns only when every message got its PUBACK and
+raises otherwise, so the agent deletes from the buffer only what the broker holds.
+paho-mqtt 2.x runs its network loop in a thread and reconnects on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+import time
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from plantmrv.codec import data_topic, state_topic
+from plantmrv.config import MqttConfig, StrictModel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from plantmrv.gateway.metrics import GatewayMetrics
+
+log = logging.getLogger("plantmrv.gateway.mqtt_sink")
+
+
+class MqttSinkConfig(StrictModel):
+    type: Literal["mqtt"]
+    max_inflight: int = Field(64, ge=1, le=65535, description="QoS 1 messages awaiting PUBACK at once.")
+    publish_timeout_s: float = Field(30.0, gt=0, description="A send fails (and is retried from the buffer) past this.")
+    compress: bool = Field(False, description="zlib-compress batches (saves bandwidth on cellular links).")
+
+
+class SinkError(Exception):
+    """A send that did not complete; the batches stay in the buffer."""
+
+
+def tls_context(cfg: MqttConfig) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(cfg.tls.ca_file) if cfg.tls and cfg.tls.ca_file else None)
+    if cfg.tls and cfg.tls.cert_file:
+        ctx.load_cert_chain(str(cfg.tls.cert_file), str(cfg.tls.key_file) if cfg.tls.key_file else None)
+    if cfg.tls and cfg.tls.insecure:
+        ctx.check_hostname = False
+    return ctx
+
+
+class MqttSink:
+    name = "mqtt"
+
+    def __init__(self, cfg: MqttSinkConfig, mqtt: MqttConfig | None, site: str, gateway: str, metrics: "GatewayMetrics"):
+        if mqtt is None:
+            raise ValueError("sink type mqtt needs the top-level `mqtt:` section (broker URL, credentials)")
+        import paho.mqtt.client as paho
+
+        self.cfg = cfg
+        self.mqtt = mqtt
+        self.metrics = metrics
+        self.topic = data_topic(mqtt.topic_prefix, site, gateway)
+        self.state = state_topic(mqtt.topic_prefix, site, gateway)
+        self.compress = cfg.compress
+        self._connected = threading.Event()
+        self._last_error = "not connected yet"
+        c = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=mqtt.client_id or f"plantmrv-gw-{site}-{gateway}",
+            clean_session=True,
+        )
+        if mqtt.username:
+            c.username_pw_set(mqtt.username, mqtt.password.get_secret_value() if mqtt.password else None)
+        if mqtt.use_tls:
+            c.tls_set_context(tls_context(mqtt))
+            if mqtt.tls and mqtt.tls.insecure:
+                c.tls_insecure_set(True)
+        c.will_set(self.state, b"offline", qos=1, retain=True)
+        c.max_inflight_messages_set(cfg.max_inflight)
+        c.reconnect_delay_set(1, 30)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        self.client = c
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._last_error = f"broker refused the connection: {reason_code}"
+            log.error("event=mqtt_sink_refused broker=%s reason=%s", self.mqtt.url, reason_code)
+            return
+        client.publish(self.state, b"online", qos=1, retain=True)
+        self._connected.set()
+        self.metrics.sink_connected(self.name, True)
+        log.info("event=mqtt_sink_connected broker=%s topic=%s", self.mqtt.url, self.topic)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self._connected.is_set():
+            log.warning("event=mqtt_sink_disconnected broker=%s reason=%s", self.mqtt.url, reason_code)
+            self.metrics.sink_reconnect(self.name)
+        self._connected.clear()
+        self._last_error = f"disconnected: {reason_code}"
+        self.metrics.sink_connected(self.name, False)
+
+    async def start(self) -> None:
+        self.client.connect_async(self.mqtt.host, self.mqtt.port, keepalive=self.mqtt.keepalive_s)
+        self.client.loop_start()
+
+    def _send_blocking(self, blobs: list[bytes]) -> None:
+        import paho.mqtt.client as paho
+
+        if not self._connected.is_set():
+            raise SinkError(f"broker {self.mqtt.url} not connected ({self._last_error})")
+        infos = []
+        for b in blobs:
+            info = self.client.publish(self.topic, b, qos=1)
+            if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_QUEUE_SIZE) and info.rc != paho.MQTT_ERR_NO_CONN:
+                raise SinkError(f"publish to {self.topic} failed: {paho.error_string(info.rc)}")
+            infos.append(info)
+        deadline = time.monotonic() + self.cfg.publish_timeout_s
+        for info in infos:
+            while not info.is_published():
+                if time.monotonic() > deadline:
+                    raise SinkError(f"no PUBACK from {self.mqtt.url} on {self.topic} within {self.cfg.publish_timeout_s}s")
+                if not self._connected.is_set():
+                    raise SinkError(f"broker {self.mqtt.url} disconnected before PUBACK ({self._last_error})")
+                info.wait_for_publish(0.2)
+
+    async def send(self, blobs: list[bytes]) -> None:
+        await asyncio.to_thread(self._send_blocking, blobs)
+
+    async def close(self) -> None:
+        try:
+            if self._connected.is_set():
+                info = self.client.publish(self.state, b"offline", qos=1, retain=True)
+                await asyncio.to_thread(info.wait_for_publish, 2.0)
+        except Exception:  # noqa: BLE001
+            pass
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,643 @@
+"""OPC UA source (asyncua): subscriptions and polling per tag group, OperationLimits-aware.
+
+Registered as ``type: opcua``. Reads tags by NodeId or browse path, maps status codes to
+sample quality, keeps the source timestamp (server timestamp when the source has none),
+chunks every service call to the server's OperationLimits, reconnects with exponential
+backoff and jitter (re-creating subscriptions on the new session), watches for a silent
+subscription (no keep-alive) and backfills the outage with HistoryRead where the server keeps
+history. Security: None / Sign / SignAndEncrypt with Basic256Sha256 (default) or
+Aes128_Sha256_RsaOaep / Aes256_Sha256_RsaPss, a generated application certificate, an explicit
+server-certificate trust list and username/password.
+
+asyncua is imported inside the functions that use it so ``plantmrv --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import random
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Literal
+
+import numpy as np
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from plantmrv.batch import SampleBatch, Series, quality_from_status_code
+from plantmrv.config import StrictModel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from plantmrv.gateway.metrics import GatewayMetrics
+
+log = logging.getLogger("plantmrv.gateway.opcua")
+
+_NODEID = re.compile(r"^(ns=\d+;|nsu=[^;]+;)?(i=\d+|s=.+|g=[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}|b=[A-Za-z0-9+/=]+)$")
+_BROWSE_ELEMENT = re.compile(r"^\d+:[^/]+$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DEFAULT_CHUNK = 1000  # per call when the server announces no limit (0): keeps messages reasonable
+
+# --------------------------------------------------------------------------- config
+
+
+class OpcUaNode(StrictModel):
+    field: str = Field(..., description="Field name with its unit (`flow_m3_per_h`).")
+    node_id: str | None = Field(None, description="NodeId, e.g. `ns=2;s=P1.Flow` or `ns=3;i=1042`.")
+    browse_path: str | None = Field(
+        None, description="Browse path from the Root folder, e.g. `0:Objects/2:PumpStation/2:P1/2:Flow`."
+    )
+    asset: str | None = Field(None, description="Overrides the group's `asset` tag.")
+    measurement: str | None = Field(None, description="Overrides the group's measurement.")
+
+    @field_validator("field")
+    @classmethod
+    def _field_name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"{v!r} is not a field name (letters, digits, underscore; unit in the name: flow_m3_per_h)")
+        return v
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, v: str | None) -> str | None:
+        if v is not None and not _NODEID.match(v):
+            raise ValueError(f"{v!r} is not a valid NodeId (expected like ns=2;s=Name, ns=2;i=1001, i=2258)")
+        return v
+
+    @field_validator("browse_path")
+    @classmethod
+    def _browse_path(cls, v: str | None) -> str | None:
+        if v is not None:
+            parts = v.strip("/").split("/")
+            bad = [p for p in parts if not _BROWSE_ELEMENT.match(p)]
+            if bad:
+                raise ValueError(f"browse path element {bad[0]!r} is not `<namespace index>:<browse name>`")
+        return v
+
+    @model_validator(mode="after")
+    def _one_address(self) -> "OpcUaNode":
+        if (self.node_id is None) == (self.browse_path is None):
+            raise ValueError("set exactly one of node_id or browse_path")
+        return self
+
+
+class OpcUaGroup(StrictModel):
+    name: str = Field(..., description="Group name (logs and metrics).")
+    mode: Literal["subscription", "poll"] = Field("subscription", description="Monitored items, or `read` every poll interval.")
+    measurement: str = Field(..., description="InfluxDB measurement (asset class: `pump`, `ubcf`, `pv`...).")
+    asset: str | None = Field(None, description="`asset` tag of the group's nodes.")
+    tags: dict[str, str] = Field(default_factory=dict, description="Extra tags (bounded cardinality only).")
+    publishing_interval_ms: float = Field(1000.0, gt=0, description="Subscription publishing interval.")
+    sampling_interval_ms: float = Field(-1.0, description="Monitored-item sampling interval; -1 = the publishing interval.")
+    queue_size: int = Field(10, ge=1, le=100_000, description="Server-side queue per monitored item (values kept between publishes).")
+    deadband_type: Literal["none", "absolute", "percent"] = Field("none", description="Data-change deadband.")
+    deadband_value: float = Field(0.0, ge=0, description="Deadband in engineering units (absolute) or percent of EURange.")
+    poll_interval_ms: float = Field(1000.0, ge=10, description="Poll period; sub-second periods are honoured (mode: poll).")
+    nodes: list[OpcUaNode] = Field(..., min_length=1)
+
+    @model_validator(mode="after")
+    def _deadband(self) -> "OpcUaGroup":
+        if self.mode == "poll" and self.deadband_type != "none":
+            raise ValueError("deadband applies to subscriptions only (mode: subscription)")
+        if self.deadband_type == "percent" and self.deadband_value > 100:
+            raise ValueError("a percent deadband is 0..100")
+        return self
+
+
+class OpcUaSecurity(StrictModel):
+    mode: Literal["None", "Sign", "SignAndEncrypt"] = Field("None", description="Message security mode.")
+    policy: Literal["Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"] = Field(
+        "Basic256Sha256", description="Security policy (the deprecated Basic128Rsa15 / Basic256 are not offered)."
+    )
+    certificate: Path = Field(Path("pki/own/cert.der"), description="Application certificate (DER or PEM); generated if absent.")
+    private_key: Path = Field(Path("pki/own/key.pem"), description="Application private key (PEM); generated if absent.")
+    application_uri: str = Field("urn:plantmrv:gateway", description="ApplicationUri written into the generated certificate.")
+    trusted_server_certs: list[Path] = Field(
+        default_factory=list, description="Server certificates (files, or folders of .der/.pem) this gateway trusts."
+    )
+    trust_any_server: bool = Field(False, description="Skip the trust-list check (commissioning only; logged as a warning).")
+
+    @model_validator(mode="after")
+    def _trust(self) -> "OpcUaSecurity":
+        if self.mode != "None" and not self.trusted_server_certs and not self.trust_any_server:
+            raise ValueError("mode Sign/SignAndEncrypt needs trusted_server_certs (or trust_any_server: true while commissioning)")
+        return self
+
+
+class OpcUaSourceConfig(StrictModel):
+    type: Literal["opcua"]
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Source name (logs, metrics).")
+    url: str = Field(..., description="Endpoint URL, `opc.tcp://host:4840`.")
+    username: str | None = None
+    password: SecretStr | None = Field(None, description="Use `${OPCUA_PASSWORD}`.")
+    security: OpcUaSecurity = Field(default_factory=OpcUaSecurity)
+    request_timeout_s: float = Field(10.0, gt=0, description="Answer timeout of each service call.")
+    session_timeout_s: float = Field(120.0, ge=10, description="Requested session timeout.")
+    watchdog_interval_s: float = Field(
+        10.0,
+        ge=1,
+        description="Period of the server-state probe (asyncua `watchdog_intervall`; its 1 s default drops busy servers).",
+    )
+    stale_after_s: float = Field(30.0, gt=0, description="Reconnect when a subscription sends nothing (not even a keep-alive) this long.")
+    keepalive_s: float = Field(5.0, gt=0, description="Requested subscription keep-alive period.")
+    reconnect_min_s: float = Field(1.0, gt=0, description="First reconnect delay (doubles per failure, full jitter).")
+    reconnect_max_s: float = Field(60.0, gt=0, description="Longest reconnect delay.")
+    history_backfill: bool = Field(True, description="After an outage, read the gap with HistoryRead where the server keeps history.")
+    history_max_gap_s: float = Field(86_400.0, gt=0, description="Longest gap backfilled.")
+    max_nodes_per_read: int | None = Field(None, ge=1, description="Caps the server's MaxNodesPerRead (null: server's value).")
+    max_monitored_items_per_call: int | None = Field(None, ge=1, description="Caps the server's MaxMonitoredItemsPerCall.")
+    groups: list[OpcUaGroup] = Field(..., min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^opc\.tcp://[^/:]+(:\d+)?(/.*)?$", v):
+            raise ValueError(f"{v!r} is not an opc.tcp://host:port endpoint URL")
+        return v
+
+    @model_validator(mode="after")
+    def _checks(self) -> "OpcUaSourceConfig":
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        seen: dict[tuple, str] = {}
+        for gi, g in enumerate(self.groups):
+            for ni, n in enumerate(g.nodes):
+                key = (n.measurement or g.measurement, n.asset or g.asset, tuple(sorted(g.tags.items())), n.field)
+                where = f"groups[{gi}].nodes[{ni}]"
+                if key in seen:
+                    raise ValueError(f"{where}: series {key[0]} asset={key[1]} field={key[3]} is already read by {seen[key]}")
+                seen[key] = where
+        return self
+
+
+# --------------------------------------------------------------------------- helpers
+
+_EPOCH_AWARE = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+
+
+def dt_to_ns(dt: datetime | None) -> int:
+    """OPC UA DateTime (aware or naive UTC) to Unix ns; 0 when absent."""
+    if dt is None:
+        return 0
+    td = dt - (_EPOCH_NAIVE if dt.tzinfo is None else _EPOCH_AWARE)
+    return (td.days * 86400 + td.seconds) * 1_000_000_000 + td.microseconds * 1000
+
+
+def to_float(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return 1.0 if v else 0.0
+    if isinstance(v, (int, float)):
+        return float(v)
+    return None
+
+
+def backoff_delay(attempt: int, min_s: float, max_s: float) -> float:
+    """Exponential backoff with full jitter (AWS style): uniform in [min, min(max, min*2^attempt)]."""
+    cap = min(max_s, min_s * (2 ** min(attempt, 30)))
+    return random.uniform(min_s, max(cap, min_s))
+
+
+def _load_cert_der(path: Path) -> bytes:
+    data = path.read_bytes()
+    if b"-----BEGIN CERTIFICATE-----" in data:
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        return x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)
+    return data
+
+
+def trusted_fingerprints(paths: list[Path]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for p in paths:
+        files = sorted(q for q in p.iterdir() if q.suffix.lower() in (".der", ".pem", ".crt")) if p.is_dir() else [p]
+        for f in files:
+            out[hashlib.sha256(_load_cert_der(f)).hexdigest()] = f
+    return out
+
+
+class UntrustedServerError(Exception):
+    """The server's certificate is not in the trust list."""
+
+
+class _Tag:
+    __slots__ = ("series_index", "node", "group")
+
+    def __init__(self, series_index: int, node: OpcUaNode, group: OpcUaGroup):
+        self.series_index = series_index
+        self.node = node
+        self.group = group
+
+
+# --------------------------------------------------------------------------- the source
+
+
+class OpcUaSource:
+    """Runs forever: connect, subscribe/poll, emit batches; reconnect on any loss."""
+
+    type = "opcua"
+
+    def __init__(self, cfg: OpcUaSourceConfig, site: str, metrics: "GatewayMetrics", config_dir: Path = Path(".")):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.metrics = metrics
+        self.config_dir = config_dir
+        self.table: list[Series] = []
+        self.tags: list[_Tag] = []
+        for g in cfg.groups:
+            for n in g.nodes:
+                asset = n.asset or g.asset
+                tags = dict(g.tags, site=site)
+                if asset:
+                    tags["asset"] = asset
+                self.tags.append(_Tag(len(self.table), n, g))
+                self.table.append(Series.of(n.measurement or g.measurement, n.field, **tags))
+        self.last_ts_ns = 0  # newest sample timestamp seen (for the backfill after an outage)
+        self.connected = False
+        self._lost: asyncio.Event | None = None
+        self._emit: Callable[[SampleBatch], None] | None = None
+
+    # ------------------------------------------------------------------ emit
+    def _emit_rows(self, idx: list[int], ts: list[int], vals: list[float], codes: list[int]) -> None:
+        if not idx:
+            return
+        ts_arr = np.asarray(ts, dtype=np.int64)
+        batch = SampleBatch(self.table, np.asarray(idx, np.int32), ts_arr, np.asarray(vals, np.float64),
+                            quality_from_status_code(np.asarray(codes, np.uint64)))
+        newest = int(ts_arr.max())
+        if newest > self.last_ts_ns:
+            self.last_ts_ns = newest
+        self.metrics.source_read(self.name, len(batch))
+        self._emit(batch)
+
+    def _rows_from_datavalues(self, pairs, now_ns: int):
+        idx, ts, vals, codes = [], [], [], []
+        skipped = 0
+        for series_index, dv in pairs:
+            v = to_float(dv.Value.Value if dv.Value is not None else None)
+            code = dv.StatusCode.value if dv.StatusCode is not None else 0
+            if v is None:
+                if code & 0xC0000000 == 0:
+                    skipped += 1
+                    continue
+                v = float("nan")  # a BAD sample without a value still counts as a BAD sample
+            t = dt_to_ns(dv.SourceTimestamp) or dt_to_ns(dv.ServerTimestamp) or now_ns
+            idx.append(series_index)
+            ts.append(t)
+            vals.append(v)
+            codes.append(code)
+        if skipped:
+            self.metrics.source_error(self.name, "non_numeric", skipped)
+        return idx, ts, vals, codes
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self, emit: Callable[[SampleBatch], None]) -> None:
+        self._emit = emit
+        attempt = 0
+        while True:
+            client = None
+            outage_from_ns = self.last_ts_ns
+            try:
+                client = await self._connect()
+                self.connected = True
+                self.metrics.source_connected(self.name, True)
+                log.info("event=opcua_connected source=%s url=%s security=%s", self.name, self.cfg.url, self.cfg.security.mode)
+                attempt = 0
+                await self._serve(client, outage_from_ns)
+            except asyncio.CancelledError:
+                if client is not None:
+                    await self._disconnect(client)
+                raise
+            except UntrustedServerError as exc:
+                log.error("event=opcua_untrusted_server source=%s url=%s error=%s", self.name, self.cfg.url, exc)
+                self.metrics.source_error(self.name, "untrusted_server")
+            except Exception as exc:  # noqa: BLE001 - every failure ends in a reconnect
+                log.warning("event=opcua_connection_lost source=%s url=%s error=%s: %s", self.name, self.cfg.url,
+                            type(exc).__name__, str(exc)[:300])
+                self.metrics.source_error(self.name, "connection")
+            self.connected = False
+            self.metrics.source_connected(self.name, False)
+            if client is not None:
+                await self._disconnect(client)
+            delay = backoff_delay(attempt, self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
+            attempt += 1
+            self.metrics.source_reconnect(self.name)
+            log.info("event=opcua_reconnect_wait source=%s attempt=%d delay_s=%.2f", self.name, attempt, delay)
+            await asyncio.sleep(delay)
+
+    async def _disconnect(self, client) -> None:
+        try:
+            await asyncio.wait_for(client.disconnect(), timeout=5)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _path(self, p: Path) -> Path:
+        return p if p.is_absolute() else self.config_dir / p
+
+    async def _connect(self):
+        from asyncua import Client, ua
+        from asyncua.crypto import security_policies
+
+        cfg = self.cfg
+        client = Client(cfg.url, timeout=cfg.request_timeout_s, watchdog_intervall=cfg.watchdog_interval_s)
+        client.session_timeout = int(cfg.session_timeout_s * 1000)
+        client.name = client.description = f"plantmrv gateway {self.name}"
+        sec = cfg.security
+        if sec.mode != "None":
+            client.application_uri = sec.application_uri
+            cert, key = self._path(sec.certificate), self._path(sec.private_key)
+            if not cert.exists() or not key.exists():
+                await client.setup_self_signed_certificate(key, cert)
+                print(f"plantmrv gateway: generated application certificate {cert.resolve()} (key {key.resolve()}); "
+                      f"add it to the OPC UA server's trusted clients", flush=True)
+                log.info("event=opcua_certificate_generated source=%s cert=%s key=%s", self.name, cert.resolve(), key.resolve())
+            policy = {
+                "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
+                "Aes128_Sha256_RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
+                "Aes256_Sha256_RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
+            }[sec.policy]
+            mode = getattr(ua.MessageSecurityMode, sec.mode)
+            endpoints = await client.connect_and_get_server_endpoints()
+            match = [e for e in endpoints if e.SecurityPolicyUri == policy.URI and e.SecurityMode == mode]
+            if not match:
+                offered = sorted({f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]}/{e.SecurityMode.name}" for e in endpoints})
+                raise UntrustedServerError(f"server offers no endpoint with {sec.policy}/{sec.mode} (offers: {', '.join(offered)})")
+            server_der = match[0].ServerCertificate
+            from asyncua.client.client import _first_cert_from_chain
+
+            server_der = _first_cert_from_chain(server_der)
+            fp = hashlib.sha256(server_der).hexdigest()
+            if not sec.trust_any_server:
+                trusted = trusted_fingerprints([self._path(p) for p in sec.trusted_server_certs])
+                if fp not in trusted:
+                    rejected = self._path(Path("pki/rejected")) / f"{fp[:16]}.der"
+                    rejected.parent.mkdir(parents=True, exist_ok=True)
+                    rejected.write_bytes(server_der)
+                    raise UntrustedServerError(
+                        f"server certificate sha256={fp} is not in security.trusted_server_certs; "
+                        f"it was saved to {rejected.resolve()}: after checking it, add that file to the trust list"
+                    )
+            else:
+                log.warning("event=opcua_trust_any_server source=%s fingerprint=%s", self.name, fp)
+            await client.set_security(policy, str(cert), str(key), server_certificate=server_der, mode=mode)
+        if cfg.username:
+            client.set_user(cfg.username)
+            client.set_password(cfg.password.get_secret_value())
+        self._lost = asyncio.Event()
+        lost = self._lost
+
+        async def _on_lost(exc):
+            lost.set()
+
+        client.connection_lost_callback = _on_lost
+        await client.connect()
+        return client
+
+    # ------------------------------------------------------------------ serving one session
+    async def _operation_limits(self, client) -> dict[str, int]:
+        from asyncua import ua
+
+        names = ["MaxNodesPerRead", "MaxMonitoredItemsPerCall", "MaxNodesPerHistoryReadData", "MaxNodesPerTranslateBrowsePathsToNodeIds"]
+        nodes = [client.get_node(getattr(ua.ObjectIds, f"Server_ServerCapabilities_OperationLimits_{n}")) for n in names]
+        out = {n: 0 for n in names}
+        try:
+            values = await client.read_attributes(nodes, ua.AttributeIds.Value)
+            for n, dv in zip(names, values):
+                if dv.StatusCode is None or dv.StatusCode.is_good():
+                    out[n] = int(dv.Value.Value or 0)
+        except Exception as exc:  # noqa: BLE001 - a server without OperationLimits
+            log.info("event=opcua_no_operation_limits source=%s error=%s", self.name, exc)
+        return out
+
+    @staticmethod
+    def _chunk(server_limit: int, override: int | None) -> int:
+        c = server_limit if server_limit > 0 else DEFAULT_CHUNK
+        return min(c, override) if override else c
+
+    async def _resolve(self, client, limits: dict[str, int]) -> list:
+        from asyncua import ua
+
+        nodeids: list = [None] * len(self.tags)
+        by_path = []
+        for i, t in enumerate(self.tags):
+            if t.node.node_id is not None:
+                nodeids[i] = ua.NodeId.from_string(t.node.node_id)
+            else:
+                by_path.append(i)
+        chunk = self._chunk(limits["MaxNodesPerTranslateBrowsePathsToNodeIds"], None)
+        root = ua.NodeId(ua.ObjectIds.RootFolder)
+        for k in range(0, len(by_path), chunk):
+            part = by_path[k : k + chunk]
+            results = await client.translate_browsepaths(root, ["/" + self.tags[i].node.browse_path.strip("/") for i in part])
+            for i, res in zip(part, results):
+                if not res.StatusCode.is_good() or not res.Targets:
+                    raise LookupError(f"browse path {self.tags[i].node.browse_path!r} ({self.tags[i].group.name}) not found: {res.StatusCode.name}")
+                nodeids[i] = res.Targets[0].TargetId.NodeId if hasattr(res.Targets[0].TargetId, "NodeId") else res.Targets[0].TargetId
+        return nodeids
+
+    async def _serve(self, client, outage_from_ns: int) -> None:
+        limits = await self._operation_limits(client)
+        read_chunk = self._chunk(limits["MaxNodesPerRead"], self.cfg.max_nodes_per_read)
+        mi_chunk = self._chunk(limits["MaxMonitoredItemsPerCall"], self.cfg.max_monitored_items_per_call)
+        log.info("event=opcua_limits source=%s max_nodes_per_read=%d max_monitored_items_per_call=%d read_chunk=%d mi_chunk=%d",
+                 self.name, limits["MaxNodesPerRead"], limits["MaxMonitoredItemsPerCall"], read_chunk, mi_chunk)
+        nodeids = await self._resolve(client, limits)
+        groups: dict[int, list[int]] = {}
+        for i, t in enumerate(self.tags):
+            groups.setdefault(id(t.group), []).append(i)
+        tasks: list[asyncio.Task] = []
+        subs = []
+        try:
+            for g in self.cfg.groups:
+                members = groups[id(g)]
+                if g.mode == "subscription":
+                    subs.append(await self._subscribe(client, g, members, nodeids, mi_chunk))
+                else:
+                    tasks.append(asyncio.create_task(self._poll(client, g, members, nodeids, read_chunk)))
+            if outage_from_ns and self.cfg.history_backfill:
+                await self._backfill(client, nodeids, outage_from_ns, limits)
+            await self._watch(tasks, subs)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _subscribe(self, client, g: OpcUaGroup, members: list[int], nodeids: list, mi_chunk: int):
+        from asyncua import ua
+        from asyncua.common.subscription import Subscription
+
+        source = self
+
+        class _FastSubscription(Subscription):
+            """Decodes a whole publish response into one batch (no per-value callbacks or tasks)."""
+
+            async def publish_callback(self, publish_result) -> None:
+                self.last_publish_at = time.monotonic()
+                data = publish_result.NotificationMessage.NotificationData
+                if not data:
+                    return
+                now_ns = time.time_ns()
+                pairs = []
+                for notif in data:
+                    if isinstance(notif, ua.DataChangeNotification):
+                        for item in notif.MonitoredItems:
+                            h = item.ClientHandle - 1
+                            if 0 <= h < len(source.tags):
+                                pairs.append((h, item.Value))
+                    elif isinstance(notif, ua.StatusChangeNotification):
+                        log.warning("event=opcua_subscription_status source=%s status=%s", source.name, notif.Status)
+                        if source._lost is not None:
+                            source._lost.set()
+                source._emit_rows(*source._rows_from_datavalues(pairs, now_ns))
+
+        params = ua.CreateSubscriptionParameters()
+        params.RequestedPublishingInterval = g.publishing_interval_ms
+        params.RequestedMaxKeepAliveCount = max(1, math.ceil(self.cfg.keepalive_s * 1000 / g.publishing_interval_ms))
+        params.RequestedLifetimeCount = max(3 * params.RequestedMaxKeepAliveCount,
+                                            math.ceil(self.cfg.session_timeout_s * 1000 / g.publishing_interval_ms))
+        params.MaxNotificationsPerPublish = 0
+        params.PublishingEnabled = True
+        params.Priority = 0
+        sub = _FastSubscription(client.uaclient.session, params, handler=object())
+        await sub.init()
+        sub.last_publish_at = time.monotonic()
+        sub.keepalive_s = params.RequestedMaxKeepAliveCount * g.publishing_interval_ms / 1000
+        sampling = g.publishing_interval_ms if g.sampling_interval_ms < 0 else g.sampling_interval_ms
+        mfilter = None
+        if g.deadband_type != "none":
+            mfilter = ua.DataChangeFilter()
+            mfilter.Trigger = ua.DataChangeTrigger.StatusValue
+            mfilter.DeadbandType = 1 if g.deadband_type == "absolute" else 2
+            mfilter.DeadbandValue = g.deadband_value
+        failed = []
+        for k in range(0, len(members), mi_chunk):
+            part = members[k : k + mi_chunk]
+            reqs = []
+            for i in part:
+                rv = ua.ReadValueId()
+                rv.NodeId = nodeids[i]
+                rv.AttributeId = ua.AttributeIds.Value
+                mp = ua.MonitoringParameters()
+                mp.ClientHandle = i + 1
+                mp.SamplingInterval = sampling
+                mp.QueueSize = g.queue_size
+                mp.DiscardOldest = True
+                if mfilter is not None:
+                    mp.Filter = mfilter
+                mir = ua.MonitoredItemCreateRequest()
+                mir.ItemToMonitor = rv
+                mir.MonitoringMode = ua.MonitoringMode.Reporting
+                mir.RequestedParameters = mp
+                reqs.append(mir)
+            results = await sub.create_monitored_items(reqs)
+            failed += [(i, r) for i, r in zip(part, results) if isinstance(r, ua.StatusCode)]
+        for i, code in failed[:20]:
+            log.error("event=opcua_monitored_item_failed source=%s group=%s node=%s status=%s", self.name, g.name,
+                      self.tags[i].node.node_id or self.tags[i].node.browse_path, code.name)
+        if failed:
+            self.metrics.source_error(self.name, "monitored_item_failed", len(failed))
+        log.info("event=opcua_subscribed source=%s group=%s items=%d failed=%d publishing_interval_ms=%g",
+                 self.name, g.name, len(members) - len(failed), len(failed), g.publishing_interval_ms)
+        return sub
+
+    async def _read(self, client, members: list[int], nodeids: list, chunk: int) -> None:
+        from asyncua import ua
+
+        for k in range(0, len(members), chunk):
+            part = members[k : k + chunk]
+            params = ua.ReadParameters()
+            params.TimestampsToReturn = ua.TimestampsToReturn.Both
+            for i in part:
+                rv = ua.ReadValueId()
+                rv.NodeId = nodeids[i]
+                rv.AttributeId = ua.AttributeIds.Value
+                params.NodesToRead.append(rv)
+            values = await client.uaclient.read(params)
+            self._emit_rows(*self._rows_from_datavalues(zip(part, values), time.time_ns()))
+
+    async def _poll(self, client, g: OpcUaGroup, members: list[int], nodeids: list, chunk: int) -> None:
+        period = g.poll_interval_ms / 1000
+        next_t = time.monotonic()
+        while True:
+            await self._read(client, members, nodeids, chunk)
+            next_t += period
+            now = time.monotonic()
+            if next_t < now:  # overran: skip the missed ticks instead of bursting
+                missed = math.ceil((now - next_t) / period)
+                self.metrics.source_error(self.name, "poll_overrun", missed)
+                next_t += missed * period
+            await asyncio.sleep(next_t - time.monotonic())
+
+    async def _watch(self, tasks: list[asyncio.Task], subs: list) -> None:
+        while True:
+            if self._lost.is_set():
+                raise ConnectionError("connection lost (server-state watchdog or subscription status)")
+            for t in tasks:
+                if t.done():
+                    exc = t.exception()
+                    raise exc if exc else ConnectionError("poll task ended")
+            now = time.monotonic()
+            for s in subs:
+                silent = now - (s.last_publish_at or now)
+                if silent > max(self.cfg.stale_after_s, 3 * s.keepalive_s):
+                    raise ConnectionError(f"subscription {s.subscription_id} silent for {silent:.1f}s (no data, no keep-alive)")
+            try:
+                await asyncio.wait_for(self._lost.wait(), timeout=0.5)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _backfill(self, client, nodeids: list, from_ns: int, limits: dict[str, int]) -> None:
+        """HistoryRead (raw) of the outage for every subscribed/polled node; idempotent downstream."""
+        from asyncua import ua
+
+        now_ns = time.time_ns()
+        start_ns = max(from_ns + 1000, now_ns - int(self.cfg.history_max_gap_s * 1e9))
+        if now_ns - start_ns < 1e9:
+            return
+        chunk = self._chunk(limits["MaxNodesPerHistoryReadData"], 1000)
+        start = datetime.fromtimestamp(start_ns / 1e9, timezone.utc)
+        end = datetime.fromtimestamp(now_ns / 1e9, timezone.utc)
+        total = 0
+        unsupported = 0
+        for k in range(0, len(self.tags), chunk):
+            part = list(range(k, min(k + chunk, len(self.tags))))
+            cps: dict[int, bytes | None] = {i: None for i in part}
+            while cps:
+                details = ua.ReadRawModifiedDetails()
+                details.IsReadModified = False
+                details.StartTime = start
+                details.EndTime = end
+                details.NumValuesPerNode = 10_000
+                details.ReturnBounds = False
+                params = ua.HistoryReadParameters()
+                params.HistoryReadDetails = details
+                params.TimestampsToReturn = ua.TimestampsToReturn.Both
+                params.ReleaseContinuationPoints = False
+                ids = list(cps)
+                for i in ids:
+                    hv = ua.HistoryReadValueId()
+                    hv.NodeId = nodeids[i]
+                    hv.ContinuationPoint = cps[i]
+                    params.NodesToRead.append(hv)
+                results = await client.uaclient.history_read(params)
+                nxt: dict[int, bytes | None] = {}
+                pairs = []
+                for i, res in zip(ids, results):
+                    if not res.StatusCode.is_good():
+                        unsupported += 1
+                        continue
+                    for dv in (res.HistoryData.DataValues if res.HistoryData else None) or []:
+                        pairs.append((i, dv))
+                    if res.ContinuationPoint:
+                        nxt[i] = res.ContinuationPoint
+                rows = self._rows_from_datavalues(pairs, now_ns)
+                total += len(rows[0])
+                self._emit_rows(*rows)
+                cps = nxt
+        self.metrics.source_backfilled(self.name, total)
+        log.info("event=opcua_backfill source=%s from=%s to=%s samples=%d nodes_without_history=%d",
+                 self.name, start.isoformat(), end.isoformat(), total, unsupported)

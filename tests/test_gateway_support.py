@@ -1,0 +1,313 @@
+"""Helpers for the gateway tests and bench (no tests here): a real asyncua server in a
+subprocess, a TCP proxy that can cut the network, and a gateway subprocess runner.
+
+The server exposes ``n`` Double variables ``ns=2;s=T<i>`` (folders of 100) whose value at tick
+``k`` is ``k`` (``k = round(unix_time / period)``) with source timestamp ``k * period``, so a
+test can tell from Influx/MQTT data alone whether a sample is missing or wrong. Run it as
+``python -m tests.test_gateway_support --port P --tags N --period-s S [--history] [--secure DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout_s: float, what: str, interval_s: float = 0.2):
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
+
+
+# --------------------------------------------------------------------------- server process
+
+
+async def _serve(args) -> None:
+    from asyncua import Server, ua
+    from asyncua.server.user_managers import UserManager
+    from asyncua.crypto.permission_rules import User, UserRole
+
+    class _Users(UserManager):
+        def get_user(self, iserver, username=None, password=None, certificate=None):
+            if args.user is None:
+                return User(role=UserRole.User)
+            if username == args.user and password == args.password:
+                return User(role=UserRole.User)
+            return None
+
+    server = Server(user_manager=_Users())
+    await server.init()
+    server.set_endpoint(f"opc.tcp://127.0.0.1:{args.port}/")
+    server.set_server_name("plantmrv test server")
+    if args.secure:
+        from asyncua.crypto.cert_gen import setup_self_signed_certificate
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+
+        d = Path(args.secure)
+        d.mkdir(parents=True, exist_ok=True)
+        await setup_self_signed_certificate(d / "server_key.pem", d / "server_cert.der", "urn:plantmrv:testserver",
+                                            socket.gethostname(), [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], {})
+        await server.set_application_uri("urn:plantmrv:testserver")
+        await server.load_certificate(str(d / "server_cert.der"))
+        await server.load_private_key(str(d / "server_key.pem"))
+        server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+                                    ua.SecurityPolicyType.Aes256Sha256RsaPss_SignAndEncrypt])
+        if args.user:
+            server.set_identity_tokens([ua.UserNameIdentityToken])
+    ns = await server.register_namespace("urn:plantmrv:test")
+    plant = await server.nodes.objects.add_folder(ua.NodeId("Plant", ns), ua.QualifiedName("Plant", ns))
+    variables = []
+    folder = plant
+    for i in range(args.tags):
+        if i % 100 == 0:
+            folder = await plant.add_object(ua.NodeId(f"Asset{i // 100}", ns), ua.QualifiedName(f"Asset{i // 100}", ns))
+        v = await folder.add_variable(ua.NodeId(f"T{i}", ns), ua.QualifiedName(f"T{i}", ns), 0.0, ua.VariantType.Double)
+        variables.append(v)
+    if args.units:
+        eu = ua.EUInformation(DisplayName=ua.LocalizedText("kW"), Description=ua.LocalizedText("kilowatt"))
+        for v in variables[:10]:
+            await v.add_property(0, "EngineeringUnits", eu)
+    if args.max_nodes_per_read:
+        for name in ("MaxNodesPerRead", "MaxMonitoredItemsPerCall"):
+            nid = getattr(ua.ObjectIds, f"Server_ServerCapabilities_OperationLimits_{name}")
+            await server.write_attribute_value(ua.NodeId(nid), ua.DataValue(ua.Variant(args.max_nodes_per_read, ua.VariantType.UInt32)))
+    if args.history:
+        await server.historize_node_data_change(variables, count=100_000)
+    await server.start()
+    print(f"READY {args.port}", flush=True)
+    period = args.period_s
+    ids = [v.nodeid for v in variables]
+    while True:
+        now = time.time()
+        k = int(round(now / period)) + 1
+        await asyncio.sleep(max(0.0, k * period - time.time()))
+        ts = datetime.fromtimestamp(k * period, timezone.utc)
+        for nid in ids:
+            await server.write_attribute_value(
+                nid, ua.DataValue(ua.Variant(float(k), ua.VariantType.Double), SourceTimestamp=ts, ServerTimestamp=ts)
+            )
+
+
+@dataclass
+class OpcUaServer:
+    port: int
+    tags: int = 20
+    period_s: float = 0.1
+    history: bool = False
+    secure_dir: Path | None = None
+    user: str | None = None
+    password: str | None = None
+    units: bool = False
+    max_nodes_per_read: int | None = None
+    log_path: Path | None = None
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"opc.tcp://127.0.0.1:{self.port}/"
+
+    def argv(self) -> list[str]:
+        a = [PY, "-m", "tests.test_gateway_support", "--port", str(self.port), "--tags", str(self.tags), "--period-s", str(self.period_s)]
+        if self.history:
+            a.append("--history")
+        if self.secure_dir:
+            a += ["--secure", str(self.secure_dir)]
+        if self.user:
+            a += ["--user", self.user, "--password", self.password or ""]
+        if self.units:
+            a.append("--units")
+        if self.max_nodes_per_read:
+            a += ["--max-nodes-per-read", str(self.max_nodes_per_read)]
+        return a
+
+    def start(self, timeout_s: float = 60) -> "OpcUaServer":
+        log = open(self.log_path or os.devnull, "ab")
+        self.proc = subprocess.Popen(self.argv(), cwd=REPO, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        line = b""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if line.startswith(b"READY") or not line:
+                break
+        if not line.startswith(b"READY"):
+            self.kill()
+            tail = Path(self.log_path).read_text()[-3000:] if self.log_path and Path(self.log_path).exists() else ""
+            raise RuntimeError(f"asyncua test server did not start on port {self.port}: {tail}")
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+# --------------------------------------------------------------------------- network cut
+
+
+class TcpProxy:
+    """A loopback TCP forwarder whose link can be cut (all connections reset, new ones refused)."""
+
+    def __init__(self, target_port: int, port: int | None = None):
+        self.target_port = target_port
+        self.port = port or free_port()
+        self._loop = asyncio.new_event_loop()
+        self._server = None
+        self._writers: set = set()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.up()
+
+    async def _pipe(self, reader, writer):
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except Exception:  # noqa: BLE001
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader, writer):
+        try:
+            r2, w2 = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, w2}
+        await asyncio.gather(self._pipe(reader, w2), self._pipe(r2, writer))
+
+    async def _up(self):
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
+
+    async def _down(self):
+        if self._server:
+            self._server.close()
+            self._server = None
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+
+    def up(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._up(), self._loop).result(10)
+
+    def down(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._down(), self._loop).result(10)
+
+    def close(self) -> None:
+        self.down()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+# --------------------------------------------------------------------------- gateway process
+
+
+class GatewayProcess:
+    def __init__(self, config: Path, log_path: Path):
+        self.config = config
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "GatewayProcess":
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([PY, "-m", "plantmrv.cli", "gateway", "run", "-c", str(self.config)], cwd=REPO,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        return self
+
+    def kill9(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout_s: float = 30) -> int:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+                raise AssertionError(f"gateway did not stop within {timeout_s}s on SIGTERM; log:\n{self.log()[-3000:]}")
+        return self.proc.returncode if self.proc else 0
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def metrics_value(port: int, name: str) -> float:
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def buffer_samples(path: Path) -> set[tuple[str, int]]:
+    """(series key, ts_ns) of every sample pending in a gateway buffer file (opened after the gateway died)."""
+    import sqlite3
+
+    from plantmrv.codec import decode_message
+
+    out: set[tuple[str, int]] = set()
+    if not path.exists():
+        return out
+    db = sqlite3.connect(path)
+    try:
+        for (blob,) in db.execute("SELECT blob FROM batches"):
+            b = decode_message(blob).batch
+            keys = [s.key() for s in b.table]
+            out |= {(keys[s], int(t)) for s, t in zip(b.series.tolist(), b.ts_ns.tolist())}
+    finally:
+        db.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--tags", type=int, default=20)
+    ap.add_argument("--period-s", type=float, default=0.1)
+    ap.add_argument("--history", action="store_true")
+    ap.add_argument("--secure")
+    ap.add_argument("--user")
+    ap.add_argument("--password")
+    ap.add_argument("--units", action="store_true")
+    ap.add_argument("--max-nodes-per-read", type=int)
+    args = ap.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()
