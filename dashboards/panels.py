@@ -316,6 +316,8 @@ def table(
         .thresholds(NEUTRAL)
         .show_header(True)
         .with_transformation(dash_m.DataTransformerConfig(id_val="merge", options={}))
+        # InfluxQL stamps an aggregate without GROUP BY time() with the range start: not a datum
+        .with_transformation(dash_m.DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True}}))
     )
     for name, unit in units.items():
         props = [dash_m.DynamicConfigValue(id_val="unit", value=unit)]

@@ -30,7 +30,9 @@ DASHBOARDS = build.build_all()
 #: site of each plant type (the default simulated sites of docs/data-model.md)
 PLANT_SITES = {"pump": "danang", "vsd": "hcmc", "ubcf": "haiphong", "wte": "yangon", "pv": "binhduong"}
 ASSETS = ["a1", "a2"]
-PROJECTS = {"pump": "VN-danang-pumps", "vsd": "VN-hcmc-vsd", "ubcf": "VN-haiphong-ubcf", "wte": "MM-yangon-wte", "pv": "VN-binhduong-pv"}
+#: project ids and methodology ids as in examples/analytics.yaml
+PROJECTS = {"pump": "danang-pumps", "vsd": "hcmc-vsd", "ubcf": "haiphong-ubcf", "wte": "yangon-wte", "pv": "binhduong-pv"}
+METHODOLOGIES = {"pump": "plantmrv-pump-efficiency-ratio", "vsd": "plantmrv-vsd-constant-power", "ubcf": "plantmrv-ubcf-kpi", "wte": "plantmrv-wte-acm0022-form", "pv": "VN_AM007"}
 
 #: every field of docs/data-model.md per plant measurement, with a plausible level and swing
 FIELDS = {
@@ -119,7 +121,7 @@ def write_dashboard_data(client, end_ns: int, hours: int = 3) -> WrittenData:
                 "completeness": np.clip(0.97 + rng.normal(0, 0.02, n), 0, 1), "gap_filled_s": rng.integers(0, 60, n).astype(float),
                 "params_hash": ["3f2a9c"] * n,
             }
-            lines += _lp_lines("mrv", {"project": project, "methodology": f"JCM_{m}", "interval": interval}, cols, t_arr * 10**9)
+            lines += _lp_lines("mrv", {"project": project, "methodology": METHODOLOGIES[m], "interval": interval}, cols, t_arr * 10**9)
     info.tag_values[("mrv", "project")] = sorted(PROJECTS.values())
     body = ("\n".join(lines) + "\n").encode()
     client.write_body(body)
