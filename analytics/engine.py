@@ -1,0 +1,313 @@
+"""The analytics engine: query raw data from InfluxDB, compute, write measurement ``mrv``.
+
+- :meth:`Engine.compute_window`: one project, ``[start, end)`` cut into intervals; raw samples
+  queried with a margin of ``max_gap_s`` on both sides, so a segment straddling an edge is
+  split exactly as it would be in a longer window.
+- :meth:`Engine.write_results`: one point per interval in ``mrv`` (tags ``project``,
+  ``methodology``, ``interval``; timestamp = interval start), fields as in docs/data-model.md.
+  Rewriting an interval overwrites the same point: idempotent.
+- :meth:`Engine.backfill`: a range in chunks of whole days, with a progress callback.
+- :meth:`Engine.poll` / :meth:`Engine.run`: continuous mode. Each poll computes intervals that
+  closed (plus ``settle_s``) since the last poll, and compares per-interval sample counts over
+  the ``late_data_lookback`` window with the counts it computed from: an interval whose raw
+  data changed (late data, a gateway replaying its buffer) is recomputed with its neighbours.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+
+from plantmrv.influx import InfluxClient, quote_ident, quote_literal
+
+from .config import AnalyticsConfig, ProjectConfig, duration_label
+from .methodologies import IntervalResults, compute, parameter_defaults, resolve_grid_ef  # noqa: F401 (re-export)
+
+log = logging.getLogger("plantmrv.analytics")
+
+NS = 1_000_000_000
+DAY_NS = 86400 * NS
+MRV_FIELDS = (
+    "energy_saved_kwh",
+    "reference_energy_kwh",
+    "project_energy_kwh",
+    "reference_t_co2",
+    "project_t_co2",
+    "reduction_t_co2",
+    "completeness",
+    "gap_filled_s",
+)
+_ROLE_ATTRS = (
+    "energy_meter", "power", "flow", "volume_meter", "running", "export_meter", "export_power",
+    "waste_meter", "waste_rate", "aux_fuel_rate", "chlorine_rate", "coagulant_rate",
+)
+
+
+def asset_fields(project: ProjectConfig) -> list[tuple[object, list[tuple[str, str]]]]:
+    """Per asset: [(role, field)] including co-benefit quality fields (role ``quality:<field>``)."""
+    out = []
+    for a in project.assets:
+        pairs = []
+        for role in _ROLE_ATTRS:
+            v = getattr(a.fields, role)
+            for f in ([v] if isinstance(v, str) else (v or [])):
+                pairs.append((role, f))
+        for fin, fout in a.fields.quality_pairs.values():
+            pairs += [(f"quality:{fin}", fin), (f"quality:{fout}", fout)]
+        out.append((a, pairs))
+    return out
+
+
+def _escape_tag(v: str) -> str:
+    return v.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ").replace("=", "\\=")
+
+
+def results_to_lines(project: ProjectConfig, results: IntervalResults, interval_s: int) -> list[str]:
+    """Line protocol for measurement ``mrv``: one line per interval, NaN fields left out."""
+    tags = f"mrv,interval={_escape_tag(duration_label(interval_s))},methodology={_escape_tag(project.methodology.id)},project={_escape_tag(project.id)}"
+    cols = {
+        "energy_saved_kwh": results.energy_saved_kwh,
+        "reference_energy_kwh": results.reference_energy_kwh,
+        "project_energy_kwh": results.project_energy_kwh,
+        "reference_t_co2": results.reference_t_co2,
+        "project_t_co2": results.project_t_co2,
+        "reduction_t_co2": results.reduction_t_co2,
+        "completeness": results.completeness,
+        "gap_filled_s": results.gap_filled_s,
+    }
+    cols.update({k: np.asarray(v, dtype=float) for k, v in results.cobenefits.items()})
+    names = list(cols)
+    mat = np.column_stack([np.broadcast_to(cols[n], (len(results),)) for n in names]) if len(results) else np.empty((0, len(names)))
+    h = results.params_hash.replace('"', "")
+    tail = f'params_hash="{h}",credited={"true" if results.credited else "false"}'
+    lines = []
+    for ts, row in zip(results.start_ns.tolist(), mat.tolist()):  # one line per interval (not per sample)
+        fields = ",".join(f"{n}={v!r}" for n, v in zip(names, row) if math.isfinite(v))
+        lines.append(f"{tags} {fields},{tail} {ts}" if fields else f"{tags} {tail} {ts}")
+    return lines
+
+
+@dataclass
+class _PollState:
+    done_until_ns: int
+    counts: dict[int, float] = field(default_factory=dict)  # interval start -> sample count used
+
+
+class Engine:
+    """Runs the configured projects against one InfluxDB."""
+
+    def __init__(self, config: AnalyticsConfig, client: InfluxClient, clock: Callable[[], float] = time.time):
+        self.config = config
+        self.client = client
+        self.clock = clock
+        self._ef = {p.id: resolve_grid_ef(p) for p in config.projects}
+        self._state: dict[tuple[str, int], _PollState] = {}
+
+    # ------------------------------------------------------------------ query + compute
+
+    def query_signals(self, project: ProjectConfig, start_ns: int, end_ns: int) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+        """Raw samples of the project's asset fields in ``[start_ns, end_ns)`` by role."""
+        signals: dict[str, list] = {}
+        for asset, pairs in asset_fields(project):
+            if not pairs:
+                continue
+            fields = sorted({f for _, f in pairs})
+            q = (
+                f"SELECT {','.join(quote_ident(f) for f in fields)} FROM {quote_ident(asset.measurement)} "
+                f"WHERE {quote_ident('site')} = {quote_literal(asset.site or project.site)} AND {quote_ident('asset')} = {quote_literal(asset.asset)} "
+                f"AND time >= {int(start_ns)} AND time < {int(end_ns)}"
+            )
+            res = self.client.query(q)
+            cols = res[0].columns if res else {}
+            ts = cols.get("time", np.empty(0, np.int64))
+            for role, f in pairs:
+                v = cols.get(f)
+                if v is None:
+                    series = (np.empty(0, np.int64), np.empty(0))
+                else:
+                    v = np.asarray(v, dtype=float)
+                    ok = np.isfinite(v)
+                    series = (ts[ok], v[ok])
+                signals.setdefault(role, []).append(series)
+        return signals
+
+    def compute_window(self, project: ProjectConfig, start_ns: int, end_ns: int, interval_s: int) -> IntervalResults:
+        """Results of ``[start_ns, end_ns)`` in intervals of ``interval_s`` (start aligned by caller)."""
+        pad = int(math.ceil(self.config.max_gap_s)) * NS + NS
+        signals = self.query_signals(project, start_ns - pad, end_ns + pad)
+        edges = np.arange(start_ns, end_ns, interval_s * NS, dtype=np.int64)
+        edges = np.append(edges, np.int64(end_ns))
+        return compute(project, signals, edges, self.config.max_gap_s, self._ef[project.id])
+
+    def write_results(self, project: ProjectConfig, results: IntervalResults, interval_s: int) -> int:
+        lines = results_to_lines(project, results, interval_s)
+        for i in range(0, len(lines), 5000):
+            self.client.write_body(("\n".join(lines[i : i + 5000]) + "\n").encode())
+        return len(lines)
+
+    def process(self, project: ProjectConfig, start_ns: int, end_ns: int, interval_s: int) -> IntervalResults:
+        """Compute and write ``[start_ns, end_ns)``; returns the results."""
+        res = self.compute_window(project, start_ns, end_ns, interval_s)
+        self.write_results(project, res, interval_s)
+        return res
+
+    # ------------------------------------------------------------------ backfill
+
+    def intervals(self) -> list[int]:
+        return sorted({self.config.process_interval_s, self.config.mrv_interval_s})
+
+    def backfill(
+        self,
+        start_ns: int,
+        end_ns: int,
+        projects: Iterable[ProjectConfig] | None = None,
+        interval_s: Iterable[int] | None = None,
+        chunk_ns: int = DAY_NS,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Recompute and write every interval of ``[start_ns, end_ns)``; returns points written.
+
+        ``start_ns`` / ``end_ns`` are aligned down / up to whole intervals. ``progress`` is called
+        with the nanoseconds of range done after each chunk (per project and interval length).
+        """
+        projects = list(projects or self.config.projects)
+        written = 0
+        for iv in list(interval_s or self.intervals()):
+            step = iv * NS
+            s = (start_ns // step) * step
+            e = -(-end_ns // step) * step
+            chunk = max(step, (chunk_ns // step) * step)
+            for project in projects:
+                for c0 in range(s, e, chunk):
+                    c1 = min(c0 + chunk, e)
+                    res = self.compute_window(project, c0, c1, iv)
+                    written += self.write_results(project, res, iv)
+                    if progress:
+                        progress(c1 - c0)
+        return written
+
+    # ------------------------------------------------------------------ continuous
+
+    def _counts(self, project: ProjectConfig, start_ns: int, end_ns: int, interval_s: int) -> dict[int, float]:
+        """Raw sample counts per interval (all asset fields), to detect late data."""
+        out: dict[int, float] = {}
+        for asset, pairs in asset_fields(project):
+            fields = sorted({f for _, f in pairs})
+            if not fields:
+                continue
+            q = (
+                f"SELECT {','.join('count(' + quote_ident(f) + ')' for f in fields)} FROM {quote_ident(asset.measurement)} "
+                f"WHERE {quote_ident('site')} = {quote_literal(asset.site or project.site)} AND {quote_ident('asset')} = {quote_literal(asset.asset)} "
+                f"AND time >= {int(start_ns)} AND time < {int(end_ns)} GROUP BY time({int(interval_s)}s)"
+            )
+            for r in self.client.query(q):
+                t = r.columns.get("time")
+                tot = sum(np.nan_to_num(np.asarray(v, dtype=float)) for k, v in r.columns.items() if k != "time")
+                for ti, ci in zip(np.asarray(t).tolist(), np.atleast_1d(tot).tolist()):
+                    out[ti] = out.get(ti, 0.0) + ci
+        return out
+
+    def poll(self, now_ns: int | None = None) -> dict[str, int]:
+        """One step of continuous mode; returns ``{project/interval: intervals written}``."""
+        now_ns = int(self.clock() * NS) if now_ns is None else now_ns
+        settle = int(self.config.settle_s * NS)
+        lookback = self.config.late_data_lookback_s * NS
+        report: dict[str, int] = {}
+        for iv in self.intervals():
+            step = iv * NS
+            closed = ((now_ns - settle) // step) * step  # end of the last closed interval
+            for project in self.config.projects:
+                mp = project.monitoring_period
+                key = (project.id, iv)
+                st = self._state.get(key)
+                if st is None:
+                    first = max(mp.start_ns, ((now_ns - lookback) // step) * step)
+                    st = self._state[key] = _PollState(done_until_ns=first)
+                end = min(closed, -(-mp.end_ns // step) * step)
+                n = 0
+                # late data: intervals already computed whose raw sample counts changed
+                lo = max(st.done_until_ns - lookback, mp.start_ns // step * step)
+                if st.done_until_ns > lo:
+                    counts = self._counts(project, lo, st.done_until_ns, iv)
+                    changed = sorted(t for t, c in counts.items() if st.counts.get(t) != c and t < st.done_until_ns)
+                    for t0 in changed:
+                        a, b = max(lo, t0 - step), min(st.done_until_ns, t0 + 2 * step)
+                        self.process(project, a, b, iv)
+                        n += (b - a) // step
+                    st.counts.update({t: counts.get(t, 0.0) for t in changed})
+                    for t in [t for t in st.counts if t < lo]:
+                        del st.counts[t]
+                if end > st.done_until_ns:
+                    self.process(project, st.done_until_ns, end, iv)
+                    st.counts.update(self._counts(project, st.done_until_ns, end, iv))
+                    n += (end - st.done_until_ns) // step
+                    st.done_until_ns = end
+                report[f"{project.id}/{duration_label(iv)}"] = n
+                if n:
+                    log.info("event=mrv_computed project=%s interval=%s intervals=%d", project.id, duration_label(iv), n)
+        return report
+
+    def run(self, stop: Callable[[], bool] = lambda: False) -> None:
+        """Poll every ``poll_s`` until ``stop()``; errors are logged and retried next poll."""
+        while not stop():
+            t0 = time.monotonic()
+            try:
+                self.poll()
+            except Exception as exc:  # keep running: InfluxDB may be restarting
+                log.warning("event=mrv_poll_failed error=%s", str(exc).replace("\n", " ")[:300])
+            time.sleep(max(0.0, self.config.poll_s - (time.monotonic() - t0)))
+
+    # ------------------------------------------------------------------ reading results back
+
+    def read_results(self, project: ProjectConfig, start_ns: int, end_ns: int, interval_s: int) -> dict[str, np.ndarray]:
+        """The ``mrv`` points of a project as numpy columns (``time`` + fields)."""
+        q = (
+            f"SELECT * FROM \"mrv\" WHERE \"project\" = {quote_literal(project.id)} AND \"interval\" = {quote_literal(duration_label(interval_s))} "
+            f"AND time >= {int(start_ns)} AND time < {int(end_ns)}"
+        )
+        res = self.client.query(q)
+        return res[0].columns if res else {}
+
+
+def period_reports(engine: Engine, by: str = "monitoring") -> list:
+    """Period reports of every project from its hourly ``mrv`` points.
+
+    ``by`` = ``monitoring`` (the project's monitoring period, with its ex-ante estimate),
+    ``fiscal_year`` (Japanese, April-March) or ``calendar_year``.
+    """
+    from .reporting import period_report, reports_by
+
+    iv = engine.config.mrv_interval_s
+    out = []
+    for p in engine.config.projects:
+        mp = p.monitoring_period
+        cols = engine.read_results(p, mp.start_ns, mp.end_ns, iv)
+        ts = cols.get("time", np.empty(0, np.int64))
+        n = len(ts)
+
+        def col(name):
+            v = cols.get(name)
+            return np.nan_to_num(np.asarray(v, dtype=float)) if v is not None else np.zeros(n)
+
+        common = dict(
+            energy_saved_kwh=col("energy_saved_kwh"), completeness=col("completeness"), gap_filled_s=col("gap_filled_s"),
+            japan_share=p.japan_share, rounding=p.rounding, credited=p.plant_type != "ubcf", city=p.city, country=p.country,
+        )
+        # an interval never computed counts as missing (completeness 0) in the period's completeness
+        expected = max(1, -(-(mp.end_ns - mp.start_ns) // (iv * NS)))
+        if by == "monitoring":
+            r = period_report(p.id, "monitoring", ts, iv, col("reference_t_co2"), col("project_t_co2"), ex_ante_t_co2=p.ex_ante_t_co2, **common)
+            r.completeness = float(np.sum(common["completeness"]) / expected)
+            r.start_ns, r.end_ns = mp.start_ns, mp.end_ns
+            cob = {k: float(np.nansum(np.asarray(v, dtype=float))) for k, v in cols.items() if k in ("waste_t", "volume_m3", "electricity_cost_saved", "chlorine_kg", "coagulant_kg", "methane_avoided_t_co2e")}
+            cob.update({k: float(np.nanmean(np.asarray(v, dtype=float))) for k, v in cols.items() if k.endswith("_removal") and n})
+            r.cobenefits = cob
+            out.append(r)
+        elif n:
+            out += reports_by(by, p.id, ts, iv, col("reference_t_co2"), col("project_t_co2"), **common)
+    return out
