@@ -1,7 +1,97 @@
-"""Config section `ingest` (placeholder model until the ingest service lands; extended in place)."""
+"""Config section ``ingest``: subscription, validation rules, batching, backpressure, dead letters, metrics.
+
+The broker connection itself is the shared ``mqtt`` section (URL, credentials, TLS, a stable
+``client_id`` for the persistent session, ``topic_prefix``); InfluxDB is the ``influxdb`` section.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
 
 from plantmrv.config import StrictModel
+from plantmrv.ingest.device_json import DeviceJsonTopic
+
+#: The measurements and fields of docs/data-model.md that gateways publish (``sample_quality``
+#: and ``mrv`` are written by ingest and analytics themselves, not received).
+DEFAULT_SCHEMA: dict[str, list[str]] = {
+    "ubcf": [
+        "flow_m3_per_h", "volume_m3", "raw_turbidity_ntu", "treated_turbidity_ntu", "nh4_in_mg_per_l",
+        "nh4_out_mg_per_l", "water_temp_c", "pump_power_kw", "blower_power_kw", "pump_energy_kwh",
+        "blower_energy_kwh", "backwash", "chlorine_kg_per_h", "coagulant_kg_per_h",
+    ],
+    "pump": ["flow_m3_per_h", "volume_m3", "head_m", "shaft_power_kw", "power_kw", "efficiency", "energy_kwh", "running"],
+    "vsd": ["speed_pct", "frequency_hz", "flow_m3_per_h", "power_kw", "energy_kwh", "throttle_power_kw", "running"],
+    "wte": [
+        "waste_feed_t_per_h", "waste_fed_t", "lhv_mj_per_kg", "steam_t_per_h", "gross_power_kw", "aux_power_kw",
+        "net_export_energy_kwh", "incinerating", "aux_fuel_kg_per_h",
+    ],
+    "pv": ["irradiance_w_per_m2", "module_temp_c", "dc_power_kw", "ac_power_kw", "export_energy_kwh"],
+    "gateway": ["buffer_depth", "buffer_bytes", "samples_read", "samples_sent", "samples_dropped", "online"],
+}
+
+
+class ValidationConfig(StrictModel):
+    schema_: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_SCHEMA.items()},
+        alias="schema",
+        description="Known measurements and their fields (default: docs/data-model.md). Others are dead-lettered.",
+    )
+    permissive: bool = Field(False, description="Accept any measurement and field whose names line protocol can carry.")
+    max_future_skew_s: float = Field(300.0, ge=0, description="Refuse samples stamped more than this ahead of ingest's clock.")
+    max_age_s: float | None = Field(
+        None,
+        gt=0,
+        description="Refuse samples older than this. Null: the retention policy's duration, read from InfluxDB at start (none if INF).",
+    )
+    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Larger payloads are dead-lettered unread.")
+
+    model_config = {"populate_by_name": True}
+
+
+class DeadLetterConfig(StrictModel):
+    path: Path = Field(Path("ingest-deadletters.db"), description="SQLite file of refused messages (topic, payload, reason, time).")
+
+
+class MetricsConfig(StrictModel):
+    host: str = Field("127.0.0.1", description="Address of the Prometheus /metrics endpoint.")
+    port: int | None = Field(9109, ge=0, le=65535, description="Port of /metrics; null disables it, 0 picks a free port (logged).")
 
 
 class IngestConfig(StrictModel):
-    pass
+    group: str | None = Field(
+        "ingest",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Shared-subscription group (`$share/<group>/...`): processes of one group split the load. Null: plain subscriptions.",
+    )
+    protocol: str = Field("5", pattern=r"^(5|3\.1\.1)$", description="MQTT protocol version: `5` or `3.1.1`.")
+    session_expiry_s: int = Field(
+        7 * 24 * 3600, ge=60, description="How long the broker keeps the session (and queues messages) while ingest is away (MQTT 5)."
+    )
+    gateway_topics: bool = Field(True, description="Subscribe to gateway batches on `<mqtt.topic_prefix>/+/+/data`.")
+    device_json: list[DeviceJsonTopic] = Field(default_factory=list, description="Mapped device-JSON topics.")
+    batch_lines: int = Field(5000, ge=1, le=5000, description="Lines per InfluxDB write: a batch is written when it holds this many...")
+    linger_s: float = Field(0.5, gt=0, le=60, description="...or when its oldest message has waited this long.")
+    write_concurrency: int = Field(2, ge=1, le=16, description="Batches written to InfluxDB at once.")
+    max_inflight_messages: int = Field(
+        1000, ge=1, le=65535, description="Unacknowledged messages the broker may send before waiting (MQTT 5 Receive Maximum)."
+    )
+    max_inflight_mb: float = Field(
+        256.0, gt=0, description="Payload bytes held in memory awaiting write; past it ingest stops reading from the broker."
+    )
+    retry_min_s: float = Field(0.5, gt=0, description="First delay before rewriting a batch InfluxDB did not take (doubles).")
+    retry_max_s: float = Field(15.0, gt=0, description="Longest delay between rewrites; data stays at the broker meanwhile.")
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    dead_letters: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @field_validator("device_json")
+    @classmethod
+    def _unique_topics(cls, v: list[DeviceJsonTopic]) -> list[DeviceJsonTopic]:
+        seen: set[str] = set()
+        for item in v:
+            if item.topic in seen:
+                raise ValueError(f"topic {item.topic!r} is mapped twice")
+            seen.add(item.topic)
+        return v

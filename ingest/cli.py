@@ -1,0 +1,184 @@
+"""``plantmrv ingest``: run the service; list, show and replay dead letters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Broker-to-InfluxDB ingest service with validation and dead letters.")
+dl_app = typer.Typer(no_args_is_help=True, help="Messages ingest refused: list, show, replay after fixing the config.")
+app.add_typer(dl_app, name="dead-letters")
+
+CONFIG_OPT = typer.Option(..., "--config", "-c", help="YAML config with sections `ingest`, `influxdb` and `mqtt`.")
+
+
+def _load(file: Path):
+    from plantmrv.cli import load_or_exit
+    from plantmrv.config import ConfigError, require_section
+
+    cfg = load_or_exit(file)
+    try:
+        require_section(cfg, "ingest", file)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(1)
+    return cfg
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command("run")
+def run(
+    config: Path = CONFIG_OPT,
+    client_id: Optional[str] = typer.Option(
+        None, "--client-id", help="MQTT client id, overriding mqtt.client_id (each process of a group needs its own, stable)."
+    ),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+) -> None:
+    """Subscribe (QoS 1, persistent session, shared subscription), validate, write to InfluxDB, ack after write.
+
+    Runs until SIGTERM or SIGINT, then writes what it holds and disconnects; anything not yet
+    written stays at the broker for the next start.
+    """
+    from plantmrv.ingest.service import IngestService
+
+    cfg = _load(config)
+    _logging(log_level)
+    svc = IngestService(cfg, client_id=client_id)
+
+    def _term(signum, frame):
+        svc._stop.set()
+
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, _term)
+    logging.getLogger("plantmrv.ingest").info(
+        "event=starting client_id=%s topics=%s influx=%s database=%s dead_letters=%s",
+        svc.client_id, ",".join(svc.topics()), cfg.influxdb.url, cfg.influxdb.database, cfg.ingest.dead_letters.path,
+    )
+    try:
+        svc.run_forever()
+    except Exception as exc:
+        typer.echo(f"ingest stopped on an error: {exc}", err=True)
+        raise typer.Exit(1)
+
+
+def _store(cfg):
+    from plantmrv.ingest.deadletter import DeadLetterStore
+
+    path = cfg.ingest.dead_letters.path
+    if not Path(path).exists():
+        typer.echo(f"{path}: no dead-letter store yet (ingest.dead_letters.path)", err=True)
+        raise typer.Exit(1)
+    return DeadLetterStore(path)
+
+
+def _when(ns: int | None) -> str:
+    if not ns:
+        return "-"
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dl_app.command("list")
+def dl_list(
+    config: Path = CONFIG_OPT,
+    reason: Optional[str] = typer.Option(None, "--reason", help="Only this reason code (e.g. unknown_field, decode)."),
+    all_: bool = typer.Option(False, "--all", help="Include rows already replayed."),
+    limit: int = typer.Option(100, "--limit", help="Show at most this many rows (0: all)."),
+) -> None:
+    """One line per dead letter: id, time, topic, samples, size, reason."""
+    store = _store(_load(config))
+    rows = store.list(code=reason, include_replayed=all_, limit=limit or None)
+    typer.echo(f"{'id':>6}  {'dead-lettered':20}  {'kind':5}  {'samples':>7}  {'bytes':>8}  topic  reason")
+    for d in rows:
+        flag = " (replayed)" if d.replayed_ns else ""
+        typer.echo(f"{d.id:>6}  {_when(d.created_ns):20}  {d.kind:5}  {d.samples:>7}  {len(d.payload):>8}  {d.topic}  {d.reason[:160]}{flag}")
+    typer.echo(f"{len(rows)} shown, {store.count()} not replayed in {store.path}")
+
+
+@dl_app.command("show")
+def dl_show(
+    id_: int = typer.Argument(..., metavar="ID", help="Dead-letter id (from `list`)."),
+    config: Path = CONFIG_OPT,
+    max_samples: int = typer.Option(20, "--samples", help="Samples of a batch payload to print."),
+) -> None:
+    """Everything about one dead letter: topic, times, full reason and the payload decoded."""
+    store = _store(_load(config))
+    d = store.get(id_)
+    if d is None:
+        typer.echo(f"no dead letter with id {id_} in {store.path}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"id: {d.id}\ntopic: {d.topic}\nkind: {d.kind}\nreceived: {_when(d.received_ns)}\n"
+               f"dead-lettered: {_when(d.created_ns)}\nreplayed: {_when(d.replayed_ns)}\nsamples: {d.samples}\n"
+               f"payload bytes: {len(d.payload)}\nreason: {d.reason}")
+    if d.kind == "batch":
+        from plantmrv.codec import CodecError, decode_message
+
+        try:
+            msg = decode_message(d.payload)
+        except CodecError as exc:
+            typer.echo(f"payload: not decodable ({exc}); first bytes {d.payload[:64]!r}")
+            return
+        b = msg.batch
+        typer.echo(f"meta: {msg.meta}")
+        for i in range(min(len(b), max_samples)):
+            typer.echo(f"  {b.table[b.series[i]].key()} ts_ns={int(b.ts_ns[i])} ({_when(int(b.ts_ns[i]))}) value={b.value[i]!r} quality={int(b.quality[i])}")
+        if len(b) > max_samples:
+            typer.echo(f"  ... {len(b) - max_samples} more samples")
+    else:
+        text = d.payload[:2000].decode("utf-8", "replace")
+        typer.echo(f"payload: {text}" + (" ..." if len(d.payload) > 2000 else ""))
+
+
+@dl_app.command("replay")
+def dl_replay(
+    config: Path = CONFIG_OPT,
+    ids: Optional[List[int]] = typer.Option(None, "--id", help="Dead-letter id to replay (repeatable)."),
+    all_: bool = typer.Option(False, "--all", help="Replay every row not yet replayed."),
+    reason: Optional[str] = typer.Option(None, "--reason", help="With --all: only rows with this reason code."),
+) -> None:
+    """Re-validate with the current config and write what now passes; still-refused samples get a new row.
+
+    Replayed rows are marked, not deleted (see `list --all`). Writes are idempotent, so
+    replaying twice stores nothing twice.
+    """
+    from plantmrv.influx import InfluxError
+    from plantmrv.ingest.service import replay_dead_letters
+
+    if not ids and not all_:
+        typer.echo("give --id ID (repeatable) or --all", err=True)
+        raise typer.Exit(2)
+    cfg = _load(config)
+    store = _store(cfg)
+    targets = list(ids or []) + ([d.id for d in store.list(code=reason)] if all_ else [])
+    targets = list(dict.fromkeys(targets))
+
+    def progress(n, total, r):
+        typer.echo(f"[{n}/{total}] id={r.id} written={r.written} still_refused={r.still_refused}"
+                   + (f" new_ids={','.join(map(str, r.new_ids))}" if r.new_ids else ""))
+
+    try:
+        results = replay_dead_letters(cfg, store, targets, progress=progress)
+    except KeyError as exc:
+        typer.echo(str(exc.args[0]), err=True)
+        raise typer.Exit(1)
+    except InfluxError as exc:
+        typer.echo(f"replay stopped: {exc}", err=True)
+        raise typer.Exit(1)
+    written = sum(r.written for r in results)
+    refused = sum(r.still_refused for r in results)
+    typer.echo(f"replayed {len(results)} rows: {written} points written, {refused} samples still refused")
+    if refused:
+        raise typer.Exit(3)

@@ -1,0 +1,52 @@
+"""Prometheus metrics of the ingest service (one registry per service instance)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class IngestMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        p = "plantmrv_ingest_"
+        self.messages_in = Counter(p + "messages", "MQTT messages received", ["kind"], registry=r)
+        self.bytes_in = Counter(p + "received_bytes", "Payload bytes received", registry=r)
+        self.points_written = Counter(p + "points_written", "Lines InfluxDB confirmed", registry=r)
+        self.samples_rejected = Counter(p + "rejected_samples", "Samples dead-lettered, by reason code", ["reason"], registry=r)
+        self.messages_rejected = Counter(
+            p + "rejected_messages", "Dead-letter rows written (whole or partial messages), by reason code", ["reason"], registry=r
+        )
+        self.messages_acked = Counter(p + "messages_acked", "MQTT messages acknowledged after their points were stored", registry=r)
+        self.write_seconds = Histogram(
+            p + "write_seconds", "Latency of one InfluxDB /write body, retries included",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r,
+        )
+        self.batch_lines = Histogram(
+            p + "batch_lines", "Lines per InfluxDB write", buckets=(1, 10, 100, 500, 1000, 2500, 5000), registry=r
+        )
+        self.influx_errors = Counter(p + "influx_errors", "Failed InfluxDB writes (batch kept, retried)", ["kind"], registry=r)
+        self.lag_seconds = Gauge(p + "lag_seconds", "Receipt-to-acknowledge time of the last written batch's oldest message", registry=r)
+        self.data_age_seconds = Gauge(p + "data_age_seconds", "Age of the newest sample in the last written batch", registry=r)
+        self.inflight_messages = Gauge(p + "inflight_messages", "Messages received but not yet acknowledged", registry=r)
+        self.inflight_bytes = Gauge(p + "inflight_bytes", "Payload bytes received but not yet acknowledged", registry=r)
+        self.connected = Gauge(p + "broker_connected", "1 while connected to the broker", registry=r)
+        self.server = None
+        self.port: int | None = None
+
+    def serve(self, host: str, port: int) -> int:
+        """Start the /metrics HTTP server; returns the bound port."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self.server = server
+        self.port = server.server_address[1]
+        return self.port
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def value(self, name: str, **labels) -> float:
+        """Current value of a sample (for tests and the status log)."""
+        v = self.registry.get_sample_value(name, labels or None)
+        return v or 0.0

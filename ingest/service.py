@@ -1,0 +1,631 @@
+"""The ingest service: broker -> decode -> validate -> batch -> InfluxDB, acknowledging only what is stored.
+
+Threads and the path of a message:
+
+1. paho's network thread receives a QoS 1 PUBLISH (persistent session, shared subscription)
+   and queues it; it is *not* acknowledged (``manual_ack``). The broker sends at most
+   ``max_inflight_messages`` unacknowledged messages (MQTT 5 Receive Maximum), and past
+   ``max_inflight_mb`` of queued payload the callback waits, so memory stays bounded and a slow
+   InfluxDB holds the data at the broker.
+2. The batcher thread decodes (:func:`plantmrv.codec.decode_message` or a device-JSON mapping),
+   validates (:mod:`plantmrv.ingest.validate`) and gathers messages until a batch holds
+   ``batch_lines`` lines or its oldest message waited ``linger_s``.
+3. A writer thread (``write_concurrency`` of them) commits the batch's refusals to the
+   dead-letter store, writes the valid samples to InfluxDB (bodies of <= 5,000 lines), retrying
+   outages until InfluxDB takes them, dead-letters the lines InfluxDB refuses (a partial write
+   that does not name its lines is bisected), and only then acknowledges the messages.
+
+Writes are idempotent (a point is identified by series and timestamp), so a message delivered
+twice - after a crash, or a reconnect before its PUBACK - is stored once. Acknowledgements are
+only sent on the connection that received the message; earlier ones are redelivered by the
+broker and written again, harmlessly.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from plantmrv.batch import SampleBatch
+from plantmrv.codec import CodecError, decode_message, encode_message
+from plantmrv.influx import InfluxClient, InfluxError, PartialWriteError
+from plantmrv.ingest.config import IngestConfig
+from plantmrv.ingest.deadletter import DeadLetter, DeadLetterStore
+from plantmrv.ingest.device_json import DeviceJsonRouter, JsonDecodeError, topic_matches
+from plantmrv.ingest.metrics import IngestMetrics
+from plantmrv.ingest.validate import Validator, parse_go_duration_s
+from plantmrv.lineprotocol import LineProtocolEncoder, QUALITY_MEASUREMENT, with_quality_series
+
+log = logging.getLogger("plantmrv.ingest")
+
+
+# --------------------------------------------------------------------------- processing (no I/O)
+
+
+@dataclass
+class Processed:
+    """One message after decode and validation: what to write and what to dead-letter."""
+
+    kind: str  # batch | json | raw
+    batch: SampleBatch  # valid samples, quality-routed, ready to encode
+    dead: list[DeadLetter] = field(default_factory=list)
+    samples_in: int = 0
+    meta: dict = field(default_factory=dict)
+
+
+class Processor:
+    """Decodes and validates messages by topic. Shared by the service and dead-letter replay."""
+
+    def __init__(self, cfg: IngestConfig, topic_prefix: str, max_age_s: float | None):
+        v = cfg.validation
+        schema = dict(v.schema_)
+        schema.setdefault(QUALITY_MEASUREMENT, ["value", "quality"])  # ingest's own routing, seen again on replay
+        self.validator = Validator(schema, v.permissive, v.max_future_skew_s, max_age_s)
+        self.router = DeviceJsonRouter(cfg.device_json)
+        self.max_message_bytes = v.max_message_bytes
+        self.gateway_filter = f"{topic_prefix}/+/+/data" if cfg.gateway_topics else None
+
+    def kind_of(self, topic: str) -> str:
+        if self.gateway_filter and topic_matches(self.gateway_filter, topic):
+            return "batch"
+        return "json" if self.router.find(topic) else "raw"
+
+    def process(self, topic: str, payload: bytes, received_ns: int, now_ns: int | None = None, kind: str | None = None) -> Processed:
+        now_ns = now_ns or time.time_ns()
+        if len(payload) > self.max_message_bytes:
+            reason = f"too_large: payload of {len(payload)} bytes exceeds ingest.validation.max_message_bytes={self.max_message_bytes}"
+            return Processed("raw", SampleBatch.empty(), [DeadLetter(topic, payload, "raw", "too_large", reason, 0, received_ns)])
+        if kind in (None, "raw"):
+            kind = self.kind_of(topic)
+        if kind == "batch":
+            return self._batch(topic, payload, received_ns, now_ns)
+        if kind == "json":
+            return self._json(topic, payload, received_ns, now_ns)
+        reason = f"no_mapping: topic {topic!r} matches neither the gateway topics nor an ingest.device_json entry"
+        return Processed("raw", SampleBatch.empty(), [DeadLetter(topic, payload, "raw", "no_mapping", reason, 0, received_ns)])
+
+    def _batch(self, topic: str, payload: bytes, received_ns: int, now_ns: int) -> Processed:
+        try:
+            msg = decode_message(payload)
+        except CodecError as exc:
+            return Processed("batch", SampleBatch.empty(), [DeadLetter(topic, payload, "batch", "decode", f"decode: {exc}", 0, received_ns)])
+        valid, rejects = self.validator.validate(msg.batch, now_ns)
+        dead = []
+        for r in rejects:
+            sub = msg.batch.take(r.rows).compact()
+            dead.append(DeadLetter(topic, encode_message(sub, **msg.meta), "batch", r.code, r.reason(), len(r.rows), received_ns))
+        return Processed("batch", with_quality_series(valid), dead, len(msg.batch), msg.meta)
+
+    def _json(self, topic: str, payload: bytes, received_ns: int, now_ns: int) -> Processed:
+        mapping = self.router.find(topic)
+        if mapping is None:
+            reason = f"no_mapping: topic {topic!r} matches no ingest.device_json entry"
+            return Processed("raw", SampleBatch.empty(), [DeadLetter(topic, payload, "raw", "no_mapping", reason, 0, received_ns)])
+        try:
+            decoded = mapping.decode(topic, payload, received_ns)
+        except JsonDecodeError as exc:
+            return Processed("json", SampleBatch.empty(), [DeadLetter(topic, payload, "json", "decode", f"decode: {exc}", 0, received_ns)])
+        valid, rejects = self.validator.validate(decoded.batch, now_ns)
+        reasons = [(r.code, r.detail) for r in decoded.rejects] + [(r.code, r.detail) for r in rejects]
+        refused = len(decoded.rejects) + sum(len(r.rows) for r in rejects)
+        dead = []
+        if reasons:
+            # the original payload, once, with every reason: replay re-reads it whole (writes are idempotent)
+            text = "; ".join(f"{c}: {d}" for c, d in reasons[:20]) + (f"; and {len(reasons) - 20} more" if len(reasons) > 20 else "")
+            dead.append(DeadLetter(topic, payload, "json", reasons[0][0], text, refused, received_ns))
+        return Processed("json", with_quality_series(valid), dead, len(decoded.batch) + len(decoded.rejects))
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class Stopping(Exception):
+    """The service is stopping; the batch stays unacknowledged at the broker."""
+
+
+@dataclass
+class WriteOutcome:
+    lines_written: int = 0
+    rejected: list[tuple[np.ndarray, str]] = field(default_factory=list)  # (row indices, InfluxDB's reason)
+
+
+class ResilientWriter:
+    """Writes a batch through :class:`InfluxClient`: waits out outages, isolates refused lines."""
+
+    def __init__(self, client: InfluxClient, metrics: IngestMetrics | None, retry_min_s: float, retry_max_s: float,
+                 stop_event: threading.Event | None = None, give_up_after_s: float | None = None):
+        self.client = client
+        self.metrics = metrics
+        self.retry_min_s = retry_min_s
+        self.retry_max_s = retry_max_s
+        self.stop_event = stop_event or threading.Event()
+        self.give_up_after_s = give_up_after_s
+        self.encoder = LineProtocolEncoder(max_lines=client.encoder.max_lines)
+
+    def write(self, batch: SampleBatch) -> WriteOutcome:
+        """Write every row of ``batch`` or report it refused; raises :class:`Stopping` or InfluxError (give-up)."""
+        out = WriteOutcome()
+        if not len(batch):
+            return out
+        enc = self.encoder.encode(batch, route_quality=False)
+        if enc.dropped_nonfinite:  # validation refuses these first; never silently drop one
+            raise ValueError(f"{enc.dropped_nonfinite} non-finite values reached the writer")
+        row = 0
+        for body, n in zip(enc.bodies, enc.line_counts):
+            lines = body.split(b"\n")[:-1] if n > 1 else [body.rstrip(b"\n")]
+            self._write_lines(lines, np.arange(row, row + n), out)
+            row += n
+        return out
+
+    def _post(self, body: bytes) -> None:
+        delay = self.retry_min_s
+        started = time.monotonic()
+        while True:
+            if self.stop_event.is_set():
+                raise Stopping()
+            t0 = time.perf_counter()
+            try:
+                self.client.write_body(body)
+            except PartialWriteError:
+                raise
+            except InfluxError as exc:
+                if self.metrics:
+                    self.metrics.influx_errors.labels(kind=str(exc.status or "unreachable")).inc()
+                if self.give_up_after_s is not None and time.monotonic() - started > self.give_up_after_s:
+                    raise
+                log.warning("event=influx_write_failed status=%s retry_in_s=%.1f error=%r", exc.status, delay, str(exc)[:300])
+                if self.stop_event.wait(delay):
+                    raise Stopping() from None
+                delay = min(delay * 2, self.retry_max_s)
+                continue
+            if self.metrics:
+                self.metrics.write_seconds.observe(time.perf_counter() - t0)
+                self.metrics.batch_lines.observe(body.count(b"\n"))
+            return
+
+    def _write_lines(self, lines: list[bytes], rows: np.ndarray, out: WriteOutcome) -> None:
+        body = b"\n".join(lines) + b"\n"
+        try:
+            self._post(body)
+            out.lines_written += len(lines)
+            return
+        except PartialWriteError as exc:
+            if self.metrics:
+                self.metrics.influx_errors.labels(kind="partial_write").inc()
+            reason = "influx_rejected: " + _influx_reason(str(exc))
+            if exc.dropped is not None and exc.dropped >= len(lines):
+                out.rejected.append((rows, reason))
+                return
+            named = [i for i in exc.rejected_lines if i < len(lines)]
+            if named and (exc.dropped is None or len(named) == exc.dropped):
+                mask = np.zeros(len(lines), dtype=bool)
+                mask[named] = True
+                out.rejected.append((rows[mask], reason))
+                out.lines_written += len(lines) - len(named)
+                return
+            if len(lines) == 1:
+                out.rejected.append((rows, reason))
+                return
+        # InfluxDB refused some lines without naming them: rewrite halves (idempotent) to find them
+        mid = len(lines) // 2
+        self._write_lines(lines[:mid], rows[:mid], out)
+        self._write_lines(lines[mid:], rows[mid:], out)
+
+
+def _influx_reason(text: str) -> str:
+    """InfluxDB's refusal without the per-body counts, so refusals of one cause group together."""
+    import re
+
+    text = re.sub(r"^InfluxDB rejected \S+ of \d+ lines: ", "", text)
+    return re.sub(r"\s*dropped=\d+\s*$", "", text)[:400]
+
+
+def _group_rejects(rejected: list[tuple[np.ndarray, str]]) -> list[tuple[np.ndarray, str]]:
+    by_reason: dict[str, list[np.ndarray]] = {}
+    for rows, reason in rejected:
+        by_reason.setdefault(reason, []).append(rows)
+    return [(np.concatenate(parts), reason) for reason, parts in by_reason.items()]
+
+
+def retention_max_age_s(client: InfluxClient) -> float | None:
+    """The duration of the retention policy writes go to (None for INF or when unknown)."""
+    res = client.query(f"SHOW RETENTION POLICIES ON {_quote(client.database)}")
+    for r in res:
+        names = r.columns.get("name")
+        if names is None:
+            continue
+        for i, name in enumerate(names):
+            chosen = name == client.retention_policy if client.retention_policy else bool(r.columns["default"][i])
+            if chosen:
+                return parse_go_duration_s(str(r.columns["duration"][i]))
+    return None
+
+
+def _quote(name: str) -> str:
+    from plantmrv.influx import quote_ident
+
+    return quote_ident(name)
+
+
+# --------------------------------------------------------------------------- the service
+
+
+@dataclass
+class Inbound:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    gen: int
+    received_ns: int
+    received_mono: float
+
+
+@dataclass
+class Job:
+    msgs: list[Inbound] = field(default_factory=list)
+    processed: list[Processed] = field(default_factory=list)
+    lines: int = 0
+    first_mono: float = 0.0
+
+
+class IngestService:
+    """Runs the ingest pipeline; ``start()`` returns once threads run, ``stop()`` drains and disconnects."""
+
+    def __init__(self, cfg, client_id: str | None = None):
+        """``cfg``: the root config (sections ``ingest``, ``influxdb``, ``mqtt``)."""
+        from plantmrv.config import MqttConfig
+
+        self.root = cfg
+        self.cfg: IngestConfig = cfg.ingest
+        self.mqtt_cfg = cfg.mqtt or MqttConfig()
+        self.influx_cfg = cfg.influxdb
+        self.client_id = client_id or self.mqtt_cfg.client_id or f"plantmrv-ingest-{socket.gethostname()}"
+        self.metrics = IngestMetrics()
+        self.store = DeadLetterStore(self.cfg.dead_letters.path)
+        self.influx = self.influx_cfg.client()
+        self._stop = threading.Event()
+        self._queue: "queue.Queue[Inbound]" = queue.Queue()
+        self._inflight_bytes = 0
+        self._inflight_msgs = 0
+        self._cond = threading.Condition()
+        self._gen = 0
+        self._gen_lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._slots = threading.Semaphore(self.cfg.write_concurrency)
+        self._pool = ThreadPoolExecutor(self.cfg.write_concurrency, thread_name_prefix="ingest-write")
+        self._batcher: threading.Thread | None = None
+        self._mqtt = None
+        self.processor: Processor | None = None
+        self.writer: ResilientWriter | None = None
+        self.fatal: BaseException | None = None
+        self._closing = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def topics(self) -> list[str]:
+        plain = []
+        if self.cfg.gateway_topics:
+            plain.append(f"{self.mqtt_cfg.topic_prefix}/+/+/data")
+        plain += [t.topic for t in self.cfg.device_json]
+        return [f"$share/{self.cfg.group}/{t}" if self.cfg.group else t for t in plain]
+
+    def _prepare_influx(self) -> float | None:
+        if self.influx_cfg.create_database:
+            try:
+                self.influx.create_database()
+            except InfluxError as exc:
+                log.warning("event=create_database_failed database=%s error=%r", self.influx.database, str(exc)[:200])
+        max_age = self.cfg.validation.max_age_s
+        if max_age is None:
+            try:
+                max_age = retention_max_age_s(self.influx)
+                log.info("event=retention database=%s max_age_s=%s", self.influx.database, max_age or "INF")
+            except InfluxError as exc:
+                log.warning("event=retention_unknown error=%r (no age check until restart)", str(exc)[:200])
+        return max_age
+
+    def start(self) -> "IngestService":
+        max_age = self._prepare_influx()
+        self.processor = Processor(self.cfg, self.mqtt_cfg.topic_prefix, max_age)
+        self.writer = ResilientWriter(self.influx, self.metrics, self.cfg.retry_min_s, self.cfg.retry_max_s, self._stop)
+        if self.cfg.metrics.port is not None:
+            port = self.metrics.serve(self.cfg.metrics.host, self.cfg.metrics.port)
+            log.info("event=metrics_listening host=%s port=%d", self.cfg.metrics.host, port)
+        self._batcher = threading.Thread(target=self._batch_loop, name="ingest-batcher", daemon=True)
+        self._batcher.start()
+        self._mqtt = self._make_client()
+        self._mqtt.connect_async(self.mqtt_cfg.host, self.mqtt_cfg.port, self.mqtt_cfg.keepalive_s, **self._connect_kwargs())
+        self._mqtt.loop_start()
+        return self
+
+    def wait_subscribed(self, timeout_s: float = 10.0) -> bool:
+        return self._subscribed.wait(timeout_s)
+
+    def stop(self, drain_timeout_s: float = 10.0) -> None:
+        """Stop taking messages, write what is queued (if InfluxDB answers within the timeout), disconnect.
+
+        Messages that arrive meanwhile are left unacknowledged: the broker keeps them in the
+        persistent session and sends them again on the next connection.
+        """
+        self._closing = True
+        deadline = time.monotonic() + drain_timeout_s
+        while time.monotonic() < deadline and self._inflight_msgs > 0 and self.fatal is None:
+            time.sleep(0.05)
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._batcher:
+            self._batcher.join(10)
+        self._pool.shutdown(wait=True)
+        if self._mqtt is not None:
+            self._mqtt.disconnect()
+            self._mqtt.loop_stop()
+        self.metrics.close()
+        self.influx.close()
+        self.store.close()
+        log.info("event=stopped client_id=%s", self.client_id)
+
+    def run_forever(self) -> None:
+        self.start()
+        try:
+            while not self._stop.is_set():
+                time.sleep(1)
+                if self.fatal is not None:
+                    raise self.fatal
+        finally:
+            self.stop()
+
+    # ---------------------------------------------------------------- MQTT
+
+    def _make_client(self):
+        import paho.mqtt.client as mqtt
+
+        v5 = self.cfg.protocol == "5"
+        kwargs = dict(client_id=self.client_id, protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, manual_ack=True)
+        if not v5:
+            kwargs["clean_session"] = False
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
+        c.suppress_exceptions = True
+        if self.mqtt_cfg.username:
+            pw = self.mqtt_cfg.password.get_secret_value() if self.mqtt_cfg.password else None
+            c.username_pw_set(self.mqtt_cfg.username, pw)
+        if self.mqtt_cfg.use_tls:
+            tls = self.mqtt_cfg.tls
+            c.tls_set(
+                ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
+                certfile=str(tls.cert_file) if tls and tls.cert_file else None,
+                keyfile=str(tls.key_file) if tls and tls.key_file else None,
+            )
+            if tls and tls.insecure:
+                c.tls_insecure_set(True)
+        c.reconnect_delay_set(1, 30)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
+        return c
+
+    def _connect_kwargs(self) -> dict:
+        if self.cfg.protocol != "5":
+            return {}
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.cfg.session_expiry_s
+        props.ReceiveMaximum = self.cfg.max_inflight_messages
+        return {"clean_start": False, "properties": props}
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        if reason_code.is_failure:
+            log.error("event=broker_refused broker=%s:%d reason=%r", self.mqtt_cfg.host, self.mqtt_cfg.port, str(reason_code))
+            return
+        with self._gen_lock:
+            self._gen += 1
+        self.metrics.connected.set(1)
+        log.info(
+            "event=connected broker=%s:%d client_id=%s session_present=%s",
+            self.mqtt_cfg.host, self.mqtt_cfg.port, self.client_id, bool(getattr(flags, "session_present", False)),
+        )
+        if self.cfg.protocol == "5":
+            from paho.mqtt.subscribeoptions import SubscribeOptions
+
+            client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.topics()])
+        else:
+            client.subscribe([(t, 1) for t in self.topics()])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties=None) -> None:
+        codes = [int(getattr(rc, "value", rc)) for rc in reason_codes]
+        bad = [t for t, rc in zip(self.topics(), codes) if rc >= 0x80]
+        if bad:
+            log.error("event=subscribe_refused topics=%s codes=%s", bad, codes)
+        else:
+            log.info("event=subscribed topics=%s", ",".join(self.topics()))
+            self._subscribed.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        self.metrics.connected.set(0)
+        self._subscribed.clear()
+        if not self._stop.is_set():
+            log.warning("event=disconnected reason=%r (reconnecting; unacknowledged messages will be redelivered)", str(reason_code))
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            if self._closing:
+                return  # not acknowledged: redelivered on the next connection
+            size = len(msg.payload)
+            limit = int(self.cfg.max_inflight_mb * 1024 * 1024)
+            with self._cond:
+                # backpressure: stop reading from the socket until writes free memory
+                while self._inflight_bytes > 0 and self._inflight_bytes + size > limit and not self._stop.is_set():
+                    self._cond.wait(0.5)
+                self._inflight_bytes += size
+                self._inflight_msgs += 1
+            try:
+                topic = msg.topic
+            except UnicodeDecodeError:
+                topic = msg._topic.decode("utf-8", "replace")
+            self._queue.put(Inbound(topic, msg.payload, msg.mid, msg.qos, self._gen, time.time_ns(), time.monotonic()))
+            self.metrics.bytes_in.inc(size)
+        except Exception:  # the network thread must survive anything
+            log.exception("event=on_message_failed")
+
+    # ---------------------------------------------------------------- batching
+
+    def _batch_loop(self) -> None:
+        job = Job()
+        linger = self.cfg.linger_s
+        while not self._stop.is_set():
+            timeout = 0.2 if not job.msgs else max(0.0, job.first_mono + linger - time.monotonic())
+            try:
+                m = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                m = None
+            if m is not None:
+                try:
+                    p = self.processor.process(m.topic, m.payload, m.received_ns)
+                except Exception as exc:  # a bug must not lose the message: keep it with the reason
+                    log.exception("event=process_failed topic=%r", m.topic)
+                    p = Processed("raw", SampleBatch.empty(), [DeadLetter(m.topic, m.payload, "raw", "decode", f"decode: internal error {exc!r}", 0, m.received_ns)])
+                self.metrics.messages_in.labels(kind=p.kind).inc()
+                if not job.msgs:
+                    job.first_mono = m.received_mono
+                job.msgs.append(m)
+                job.processed.append(p)
+                job.lines += len(p.batch)
+            if job.msgs and (job.lines >= self.cfg.batch_lines or time.monotonic() >= job.first_mono + linger):
+                self._submit(job)
+                job = Job()
+        self._release(job.msgs)
+
+    def _submit(self, job: Job) -> None:
+        while not self._slots.acquire(timeout=0.2):
+            if self._stop.is_set():
+                self._release(job.msgs)
+                return
+        fut = self._pool.submit(self._write_job, job)
+        fut.add_done_callback(lambda f: self._slots.release())
+
+    def _release(self, msgs: list[Inbound]) -> None:
+        with self._cond:
+            for m in msgs:
+                self._inflight_bytes -= len(m.payload)
+                self._inflight_msgs -= 1
+            self._cond.notify_all()
+        self.metrics.inflight_bytes.set(self._inflight_bytes)
+        self.metrics.inflight_messages.set(self._inflight_msgs)
+
+    def _write_job(self, job: Job) -> None:
+        try:
+            self._store_dead(job.processed)
+            parts, origins = [], []
+            for i, p in enumerate(job.processed):
+                if len(p.batch):
+                    parts.append(p.batch)
+                    origins.append(np.full(len(p.batch), i, dtype=np.int32))
+            if parts:
+                batch = SampleBatch.concat(parts)
+                origin = np.concatenate(origins)
+                outcome = self.writer.write(batch)
+                self.metrics.points_written.inc(outcome.lines_written)
+                if outcome.rejected:
+                    self._store_influx_rejects(job, batch, origin, outcome.rejected)
+                newest = int(batch.ts_ns.max())
+                self.metrics.data_age_seconds.set(max(0.0, (time.time_ns() - newest) / 1e9))
+            self._ack(job.msgs)
+            self.metrics.lag_seconds.set(time.monotonic() - job.first_mono)
+        except Stopping:
+            log.info("event=batch_left_at_broker messages=%d reason=stopping", len(job.msgs))
+        except Exception as exc:
+            log.exception("event=write_job_failed messages=%d (left unacknowledged at the broker)", len(job.msgs))
+            self.fatal = exc
+        finally:
+            self._release(job.msgs)
+
+    def _store_dead(self, processed: list[Processed]) -> None:
+        letters = [d for p in processed for d in p.dead]
+        if not letters:
+            return
+        self.store.add_many(letters)
+        for d in letters:
+            self.metrics.messages_rejected.labels(reason=d.code).inc()
+            self.metrics.samples_rejected.labels(reason=d.code).inc(d.samples)
+            log.warning("event=dead_letter id=%s topic=%r samples=%d reason=%r", d.id, d.topic, d.samples, d.reason[:300])
+
+    def _store_influx_rejects(self, job: Job, batch: SampleBatch, origin: np.ndarray, rejected) -> None:
+        letters = []
+        for rows, reason in _group_rejects(rejected):
+            for i in np.unique(origin[rows]):
+                sel = rows[origin[rows] == i]
+                m, p = job.msgs[i], job.processed[i]
+                sub = batch.take(sel).compact()
+                letters.append(DeadLetter(m.topic, encode_message(sub, **p.meta), "batch", "influx_rejected", reason, len(sel), m.received_ns))
+        self._store_dead([Processed("batch", SampleBatch.empty(), letters)])
+
+    def _ack(self, msgs: list[Inbound]) -> None:
+        gen = self._gen
+        acked = 0
+        for m in msgs:
+            if m.qos == 1 and m.gen == gen:
+                self._mqtt.ack(m.mid, m.qos)
+                acked += 1
+        self.metrics.messages_acked.inc(acked)
+
+
+# --------------------------------------------------------------------------- replay
+
+
+@dataclass
+class ReplayResult:
+    id: int
+    written: int
+    still_refused: int
+    new_ids: list[int]
+
+
+def replay_dead_letters(cfg, store: DeadLetterStore, ids: list[int], progress=None) -> list[ReplayResult]:
+    """Re-validate dead letters with the current config and write what now passes.
+
+    Each replayed row is marked replayed; what is still refused becomes a new row with its
+    current reason. Raises InfluxError if InfluxDB cannot be reached (rows stay unreplayed).
+    """
+    from plantmrv.config import MqttConfig
+
+    mqtt_cfg = cfg.mqtt or MqttConfig()
+    client = cfg.influxdb.client()
+    try:
+        max_age = cfg.ingest.validation.max_age_s
+        if max_age is None:
+            max_age = retention_max_age_s(client)
+        processor = Processor(cfg.ingest, mqtt_cfg.topic_prefix, max_age)
+        writer = ResilientWriter(client, None, 0.2, 2.0, give_up_after_s=10.0)
+        results = []
+        for n, id_ in enumerate(ids):
+            row = store.get(id_)
+            if row is None:
+                raise KeyError(f"no dead letter with id {id_}")
+            if row.replayed_ns is not None:
+                results.append(ReplayResult(id_, 0, 0, []))
+                continue
+            p = processor.process(row.topic, row.payload, row.received_ns, kind=row.kind)
+            outcome = writer.write(p.batch)
+            dead = list(p.dead)
+            for rows, reason in _group_rejects(outcome.rejected):
+                sub = p.batch.take(rows).compact()
+                dead.append(DeadLetter(row.topic, encode_message(sub, **p.meta), "batch", "influx_rejected", reason, len(rows), row.received_ns))
+            new_ids = store.add_many(dead)
+            store.mark_replayed(id_)
+            results.append(ReplayResult(id_, outcome.lines_written, sum(d.samples for d in dead), new_ids))
+            if progress:
+                progress(n + 1, len(ids), results[-1])
+        return results
+    finally:
+        client.close()

