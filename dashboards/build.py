@@ -417,36 +417,57 @@ def _gw_where() -> str:
     return 'WHERE "site" =~ /^$site$/ AND $timeFilter'
 
 
+#: A gateway sends its health point every 10 s (gateway.health.sample_interval_s); it counts as
+#: online while it reported in the last 3 minutes: the 3-minute moving average of its reports per
+#: minute, empty minutes filled with 0, so a gateway that went silent shows 0 instead of vanishing
+#: (InfluxQL has no moving_sum; moving_average(x, 3) > 0 exactly when one of the 3 minutes has a report).
+REPORTS_3M = (
+    'SELECT moving_average(count("online"), 3) AS "reports_3m" FROM "gateway" '
+    'WHERE "site" =~ /^$site$/ AND $timeFilter GROUP BY time(1m), "gateway" fill(0)'
+)
+#: buffer.max_mb default of the gateway (past it the oldest batches are dropped)
+BUFFER_CAP_BYTES = 512e6
+
+
 def gateway_row(pt: PlantType | None) -> list:
     out = [
         P.timeseries(
             "Gateway buffer depth",
             P.U_COUNT,
             [InfluxQL(select([('max("buffer_depth")', "buffer_depth")], "gateway", _gw_where(), 'time($__interval), "gateway"')).alias("$tag_gateway $col")],
-            description="Batches waiting in the gateway's durable buffer. A growing buffer means the uplink or the broker is down.",
-            axis_label="batches",
-            thresholds=P.steps((None, "green"), (100, "orange"), (1000, "red")),
-            width=8,
+            description="Samples waiting in the gateway's durable buffer. A growing buffer means the uplink, the broker or InfluxDB is down; the gateway replays it when the link is back.",
+            axis_label="samples",
+            width=6,
+        ),
+        P.timeseries(
+            "Gateway buffer size",
+            P.U_BYTES,
+            [InfluxQL(select([('max("buffer_bytes")', "buffer_bytes")], "gateway", _gw_where(), 'time($__interval), "gateway"')).alias("$tag_gateway $col")],
+            description="Bytes in the durable buffer. At buffer.max_mb (default 512 MB) the oldest data is dropped: restore the link before the red line.",
+            axis_label="buffer [bytes]",
+            thresholds=P.steps((None, "green"), (0.5 * BUFFER_CAP_BYTES, "orange"), (0.9 * BUFFER_CAP_BYTES, "red")),
+            width=6,
         ),
         P.timeseries(
             "Samples dropped",
             P.U_COUNT,
             [InfluxQL(select([('non_negative_difference(max("samples_dropped"))', "dropped")], "gateway", _gw_where(), 'time($__interval), "gateway"', "fill(none)")).alias("$tag_gateway $col")],
-            description="Samples the gateway dropped per interval (its counter's increase): data lost for good.",
+            description="Samples the gateway dropped per interval (increase of its samples_dropped total: buffer full, rejected by InfluxDB): data lost for good.",
             axis_label="samples",
             bars=True,
             thresholds=P.steps((None, "green"), (1, "red")),
-            width=8,
+            width=6,
         ),
         P.stat(
             "Gateway online",
-            P.U_ONOFF,
-            [InfluxQL(select([('last("online")', "online")], "gateway", _gw_where(), '"gateway"')).alias("$tag_gateway")],
-            description="Last reported state of each gateway in the last 5 minutes; no value means no report at all.",
-            thresholds=P.steps((None, "red"), (1, "green")),
-            mappings=P.online_mappings(),
-            time_from="5m",
-            width=4,
+            P.U_COUNT,
+            [InfluxQL(REPORTS_3M).alias("$tag_gateway")],
+            description="Online while the gateway sent a health report in the last 3 minutes; offline when a gateway that reported in the last 24 h went silent.",
+            calc="last",
+            thresholds=P.steps((None, "red"), (0.01, "green")),
+            mappings=P.reporting_mappings(),
+            time_from="24h",
+            width=3 if pt is not None else 6,
         ),
     ]
     if pt is not None:
@@ -457,7 +478,7 @@ def gateway_row(pt: PlantType | None) -> list:
                 [InfluxQL(select([(f'last("{pt.heartbeat_field}")', "value")], pt.measurement, P.plant_where(), "")).alias("last sample")],
                 description=f"Time of the newest {pt.measurement} sample in the time range.",
                 fields="/^Time$/",
-                width=4,
+                width=3,
             )
         )
     return out
@@ -530,12 +551,14 @@ def portfolio_dashboard() -> dash_b.Dashboard:
             P.U_COUNT,
             [
                 InfluxQL(
-                    'SELECT sum("online") AS "online", count("online") AS "reporting" FROM '
-                    '(SELECT last("online") AS "online" FROM "gateway" WHERE "site" =~ /^$site$/ AND $timeFilter GROUP BY "site", "gateway")'
-                ).alias("$col")
+                    'SELECT count("reports_3m") AS "online" FROM (SELECT last("reports_3m") AS "reports_3m" FROM ('
+                    + REPORTS_3M
+                    + ') GROUP BY "gateway") WHERE "reports_3m" > 0'
+                ).alias("online"),
+                InfluxQL('SELECT count("online") AS "known" FROM (SELECT last("online") AS "online" FROM "gateway" WHERE "site" =~ /^$site$/ AND $timeFilter GROUP BY "gateway")').alias("known"),
             ],
-            description="Gateways whose last report in the past 5 minutes says online, and gateways that reported at all.",
-            time_from="5m",
+            description="Gateways that sent a health report in the last 3 minutes, and gateways that reported in the last 24 h. Fewer online than known: a gateway is down.",
+            time_from="24h",
             width=4,
         )
     )
@@ -624,22 +647,22 @@ def portfolio_dashboard() -> dash_b.Dashboard:
             [
                 InfluxQL(
                     select(
-                        [('last("online")', "online"), ('last("buffer_depth")', "buffer_depth"), ('last("samples_dropped")', "samples_dropped")],
+                        [('last("buffer_depth")', "buffer_depth"), ('last("buffer_bytes")', "buffer_bytes"), ('last("samples_dropped")', "samples_dropped")],
                         "gateway",
                         _gw_where(),
                         '"site", "gateway"',
                     )
                 )
             ],
-            description="Last report of each gateway in the time range (samples_dropped is its counter since start).",
-            units={"online": P.U_ONOFF, "buffer_depth": P.U_COUNT, "samples_dropped": P.U_COUNT},
-            thresholds={"online": P.steps((None, "red"), (1, "green")), "buffer_depth": P.steps((None, "green"), (100, "orange"), (1000, "red"))},
+            description="Last report of each gateway in the time range (samples_dropped is its total since start).",
+            units={"buffer_depth": P.U_COUNT, "buffer_bytes": P.U_BYTES, "samples_dropped": P.U_COUNT},
+            thresholds={"buffer_bytes": P.steps((None, "green"), (0.5 * BUFFER_CAP_BYTES, "orange"), (0.9 * BUFFER_CAP_BYTES, "red"))},
             width=12,
         )
     )
-    for panel in gateway_row(None)[:2]:
+    for panel in gateway_row(None)[:3]:
         # gateway health is about the last day, not the monitoring period of the dashboard range
-        d = d.with_panel(panel.span(6).time_from("24h"))
+        d = d.with_panel(panel.span(4).time_from("24h"))
     return d
 
 

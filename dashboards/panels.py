@@ -53,7 +53,7 @@ U_PERCENT = "percent"  # 0..100
 U_RATIO = "percentunit"  # 0..1 shown as %
 U_SECONDS = "s"
 U_COUNT = "short"
-U_BYTES = "bytes"
+U_BYTES = "decbytes"  # buffer.max_mb is in 10^6 bytes
 U_M3 = "m3"
 U_M3_H = "suffix: m³/h"
 U_M = "lengthm"
@@ -329,6 +329,7 @@ def table(
 
 
 def online_mappings() -> list:
+    """0 -> offline (red), 1 -> online (green)."""
     return [
         dash_m.ValueMap(
             options={
@@ -336,6 +337,14 @@ def online_mappings() -> list:
                 "1": dash_m.ValueMappingResult(text="online", color="green", index=1),
             }
         )
+    ]
+
+
+def reporting_mappings() -> list:
+    """A rate of health reports: 0 -> offline (red), above 0 -> online (green)."""
+    return [
+        dash_m.ValueMap(options={"0": dash_m.ValueMappingResult(text="offline", color="red", index=0)}),
+        dash_m.RangeMap(options=dash_m.DashboardRangeMapOptions(from_val=0.01, to=1e12, result=dash_m.ValueMappingResult(text="online", color="green", index=1))),
     ]
 
 

@@ -91,7 +91,7 @@ def test_operator_thresholds_are_on_the_panels_an_operator_acts_on():
         "plantmrv-vsd": {"Output frequency": 50.5},
         "plantmrv-wte": {"Auxiliary fuel": 50},
     }
-    shared = {"MRV data completeness": 0.9, "Gateway buffer depth": 1000, "Samples dropped": 1, "Non-GOOD samples": 1, "Gateway online": 1}
+    shared = {"MRV data completeness": 0.9, "Gateway buffer size": 0.9 * 512e6, "Samples dropped": 1, "Non-GOOD samples": 1, "Gateway online": 0.01}
     for uid, dash in build.build_all().items():
         by_title = {p["title"]: p for p in _data_panels(dash)}
         for title, value in {**want.get(uid, {}), **(shared if uid != "plantmrv-portfolio" else {})}.items():

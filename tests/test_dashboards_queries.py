@@ -30,6 +30,7 @@ DASHBOARDS = build.build_all()
 #: site of each plant type (the default simulated sites of docs/data-model.md)
 PLANT_SITES = {"pump": "danang", "vsd": "hcmc", "ubcf": "haiphong", "wte": "yangon", "pv": "binhduong"}
 ASSETS = ["a1", "a2"]
+SILENT_GATEWAY = "gw-danang-2"
 #: project ids and methodology ids as in examples/analytics.yaml
 PROJECTS = {"pump": "danang-pumps", "vsd": "hcmc-vsd", "ubcf": "haiphong-ubcf", "wte": "yangon-wte", "pv": "binhduong-pv"}
 METHODOLOGIES = {"pump": "plantmrv-pump-efficiency-ratio", "vsd": "plantmrv-vsd-constant-power", "ubcf": "plantmrv-ubcf-kpi", "wte": "plantmrv-wte-acm0022-form", "pv": "VN_AM007"}
@@ -107,6 +108,11 @@ def write_dashboard_data(client, end_ns: int, hours: int = 3) -> WrittenData:
                            {"buffer_depth": rng.integers(0, 5, n).astype(float), "buffer_bytes": rng.integers(0, 5000, n).astype(float),
                             "samples_read": np.arange(n) * 120.0, "samples_sent": np.arange(n) * 120.0,
                             "samples_dropped": np.arange(n) // 30 * 1.0, "online": np.ones(n)}, ts * 10**9)
+    # a second gateway at the pump site that went silent 30 minutes before the end
+    silent = ts[ts <= end_s - 1800]
+    lines += _lp_lines("gateway", {"site": PLANT_SITES["pump"], "gateway": SILENT_GATEWAY},
+                       {"buffer_depth": np.zeros(len(silent)), "buffer_bytes": np.zeros(len(silent)), "samples_read": np.zeros(len(silent)),
+                        "samples_sent": np.zeros(len(silent)), "samples_dropped": np.zeros(len(silent)), "online": np.ones(len(silent))}, silent * 10**9)
     info.tag_values[("gateway", "site")] = sorted(PLANT_SITES.values())
     # mrv: minute and hourly results per project (hour rows stamped at the hour start, current hour included)
     hours_ts = np.arange((ts[0] // 3600) * 3600, (end_s // 3600) * 3600 + 1, 3600)
@@ -263,3 +269,37 @@ def test_asset_variable_follows_the_site_selection(data_db):
     found = _tag_values(client, _substitute_vars(asset_var["query"], {"site": _regex_group([site])}))
     assert found and set(found) == set(info.tag_values[("pump", "asset")])
     assert _tag_values(client, _substitute_vars(asset_var["query"], {"site": _regex_group(["nowhere"])})) == []
+
+
+def _run_panel(client, end_ns, uid, title, ref_id="A"):
+    dash = DASHBOARDS[uid]
+    panel = next(p for p in dash["panels"] if p["title"] == title)
+    target = next(t for t in panel["targets"] if t["refId"] == ref_id)
+    start_ms, end_ms = _time_range(panel, dash, end_ns)
+    q = target["query"].replace("$timeFilter", f"time >= {start_ms}ms and time <= {end_ms}ms")
+    q = _substitute_vars(q.replace("$__interval", _interval(panel, start_ms, end_ms)), _resolve_variables(client, dash))
+    return client.query(q, epoch="ms")
+
+
+def test_gateway_that_went_silent_shows_offline_instead_of_vanishing(data_db):
+    client, end_ns, _ = data_db
+    res = _run_panel(client, end_ns, "plantmrv-pump", "Gateway online")
+    last = {r.tags["gateway"]: r.columns["reports_3m"][-1] for r in res}
+    assert last[SILENT_GATEWAY] == 0  # mapped to "offline", red
+    assert last["gw-danang"] >= 0.01  # "online", green
+    online = _run_panel(client, end_ns, "plantmrv-portfolio", "Gateways online", "A")
+    known = _run_panel(client, end_ns, "plantmrv-portfolio", "Gateways online", "B")
+    assert online[0].columns["online"][0] == len(PLANT_SITES)
+    assert known[0].columns["known"][0] == len(PLANT_SITES) + 1
+
+
+def test_today_and_month_stats_sum_only_their_own_range(data_db):
+    client, end_ns, _ = data_db
+    today = _run_panel(client, end_ns, "plantmrv-portfolio", "tCO2 reduced today")[0].columns["reduction"][0]
+    period = _run_panel(client, end_ns, "plantmrv-portfolio", "tCO2 reduced, monitoring period")[0].columns["reduction"][0]
+    minutes_today = (end_ns // 10**9) % 86400 // 60 + 1
+    written_minutes = 3 * 60 + 1
+    expected_today = len(PROJECTS) * min(minutes_today, written_minutes) * (500 - 400) / 60 * 0.00066
+    assert today == pytest.approx(expected_today, rel=1e-9)
+    hours = len(np.arange(((end_ns // 10**9) - 3 * 3600) // 3600 * 3600, (end_ns // 10**9) // 3600 * 3600 + 1, 3600))
+    assert period == pytest.approx(len(PROJECTS) * hours * 100 * 0.00066, rel=1e-9)
