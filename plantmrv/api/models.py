@@ -1,0 +1,294 @@
+"""Request and response models of the verifier API, each with an example for the OpenAPI docs.
+
+Quantities carry their unit in the name (``reduction_t_co2``, ``energy_saved_kwh``); times are
+ISO 8601 UTC. The same :class:`ProjectDetail` model describes a project inside the service and
+on the wire, so what a verifier reads is exactly what the calculation used.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Interval = Literal["hour", "day", "month", "period"]
+Rounding = Literal["floor", "round", "none"]
+
+
+def _examples(*examples: dict) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
+# --------------------------------------------------------------------------- projects
+
+EXAMPLE_PARAMETER = {
+    "symbol": "eta_PJ",
+    "description": "Wire-to-water efficiency of the project pump",
+    "value": 0.808,
+    "unit": "-",
+    "option": "A",
+    "kind": "datasheet",
+    "source": "Pump test certificate No. 1234 (manufacturer), 2017",
+    "measurement_method": "Factory performance test",
+    "frequency": "Once, ex ante",
+    "comments": "",
+}
+
+
+class ParameterInfo(BaseModel):
+    """One parameter with its source: the columns of a JCM monitoring-report input sheet."""
+
+    model_config = _examples(EXAMPLE_PARAMETER)
+    symbol: str
+    description: str = ""
+    value: float | None = None
+    unit: str = ""
+    option: Literal["A", "B", "C"] | None = Field(None, description="JCM monitoring option: A public data/datasheet, B invoices/revenue meters, C project's own measurement.")
+    kind: Literal["datasheet", "default", "measured", "ex_ante", "other"] = "other"
+    source: str = ""
+    measurement_method: str = ""
+    frequency: str = ""
+    comments: str = ""
+
+
+EXAMPLE_EF = {"value_t_co2_per_mwh": 0.8154, "country": "VN", "grid": "national", "year": 2015, "kind": "national", "source": "DCC/MONRE, Viet Nam grid emission factor 2015 (CDM TOOL07)"}
+
+
+class EmissionFactorInfo(BaseModel):
+    model_config = _examples(EXAMPLE_EF)
+    value_t_co2_per_mwh: float
+    country: str = ""
+    grid: str = ""
+    year: int | None = None
+    kind: str = ""
+    source: str = ""
+
+
+EXAMPLE_POINT = {
+    "symbol": "EC_PJ",
+    "description": "Electricity consumed by project pump 1",
+    "measurement": "pump",
+    "site": "danang",
+    "asset": "pump1",
+    "field": "energy_kwh",
+    "unit": "kWh",
+    "option": "C",
+    "measurement_method": "Revenue-grade energy meter (cumulative register)",
+    "frequency": "Continuous, 10 s",
+    "meter": "EM-01",
+}
+
+
+class MonitoringPointInfo(BaseModel):
+    """A monitored quantity: where its raw values live in InfluxDB and how it is measured."""
+
+    model_config = _examples(EXAMPLE_POINT)
+    symbol: str
+    description: str = ""
+    measurement: str
+    site: str
+    asset: str | None = None
+    field: str
+    unit: str = ""
+    option: Literal["A", "B", "C"] | None = "C"
+    measurement_method: str = ""
+    frequency: str = ""
+    meter: str | None = None
+
+
+class FormulaInfo(BaseModel):
+    model_config = _examples({"symbol": "RE_p", "expression": "RE_p = sum_i EC_PJ,i x (eta_PJ / eta_RE) x EF_elec / 1000", "description": "Reference emissions [tCO2]", "tag": "form"})
+    symbol: str
+    expression: str
+    description: str = ""
+    tag: str = Field("", description="[published], [derived] or [form], as in methodologies.md.")
+
+
+class MonitoringPeriodInfo(BaseModel):
+    model_config = _examples({"id": "MP1", "start": "2024-01-01T00:00:00Z", "end": "2025-01-01T00:00:00Z"})
+    id: str
+    start: datetime
+    end: datetime
+
+
+class MethodologyInfo(BaseModel):
+    model_config = _examples({"id": "VN_AM00X", "version": "1.0", "title": "High-efficiency pumps", "baseline_model": "efficiency_ratio", "formulas": [], "missing_data_rule": "...", "rounding": "floor"})
+    id: str
+    version: str = ""
+    title: str = ""
+    baseline_model: str
+    formulas: list[FormulaInfo] = Field(default_factory=list)
+    missing_data_rule: str = ""
+    rounding: Rounding = "floor"
+
+
+EXAMPLE_SUMMARY = {"id": "danang-pumps", "name": "Cau Do high-efficiency pumps", "plant_type": "pump", "site": "danang", "country": "VN", "methodology_id": "VN_AM00X", "methodology_version": "1.0"}
+
+
+class ProjectSummary(BaseModel):
+    model_config = _examples(EXAMPLE_SUMMARY)
+    id: str
+    name: str = ""
+    plant_type: str = ""
+    site: str
+    country: str = ""
+    methodology_id: str
+    methodology_version: str = ""
+
+
+class ProjectDetail(BaseModel):
+    """Everything needed to re-derive a project's reductions, apart from the data."""
+
+    model_config = _examples(
+        {
+            **{k: v for k, v in EXAMPLE_SUMMARY.items() if not k.startswith("methodology")},
+            "methodology": {"id": "VN_AM00X", "version": "1.0", "title": "High-efficiency pumps", "baseline_model": "efficiency_ratio", "formulas": [], "missing_data_rule": "reference 0, project at its maximum", "rounding": "floor"},
+            "parameters": [EXAMPLE_PARAMETER],
+            "grid_emission_factor": EXAMPLE_EF,
+            "monitoring_points": [EXAMPLE_POINT],
+            "monitoring_periods": [{"id": "MP1", "start": "2024-01-01T00:00:00Z", "end": "2025-01-01T00:00:00Z"}],
+            "ex_ante_t_co2_per_year": 1043.0,
+            "japan_share": 0.5,
+        }
+    )
+    id: str
+    name: str = ""
+    plant_type: str = ""
+    site: str
+    country: str = ""
+    methodology: MethodologyInfo
+    parameters: list[ParameterInfo] = Field(default_factory=list)
+    grid_emission_factor: EmissionFactorInfo | None = None
+    monitoring_points: list[MonitoringPointInfo] = Field(default_factory=list)
+    monitoring_periods: list[MonitoringPeriodInfo] = Field(default_factory=list)
+    ex_ante_t_co2_per_year: float | None = None
+    japan_share: float | None = Field(None, description="Japan's share of credits per the Credit Allocation Form (0..1).")
+
+    def summary(self) -> ProjectSummary:
+        return ProjectSummary(
+            id=self.id, name=self.name, plant_type=self.plant_type, site=self.site, country=self.country,
+            methodology_id=self.methodology.id, methodology_version=self.methodology.version,
+        )
+
+    def parameter(self, symbol: str) -> ParameterInfo | None:
+        return next((p for p in self.parameters if p.symbol == symbol), None)
+
+
+# --------------------------------------------------------------------------- results
+
+EXAMPLE_ROW = {
+    "start": "2024-03-01T00:00:00Z",
+    "end": "2024-03-02T00:00:00Z",
+    "reference_energy_kwh": 5100.0,
+    "project_energy_kwh": 4800.0,
+    "energy_saved_kwh": 300.0,
+    "reference_t_co2": 4.1585,
+    "project_t_co2": 3.9139,
+    "reduction_t_co2": 0.2446,
+    "completeness": 0.98,
+    "gap_filled_s": 1728.0,
+    "intervals_expected": 24,
+    "intervals_found": 24,
+}
+
+
+class ReductionRow(BaseModel):
+    model_config = _examples(EXAMPLE_ROW)
+    start: datetime
+    end: datetime
+    reference_energy_kwh: float | None
+    project_energy_kwh: float | None
+    energy_saved_kwh: float | None
+    reference_t_co2: float | None
+    project_t_co2: float | None
+    reduction_t_co2: float | None
+    completeness: float = Field(description="Covered fraction of the interval's time, 0..1 (intervals without a result count as 0).")
+    gap_filled_s: float = Field(description="Seconds filled by the methodology's conservative rule.")
+    intervals_expected: int = Field(description="Result intervals (`mrv_interval`) the row spans.")
+    intervals_found: int = Field(description="Result intervals present in InfluxDB.")
+
+
+EXAMPLE_GAP = {"start": "2024-03-01T05:00:00Z", "end": "2024-03-01T06:00:00Z", "completeness": 0.52, "gap_filled_s": 1728.0, "filled_by": "reference energy 0, project energy at the period's highest observed rate"}
+
+
+class GapInfo(BaseModel):
+    model_config = _examples(EXAMPLE_GAP)
+    start: datetime
+    end: datetime
+    completeness: float
+    gap_filled_s: float
+    filled_by: str
+
+
+class ReductionsResponse(BaseModel):
+    model_config = _examples(
+        {
+            "project": "danang-pumps", "methodology_id": "VN_AM00X", "interval": "day", "source_interval": "1h",
+            "start": "2024-03-01T00:00:00Z", "end": "2024-03-02T00:00:00Z", "rows": [EXAMPLE_ROW], "totals": EXAMPLE_ROW,
+            "gaps": [EXAMPLE_GAP], "gaps_total": 1, "gaps_truncated": False,
+        }
+    )
+    project: str
+    methodology_id: str
+    interval: Interval
+    source_interval: str
+    start: datetime
+    end: datetime
+    rows: list[ReductionRow]
+    totals: ReductionRow
+    gaps: list[GapInfo]
+    gaps_total: int
+    gaps_truncated: bool
+
+
+class MonitoringReport(BaseModel):
+    model_config = _examples(
+        {
+            "project": "danang-pumps", "methodology_id": "VN_AM00X", "methodology_version": "1.0",
+            "period": {"id": "MP1", "start": "2024-01-01T00:00:00Z", "end": "2025-01-01T00:00:00Z"},
+            "reference_energy_kwh": 2_400_000.0, "project_energy_kwh": 1_120_000.0, "energy_saved_kwh": 1_280_000.0,
+            "reference_t_co2": 1956.96, "project_t_co2": 913.248, "reduction_t_co2": 1043.712, "rounding": "floor",
+            "reported_reduction_t_co2": 1043, "ex_ante_t_co2_per_year": 1043.0, "japan_share": 0.5,
+            "completeness": 0.997, "gap_intervals": 12, "gap_filled_s": 25200.0, "mrv_intervals": 8784,
+            "raw_points": 3162240, "params_hashes": ["3f2a..."],
+            "parameters_sha256": "9b1c...", "data_sha256": "77de...", "report_sha256": "c0aa...",
+        }
+    )
+    project: str
+    methodology_id: str
+    methodology_version: str
+    period: MonitoringPeriodInfo
+    reference_energy_kwh: float
+    project_energy_kwh: float
+    energy_saved_kwh: float
+    reference_t_co2: float
+    project_t_co2: float
+    reduction_t_co2: float = Field(description="ER_p at full precision: the sum of interval reductions.")
+    rounding: Rounding
+    reported_reduction_t_co2: float = Field(description="ER_p with the methodology's rounding rule applied (JCM: floor to whole tonnes).")
+    ex_ante_t_co2_per_year: float | None
+    japan_share: float | None
+    completeness: float
+    gap_intervals: int
+    gap_filled_s: float
+    mrv_intervals: int
+    raw_points: int
+    params_hashes: list[str] = Field(description="Distinct `params_hash` values the engine stored for the period.")
+    parameters_sha256: str = Field(description="SHA-256 of the canonical JSON of the project definition (parameters, EF, formulas).")
+    data_sha256: str = Field(description="SHA-256 of the raw rows, as exported: `measurement,site,asset,field,ts_ns,value` lines.")
+    report_sha256: str = Field(description="SHA-256 of parameters_sha256 + data_sha256 + the interval results.")
+
+
+class HealthResponse(BaseModel):
+    model_config = _examples({"status": "ok", "influxdb": "ok", "influxdb_version": "1.8.10", "projects": 5, "version": "0.1.0"})
+    status: Literal["ok", "degraded"]
+    influxdb: Literal["ok", "unreachable"]
+    influxdb_version: str | None
+    projects: int
+    version: str
+
+
+class ErrorResponse(BaseModel):
+    model_config = _examples({"detail": "time range longer than 400 days"})
+    detail: str
