@@ -31,6 +31,7 @@ import numpy as np
 NS_PER_S = 1_000_000_000
 #: Chunk of samples processed at once, so temporaries stay in cache (not a tuning knob users need).
 _CHUNK = 1 << 19
+_BLOCK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -102,16 +103,23 @@ def _segment_cumulatives(ts, seg_amount_fn, max_gap_ns, edge_k, uniform_sum_fn=N
     cum_gap_amount = np.zeros(m)
     off_a = off_c = off_g = 0.0
     pos = np.searchsorted(edge_k, 0, side="right")  # edges at sample 0: cumulative 0
-    buf = np.empty(min(_CHUNK, nseg), dtype=np.int64)
+    buf = np.empty(min(_BLOCK, max(nseg, 1)), dtype=np.int64)
     for c0 in range(0, nseg, _CHUNK):
         c1 = min(c0 + _CHUNK, nseg)
-        dt = np.subtract(ts[c0 + 1 : c1 + 1], ts[c0:c1], out=buf[: c1 - c0])
-        dmin = dt.min()
+        # smallest step, block by block so the differences stay in L2 cache
+        dmin = min(
+            int(np.subtract(ts[b0 + 1 : min(b0 + _BLOCK, c1) + 1], ts[b0 : min(b0 + _BLOCK, c1)], out=buf[: min(b0 + _BLOCK, c1) - b0]).min())
+            for b0 in range(c0, c1, _BLOCK)
+        )
         if dmin <= 0:
             raise ValueError("ts_ns must be strictly increasing (sort and de-duplicate samples first)")
         # every step >= dmin and the steps sum to span: all equal iff span == count * dmin
-        uniform_steps = int(ts[c1] - ts[c0]) == (c1 - c0) * int(dmin)
-        dmax = dmin if uniform_steps else dt.max()
+        uniform_steps = int(ts[c1] - ts[c0]) == (c1 - c0) * dmin
+        dt = None
+        dmax = dmin
+        if not uniform_steps or dmin > max_gap_ns or uniform_sum_fn is None:
+            dt = ts[c0 + 1 : c1 + 1] - ts[c0:c1]
+            dmax = int(dt.max())
         hi = np.searchsorted(edge_k, c1, side="right")
         local = edge_k[pos:hi] - c0  # edges inside (c0, c1]: cumulative over a_b[:local]
         starts = np.unique(np.concatenate(([0], local[local < c1 - c0])))
