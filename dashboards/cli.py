@@ -66,3 +66,43 @@ def push_cmd(
         typer.echo(str(c))
     n = sum(1 for c in changes if c.action != "unchanged")
     typer.echo(f"{n} change(s) pushed to {url}")
+
+
+@app.command("check")
+def check_cmd(
+    influx_url: str = typer.Option("http://127.0.0.1:8086", "--influx-url", help="InfluxDB URL (v1-compatible API)."),
+    database: str = typer.Option("plantmrv", "--database", help="InfluxDB database (v1 API / DBRP name)."),
+    influx_token: Optional[str] = typer.Option(
+        None, "--influx-token", envvar="INFLUX_TOKEN", help="InfluxDB token (or env INFLUX_TOKEN); never printed."
+    ),
+    directory: Path = typer.Option(
+        None, "--dir", help="Directory of generated dashboard JSON (default: the files shipped with plantmrv)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print the panels that are ok, with rows and query time."),
+) -> None:
+    """Run every panel query as Grafana would (time range, interval, All selections) and report panels that would be empty or fail.
+
+    Exit 0 when every query returns its fields, 1 otherwise (each problem is printed with the query as sent).
+    """
+    import json
+
+    from plantmrv.influx import InfluxClient
+
+    from .check import check_dashboards
+    from .push import GENERATED_DIR
+
+    files = sorted(Path(directory or GENERATED_DIR).glob("*.json"))
+    if not files:
+        typer.echo(f"error: no dashboard JSON in {directory or GENERATED_DIR}", err=True)
+        raise typer.Exit(1)
+    dashboards = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    with InfluxClient(influx_url, database=database, token=influx_token, max_retries=1) as client:
+        results = check_dashboards(client, dashboards)
+    counts = {"ok": 0, "empty": 0, "error": 0}
+    for r in results:
+        counts[r.status] += 1
+        if r.status != "ok" or verbose:
+            typer.echo(str(r))
+    typer.echo(f"{len(results)} queries: {counts['ok']} ok, {counts['empty']} empty, {counts['error']} error")
+    if counts["ok"] != len(results):
+        raise typer.Exit(1)

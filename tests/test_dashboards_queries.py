@@ -1,18 +1,14 @@
 """Every panel query and every template-variable query of the generated dashboards runs on a real
 influxd holding plant, quality, gateway and MRV data, and returns its expected fields.
 
-Grafana's InfluxDB datasource is emulated exactly where it touches the query text: ``$timeFilter``
-becomes ``time >= <from>ms and time <= <to>ms``; ``$__interval`` becomes the panel's interval (at
-least its min interval); a template variable with *All* selected becomes the regex group of all
-its values, each regex-escaped (``(danang|hcmc)``), which is what Grafana interpolates into
-``=~ /^$site$/``; a panel's relative time (``now/d``, ``now/M``, ``5m``) replaces the dashboard
-range. The values of ``site``, ``asset`` and ``project`` come from running the dashboards' own
-``SHOW TAG VALUES`` queries, so those are tested too.
+The queries are sent as Grafana's InfluxDB datasource would send them (``plantmrv.dashboards.check``:
+``$timeFilter``, ``$__interval``, panel relative times, *All* selections as regex groups whose
+values come from running the dashboards' own ``SHOW TAG VALUES`` variable queries).
 
-Data: the plant simulators (``plantmrv.simulators.plants``) when they are installed, otherwise
-representative points written here with the exact measurements, tags and fields of
-``docs/data-model.md``; ``mrv`` rows likewise from the analytics engine's backfill when present,
-else written here with every field of the data model.
+Data: representative points written here with the exact measurements, tags and fields of
+``docs/data-model.md`` (plant measurements, ``sample_quality``, ``gateway``, and ``mrv`` rows at
+``1m`` and ``1h`` with every field), because the simulators' ``plants`` module and the analytics
+engine were not in the repository when this was written.
 """
 
 from __future__ import annotations
@@ -23,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from plantmrv.dashboards import build
+from plantmrv.dashboards import build, check
 
 DASHBOARDS = build.build_all()
 
@@ -160,102 +156,21 @@ def data_db(influxd):
     client.close()
 
 
-def _regex_group(values: list[str]) -> str:
-    return "(" + "|".join(re.escape(v).replace("/", "\\/") for v in values) + ")"
-
-
-def _tag_values(client, query: str) -> list[str]:
-    res = client.query(query)
-    return sorted({str(v) for r in res for v in r.columns.get("value", [])})
-
-
-def _resolve_variables(client, dash: dict) -> dict[str, str]:
-    """Run each query variable in order (later ones may use earlier ones), select All."""
-    values: dict[str, str] = {}
-    for var in dash["templating"]["list"]:
-        if var["type"] != "query":
-            continue
-        q = _substitute_vars(var["query"], values)
-        found = _tag_values(client, q)
-        assert found, f"{dash['uid']}: variable {var['name']} query returned no values: {q}"
-        values[var["name"]] = _regex_group(found)
-    return values
-
-
-def _substitute_vars(q: str, values: dict[str, str]) -> str:
-    for name in sorted(values, key=len, reverse=True):
-        q = q.replace("${" + name + "}", values[name]).replace("$" + name, values[name])
-    return q
-
-
-def _time_range(panel: dict, dash: dict, end_ns: int) -> tuple[int, int]:
-    end_ms = end_ns // 1_000_000
-    rel = panel.get("timeFrom")
-    if rel is None:
-        rel = dash["time"]["from"]
-    t = time.gmtime(end_ns / 1e9)
-    if rel == "now/d":
-        start = _utc(t.tm_year, t.tm_mon, t.tm_mday)
-    elif rel == "now/M":
-        start = _utc(t.tm_year, t.tm_mon, 1)
-    elif rel == "now/fy":
-        year = t.tm_year if t.tm_mon >= dash.get("fiscalYearStartMonth", 0) + 1 else t.tm_year - 1
-        start = _utc(year, dash.get("fiscalYearStartMonth", 0) + 1, 1)
-    else:
-        m = re.fullmatch(r"(?:now-)?(\d+)([smhd])", rel)
-        assert m, f"unhandled relative time {rel!r}"
-        start = end_ms // 1000 - int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-    return start * 1000, end_ms
-
-
-def _utc(y: int, mo: int, d: int) -> int:
-    import calendar
-
-    return calendar.timegm((y, mo, d, 0, 0, 0, 0, 0, 0))
-
-
-def _interval(panel: dict, start_ms: int, end_ms: int) -> str:
-    """Grafana's $__interval: range / max data points (~ panel width in px), at least the min interval."""
-    seconds = max(1, (end_ms - start_ms) // 1000 // 1000)
-    if panel.get("interval"):
-        m = re.fullmatch(r"(\d+)([smhd])", panel["interval"])
-        seconds = max(seconds, int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)])
-    return f"{seconds}s"
-
-
-def _outer_aliases(q: str) -> list[str]:
-    head = q.split(" FROM ", 1)[0]
-    return re.findall(r' AS "([^"]+)"', head)
-
-
 @pytest.mark.parametrize("uid,panel,target", list(_panel_targets()))
 def test_panel_query_returns_its_fields_on_real_influxd(data_db, uid, panel, target):
     client, end_ns, _ = data_db
     dash = DASHBOARDS[uid]
-    values = _resolve_variables(client, dash)
-    start_ms, end_ms = _time_range(panel, dash, end_ns)
-    q = target["query"]
-    q = q.replace("$timeFilter", f"time >= {start_ms}ms and time <= {end_ms}ms")
-    q = q.replace("$__interval", _interval(panel, start_ms, end_ms))
-    q = _substitute_vars(q, values)
-    assert not re.search(r"\$(\w|\{)", q), f"unsubstituted variable left in {q}"
-    results = client.query(q, epoch="ms")
-    assert results, f"panel {panel['title']!r} would show 'No data': {q}"
-    expected = _outer_aliases(target["query"])
-    assert expected, f"panel {panel['title']!r}: query has no aliased field"
-    for name in expected:
-        cols = [r.columns[name] for r in results if name in r.columns]
-        assert cols, f"panel {panel['title']!r}: field {name!r} missing from the result of {q}"
-        vals = np.concatenate([np.asarray(c, dtype=np.float64) for c in cols])
-        assert np.isfinite(vals).any(), f"panel {panel['title']!r}: field {name!r} is all null for {q}"
+    result = check.check_target(client, dash, panel, target, check.resolve_variables(client, dash), end_ns)
+    assert check.select_aliases(target["query"]), f"panel {panel['title']!r}: query has no aliased field"
+    assert result.status == "ok", str(result)
 
 
 @pytest.mark.parametrize("uid,var", list(_variables()))
 def test_variable_query_lists_the_written_tag_values(data_db, uid, var):
     client, _, info = data_db
     dash = DASHBOARDS[uid]
-    values = _resolve_variables(client, dash)
-    found = _tag_values(client, _substitute_vars(var["query"], values))
+    values = check.resolve_variables(client, dash)
+    found = check.tag_values(client, check.substitute_variables(var["query"], values))
     m = re.search(r'FROM "([^"]+)" WITH KEY = "([^"]+)"', var["query"])
     assert m
     assert set(found) == set(info.tag_values[(m.group(1), m.group(2))]), var["query"]
@@ -266,18 +181,16 @@ def test_asset_variable_follows_the_site_selection(data_db):
     dash = DASHBOARDS["plantmrv-pump"]
     asset_var = next(v for v in dash["templating"]["list"] if v["name"] == "asset")
     site = PLANT_SITES["pump"]
-    found = _tag_values(client, _substitute_vars(asset_var["query"], {"site": _regex_group([site])}))
+    found = check.tag_values(client, check.substitute_variables(asset_var["query"], {"site": check.regex_group([site])}))
     assert found and set(found) == set(info.tag_values[("pump", "asset")])
-    assert _tag_values(client, _substitute_vars(asset_var["query"], {"site": _regex_group(["nowhere"])})) == []
+    assert check.tag_values(client, check.substitute_variables(asset_var["query"], {"site": check.regex_group(["nowhere"])})) == []
 
 
 def _run_panel(client, end_ns, uid, title, ref_id="A"):
     dash = DASHBOARDS[uid]
     panel = next(p for p in dash["panels"] if p["title"] == title)
     target = next(t for t in panel["targets"] if t["refId"] == ref_id)
-    start_ms, end_ms = _time_range(panel, dash, end_ns)
-    q = target["query"].replace("$timeFilter", f"time >= {start_ms}ms and time <= {end_ms}ms")
-    q = _substitute_vars(q.replace("$__interval", _interval(panel, start_ms, end_ms)), _resolve_variables(client, dash))
+    q = check.render_query(target["query"], panel, dash, check.resolve_variables(client, dash), end_ns)
     return client.query(q, epoch="ms")
 
 
@@ -303,3 +216,24 @@ def test_today_and_month_stats_sum_only_their_own_range(data_db):
     assert today == pytest.approx(expected_today, rel=1e-9)
     hours = len(np.arange(((end_ns // 10**9) - 3 * 3600) // 3600 * 3600, (end_ns // 10**9) // 3600 * 3600 + 1, 3600))
     assert period == pytest.approx(len(PROJECTS) * hours * 100 * 0.00066, rel=1e-9)
+
+
+def test_cli_check_reports_every_panel_ok_on_the_data_and_empty_on_a_fresh_database(data_db, influxd, tmp_path):
+    from typer.testing import CliRunner
+
+    from plantmrv.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["dashboards", "check", "--influx-url", influxd.url, "--database", "dashboards_panels"])
+    assert r.exit_code == 0, r.output
+    n_targets = sum(len(p.get("targets", [])) for d in DASHBOARDS.values() for p in d["panels"])
+    assert f"{n_targets} queries: {n_targets} ok, 0 empty, 0 error" in r.output
+    empty = influxd.client(database="dashboards_empty")
+    empty.execute('DROP DATABASE "dashboards_empty"')
+    empty.create_database()
+    r = runner.invoke(app, ["dashboards", "check", "--influx-url", influxd.url, "--database", "dashboards_empty"])
+    assert r.exit_code == 1
+    assert f"0 ok, {n_targets} empty, 0 error" in r.output
+    assert "plantmrv-pump: 'Flow' A: empty" in r.output
+    r = runner.invoke(app, ["dashboards", "check", "--influx-url", influxd.url, "--database", "no_such_db"])
+    assert r.exit_code == 1 and "database not found" in r.output
