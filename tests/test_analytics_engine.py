@@ -132,3 +132,29 @@ def test_unknown_baseline_and_parameter_errors_name_the_key():
     assert "projects.0.baseline" in str(exc.value).replace("\n", " ").replace(" ", ".") or "baseline" in str(exc.value)
     with pytest.raises(ValidationError, match="parameters.eta_ref: unknown parameter"):
         AnalyticsConfig.model_validate({"projects": [pump_project(parameters={"eta_ref": {"value": 1, "unit": "-", "source": "x"}})]})
+
+
+def test_cli_backfill_then_report(influx_db, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from plantmrv.analytics.cli import app
+
+    ts = T0 + np.arange(0, 3 * 3600 + 1, 1, dtype=np.int64) * S
+    batch, _ = meter_batch(ts, np.full(len(ts), 700.0), start_reading=0.0)
+    influx_db.write_batch(batch)
+    path = tmp_path / "a.yaml"
+    path.write_text(yaml.safe_dump({"influxdb": {"url": influx_db.url, "database": influx_db.database}, "analytics": {"projects": [pump_project()]}}))
+    runner = CliRunner()
+    res = runner.invoke(app, ["backfill", "-c", str(path), "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T03:00:00Z", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "wrote 183 mrv point(s)" in res.output  # 180 minutes + 3 hours
+    res = runner.invoke(app, ["report", "-c", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    import json
+
+    doc = json.loads(res.stdout)
+    (r,) = doc["reports"]
+    assert r["reduction_t_co2"] == pytest.approx(700 * 3 * (0.808 / 0.791 - 1) / 1000 * 0.8154, rel=1e-9)
+    res = runner.invoke(app, ["backfill", "-c", str(path), "--from", "2026-01-02", "--to", "2026-01-01"])
+    assert res.exit_code != 0 and "--to must be after --from" in res.output
