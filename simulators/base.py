@@ -49,5 +49,6 @@ def assemble(
     out = {}
     for name in fields:
         v = regs[name] if name in regs else inst[name]
-        out[name] = np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=np.float64), ts.shape))
+        v = np.asarray(v, dtype=np.float64)
+        out[name] = v if v.shape == ts.shape else np.full(ts.shape, v)
     return out
