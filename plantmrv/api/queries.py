@@ -33,6 +33,20 @@ SOURCE_INTERVAL_S = {"1m": 60, "1h": 3600}
 NS = 1_000_000_000
 
 
+def _lit(value: str) -> str:
+    """A string literal; CR and LF cannot be written in an InfluxQL string (1.x answers
+    BADSTRING), and no tag value holds them, so they are refused before any query."""
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"{value!r}: line breaks cannot appear in an InfluxQL string")
+    return quote_literal(value)
+
+
+def _ident(name: str) -> str:
+    if "\n" in name or "\r" in name:
+        raise ValueError(f"{name!r}: line breaks cannot appear in an InfluxQL identifier")
+    return quote_ident(name)
+
+
 def _time_range(start_ns: int, end_ns: int) -> str:
     return f"time >= {int(start_ns)} AND time < {int(end_ns)}"
 
@@ -41,10 +55,10 @@ def mrv_query(project_id: str, source_interval: str, start_ns: int, end_ns: int)
     """Every result interval of one project in ``[start, end)``, oldest first."""
     if source_interval not in SOURCE_INTERVAL_S:
         raise ValueError(f"source interval {source_interval!r} is not one of {sorted(SOURCE_INTERVAL_S)}")
-    fields = ", ".join(quote_ident(f) for f in MRV_FIELDS + MRV_STRING_FIELDS)
+    fields = ", ".join(_ident(f) for f in MRV_FIELDS + MRV_STRING_FIELDS)
     return (
-        f"SELECT {fields} FROM {quote_ident(MRV_MEASUREMENT)} WHERE "
-        f"{quote_ident('project')} = {quote_literal(project_id)} AND {quote_ident('interval')} = {quote_literal(source_interval)} "
+        f"SELECT {fields} FROM {_ident(MRV_MEASUREMENT)} WHERE "
+        f"{_ident('project')} = {_lit(project_id)} AND {_ident('interval')} = {_lit(source_interval)} "
         f"AND {_time_range(start_ns, end_ns)}"
     )
 
@@ -55,11 +69,11 @@ def raw_query(point: MonitoringPointInfo, start_ns: int, end_ns: int, edge: str 
     ``edge="before"``: only the last sample before ``end_ns``; ``edge="after"``: only the first
     sample at or after ``start_ns`` (the samples that bracket a range, for meter differences).
     """
-    where = [f"{quote_ident('site')} = {quote_literal(point.site)}"]
+    where = [f"{_ident('site')} = {_lit(point.site)}"]
     if point.asset:
-        where.append(f"{quote_ident('asset')} = {quote_literal(point.asset)}")
+        where.append(f"{_ident('asset')} = {_lit(point.asset)}")
     where.append(_time_range(start_ns, end_ns))
-    q = f"SELECT {quote_ident(point.field)} FROM {quote_ident(point.measurement)} WHERE " + " AND ".join(where)
+    q = f"SELECT {_ident(point.field)} FROM {_ident(point.measurement)} WHERE " + " AND ".join(where)
     if edge == "before":
         q += " ORDER BY time DESC LIMIT 1"
     elif edge == "after":
