@@ -48,6 +48,8 @@ def parse_time_ns(value: str | int | float | datetime) -> int:
         dt = value
     else:
         text = str(value).strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
         if text.endswith("Z"):
             text = text[:-1] + "+00:00"
         dt = datetime.fromisoformat(text)
