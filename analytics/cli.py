@@ -109,7 +109,7 @@ def backfill(
     cfg, section = _load(config)
     engine = _engine(cfg, section, project)
     ivs = [parse_duration_s(i) for i in interval] if interval else engine.intervals()
-    total = (end - start) * len(engine.config.projects) * len(ivs)
+    total = (end - start) * len(engine.config.projects)
     import time as _time
 
     t0 = _time.perf_counter()
