@@ -112,9 +112,13 @@ class GatewayAgent:
         self.buffer = DurableBuffer(bpath, int(gw.buffer.max_mb * 1024 * 1024))
         self.metrics.buffer_state(self.buffer.depth, self.buffer.nbytes)
         self.sources = [SOURCE_TYPES[s.type](s, self) for s in gw.sources]
+        for s in self.sources:
+            if hasattr(s, "last_ts_ns"):
+                s.last_ts_ns = self.resume_ts_ns(s.name)  # backfill from here on the first connect
         self.sink = SINK_TYPES[gw.sink.type](gw.sink, self)
         self._pending: list[SampleBatch] = []
         self._pending_n = 0
+        self._pending_ts: dict[str, int] = {}
         self._pending_since = 0.0
         self._flush_now: asyncio.Event | None = None
         self._send_now: asyncio.Event | None = None
@@ -126,8 +130,25 @@ class GatewayAgent:
         ]
 
     # ------------------------------------------------------------------ intake
+    def emitter(self, source_name: str) -> Callable[[SampleBatch], None]:
+        """The ``emit`` a source gets: also tracks its newest timestamp, stored with the batch, so a
+        restarted gateway backfills (HistoryRead) from exactly what it had durably buffered."""
+
+        def emit(batch: SampleBatch) -> None:
+            if len(batch):
+                newest = int(batch.ts_ns.max())
+                if newest > self._pending_ts.get(source_name, 0):
+                    self._pending_ts[source_name] = newest
+                self.emit(batch)
+
+        return emit
+
+    def resume_ts_ns(self, source_name: str) -> int:
+        v = self.buffer.get_state(f"last_ts_ns:{source_name}")
+        return int(v) if v else 0
+
     def emit(self, batch: SampleBatch) -> None:
-        """Called by sources (in the event loop): queue samples for the next buffered batch."""
+        """Called in the event loop: queue samples for the next buffered batch."""
         if not len(batch):
             return
         if not self._pending:
@@ -142,13 +163,18 @@ class GatewayAgent:
         if not self._pending:
             return 0
         batches, self._pending, self._pending_n = self._pending, [], 0
+        floors = {s.name: getattr(s, "resume_floor_ns", None) for s in self.sources}
+        state = {f"last_ts_ns:{k}": str(min(v, floors.get(k) or v)) for k, v in self._pending_ts.items()}
+        self._pending_ts = {}
         merged = merge_batches(batches)
         stored = 0
-        for part in merged.split(self.cfg.buffer.batch_max_samples):
+        parts = merged.split(self.cfg.buffer.batch_max_samples)
+        for i, part in enumerate(parts):
             seq = self.buffer.next_id()
             blob = encode_message(part, compress=getattr(self.cfg.sink, "compress", False),
                                   site=self.site, gateway=self.gateway_id, seq=seq)
-            _rid, dropped = await asyncio.to_thread(self.buffer.append, blob, len(part), seq)
+            _rid, dropped = await asyncio.to_thread(self.buffer.append, blob, len(part), seq,
+                                                    state if i == len(parts) - 1 else None)
             stored += len(part)
             if dropped:
                 n = sum(d[1] for d in dropped)
@@ -271,7 +297,7 @@ class GatewayAgent:
                 asyncio.create_task(self._status_log(), name="status")]
         if h.sample_interval_s:
             core.append(asyncio.create_task(self._health(), name="health"))
-        srcs = [asyncio.create_task(s.run(self.emit), name=f"source:{s.name}") for s in self.sources]
+        srcs = [asyncio.create_task(s.run(self.emitter(s.name)), name=f"source:{s.name}") for s in self.sources]
         stop_wait = asyncio.create_task(self._stop.wait())
         try:
             done, _ = await asyncio.wait([stop_wait, *core, *srcs], return_when=asyncio.FIRST_COMPLETED)

@@ -78,14 +78,21 @@ class DurableBuffer:
     def next_id(self) -> int:
         return self._last_id + 1
 
-    def append(self, blob: bytes, n_samples: int, record_id: int | None = None) -> tuple[int, list[tuple[int, int]]]:
-        """Store one encoded batch durably; return (id, [(dropped_id, dropped_samples), ...]) for the size cap."""
+    def append(self, blob: bytes, n_samples: int, record_id: int | None = None,
+               state: dict[str, str] | None = None) -> tuple[int, list[tuple[int, int]]]:
+        """Store one encoded batch durably (and ``state`` in the same transaction).
+
+        Return (id, [(dropped_id, dropped_samples), ...]) for the size cap.
+        """
         with self._lock:
             rid = record_id if record_id is not None and record_id > self._last_id else self._last_id + 1
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute("INSERT INTO batches (id, created_ns, n_samples, blob) VALUES (?, ?, ?, ?)",
                                  (rid, time.time_ns(), n_samples, sqlite3.Binary(blob)))
+                for k, v in (state or {}).items():
+                    self._db.execute("INSERT INTO state (key, value) VALUES (?, ?) "
+                                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (k, v))
                 dropped = []
                 extra = self.nbytes + len(blob) - self.max_bytes
                 if extra > 0:

@@ -147,6 +147,9 @@ class OpcUaSourceConfig(StrictModel):
     reconnect_max_s: float = Field(60.0, gt=0, description="Longest reconnect delay.")
     history_backfill: bool = Field(True, description="After an outage, read the gap with HistoryRead where the server keeps history.")
     history_max_gap_s: float = Field(86_400.0, gt=0, description="Longest gap backfilled.")
+    history_overlap_s: float = Field(
+        5.0, ge=0, description="Backfill starts this long before the newest buffered sample (re-reads are idempotent)."
+    )
     max_nodes_per_read: int | None = Field(None, ge=1, description="Caps the server's MaxNodesPerRead (null: server's value).")
     max_monitored_items_per_call: int | None = Field(None, ge=1, description="Caps the server's MaxMonitoredItemsPerCall.")
     groups: list[OpcUaGroup] = Field(..., min_length=1)
@@ -257,6 +260,9 @@ class OpcUaSource:
                 self.tags.append(_Tag(len(self.table), n, g))
                 self.table.append(Series.of(n.measurement or g.measurement, n.field, **tags))
         self.last_ts_ns = 0  # newest sample timestamp seen (for the backfill after an outage)
+        # While a backfill is due or running, the resume point the agent persists must not move past
+        # the outage start, or a crash mid-backfill would lose the gap for good.
+        self.resume_floor_ns: int | None = None
         self.connected = False
         self._lost: asyncio.Event | None = None
         self._emit: Callable[[SampleBatch], None] | None = None
@@ -300,7 +306,7 @@ class OpcUaSource:
         attempt = 0
         while True:
             client = None
-            outage_from_ns = self.last_ts_ns
+            outage_from_ns = self.resume_floor_ns or self.last_ts_ns
             try:
                 client = await self._connect()
                 self.connected = True
@@ -459,7 +465,9 @@ class OpcUaSource:
                 else:
                     tasks.append(asyncio.create_task(self._poll(client, g, members, nodeids, read_chunk)))
             if outage_from_ns and self.cfg.history_backfill:
+                self.resume_floor_ns = outage_from_ns
                 await self._backfill(client, nodeids, outage_from_ns, limits)
+                self.resume_floor_ns = None  # rows emitted: the next flush stores them with the new point
             await self._watch(tasks, subs)
         finally:
             for t in tasks:
@@ -595,7 +603,7 @@ class OpcUaSource:
         from asyncua import ua
 
         now_ns = time.time_ns()
-        start_ns = max(from_ns + 1000, now_ns - int(self.cfg.history_max_gap_s * 1e9))
+        start_ns = max(from_ns - int(self.cfg.history_overlap_s * 1e9), now_ns - int(self.cfg.history_max_gap_s * 1e9))
         if now_ns - start_ns < 1e9:
             return
         chunk = self._chunk(limits["MaxNodesPerHistoryReadData"], 1000)
@@ -638,6 +646,7 @@ class OpcUaSource:
                 total += len(rows[0])
                 self._emit_rows(*rows)
                 cps = nxt
+                await asyncio.sleep(0)  # let live notifications in between chunks
         self.metrics.source_backfilled(self.name, total)
         log.info("event=opcua_backfill source=%s from=%s to=%s samples=%d nodes_without_history=%d",
                  self.name, start.isoformat(), end.isoformat(), total, unsupported)

@@ -263,7 +263,10 @@ class GatewayProcess:
 def metrics_value(port: int, name: str) -> float:
     import httpx
 
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return -1.0  # not up (yet)
     total = 0.0
     for line in text.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):
@@ -311,3 +314,90 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def write_gateway_config(path: Path, *, opcua_url: str | None = None, tags: int = 10, period_ms: float = 100,
+                         sink: str = "influxdb", influx_url: str = "", database: str = "", mqtt_url: str = "",
+                         metrics_port: int | None = None, extra_source: str = "", security: str = "",
+                         poll_tags: int = 0, history: bool = True, gateway_id: str = "gw1") -> Path:
+    """A gateway YAML reading T0..T<tags-1> by subscription (and the next poll_tags by polling)."""
+    lines = ["site: {id: testsite}"]
+    if influx_url:
+        lines.append(f"influxdb: {{url: \"{influx_url}\", database: {database}}}")
+    if mqtt_url:
+        lines.append(f"mqtt: {{url: \"{mqtt_url}\", client_id: {gateway_id}-pub}}")
+    lines += ["gateway:", f"  id: {gateway_id}", "  sources:"]
+    if opcua_url:
+        lines += [
+            "    - type: opcua",
+            "      name: plc",
+            f"      url: {opcua_url}",
+            "      reconnect_min_s: 0.5",
+            "      reconnect_max_s: 2",
+            "      watchdog_interval_s: 2",
+            "      stale_after_s: 5",
+            "      keepalive_s: 1",
+            f"      history_backfill: {'true' if history else 'false'}",
+        ]
+        if security:
+            lines += ["      " + ln for ln in security.strip().splitlines()]
+        lines += ["      groups:", "        - name: sub", "          measurement: pump", "          asset: P1",
+                  f"          publishing_interval_ms: {period_ms}", "          queue_size: 100", "          nodes:"]
+        lines += [f"            - {{field: t{i}_kw, node_id: \"ns=2;s=T{i}\"}}" for i in range(tags)]
+        if poll_tags:
+            lines += ["        - name: poll", "          mode: poll", f"          poll_interval_ms: {period_ms}",
+                      "          measurement: pump", "          asset: P2", "          nodes:"]
+            lines += [f"            - {{field: t{i}_kw, node_id: \"ns=2;s=T{i}\"}}" for i in range(tags, tags + poll_tags)]
+    if extra_source:
+        lines += ["    " + ln for ln in extra_source.strip("\n").splitlines()]
+    lines += [f"  sink: {{type: {sink}}}",
+              "  buffer: {path: buffer.db, batch_max_age_s: 0.2, retry_min_s: 0.2, retry_max_s: 2}",
+              f"  health: {{metrics_port: {metrics_port if metrics_port is not None else 'null'}, status_log_interval_s: 5, sample_interval_s: 2}}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def influx_points(client, measurement: str = "pump") -> dict[str, dict[int, float]]:
+    """{field: {ts_ns: value}} of every point in the measurement."""
+    out: dict[str, dict[int, float]] = {}
+    for res in client.query(f'SELECT * FROM "{measurement}"'):
+        cols = res.columns
+        ts = cols["time"]
+        for name, values in cols.items():
+            if name in ("time", "asset", "site"):
+                continue
+            d = out.setdefault(name, {})
+            for t, v in zip(ts.tolist(), values.tolist()):
+                if v is not None and v == v:
+                    d[int(t)] = float(v)
+    return out
+
+
+def assert_contiguous(points: dict[int, float], period_s: float, what: str, start_k: int | None = None, end_k: int | None = None) -> None:
+    """Values are the server's tick numbers k at ts = k * period: every k from first to last must be there, right."""
+    ks = {}
+    for t, v in points.items():
+        if v == 0.0:
+            continue  # the variable's initial value, before the server's first tick
+        k = int(round(t / 1e9 / period_s))
+        assert v == k, f"{what}: value {v} at ts {t} is not tick {k}"
+        ks[k] = v
+    lo = start_k if start_k is not None else min(ks)
+    hi = end_k if end_k is not None else max(ks)
+    missing = [k for k in range(lo, hi + 1) if k not in ks]
+    assert not missing, f"{what}: {len(missing)} of {hi - lo + 1} ticks missing, e.g. {missing[:10]} (range {lo}..{hi})"
+
+
+def influx_keys(client) -> set[tuple[str, int]]:
+    """(series key as Series.key(), ts_ns) of every non-null field value in the database."""
+    out: set[tuple[str, int]] = set()
+    for res in client.query("SELECT * FROM /.*/ GROUP BY *"):
+        tags = ",".join(f"{k}={v}" for k, v in sorted(res.tags.items()) if v != "")
+        ts = res.columns["time"].tolist()
+        for name, values in res.columns.items():
+            if name == "time":
+                continue
+            for t, v in zip(ts, values.tolist()):
+                if v is not None and v == v:
+                    out.add((f"{res.name}{',' if tags else ''}{tags} {name}", int(t)))
+    return out
