@@ -118,8 +118,8 @@ class GridEFRef(StrictModel):
 
 
 class MonitoringPeriod(StrictModel):
-    start: datetime
-    end: datetime
+    start: datetime = Field(description="Start of the monitoring period.")
+    end: datetime = Field(description="End of the monitoring period (exclusive).")
 
     @field_validator("start", "end")
     @classmethod
@@ -143,20 +143,20 @@ class MonitoringPeriod(StrictModel):
 
 class ProjectConfig(StrictModel):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Project id: the `project` tag of `mrv`.")
-    name: str | None = None
+    name: str | None = Field(None, description="Human-readable project name.")
     site: str = Field(description="Site id (the raw data's `site` tag).")
-    city: str | None = None
-    country: str | None = None
-    plant_type: Literal["pump", "vsd", "wte", "ubcf", "pv"]
-    assets: list[AssetConfig] = Field(min_length=1)
-    methodology: MethodologyRef
+    city: str | None = Field(None, description="City, for the portfolio roll-up.")
+    country: str | None = Field(None, description="Host country (ISO alpha-2), for the portfolio roll-up.")
+    plant_type: Literal["pump", "vsd", "wte", "ubcf", "pv"] = Field(description="Methodology family: pump, vsd, wte, ubcf (KPIs, not credited), pv.")
+    assets: list[AssetConfig] = Field(min_length=1, description="Monitored assets and which of their fields feed the methodology.")
+    methodology: MethodologyRef = Field(description="Methodology id and version (the `methodology` tag of `mrv`).")
     baseline: str | None = Field(None, description="Baseline model; default per plant type.")
     parameters: dict[str, ParameterValue] = Field(default_factory=dict, description="Overrides of the methodology's parameters, each with a source.")
-    monitoring_period: MonitoringPeriod
+    monitoring_period: MonitoringPeriod = Field(description="Monitoring period p (start, end; ISO-8601, UTC unless an offset is given).")
     ex_ante_t_co2: float | None = Field(None, description="Ex-ante estimate for the monitoring period, tCO2.")
     japan_share: float | None = Field(None, ge=0, le=1, description="Japan's share of credits (Credit Allocation Form).")
-    grid_ef: GridEFRef
-    rounding: Literal["jcm", "j-credit", "none"] = "jcm"
+    grid_ef: GridEFRef = Field(description="Grid emission factor: a row of analytics/data/emission_factors.csv, or value + source.")
+    rounding: Literal["jcm", "j-credit", "none"] = Field("jcm", description="Rounding of the reported period total: jcm and j-credit floor to whole tonnes.")
     electricity_price_per_kwh: ParameterValue | None = Field(None, description="Tariff for the electricity-cost-saved co-benefit.")
     project_fill_rate_kw: ParameterValue | None = Field(None, description="Maximum plausible project rate for gap filling; default the period's highest observed rate.")
 
@@ -199,7 +199,7 @@ class ProjectConfig(StrictModel):
 
 
 class AnalyticsConfig(StrictModel):
-    projects: list[ProjectConfig] = Field(default_factory=list)
+    projects: list[ProjectConfig] = Field(default_factory=list, description="MRV projects: a plant, its methodology, parameters and monitoring period.")
     process_interval: int | str = Field("1m", description="Interval of process KPIs (`interval` tag `1m`).")
     mrv_interval: int | str = Field("1h", description="Interval of MRV results (`interval` tag `1h`).")
     max_gap_s: float = Field(10.0, gt=0, description="Longest spacing between samples that is bridged; longer is a gap.")
