@@ -114,3 +114,39 @@ def test_simulated_dropout_flagged_in_exactly_its_intervals_and_filled_conservat
     assert np.all(minute["reduction_t_co2"][sel] < 0)
     hourly = eng.read_results(project, DAY0 + 9 * 3600 * S, DAY0 + 12 * 3600 * S, 3600)
     np.testing.assert_array_equal(hourly["gap_filled_s"] > 0, [False, True, False])
+
+
+def test_meter_replacement_and_bad_quality_samples(influx_db):
+    """A meter replaced mid-day loses no energy; BAD samples (only in sample_quality) are gaps."""
+    raw = [p for p in example_projects() if p["plant_type"] == "pv"]
+    raw[0]["monitoring_period"] = {"start": "2026-03-10T00:00:00Z", "end": "2026-03-11T00:00:00Z"}
+    cfg = AnalyticsConfig.model_validate({"projects": raw, "max_gap_s": 10})
+    project = cfg.projects[0]
+    reset_at = DAY0 + (5 * 3600 + 17) * S  # 12:00 local, mid-generation
+    bad_at = DAY0 + (7 * 3600 + 10 * 60) * S
+    fl = [
+        faults.Fault("meter_reset", reset_at, reset_at, site="binhduong", asset="pv1"),
+        faults.Fault("bad_status", bad_at, bad_at + 300 * S, site="binhduong", asset="pv1", field="export_energy_kwh"),
+    ]
+    ts = DAY0 + np.arange(-30, 86400 + 30, dtype=np.int64) * S
+    params = faults.with_meter_resets(plants.make_params("pv"), fl, "binhduong", "pv1")
+    fields = plants.generate("pv", ts, SEED, params=params)
+    used, quality = faults.apply_faults(fl, "binhduong", "pv1", ts, {"export_energy_kwh": fields["export_energy_kwh"]})
+    influx_db.write_batch(plants.to_batch("binhduong", "pv1", "pv", ts, used, quality))
+    eng = Engine(cfg, influx_db)
+    eng.backfill(DAY0, DAY0 + 86400 * S, interval_s=[3600])
+    cols = eng.read_results(project, DAY0, DAY0 + 86400 * S, 3600)
+    flagged = cols["time"][cols["gap_filled_s"] > 0]
+    np.testing.assert_array_equal(flagged, [DAY0 + 7 * 3600 * S])  # only the hour with BAD samples
+    assert cols["gap_filled_s"].sum() == pytest.approx(301.0)
+    ef = resolve_grid_ef(project).value_t_co2_per_mwh
+    t = truth("pv", DAY0, DAY0 + 86400 * S, rng=SEED).inputs
+    got = float(np.sum(cols["reduction_t_co2"]))
+    want = float(pv.reference_emissions_t_co2(t["export_mwh"] * 1000, ef))
+    # the reset hour is complete (the register restarts from 0, increments stay positive);
+    # the BAD stretch (last good sample before to first after) is not credited: reference low
+    lost = truth("pv", bad_at - S, bad_at + 300 * S, rng=SEED).inputs["export_mwh"]
+    assert lost > 0
+    assert got == pytest.approx(want - float(pv.reference_emissions_t_co2(lost * 1000, ef)), rel=1e-3)
+    assert got < want
+    assert np.all(cols["reduction_t_co2"] >= 0)
