@@ -272,6 +272,7 @@ def stat(
     decimals: float | None = None,
     width: int = 6,
     height: int = 4,
+    text_mode: str | None = None,
 ) -> stat_b.Panel:
     """A single-value stat; ``time_from`` overrides the range (``now/d`` = today so far)."""
     p = (
@@ -292,6 +293,8 @@ def stat(
         p = p.time_from(time_from)
     if decimals is not None:
         p = p.decimals(decimals)
+    if text_mode:
+        p = p.text_mode(common.BigValueTextMode(text_mode))
     return _targets(p, queries)
 
 
