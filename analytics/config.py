@@ -114,6 +114,13 @@ class GridEFRef(StrictModel):
                 raise ValueError("an explicit grid EF value needs a source")
         elif None in (self.country, self.grid, self.year, self.kind):
             raise ValueError("give country, grid, year and kind of the emission-factor table, or value + source")
+        else:
+            from .emission_factors import EmissionFactorError, default_table
+
+            try:  # fail at config check, not at the first computation
+                default_table().lookup(self.country, self.grid, self.year, self.kind, self.generation_type)
+            except EmissionFactorError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
 

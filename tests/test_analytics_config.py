@@ -74,3 +74,12 @@ def test_durations():
     assert duration_label(3600) == "1h" and duration_label(60) == "1m" and duration_label(90) == "90s"
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration_s("1 hour")
+
+
+def test_missing_emission_factor_is_a_config_error_naming_what_exists(tmp_path):
+    path = _write(tmp_path, BASE.replace("year: 2023", "year: 2031"))
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    (issue,) = exc.value.issues
+    assert str(issue).startswith(f"{path}: analytics.projects[0].grid_ef (line 9): ")
+    assert "year=2031" in str(issue) and "years for VN/national: 2014, 2015" in str(issue)
