@@ -158,3 +158,28 @@ def test_cli_backfill_then_report(influx_db, tmp_path):
     assert r["reduction_t_co2"] == pytest.approx(700 * 3 * (0.808 / 0.791 - 1) / 1000 * 0.8154, rel=1e-9)
     res = runner.invoke(app, ["backfill", "-c", str(path), "--from", "2026-01-02", "--to", "2026-01-01"])
     assert res.exit_code != 0 and "--to must be after --from" in res.output
+
+
+def test_cli_run_once_computes_closed_intervals(influx_db, tmp_path):
+    import time as _time
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from plantmrv.analytics.cli import app
+
+    now_s = int(_time.time())
+    hour0 = (now_s // 3600 - 2) * 3600 * S  # two closed hours before the current one
+    ts = hour0 + np.arange(0, 2 * 3600 + 1, 1, dtype=np.int64) * S
+    batch, _ = meter_batch(ts, np.full(len(ts), 500.0), start_reading=0.0)
+    influx_db.write_batch(batch)
+    project = pump_project(monitoring_period={"start": "2020-01-01T00:00:00Z", "end": "2100-01-01T00:00:00Z"})
+    path = tmp_path / "a.yaml"
+    path.write_text(yaml.safe_dump({"influxdb": {"url": influx_db.url, "database": influx_db.database}, "analytics": {"projects": [project], "late_data_lookback": "3h", "settle_s": 0}}))
+    res = CliRunner().invoke(app, ["run", "-c", str(path), "--once"])
+    assert res.exit_code == 0, res.output
+    assert "danang-pumps/1h:" in res.output
+    cfg = AnalyticsConfig.model_validate({"projects": [project]})
+    eng = Engine(cfg, influx_db)
+    cols = eng.read_results(cfg.projects[0], hour0, hour0 + 2 * 3600 * S, 3600)
+    np.testing.assert_allclose(cols["project_energy_kwh"], 500.0, rtol=1e-9)
