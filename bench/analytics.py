@@ -103,6 +103,15 @@ def engine_cost(url: str, repeat: int) -> None:
     print("continuous engine, one project (vsd, 2 fields at 1 s), query + compute + write of one interval:")
     print(f"  1 h interval (7,200 raw samples)  {t_h * 1e3:8.1f} ms")
     print(f"  1 min interval (120 raw samples)  {t_m * 1e3:8.1f} ms")
+    q = (
+        'SELECT "energy_kwh","running" FROM "vsd" WHERE "site" = \'hcmc\' AND "asset" = \'intake1\' '
+        f"AND time >= {T0} AND time < {T0 + hours * 3600 * S}"
+    )
+    t_q, _ = timed(lambda: client.query(q), 3)
+    t_b, _ = timed(lambda: eng.backfill(T0, T0 + hours * 3600 * S), 3)
+    per_day = t_b * 24 / hours
+    print(f"backfill, {hours} h of 1 s data (both interval lengths): {t_b:.2f} s = {per_day:.2f} s per day -> a year ~{per_day * 365:.0f} s")
+    print(f"  of which the raw InfluxQL query of the {hours} h alone: {t_q:.2f} s ({2 * hours * 3600 / t_q:,.0f} values/s from influxd)")
     client.execute('DROP DATABASE "bench_analytics"')
     client.close()
 
