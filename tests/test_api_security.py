@@ -16,12 +16,12 @@ from plantmrv.api.tokens import TokenStore
 from plantmrv.batch import SampleBatch, Series
 from tests.test_api_support import OTHER_ID, PROJECT_ID, TOKENS, api_env  # noqa: F401
 
-RANGE = "from=2024-03-01T00:00:00Z&to=2024-03-02T00:00:00Z"
+RANGE = "from=2026-03-10T00:00:00Z&to=2026-03-11T00:00:00Z"
 PROTECTED = [
     "/projects",
     f"/projects/{PROJECT_ID}",
     f"/projects/{PROJECT_ID}/reductions?{RANGE}&interval=hour",
-    f"/projects/{PROJECT_ID}/monitoring-report?period=MP1",
+    f"/projects/{PROJECT_ID}/monitoring-report?period=monitoring",
     f"/projects/{PROJECT_ID}/export?{RANGE}&format=csv",
     f"/projects/{PROJECT_ID}/export?{RANGE}&format=xlsx",
 ]
@@ -122,7 +122,7 @@ def _mrv_count(api_env) -> int:
 
 def test_influxql_injection_in_every_parameter_is_rejected(api_env):
     before = _mrv_count(api_env)
-    good = {"from": "2024-03-01T00:00:00Z", "to": "2024-03-02T00:00:00Z", "interval": "day", "period": "MP1", "format": "csv"}
+    good = {"from": "2026-03-10T00:00:00Z", "to": "2026-03-11T00:00:00Z", "interval": "day", "period": "monitoring", "format": "csv"}
     endpoints = {
         "reductions": ("from", "to", "interval"),
         "monitoring-report": ("period",),

@@ -1,47 +1,41 @@
 """Shared fixtures of the verifier-API tests (no tests here): a simulated pump project in a real
-influxd, result intervals in measurement ``mrv``, tokens of each role and an ASGI client.
+influxd, its results computed by the real analytics engine, tokens of each role, an ASGI client.
 
-Raw data: one pump's cumulative energy meter every 10 s for a week, written to the real
-influxd. Results: hourly ``mrv`` intervals computed by :func:`fill_mrv` (the engine's job; see
-the note there). Tokens: a verifier for the pump project, a verifier for another project, an
-operator and an admin, declared in config by hash and in the SQLite store.
+Pipeline: ``examples/analytics.yaml``'s ``danang-pumps`` project (two days as its monitoring
+period) -> the simulator's pump model (``plantmrv.simulators.plants``) every 5 s with a 15-minute
+dropout -> real influxd -> ``Engine.backfill`` (hourly ``mrv``) -> the API built from the same
+config. Tokens: a verifier for the pump project, one for another project, an operator and an
+admin, declared in config by hash (the SQLite store is exercised in the security tests).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
+from plantmrv.analytics.config import AnalyticsConfig
+from plantmrv.analytics.engine import Engine
 from plantmrv.api.app import create_app
 from plantmrv.api.config import ApiConfig
-from plantmrv.api.models import (
-    EmissionFactorInfo,
-    MethodologyInfo,
-    MonitoringPeriodInfo,
-    MonitoringPointInfo,
-    ParameterInfo,
-    ProjectDetail,
-)
-from plantmrv.api.projects import MISSING_DATA_RULE, formulas_for
 from plantmrv.api.tokens import hash_token
-from plantmrv.batch import SampleBatch, Series
 from plantmrv.config import InfluxConfig, root_model
+from plantmrv.simulators import faults, plants
 
-__all__ = ["api_env", "ApiEnv", "PROJECT_ID", "START", "END", "ETA_PJ", "ETA_RE", "EF"]
-
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "analytics.yaml"
+S = 1_000_000_000
 PROJECT_ID = "danang-pumps"
 OTHER_ID = "hcmc-vsd"
-START = datetime(2024, 3, 1, tzinfo=timezone.utc)
-DAYS = 7
-END = datetime(2024, 3, 1 + DAYS, tzinfo=timezone.utc)
-STEP_S = 10
-ETA_PJ, ETA_RE, EF = 0.808, 0.6037, 0.8154  # eta_PJ from the test certificate, eta_RE a conservative default, VN 2015
-GAP_HOUR = datetime(2024, 3, 3, 5, tzinfo=timezone.utc)  # an hour the "engine" marks as partly gap-filled
+DAY0 = 1_773_100_800 * S  # 2026-03-10T00:00:00Z
+DAYS = 2
+START_ISO, END_ISO = "2026-03-10T00:00:00Z", "2026-03-12T00:00:00Z"
+STEP_S = 5
+DROPOUT = (DAY0 + (5 * 3600 + 20 * 60) * S, DAY0 + (5 * 3600 + 35 * 60) * S)  # 05:20-05:35 on day 1
+GAP_HOUR_ISO = "2026-03-10T05:00:00Z"
 
 TOKENS = {
     "verifier": "pmrv_verifier-danang-token-0123456789abcdefghijklmnop",
@@ -51,78 +45,29 @@ TOKENS = {
 }
 
 
-def pump_project() -> ProjectDetail:
-    return ProjectDetail(
-        id=PROJECT_ID,
-        name="Cau Do high-efficiency pumps (simulated)",
-        plant_type="pump",
-        site="danang",
-        country="VN",
-        methodology=MethodologyInfo(
-            id="VN_AM00X", version="1.0", title="High-efficiency pumps in water supply", baseline_model="efficiency_ratio",
-            formulas=formulas_for("efficiency_ratio"), missing_data_rule=MISSING_DATA_RULE, rounding="floor",
-        ),
-        parameters=[
-            ParameterInfo(symbol="eta_PJ", description="Wire-to-water efficiency of the project pump", value=ETA_PJ, unit="-", option="A", kind="datasheet", source="Pump test certificate", measurement_method="Factory test", frequency="Once"),
-            ParameterInfo(symbol="eta_RE", description="Reference pump efficiency (conservative default)", value=ETA_RE, unit="-", option="A", kind="default", source="Methodology default", frequency="Fixed ex ante"),
-        ],
-        grid_emission_factor=EmissionFactorInfo(value_t_co2_per_mwh=EF, country="VN", grid="national", year=2015, kind="national", source="DCC/MONRE 2015"),
-        monitoring_points=[
-            MonitoringPointInfo(symbol="EC_PJ", description="Electricity of pump 1", measurement="pump", site="danang", asset="pump1", field="energy_kwh", unit="kWh", option="C", measurement_method="Energy meter", frequency="10 s", meter="EM-01"),
-        ],
-        monitoring_periods=[MonitoringPeriodInfo(id="MP1", start=START, end=END)],
-        ex_ante_t_co2_per_year=2000.0,
-        japan_share=0.5,
-    )
+def analytics_config() -> AnalyticsConfig:
+    raw = yaml.safe_load(EXAMPLE.read_text())["analytics"]
+    projects = [p for p in raw["projects"] if p["id"] in (PROJECT_ID, OTHER_ID)]
+    for p in projects:
+        p["monitoring_period"] = {"start": START_ISO, "end": END_ISO}
+    pump = next(p for p in projects if p["id"] == PROJECT_ID)
+    pump["assets"][0]["fields"] = {"energy_meter": "energy_kwh"}  # the only input of efficiency_ratio
+    # a lower conservative default than the example's, so two days credit whole tonnes
+    pump["parameters"]["eta_reference"] = {"value": 0.70, "unit": "-", "source": "test: conservative ex-ante default", "option": "A"}
+    return AnalyticsConfig.model_validate({**{k: v for k, v in raw.items() if k != "projects"}, "projects": projects})
 
 
-def other_project() -> ProjectDetail:
-    p = pump_project()
-    return p.model_copy(update={"id": OTHER_ID, "name": "Thu Duc intake VSD (simulated)", "site": "hcmc", "monitoring_points": []})
+def write_pump(client, seed: int = 7) -> None:
+    """Two days of the simulated pump's meter every 5 s (plus a minute each side), with a dropout."""
+    ts = DAY0 + np.arange(-60, DAYS * 86400 + 60 + 1, STEP_S, dtype=np.int64) * S
+    fields = plants.generate("pump", ts, seed)
+    used = {"energy_kwh": faults.apply_dropout(ts, fields["energy_kwh"], *DROPOUT)}
+    client.write_batch(plants.to_batch("danang", "pump1", "pump", ts, used))
 
 
-def write_pump_meter(client, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
-    """A week of a pump's cumulative meter (kWh) every 10 s; power 780-920 kW with noise."""
-    rng = np.random.default_rng(seed)
-    t0 = int(START.timestamp())
-    n = DAYS * 86400 // STEP_S + 1
-    ts_s = t0 + np.arange(n, dtype=np.int64) * STEP_S
-    power_kw = 850 + 70 * np.sin(2 * np.pi * (ts_s - t0) / 86400) + rng.normal(0, 5, n)
-    energy_kwh = 123456.0 + np.concatenate([[0.0], np.cumsum(power_kw[:-1] * STEP_S / 3600)])
-    ts_ns = ts_s * 1_000_000_000
-    batch = SampleBatch.from_columns({Series.of("pump", "energy_kwh", site="danang", asset="pump1"): (ts_ns, energy_kwh)})
-    client.write_batch(batch)
-    return ts_ns, energy_kwh
-
-
-def fill_mrv(client, ts_ns: np.ndarray, energy_kwh: np.ndarray) -> None:
-    """Hourly ``mrv`` results from the meter, as the analytics engine stores them.
-
-    Stand-in for ``plantmrv analytics backfill`` while the engine is not part of this build: the
-    meter has a sample on every hour edge, so an hour's energy is the difference of the readings
-    at its edges; the reference side follows the efficiency-ratio model. One hour is marked as
-    partly gap-filled (completeness 0.75, 900 s) to exercise gap reporting.
-    """
-    hour_ns = 3600 * 1_000_000_000
-    edges = np.arange(ts_ns[0], ts_ns[-1] + 1, hour_ns)
-    idx = np.searchsorted(ts_ns, edges)
-    ec = np.diff(energy_kwh[idx])
-    e_re = ec * (ETA_PJ / ETA_RE)
-    lines = []
-    for i, t in enumerate(edges[:-1]):
-        gap = int(t) == int(GAP_HOUR.timestamp()) * 1_000_000_000
-        ref = 0.75 * e_re[i] if gap else e_re[i]
-        re_t, pe_t = ref / 1000 * EF, ec[i] / 1000 * EF
-        fields = {
-            "energy_saved_kwh": ref - ec[i], "reference_energy_kwh": ref, "project_energy_kwh": ec[i],
-            "reference_t_co2": re_t, "project_t_co2": pe_t, "reduction_t_co2": re_t - pe_t,
-            "completeness": 0.75 if gap else 1.0, "gap_filled_s": 900.0 if gap else 0.0,
-        }
-        body = ",".join(f"{k}={float(v)!r}" for k, v in fields.items())
-        lines.append(f'mrv,interval=1h,methodology=VN_AM00X,project={PROJECT_ID} {body},params_hash="a1b2c3d4e5f6" {int(t)}')
-    # an interval of the other project, which a danang verifier must never see
-    lines.append(f'mrv,interval=1h,methodology=VN_AM00X,project={OTHER_ID} reduction_t_co2=999.0,completeness=1.0,gap_filled_s=0.0,params_hash="ffff" {int(edges[0])}')
-    client.write_body(("\n".join(lines) + "\n").encode())
+def write_other_project_result(client) -> None:
+    """One result interval of another project, which a danang verifier must never see."""
+    client.write_body(f'mrv,interval=1h,methodology=x,project={OTHER_ID} reduction_t_co2=999.0,completeness=1.0,gap_filled_s=0.0,params_hash="ffff" {DAY0}\n'.encode())
 
 
 @dataclass
@@ -131,8 +76,6 @@ class ApiEnv:
     app: object
     influx: object
     cfg: object
-    ts_ns: np.ndarray
-    energy_kwh: np.ndarray
     store_tokens: dict
 
     def get(self, url, role="verifier", **kw):
@@ -153,25 +96,22 @@ def make_cfg(database: str, url: str, tmp_path, **api_extra):
         ],
         **api_extra,
     )
-    return root_model()(influxdb=InfluxConfig(url=url, database=database), api=api)
+    return root_model()(influxdb=InfluxConfig(url=url, database=database), api=api, analytics=analytics_config())
 
 
 @pytest.fixture(scope="module")
 def api_env(influxd, tmp_path_factory, request):
-    """A week of simulated pump data + hourly results in a real influxd, and the API over it."""
+    """Simulated pump data + engine results in a real influxd, and the API over them."""
     name = "t_api_" + request.module.__name__.rsplit(".", 1)[-1][:40]
     influx = influxd.client(database=name)
     influx.execute(f'DROP DATABASE "{name}"')
     influx.create_database()
-    ts_ns, energy_kwh = write_pump_meter(influx)
-    fill_mrv(influx, ts_ns, energy_kwh)
-    tmp = tmp_path_factory.mktemp("api")
-    cfg = make_cfg(name, influxd.url, tmp)
-    app = create_app(cfg, projects=[pump_project(), other_project()])
+    cfg = make_cfg(name, influxd.url, tmp_path_factory.mktemp("api"))
+    write_pump(influx)
+    write_other_project_result(influx)
+    pump = next(p for p in cfg.analytics.projects if p.id == PROJECT_ID)
+    Engine(cfg.analytics, influx).backfill(DAY0, DAY0 + DAYS * 86400 * S, projects=[pump], interval_s=[3600])
+    app = create_app(cfg)
     with TestClient(app) as client:
-        yield ApiEnv(client, app, influx, cfg, ts_ns, energy_kwh, {})
+        yield ApiEnv(client, app, influx, cfg, {})
     influx.close()
-
-
-def floor_t(x: float) -> int:
-    return math.floor(x)

@@ -37,6 +37,7 @@ from plantmrv.api.reports import (
     PERIOD_HELP,
     RangeError,
     aggregate,
+    allocate,
     apply_rounding,
     bucket_edges,
     check_range,
@@ -73,6 +74,18 @@ def _safe_query(request: Request) -> str:
     return "&".join(parts)
 
 
+def _analytics_interval(cfg: Any) -> str:
+    analytics = getattr(cfg, "analytics", None)
+    if analytics is None:
+        return "1h"
+    from plantmrv.analytics.config import duration_label
+
+    label = duration_label(analytics.mrv_interval_s)
+    if label not in SOURCE_INTERVAL_S:
+        raise ValueError(f"analytics.mrv_interval {label!r}: the API reads 1m or 1h results; set api.mrv_interval")
+    return label
+
+
 def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: InfluxClient | None = None) -> FastAPI:
     """Build the app from the root config (``cfg.api``, ``cfg.influxdb``, ``cfg.analytics``).
 
@@ -83,7 +96,7 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
     project_list = projects if projects is not None else load_projects(cfg)
     by_id = {p.id: p for p in project_list}
     influx = client or cfg.influxdb.client()
-    source_interval = api_cfg.mrv_interval
+    source_interval = api_cfg.mrv_interval or _analytics_interval(cfg)
     source_s = SOURCE_INTERVAL_S[source_interval]
 
     app = FastAPI(
@@ -202,13 +215,14 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
                 h.update("".join(raw_line(point, t, v) + "\n" for t, v in zip(ts, values)).encode())
         params_sha, data_sha = parameters_sha256(project), h.hexdigest()
         er = total.reduction_t_co2 or 0.0
+        reported = apply_rounding(er, project.methodology.rounding_scheme)
         return MonitoringReport(
             project=project.id, methodology_id=project.methodology.id, methodology_version=project.methodology.version,
             period=mp, reference_energy_kwh=total.reference_energy_kwh or 0.0, project_energy_kwh=total.project_energy_kwh or 0.0,
             energy_saved_kwh=total.energy_saved_kwh or 0.0, reference_t_co2=total.reference_t_co2 or 0.0,
             project_t_co2=total.project_t_co2 or 0.0, reduction_t_co2=er, rounding=project.methodology.rounding,
-            reported_reduction_t_co2=apply_rounding(er, project.methodology.rounding),
-            ex_ante_t_co2_per_year=project.ex_ante_t_co2_per_year, japan_share=project.japan_share,
+            reported_reduction_t_co2=reported, ex_ante_t_co2=project.ex_ante_t_co2, japan_share=project.japan_share,
+            japan_share_t_co2=allocate(reported, project.japan_share), credited=project.methodology.credited,
             completeness=total.completeness, gap_intervals=n_gaps, gap_filled_s=total.gap_filled_s, mrv_intervals=len(mrv),
             raw_points=raw_points, params_hashes=sorted({str(x) for x in mrv.params_hash if x}),
             parameters_sha256=params_sha, data_sha256=data_sha, report_sha256=report_sha256(params_sha, data_sha, mrv_sha256(mrv)),

@@ -49,7 +49,7 @@ class ApiConfig(StrictModel):
     root_path: str = Field("", description="URL prefix when served behind a proxy under a sub-path (e.g. `/mrv`).")
     token_store: Path | None = Field(None, description="SQLite file of hashed tokens managed with `plantmrv api token ...`; created if missing.")
     tokens: list[ApiTokenEntry] = Field(default_factory=list, description="Tokens declared in config, by hash.")
-    mrv_interval: Literal["1m", "1h"] = Field("1h", description="Which `interval` tag of measurement `mrv` the API aggregates from.")
+    mrv_interval: Literal["1m", "1h"] | None = Field(None, description="Which `interval` tag of measurement `mrv` the API aggregates from; default `analytics.mrv_interval` (else 1h).")
     max_span_days: float = Field(400.0, gt=0, le=36600, description="Longest time range `/reductions` and `/monitoring-report` accept [days].")
     max_export_span_days: float = Field(92.0, gt=0, le=3660, description="Longest time range `/export` accepts [days] (raw data at native resolution).")
     max_xlsx_raw_rows: int = Field(1_000_000, ge=1, le=1_048_000, description="Raw rows an xlsx export may hold (Excel's sheet limit is 1,048,576); past it use format=csv.")

@@ -78,7 +78,7 @@ def meta_rows(project: ProjectDetail, start_ns: int, end_ns: int, source_interva
 
 def totals(mrv: MrvColumns, rounding: str) -> dict[str, float]:
     out = {f: float(np.nansum(mrv.fields[f])) for f in MRV_FIELDS if f != "completeness"}
-    out["reported_reduction_t_co2"] = apply_rounding(out["reduction_t_co2"], rounding)
+    out["reported_reduction_t_co2"] = apply_rounding(out["reduction_t_co2"], rounding)  # rounding = the project's scheme
     return out
 
 
@@ -123,7 +123,7 @@ def iter_csv(
         if len(buf) >= 5000:
             yield "".join(buf).encode()
             buf = []
-    tot = totals(mrv, project.methodology.rounding)
+    tot = totals(mrv, project.methodology.rounding_scheme)
     buf += [_csv_line(["#section", "totals"]), _csv_line(["key", "value"])]
     buf += [_csv_line([k, format_value(v)]) for k, v in tot.items()]
     buf += [_csv_line(["#section", "gaps"]), _csv_line(["start_utc", "end_utc", "completeness", "gap_filled_s", "filled_by"])]
@@ -227,9 +227,10 @@ def build_xlsx(
     else:
         calc.append(["Total", 0, 0, 0, 0, 0])
     rule = project.methodology.rounding
-    er_formula = {"floor": f"=INT(F{tot_row})", "round": f"=ROUND(F{tot_row},0)", "none": f"=F{tot_row}"}[rule]
-    calc.append(["ER_p reported [tCO2]", None, None, None, None, er_formula, f"rounding rule: {rule} of the period total (never of intervals)"])
-    tot = totals(mrv, rule)
+    # floor never below 0, with the analytics' 1e-9 guard against float sums like 1042.9999999997
+    er_formula = {"floor": f"=MAX(0,INT(F{tot_row}+1E-9))", "round": f"=ROUND(F{tot_row},0)", "none": f"=F{tot_row}"}[rule]
+    calc.append(["ER_p reported [tCO2]", None, None, None, None, er_formula, f"rounding: {project.methodology.rounding_scheme} ({rule} of the period total, never of intervals)"])
+    tot = totals(mrv, project.methodology.rounding_scheme)
     calc.append(["ER_p as computed by plantmrv [tCO2]", None, None, None, None, tot["reported_reduction_t_co2"], "static value, for comparison"])
     calc.append(["Difference [tCO2]", None, None, None, None, f"=F{tot_row + 1}-F{tot_row + 2}"])
 
@@ -260,8 +261,10 @@ def build_xlsx(
             count += len(ts)
             if count > max_raw_rows:
                 raise ExportTooLarge(f"more than {max_raw_rows} raw rows: shorten the range or use format=csv")
-            for t, v in zip(ts, values):
-                raw.append([mp.measurement, mp.site, mp.asset or "", mp.field, str(int(t)), v, iso(t)])
+            times = np.datetime_as_string(np.asarray(ts, dtype=np.int64).astype("datetime64[ns]"), unit="s")
+            m, site, asset, field = mp.measurement, mp.site, mp.asset or "", mp.field
+            for t, v, tt in zip(ts, values, times.tolist()):
+                raw.append([m, site, asset, field, str(t), v, tt + "Z"])
 
     spool = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)
     wb.save(spool)

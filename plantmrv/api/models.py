@@ -23,6 +23,7 @@ def _examples(*examples: dict) -> ConfigDict:
 # --------------------------------------------------------------------------- projects
 
 EXAMPLE_PARAMETER = {
+    "name": "eta_project",
     "symbol": "eta_PJ",
     "description": "Wire-to-water efficiency of the project pump",
     "value": 0.808,
@@ -40,6 +41,7 @@ class ParameterInfo(BaseModel):
     """One parameter with its source: the columns of a JCM monitoring-report input sheet."""
 
     model_config = _examples(EXAMPLE_PARAMETER)
+    name: str = Field("", description="Key in the project's config (`analytics.projects[].parameters.<name>`).")
     symbol: str
     description: str = ""
     value: float | None = None
@@ -120,7 +122,9 @@ class MethodologyInfo(BaseModel):
     baseline_model: str
     formulas: list[FormulaInfo] = Field(default_factory=list)
     missing_data_rule: str = ""
-    rounding: Rounding = "floor"
+    rounding: Rounding = Field("floor", description="Rule applied to the period total: floor to whole tonnes (JCM, J-Credit), or none.")
+    rounding_scheme: str = Field("jcm", description="The project's rounding scheme (`analytics.projects[].rounding`).")
+    credited: bool = Field(True, description="False for KPI-only plants (U-BCF): reductions are reported, not credited.")
 
 
 EXAMPLE_SUMMARY = {"id": "danang-pumps", "name": "Cau Do high-efficiency pumps", "plant_type": "pump", "site": "danang", "country": "VN", "methodology_id": "VN_AM00X", "methodology_version": "1.0"}
@@ -148,7 +152,7 @@ class ProjectDetail(BaseModel):
             "grid_emission_factor": EXAMPLE_EF,
             "monitoring_points": [EXAMPLE_POINT],
             "monitoring_periods": [{"id": "MP1", "start": "2024-01-01T00:00:00Z", "end": "2025-01-01T00:00:00Z"}],
-            "ex_ante_t_co2_per_year": 1043.0,
+            "ex_ante_t_co2": 1043.0,
             "japan_share": 0.5,
         }
     )
@@ -162,7 +166,7 @@ class ProjectDetail(BaseModel):
     grid_emission_factor: EmissionFactorInfo | None = None
     monitoring_points: list[MonitoringPointInfo] = Field(default_factory=list)
     monitoring_periods: list[MonitoringPeriodInfo] = Field(default_factory=list)
-    ex_ante_t_co2_per_year: float | None = None
+    ex_ante_t_co2: float | None = Field(None, description="Ex-ante estimate for the monitoring period [tCO2], shown beside the ex-post value.")
     japan_share: float | None = Field(None, description="Japan's share of credits per the Credit Allocation Form (0..1).")
 
     def summary(self) -> ProjectSummary:
@@ -249,7 +253,7 @@ class MonitoringReport(BaseModel):
             "period": {"id": "MP1", "start": "2024-01-01T00:00:00Z", "end": "2025-01-01T00:00:00Z"},
             "reference_energy_kwh": 2_400_000.0, "project_energy_kwh": 1_120_000.0, "energy_saved_kwh": 1_280_000.0,
             "reference_t_co2": 1956.96, "project_t_co2": 913.248, "reduction_t_co2": 1043.712, "rounding": "floor",
-            "reported_reduction_t_co2": 1043, "ex_ante_t_co2_per_year": 1043.0, "japan_share": 0.5,
+            "reported_reduction_t_co2": 1043, "ex_ante_t_co2": 1043.0, "japan_share": 0.5, "japan_share_t_co2": 521.5, "credited": True,
             "completeness": 0.997, "gap_intervals": 12, "gap_filled_s": 25200.0, "mrv_intervals": 8784,
             "raw_points": 3162240, "params_hashes": ["3f2a..."],
             "parameters_sha256": "9b1c...", "data_sha256": "77de...", "report_sha256": "c0aa...",
@@ -267,8 +271,10 @@ class MonitoringReport(BaseModel):
     reduction_t_co2: float = Field(description="ER_p at full precision: the sum of interval reductions.")
     rounding: Rounding
     reported_reduction_t_co2: float = Field(description="ER_p with the methodology's rounding rule applied (JCM: floor to whole tonnes).")
-    ex_ante_t_co2_per_year: float | None
+    ex_ante_t_co2: float | None
     japan_share: float | None
+    japan_share_t_co2: float | None = Field(description="Japan's share of the reported reductions (Credit Allocation Form).")
+    credited: bool
     completeness: float
     gap_intervals: int
     gap_filled_s: float

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any
 
 from plantmrv.api.models import (
     EmissionFactorInfo,
@@ -33,14 +32,15 @@ _COMMON = [
     FormulaInfo(symbol="RE_i", expression="RE_i = E_RE,i / 1000 x EF_grid", description="Reference emissions of interval i [tCO2]; E in kWh, EF in tCO2/MWh", tag="published"),
     FormulaInfo(symbol="PE_i", expression="PE_i = E_PJ,i / 1000 x EF_grid", description="Project emissions of interval i [tCO2]", tag="published"),
     FormulaInfo(symbol="ER_i", expression="ER_i = RE_i - PE_i", description="Emission reductions of interval i [tCO2]", tag="published"),
-    FormulaInfo(symbol="ER_p", expression="ER_p = floor(sum_i ER_i)", description="Reported reductions of period p: full precision in every interval, rounded down to whole tonnes only at the period total", tag="published"),
+    FormulaInfo(symbol="ER_p", expression="ER_p = max(0, floor(sum_i ER_i))", description="Reported reductions of period p (JCM, J-Credit): full precision in every interval, rounded down to whole tonnes only at the period total, never below 0", tag="published"),
 ]
 
 #: Reference-energy formula of each baseline model (``methodologies.md`` s.2).
 BASELINE_FORMULAS: dict[str, list[FormulaInfo]] = {
     "efficiency_ratio": [
-        FormulaInfo(symbol="E_RE,i", expression="E_RE,i = EC_PJ,i x (eta_PJ / eta_RE)", description="Reference energy: project consumption scaled by the efficiency ratio [kWh]", tag="form"),
-        FormulaInfo(symbol="E_PJ,i", expression="E_PJ,i = EC_PJ,i", description="Project energy: metered consumption [kWh]", tag="form"),
+        FormulaInfo(symbol="E_RE,i", expression="E_RE,i = EC_PJ,i,covered x (eta_PJ / eta_RE)", description="Reference energy: metered consumption over covered time scaled by the efficiency ratio [kWh]", tag="form"),
+        FormulaInfo(symbol="E_PJ,i", expression="E_PJ,i = max(EC_PJ,i,covered + gap_s,i / 3600 x P_fill, EC_PJ,i,covered + EC_PJ,i,gap)", description="Project energy: covered consumption plus the conservative fill of missing time [kWh]", tag="form"),
+        FormulaInfo(symbol="EC_PJ,i,covered", expression="sum over meter readings k, k+1 no more than max_gap_s apart of (r_k+1 - r_k) x overlap with interval i / (t_k+1 - t_k)", description="Meter increments placed linearly in time, split at interval edges [kWh]", tag="form"),
     ],
     "specific_energy": [
         FormulaInfo(symbol="E_RE,i", expression="E_RE,i = SEC_BL x V_PJ,i", description="Reference energy: baseline kWh per m3 times the project's volume [kWh]", tag="form"),
@@ -71,102 +71,101 @@ def formulas_for(baseline_model: str) -> list[FormulaInfo]:
 
 # --------------------------------------------------------------------------- analytics adapter
 
+#: Symbol, description and unit of each asset-field role of ``analytics.projects[].assets[].fields``.
+ROLE_INFO = {
+    "energy_meter": ("EC_PJ", "Electricity consumed (cumulative register)", "kWh"),
+    "power": ("P_PJ", "Active power consumed", "kW"),
+    "flow": ("Q_PJ", "Flow", "m3/h"),
+    "volume_meter": ("V_PJ", "Volume delivered (cumulative register)", "m3"),
+    "running": ("t_PJ", "Running flag (operating hours)", "0/1"),
+    "export_meter": ("EG", "Electricity exported to the grid (cumulative register)", "kWh"),
+    "export_power": ("P_EG", "Power exported / generated", "kW"),
+    "waste_meter": ("W", "Waste fed (weighbridge, cumulative)", "t"),
+    "waste_rate": ("W_rate", "Waste feed rate", "t/h"),
+    "aux_fuel_rate": ("FC_aux", "Auxiliary fuel", "kg/h"),
+    "chlorine_rate": ("Cl", "Chlorine dose", "kg/h"),
+    "coagulant_rate": ("Coag", "Coagulant dose", "kg/h"),
+}
+ROUNDING_OF_SCHEME = {"jcm": "floor", "j-credit": "floor", "none": "none"}
 
-def _get(obj: Any, *names: str, default: Any = None) -> Any:
-    for name in names:
-        if obj is None:
-            return default
-        value = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-        if value is not None:
-            return value
-    return default
+
+def _fill_rule() -> str:
+    try:
+        from plantmrv.analytics.common import FILL_METHOD
+
+        return f"{FILL_METHOD}. {MISSING_DATA_RULE}"
+    except ImportError:  # analytics not part of this build
+        return MISSING_DATA_RULE
 
 
-def _plain(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    return value
+def project_from_analytics(p: Any, ef: EmissionFactorInfo | None = None, max_gap_s: float | None = None) -> ProjectDetail:
+    """Convert one ``analytics.projects[]`` entry (:class:`plantmrv.analytics.config.ProjectConfig`)."""
+    import dataclasses
 
-
-def _parameters(p: Any) -> list[ParameterInfo]:
-    raw = _get(p, "parameters", default=[]) or []
-    items: Iterable[tuple[str | None, Any]]
-    if isinstance(raw, dict):
-        items = raw.items()
-    elif hasattr(raw, "model_dump") and not isinstance(raw, list):
-        items = ((k, getattr(raw, k)) for k in type(raw).model_fields)
-    else:
-        items = ((None, v) for v in raw)
-    out = []
-    for key, v in items:
-        if v is None:
-            continue
-        if isinstance(v, (int, float)):
-            out.append(ParameterInfo(symbol=str(key), value=float(v)))
-            continue
-        symbol = _get(v, "symbol", "name", default=key)
-        option = _get(v, "option", "monitoring_option")
-        kind = _get(v, "kind", "source_kind", default="other")
-        value = _get(v, "value")
-        out.append(
+    params: list[ParameterInfo] = []
+    overrides = p.parameters
+    for f in dataclasses.fields(p.parameter_set):
+        prm = getattr(p.parameter_set, f.name)
+        ov = overrides.get(f.name)
+        params.append(
             ParameterInfo(
-                symbol=str(symbol),
-                description=str(_get(v, "description", default="")),
-                value=float(value) if isinstance(value, (int, float)) else None,
-                unit=str(_get(v, "unit", default="")),
-                option=option if option in ("A", "B", "C") else None,
-                kind=kind if kind in ("datasheet", "default", "measured", "ex_ante", "other") else "other",
-                source=str(_get(v, "source", default="")),
-                measurement_method=str(_get(v, "measurement_method", "method", default="")),
-                frequency=str(_get(v, "frequency", default="")),
-                comments=str(_get(v, "comments", "comment", default="")),
+                name=f.name,
+                symbol=prm.symbol or f.name,
+                description=prm.description or "",
+                value=prm.value if isinstance(prm.value, (int, float)) else None,
+                unit=prm.unit,
+                option=prm.option,
+                kind="default" if ov is None else ("measured" if prm.option == "C" else "datasheet"),
+                source=prm.source,
+                measurement_method=(ov.measurement_method if ov else None) or "",
+                frequency=(ov.frequency if ov else None) or ("Fixed ex ante" if prm.option == "A" else ""),
+                comments=(ov.comments if ov else None) or ("methodology default" if ov is None else "project value"),
             )
         )
-    return out
-
-
-def _dt(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if hasattr(value, "year") and not isinstance(value, datetime):  # a date
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
-def project_from_analytics(p: Any, ef: EmissionFactorInfo | None = None) -> ProjectDetail:
-    """Convert one ``analytics.projects[]`` entry (model or mapping) into a ProjectDetail."""
-    meth = _get(p, "methodology")
-    baseline = _get(p, "baseline_model", "baseline", default=None) or _get(meth, "baseline_model", default="")
-    baseline = str(_get(baseline, "model", "kind", "type", default=baseline))
-    periods = []
-    for i, mp in enumerate(_get(p, "monitoring_periods", default=None) or ([_get(p, "monitoring_period")] if _get(p, "monitoring_period") else [])):
-        periods.append(MonitoringPeriodInfo(id=str(_get(mp, "id", "name", default=f"MP{i + 1}")), start=_dt(_get(mp, "start")), end=_dt(_get(mp, "end"))))
+    for name, symbol, desc in (("project_fill_rate_kw", "P_fill", "Maximum plausible project rate charged over missing time"),
+                               ("electricity_price_per_kwh", "price_elec", "Electricity tariff (co-benefit: cost saved)")):
+        pv = getattr(p, name, None)
+        if pv is not None:
+            params.append(ParameterInfo(name=name, symbol=pv.symbol or symbol, description=pv.description or desc, value=pv.value if isinstance(pv.value, (int, float)) else None,
+                                        unit=pv.unit, option=pv.option, kind="other", source=pv.source, measurement_method=pv.measurement_method or "",
+                                        frequency=pv.frequency or "", comments=pv.comments or ""))
+    if max_gap_s is not None:
+        params.append(ParameterInfo(name="max_gap_s", symbol="max_gap_s", description="Longest spacing between samples that is bridged; longer is a gap", value=float(max_gap_s),
+                                    unit="s", option=None, kind="other", source="analytics.max_gap_s (plantmrv config)", frequency="Fixed", comments="data-processing setting"))
     points = []
-    for mp in _get(p, "monitoring_points", "points", default=[]) or []:
-        points.append(MonitoringPointInfo.model_validate({k: v for k, v in (_plain(mp) or {}).items() if k in MonitoringPointInfo.model_fields}))
-    ex_ante = _get(p, "ex_ante_t_co2_per_year", "ex_ante")
-    ex_ante = _get(ex_ante, "reduction_t_co2_per_year", default=ex_ante)
+    for a in p.assets:
+        for role, info in ROLE_INFO.items():
+            v = getattr(a.fields, role)
+            for field in ([v] if isinstance(v, str) else (v or [])):
+                symbol, desc, unit = info
+                points.append(MonitoringPointInfo(
+                    symbol=symbol, description=f"{desc}: {a.asset}.{field}", measurement=a.measurement, site=a.site or p.site,
+                    asset=a.asset, field=field, unit=unit, option="C", measurement_method=f"role {role} of asset {a.asset}",
+                    frequency="continuous (native resolution)", meter=None,
+                ))
+        for kpi, (fin, fout) in a.fields.quality_pairs.items():
+            for field in (fin, fout):
+                points.append(MonitoringPointInfo(symbol=f"{kpi}:{field}", description=f"Co-benefit KPI {kpi}", measurement=a.measurement, site=a.site or p.site,
+                                                  asset=a.asset, field=field, unit="", option="C", measurement_method="online analyser", frequency="continuous"))
+    mp = p.monitoring_period
+    baseline = p.baseline or ""
     return ProjectDetail(
-        id=str(_get(p, "id")),
-        name=str(_get(p, "name", default="")),
-        plant_type=str(_get(p, "plant_type", "type", default="")),
-        site=str(_get(p, "site")),
-        country=str(_get(p, "country", default="")),
+        id=p.id,
+        name=p.name or "",
+        plant_type=p.plant_type,
+        site=p.site,
+        country=p.country or "",
         methodology=MethodologyInfo(
-            id=str(_get(meth, "id", default=meth if isinstance(meth, str) else "")),
-            version=str(_get(meth, "version", default=_get(p, "methodology_version", default=""))),
-            title=str(_get(meth, "title", default="")),
-            baseline_model=baseline,
-            formulas=formulas_for(baseline),
-            missing_data_rule=MISSING_DATA_RULE,
-            rounding=_get(p, "rounding", default=None) or _get(meth, "rounding", default="floor"),
+            id=p.methodology.id, version=p.methodology.version, title=f"{p.plant_type} / {baseline}", baseline_model=baseline,
+            formulas=formulas_for(baseline), missing_data_rule=_fill_rule(), rounding=ROUNDING_OF_SCHEME.get(p.rounding, "floor"),
+            rounding_scheme=p.rounding, credited=p.plant_type != "ubcf",
         ),
-        parameters=_parameters(p),
+        parameters=params,
         grid_emission_factor=ef,
         monitoring_points=points,
-        monitoring_periods=periods,
-        ex_ante_t_co2_per_year=float(ex_ante) if isinstance(ex_ante, (int, float)) else None,
-        japan_share=_get(p, "japan_share", "credit_share_japan"),
+        monitoring_periods=[MonitoringPeriodInfo(id="monitoring", start=mp.start, end=mp.end)],
+        ex_ante_t_co2=p.ex_ante_t_co2,
+        japan_share=p.japan_share,
     )
 
 
@@ -175,24 +174,15 @@ def load_projects(cfg: Any) -> list[ProjectDetail]:
     analytics = getattr(cfg, "analytics", None)
     out = []
     for p in getattr(analytics, "projects", None) or []:
-        out.append(project_from_analytics(p, _emission_factor(p)))
+        out.append(project_from_analytics(p, emission_factor(p), analytics.max_gap_s))
     return out
 
 
-def _emission_factor(p: Any) -> EmissionFactorInfo | None:
-    ref = _get(p, "grid_ef", "grid_emission_factor", "emission_factor")
-    if ref is None:
-        return None
-    value = _get(ref, "value_t_co2_per_mwh", "value")
-    if value is None:
-        try:
-            from plantmrv.analytics import emission_factors as efmod
+def emission_factor(p: Any) -> EmissionFactorInfo | None:
+    from plantmrv.analytics.methodologies import resolve_grid_ef
 
-            found = efmod.lookup(**{k: v for k, v in (_plain(ref) or {}).items() if k in ("country", "grid", "year", "kind")})
-            return EmissionFactorInfo(value_t_co2_per_mwh=found.value_t_co2_per_mwh, country=found.country, grid=found.grid, year=found.year, kind=found.kind, source=found.source)
-        except Exception:
-            return None
-    return EmissionFactorInfo.model_validate({k: v for k, v in (_plain(ref) or {}).items() if k in EmissionFactorInfo.model_fields} | {"value_t_co2_per_mwh": value})
+    ef = resolve_grid_ef(p)
+    return EmissionFactorInfo(value_t_co2_per_mwh=ef.value_t_co2_per_mwh, country=ef.country, grid=ef.grid, year=ef.year or None, kind=ef.kind, source=ef.source)
 
 
 def parameters_sha256(project: ProjectDetail) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import calendar
 import hashlib
-import math
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -153,13 +152,23 @@ def gaps(mrv: MrvColumns, start_ns: int, end_ns: int, source_s: int, filled_by: 
     return out, len(items)
 
 
-def apply_rounding(value_t_co2: float, rule: str) -> float:
-    """The reported ER_p: JCM floors the period total to whole tonnes (methodologies.md s.1)."""
-    if rule == "floor":
-        return float(math.floor(value_t_co2 + 0.0))
-    if rule == "round":
-        return float(math.floor(value_t_co2 + 0.5))
-    return float(value_t_co2)
+def apply_rounding(value_t_co2: float, scheme: str) -> float:
+    """The reported ER_p of a period total under the project's rounding scheme.
+
+    Delegates to :func:`plantmrv.analytics.reporting.round_reported_t_co2` (JCM and J-Credit:
+    floor to whole tonnes, never below 0; ``none``: unchanged), so the API reports exactly what
+    the analytics period report says.
+    """
+    from plantmrv.analytics.reporting import round_reported_t_co2
+
+    return round_reported_t_co2(value_t_co2, scheme)
+
+
+def allocate(reported_t_co2: float, japan_share: float | None) -> float | None:
+    """Japan's tonnes under the Credit Allocation Form (analytics' rule: floored)."""
+    from plantmrv.analytics.reporting import allocate_credits
+
+    return allocate_credits(reported_t_co2, japan_share)[0]
 
 
 # --------------------------------------------------------------------------- periods
