@@ -239,7 +239,7 @@ class Engine:
                 key = (project.id, iv)
                 st = self._state.get(key)
                 if st is None:
-                    first = max(mp.start_ns, ((now_ns - lookback) // step) * step)
+                    first = max((mp.start_ns // step) * step, ((now_ns - lookback) // step) * step)
                     st = self._state[key] = _PollState(done_until_ns=first)
                 end = min(closed, -(-mp.end_ns // step) * step)
                 n = 0
