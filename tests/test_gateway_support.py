@@ -101,10 +101,11 @@ async def _serve(args) -> None:
     print(f"READY {args.port}", flush=True)
     period = args.period_s
     ids = [v.nodeid for v in variables]
-    while True:
-        now = time.time()
-        k = int(round(now / period)) + 1
-        await asyncio.sleep(max(0.0, k * period - time.time()))
+    k = int(round(time.time() / period))
+    while True:  # every tick k is written, late or not: the ground truth has no holes even under load
+        k += 1
+        delay = k * period - time.time()
+        await asyncio.sleep(max(delay, 0.0))
         ts = datetime.fromtimestamp(k * period, timezone.utc)
         for nid in ids:
             await server.write_attribute_value(
