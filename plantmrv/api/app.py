@@ -31,7 +31,7 @@ from plantmrv.api.models import (
     ProjectSummary,
     ReductionsResponse,
 )
-from plantmrv.api.projects import load_projects, parameters_sha256
+from plantmrv.api.projects import analytics_section, load_projects, parameters_sha256
 from plantmrv.api.queries import SOURCE_INTERVAL_S, fetch_mrv, iter_raw, raw_line
 from plantmrv.api.reports import (
     PERIOD_HELP,
@@ -75,7 +75,7 @@ def _safe_query(request: Request) -> str:
 
 
 def _analytics_interval(cfg: Any) -> str:
-    analytics = getattr(cfg, "analytics", None)
+    analytics = analytics_section(cfg)
     if analytics is None:
         return "1h"
     from plantmrv.analytics.config import duration_label

@@ -47,6 +47,7 @@ class ApiConfig(StrictModel):
     host: str = Field("127.0.0.1", description="Listen address (`0.0.0.0` in a container, behind a TLS-terminating proxy).")
     port: int = Field(8000, ge=1, le=65535, description="Listen port.")
     root_path: str = Field("", description="URL prefix when served behind a proxy under a sub-path (e.g. `/mrv`).")
+    projects_from: Path | None = Field(None, description="Read projects from this file's `analytics` section when this file has none (e.g. `/etc/plantmrv/analytics.yaml`).")
     token_store: Path | None = Field(None, description="SQLite file of hashed tokens managed with `plantmrv api token ...`; created if missing.")
     tokens: list[ApiTokenEntry] = Field(default_factory=list, description="Tokens declared in config, by hash.")
     mrv_interval: Literal["1m", "1h"] | None = Field(None, description="Which `interval` tag of measurement `mrv` the API aggregates from; default `analytics.mrv_interval` (else 1h).")

@@ -169,9 +169,23 @@ def project_from_analytics(p: Any, ef: EmissionFactorInfo | None = None, max_gap
     )
 
 
-def load_projects(cfg: Any) -> list[ProjectDetail]:
-    """Projects of the config's ``analytics`` section (none when the section is absent)."""
+def analytics_section(cfg: Any):
+    """The ``analytics`` section: this config's, else that of ``api.projects_from`` (or None)."""
     analytics = getattr(cfg, "analytics", None)
+    api = getattr(cfg, "api", None)
+    if analytics is None and api is not None and api.projects_from is not None:
+        from plantmrv.config import ConfigError, ConfigIssue, load_config
+
+        other = load_config(api.projects_from)
+        analytics = getattr(other, "analytics", None)
+        if analytics is None:
+            raise ConfigError([ConfigIssue(str(api.projects_from), "analytics", None, "api.projects_from names a file without an 'analytics' section")])
+    return analytics
+
+
+def load_projects(cfg: Any) -> list[ProjectDetail]:
+    """Projects of the ``analytics`` section (see :func:`analytics_section`); none when absent."""
+    analytics = analytics_section(cfg)
     out = []
     for p in getattr(analytics, "projects", None) or []:
         out.append(project_from_analytics(p, emission_factor(p), analytics.max_gap_s))
