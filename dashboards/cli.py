@@ -78,6 +78,9 @@ def check_cmd(
     directory: Path = typer.Option(
         None, "--dir", help="Directory of generated dashboard JSON (default: the files shipped with plantmrv)."
     ),
+    now: Optional[str] = typer.Option(
+        None, "--now", help="Evaluate the dashboards as of this UTC time (ISO 8601, e.g. 2026-11-20T12:30:00Z) instead of now."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print the panels that are ok, with rows and query time."),
 ) -> None:
     """Run every panel query as Grafana would (time range, interval, All selections) and report panels that would be empty or fail.
@@ -96,8 +99,18 @@ def check_cmd(
         typer.echo(f"error: no dashboard JSON in {directory or GENERATED_DIR}", err=True)
         raise typer.Exit(1)
     dashboards = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    now_ns = None
+    if now:
+        from datetime import datetime, timezone
+
+        try:
+            dt = datetime.fromisoformat(now.replace("Z", "+00:00"))
+        except ValueError:
+            typer.echo(f"error: --now {now!r} is not an ISO 8601 time", err=True)
+            raise typer.Exit(2)
+        now_ns = int((dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()) * 10**9
     with InfluxClient(influx_url, database=database, token=influx_token, max_retries=1) as client:
-        results = check_dashboards(client, dashboards)
+        results = check_dashboards(client, dashboards, now_ns)
     counts = {"ok": 0, "empty": 0, "error": 0}
     for r in results:
         counts[r.status] += 1

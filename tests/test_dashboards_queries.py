@@ -1,20 +1,24 @@
 """Every panel query and every template-variable query of the generated dashboards runs on a real
-influxd holding plant, quality, gateway and MRV data, and returns its expected fields.
+influxd filled by the simulators and the analytics engine, and returns its expected fields.
 
 The queries are sent as Grafana's InfluxDB datasource would send them (``plantmrv.dashboards.check``:
 ``$timeFilter``, ``$__interval``, panel relative times, *All* selections as regex groups whose
 values come from running the dashboards' own ``SHOW TAG VALUES`` variable queries).
 
-Data: representative points written here with the exact measurements, tags and fields of
-``docs/data-model.md`` (plant measurements, ``sample_quality``, ``gateway``, and ``mrv`` rows at
-``1m`` and ``1h`` with every field), because the simulators' ``plants`` module and the analytics
-engine were not in the repository when this was written.
+Data (module fixture, written once): 24 h ending now of the five simulated plants
+(``plantmrv.simulators.plants.generate`` / ``to_batch``, 10 s samples, the default sites and
+assets), ``mrv`` rows at ``1m`` and ``1h`` from the analytics engine's backfill with the projects
+of ``examples/analytics.yaml``, plus ``sample_quality`` and ``gateway`` points written here with
+the fields of ``docs/data-model.md`` (ingest and the gateway agent write those in production).
+``write_dashboard_data`` (synthetic points for every field, any sample rate) also feeds
+``bench/dashboards.py``.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,14 +154,74 @@ def _variables():
                 yield pytest.param(uid, var, id=f"{uid}:{var['name']}")
 
 
+SIM_STEP_S = 10
+SIM_HOURS = 24
+
+
+def write_simulated_data(client, end_ns: int, hours: int = SIM_HOURS, step_s: int = SIM_STEP_S) -> WrittenData:
+    """Simulated plants + engine backfill + quality/gateway points; returns the tag values written."""
+    import yaml
+
+    from plantmrv.analytics.config import AnalyticsConfig
+    from plantmrv.analytics.engine import Engine
+    from plantmrv.simulators import plants
+
+    info = WrittenData()
+    end_s = end_ns // 10**9
+    start_s = (end_s - hours * 3600) // 3600 * 3600
+    ts = np.arange(start_s, end_s + 1, step_s, dtype=np.int64) * 10**9
+    ts_min = np.arange(start_s, end_s + 1, 60)
+    lines: list[str] = []
+    for name, pt in plants.PLANT_TYPES.items():
+        site, asset = pt.default_site, pt.default_asset
+        client.write_batch(plants.to_batch(site, asset, name, ts, plants.generate(name, ts, rng=11)))
+        info.tag_values[(pt.measurement, "site")] = [site]
+        info.tag_values[(pt.measurement, "asset")] = [asset]
+        first = next(iter(pt.fields))
+        for quality in (1, 2):
+            q_ts = ts_min[::10]
+            lines += _lp_lines("sample_quality", {"site": site, "asset": asset, "source": pt.measurement, "field": first},
+                               {"value": np.full(len(q_ts), -1.0), "quality": np.full(len(q_ts), float(quality))}, q_ts * 10**9 + quality)
+        n = len(ts_min)
+        lines += _lp_lines("gateway", {"site": site, "gateway": f"gw-{site}"},
+                           {"buffer_depth": np.zeros(n), "buffer_bytes": np.zeros(n), "samples_read": np.arange(n) * 60.0,
+                            "samples_sent": np.arange(n) * 60.0, "samples_dropped": np.arange(n) // 30 * 1.0, "online": np.ones(n)}, ts_min * 10**9)
+    silent = ts_min[ts_min <= end_s - 1800]
+    lines += _lp_lines("gateway", {"site": plants.PLANT_TYPES["pump"].default_site, "gateway": SILENT_GATEWAY},
+                       {"buffer_depth": np.zeros(len(silent)), "buffer_bytes": np.zeros(len(silent)), "samples_read": np.zeros(len(silent)),
+                        "samples_sent": np.zeros(len(silent)), "samples_dropped": np.zeros(len(silent)), "online": np.ones(len(silent))}, silent * 10**9)
+    client.write_body(("\n".join(lines) + "\n").encode())
+    info.tag_values[("gateway", "site")] = sorted(pt.default_site for pt in plants.PLANT_TYPES.values())
+    doc = yaml.safe_load((Path(__file__).resolve().parents[1] / "examples" / "analytics.yaml").read_text())
+    cfg = AnalyticsConfig.model_validate(doc["analytics"])
+    # closed intervals only, as the continuous engine writes them: minutes and hours before end_ns
+    engine = Engine(cfg, client)
+    engine.backfill(int(ts[0]), end_s // 60 * 60 * 10**9, interval_s=[60])
+    engine.backfill(int(ts[0]), end_s // 3600 * 3600 * 10**9, interval_s=[3600])
+    info.tag_values[("mrv", "project")] = sorted(p.id for p in cfg.projects)
+    info.sites = {name: (pt.default_site, pt.default_asset) for name, pt in plants.PLANT_TYPES.items()}
+    return info
+
+
+def fixture_now_ns() -> int:
+    """The "now" of the test dashboards: the latest 12:30 UTC that has passed.
+
+    Grafana's "today" and "this month" show closed MRV intervals only, so they are empty in the
+    first minute of a day and the first hour of a month; a mid-day "now" (the checks take "now"
+    as a parameter) keeps the test independent of when it runs.
+    """
+    now_s = time.time()
+    return int(((now_s - 45000) // 86400 * 86400 + 45000) * 10**9)
+
+
 @pytest.fixture(scope="module")
 def data_db(influxd):
-    """One database filled once for the module: 3 hours of 1-minute data ending now."""
-    client = influxd.client(database="dashboards_panels")
+    """One database filled once for the module: 24 h of simulated plants and their MRV results, ending now."""
+    client = influxd.client(database="dashboards_panels", timeout_s=60)
     client.execute('DROP DATABASE "dashboards_panels"')
     client.create_database()
-    end_ns = time.time_ns() // 1_000_000_000 * 1_000_000_000
-    info = write_dashboard_data(client, end_ns=end_ns, hours=3)
+    end_ns = fixture_now_ns()
+    info = write_simulated_data(client, end_ns=end_ns)
     yield client, end_ns, info
     client.close()
 
@@ -186,7 +250,7 @@ def test_asset_variable_follows_the_site_selection(data_db):
     client, _, info = data_db
     dash = DASHBOARDS["plantmrv-pump"]
     asset_var = next(v for v in dash["templating"]["list"] if v["name"] == "asset")
-    site = PLANT_SITES["pump"]
+    site = info.sites["pump"][0]
     found = check.tag_values(client, check.substitute_variables(asset_var["query"], {"site": check.regex_group([site])}))
     assert found and set(found) == set(info.tag_values[("pump", "asset")])
     assert check.tag_values(client, check.substitute_variables(asset_var["query"], {"site": check.regex_group(["nowhere"])})) == []
@@ -201,27 +265,36 @@ def _run_panel(client, end_ns, uid, title, ref_id="A"):
 
 
 def test_gateway_that_went_silent_shows_offline_instead_of_vanishing(data_db):
-    client, end_ns, _ = data_db
+    client, end_ns, info = data_db
     res = _run_panel(client, end_ns, "plantmrv-pump", "Gateway online")
     last = {r.tags["gateway"]: r.columns["reports_3m"][-1] for r in res}
     assert last[SILENT_GATEWAY] == 0  # mapped to "offline", red
     assert last["gw-danang"] >= 0.01  # "online", green
     res = _run_panel(client, end_ns, "plantmrv-portfolio", "Gateways online")
     last = {r.tags["gateway"]: r.columns["reports_3m"][-1] for r in res}
-    assert len(last) == len(PLANT_SITES) + 1
+    assert len(last) == len(info.sites) + 1
     assert [g for g, v in last.items() if v < 0.01] == [SILENT_GATEWAY]
 
 
-def test_today_and_month_stats_sum_only_their_own_range(data_db):
+def test_today_month_and_period_stats_sum_the_mrv_rows_of_their_own_range(data_db):
     client, end_ns, _ = data_db
+    rows = {}
+    for iv in ("1m", "1h"):
+        (r,) = client.query(f"SELECT \"reduction_t_co2\" FROM \"mrv\" WHERE \"interval\" = '{iv}'")
+        rows[iv] = (r.columns["time"], r.columns["reduction_t_co2"])
+    end_s = end_ns // 10**9
+    midnight_ns = end_s // 86400 * 86400 * 10**9
+    t = time.gmtime(end_s)
+    month_ns = int(__import__("calendar").timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0)) * 10**9)
     today = _run_panel(client, end_ns, "plantmrv-portfolio", "tCO2 reduced today")[0].columns["reduction"][0]
+    month = _run_panel(client, end_ns, "plantmrv-portfolio", "tCO2 reduced this month")[0].columns["reduction"][0]
     period = _run_panel(client, end_ns, "plantmrv-portfolio", "tCO2 reduced, monitoring period")[0].columns["reduction"][0]
-    minutes_today = (end_ns // 10**9) % 86400 // 60 + 1
-    written_minutes = 3 * 60 + 1
-    expected_today = len(PROJECTS) * min(minutes_today, written_minutes) * (500 - 400) / 60 * 0.00066
-    assert today == pytest.approx(expected_today, rel=1e-9)
-    hours = len(np.arange(((end_ns // 10**9) - 3 * 3600) // 3600 * 3600, (end_ns // 10**9) // 3600 * 3600 + 1, 3600))
-    assert period == pytest.approx(len(PROJECTS) * hours * 100 * 0.00066, rel=1e-9)
+    ts, v = rows["1m"]
+    assert today == pytest.approx(v[ts >= midnight_ns].sum(), rel=1e-9)
+    ts, v = rows["1h"]
+    assert month == pytest.approx(v[ts >= month_ns].sum(), rel=1e-9)
+    assert period == pytest.approx(v.sum(), rel=1e-9)  # the fiscal-year range holds all 24 h written
+    assert 0 < today < period  # 12.5 h today out of 24 h, the simulated plants all save energy
 
 
 def test_cli_check_reports_every_panel_ok_on_the_data_and_empty_on_a_fresh_database(data_db, influxd, tmp_path):
@@ -229,17 +302,21 @@ def test_cli_check_reports_every_panel_ok_on_the_data_and_empty_on_a_fresh_datab
 
     from plantmrv.cli import app
 
+    client, end_ns, _ = data_db
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end_ns // 10**9))
     runner = CliRunner()
-    r = runner.invoke(app, ["dashboards", "check", "--influx-url", influxd.url, "--database", "dashboards_panels"])
+    r = runner.invoke(app, ["dashboards", "check", "--influx-url", influxd.url, "--database", "dashboards_panels", "--now", at])
     assert r.exit_code == 0, r.output
     n_targets = sum(len(p.get("targets", [])) for d in DASHBOARDS.values() for p in d["panels"])
     assert f"{n_targets} queries: {n_targets} ok, 0 empty, 0 error" in r.output
     empty = influxd.client(database="dashboards_empty")
     empty.execute('DROP DATABASE "dashboards_empty"')
     empty.create_database()
-    r = runner.invoke(app, ["dashboards", "check", "--influx-url", influxd.url, "--database", "dashboards_empty"])
+    r = runner.invoke(app, ["dashboards", "check", "--influx-url", influxd.url, "--database", "dashboards_empty", "--now", at])
     assert r.exit_code == 1
     assert f"0 ok, {n_targets} empty, 0 error" in r.output
     assert "plantmrv-pump: 'Flow' A: empty" in r.output
     r = runner.invoke(app, ["dashboards", "check", "--influx-url", influxd.url, "--database", "no_such_db"])
     assert r.exit_code == 1 and "database not found" in r.output
+    r = runner.invoke(app, ["dashboards", "check", "--influx-url", influxd.url, "--now", "yesterday"])
+    assert r.exit_code == 2 and "not an ISO 8601 time" in r.output
