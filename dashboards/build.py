@@ -683,18 +683,45 @@ def render(dashboard: dict) -> str:
     return json.dumps(dashboard, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def write_all(out_dir: Path) -> list[tuple[Path, str]]:
-    """Write ``<out_dir>/<uid>.json``; return (path, 'created'|'updated'|'unchanged') per file.
+def inventory(dashboards: dict[str, dict]) -> str:
+    """Markdown list of every dashboard, panel, unit, thresholds and query (``PANELS.md``)."""
+    out = [
+        "# Generated dashboards: panel inventory",
+        "",
+        "Written by `plantmrv dashboards build` from `dashboards/build.py`; do not edit by hand.",
+        "",
+    ]
+    for uid, dash in dashboards.items():
+        variables = ", ".join(f"`{v['name']}`" for v in dash["templating"]["list"])
+        out += [f"## {dash['title']} (`{uid}`, version {dash['version']})", "", dash.get("description", ""), "", f"Variables: {variables}. Default range: `{dash['time']['from']}` to `{dash['time']['to']}`.", ""]
+        out += ["| row / panel | unit | thresholds | range | query |", "|---|---|---|---|---|"]
+        for p in dash["panels"]:
+            if p["type"] == "row":
+                out.append(f"| **{p['title']}** | | | | |")
+                continue
+            d = p["fieldConfig"]["defaults"]
+            steps = d.get("thresholds", {}).get("steps", [])
+            th = " / ".join(f"{s['color']}" + (f" from {s['value']:g}" if s["value"] is not None else "") for s in steps) if len(steps) > 1 else ""
+            queries = "<br>".join(f"`{t['query']}`".replace("|", "\\|") for t in p.get("targets", []))
+            out.append(f"| {p['title']} ({p['type']}) | `{d.get('unit', '')}` | {th} | {p.get('timeFrom', '')} | {queries} |")
+        out.append("")
+    return "\n".join(out)
 
-    Stale ``plantmrv-*.json`` files no generator produces any more are removed and reported.
+
+def write_all(out_dir: Path) -> list[tuple[Path, str]]:
+    """Write ``<out_dir>/<uid>.json`` and ``<out_dir>/PANELS.md``; return (path, action) per file.
+
+    Actions: created, updated, unchanged; stale ``plantmrv-*.json`` files no generator produces any
+    more are removed (action ``removed``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     dashboards = build_all()
-    for uid, dash in dashboards.items():
-        path = out_dir / f"{uid}.json"
-        text = render(dash)
+    files = {f"{uid}.json": render(d) for uid, d in dashboards.items()}
+    files["PANELS.md"] = inventory(dashboards)
+    for name, text in files.items():
+        path = out_dir / name
         old = path.read_text(encoding="utf-8") if path.exists() else None
         if old == text:
             results.append((path, "unchanged"))
@@ -702,7 +729,7 @@ def write_all(out_dir: Path) -> list[tuple[Path, str]]:
         path.write_text(text, encoding="utf-8")
         results.append((path, "created" if old is None else "updated"))
     for stale in sorted(out_dir.glob("plantmrv-*.json")):
-        if stale.stem not in dashboards:
+        if stale.name not in files:
             stale.unlink()
             results.append((stale, "removed"))
     return results

@@ -35,9 +35,11 @@ def test_build_twice_gives_identical_json():
     assert set(a) == EXPECTED_UIDS
 
 
-def test_committed_json_equals_a_fresh_build():
-    fresh = {f"{uid}.json": build.render(d) for uid, d in build.build_all().items()}
-    committed = {p.name: p.read_text(encoding="utf-8") for p in GENERATED.glob("*.json")}
+def test_committed_json_and_inventory_equal_a_fresh_build():
+    dashboards = build.build_all()
+    fresh = {f"{uid}.json": build.render(d) for uid, d in dashboards.items()}
+    fresh["PANELS.md"] = build.inventory(dashboards)
+    committed = {p.name: p.read_text(encoding="utf-8") for p in GENERATED.iterdir() if p.is_file()}
     assert set(committed) == set(fresh), "run: plantmrv dashboards build --out dashboards/generated"
     for name, text in fresh.items():
         assert committed[name] == text, f"{name} is stale: run `plantmrv dashboards build --out dashboards/generated`"
@@ -171,13 +173,13 @@ def test_cli_build_writes_reports_and_removes_stale_files(tmp_path):
     r = runner.invoke(cli_app, ["dashboards", "build", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert {p.stem for p in out.glob("*.json")} == EXPECTED_UIDS
-    assert r.output.count(": created") == 6
+    assert r.output.count(": created") == 7  # 6 dashboards + PANELS.md
     (out / "plantmrv-retired.json").write_text("{}")
     (out / "plantmrv-pump.json").write_text("{}")
     r = runner.invoke(cli_app, ["dashboards", "build", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "plantmrv-pump.json: updated" in r.output and "plantmrv-retired.json: removed" in r.output
-    assert r.output.count(": unchanged") == 5
+    assert r.output.count(": unchanged") == 6
     assert not (out / "plantmrv-retired.json").exists()
     for uid in EXPECTED_UIDS:
         assert (out / f"{uid}.json").read_text() == (GENERATED / f"{uid}.json").read_text()
