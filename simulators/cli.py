@@ -14,45 +14,56 @@ from typing import Optional
 
 import typer
 
-HELP = """Run simulated plants (U-BCF, pump station, VSD, waste-to-energy, PV) in one process and
-serve them over OPC UA (asyncua) and, with --mqtt, as device JSON over MQTT.
+SHORT_HELP = "Simulated plants served over OPC UA and MQTT, with faults and ground truth."
+
+HELP = """Run simulated plants (U-BCF, pump station, VSD, waste-to-energy, PV)
+in one process; serve them over OPC UA (asyncua) and, with --mqtt, as device
+JSON over MQTT.
 
 \b
-OPC UA address space: Objects/<site>/<asset>/<field>, NodeId ns=2;s=<site>/<asset>/<field>
-(namespace urn:plantmrv:simulator). Each variable is a Double with a Description, an
-EngineeringUnits property (UNECE code) and SourceTimestamp = simulated time. Fields and units
-are those of docs/data-model.md. HistoryRead (raw) is answered from the plant model, so a
-gateway can backfill any past period (--no-history turns it off).
+OPC UA address space: Objects/<site>/<asset>/<field>,
+NodeId ns=2;s=<site>/<asset>/<field> (namespace urn:plantmrv:simulator).
+Each variable is a Double with a Description, an EngineeringUnits property
+(UNECE code) and SourceTimestamp = simulated time. Fields and units are
+those of docs/data-model.md. HistoryRead (raw) is answered from the plant
+model, so a gateway can backfill any past period (--no-history: off).
 
 \b
-MQTT (--mqtt mqtt://host:port): topic devices/<site>/<asset>, one message per asset per update:
-  {"ts": <simulated Unix ms>, "<field>": <value>, ..., "status": {"<field>": "<StatusCode>"}}
-A field in dropout is left out; "status" lists non-good fields (bad ones carry no value).
+MQTT (--mqtt mqtt://host:port): topic devices/<site>/<asset>, one message
+per asset per update:
+  {"ts": <simulated Unix ms>, "<field>": <value>, ...,
+   "status": {"<field>": "<StatusCode>"}}
+A field in dropout is left out; "status" lists non-good fields (bad ones
+carry no value).
 
 \b
 Config file (--config FILE, YAML; see examples/simulate.yaml):
   start: ISO time of the simulated start (default now)
-  plants: [{type, site, asset, seed, params: {...}, faults: [...]}]
-  faults: [{kind, at_s | start, duration_s, site, asset, field, value, status}]
-  random_faults: {seed, rate_per_h, kinds, duration_s: [min, max], hours}
-Fault kinds: dropout, stuck, spike, bad_status (BadSensorFailure), uncertain
-(UncertainLastUsableValue), meter_reset, server_restart, network_stall. Every fault start and
-end is appended to the JSONL --fault-log with its simulated time.
+  plants: list of {type, site, asset, seed, params, faults}
+  faults: list of {kind, at_s or start, duration_s, site, asset, field,
+          value, status}
+  random_faults: {seed, rate_per_h, kinds, duration_s (min, max), hours}
+Fault kinds: dropout, stuck, spike, bad_status (BadSensorFailure),
+uncertain (UncertainLastUsableValue), meter_reset, server_restart,
+network_stall. Every fault start and end is appended to the JSONL
+--fault-log with its simulated time.
 
 \b
-Security (--security, repeatable): none, sign (Basic256Sha256 Sign), encrypt
-(Basic256Sha256 SignAndEncrypt); self-signed certificates are generated into --cert-dir.
---user NAME requires username/password login (anonymous refused); the password is read from
-the environment variable named by --password-env (default PLANTMRV_SIM_PASSWORD), never from
-the command line, and never printed.
+Security (--security, repeatable): none, sign (Basic256Sha256 Sign),
+encrypt (Basic256Sha256 SignAndEncrypt); self-signed certificates are
+generated into --cert-dir. --user NAME requires username/password login
+(anonymous refused); the password is read from the environment variable
+named by --password-env (default PLANTMRV_SIM_PASSWORD), never from the
+command line, and is never printed.
 
 \b
-Once serving, stdout gets a line:  plantmrv-sim ready endpoint=opc.tcp://HOST:PORT tags=N
+Once serving, stdout gets the line
+  plantmrv-sim ready endpoint=opc.tcp://HOST:PORT tags=N
 Logs are key=value lines on stderr."""
 
 app = typer.Typer(
     name="simulate",
-    help=HELP,
+    help=SHORT_HELP + " Details below the options.",
     add_completion=False,
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -60,7 +71,7 @@ app = typer.Typer(
 )
 
 
-@app.callback(invoke_without_command=True)
+@app.callback(invoke_without_command=True, epilog=HELP)
 def simulate(
     plants: Optional[str] = typer.Option(None, "--plants", "-p", help="Comma-separated plant types with default sites: pump,vsd,ubcf,wte,pv. Default: all five when no --config."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file listing plants (type, site, asset, params, seed, faults)."),

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,11 +74,17 @@ def test_simulate_help_documents_the_interface():
     text = " ".join(out.stdout.split())
     for needle in [
         "--plants", "--config", "--scale", "--speed", "--rate", "--mqtt", "--security", "--user", "--fault-log",
-        "--port", "--host", "--history", "devices/<site>/<asset>", '{"ts": <simulated Unix ms>',
+        "--port", "--host", "--history", "devices/<site>/<asset>", "{\"ts\": <simulated Unix ms>",
         "Objects/<site>/<asset>/<field>", "EngineeringUnits", "BadSensorFailure", "UncertainLastUsableValue",
         "meter_reset", "server_restart", "network_stall", "plantmrv-sim ready endpoint=",
     ]:
         assert needle in text, needle
+    # the same text under the core CLI's `plantmrv simulate`
+    exe = Path(sys.executable).with_name("plantmrv")
+    out = subprocess.run([str(exe), "simulate", "--help"], capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    for needle in ["--plants", "--mqtt", "devices/<site>/<asset>", "UncertainLastUsableValue", "plantmrv-sim ready endpoint="]:
+        assert needle in out.stdout, needle
 
 
 def test_opcua_browse_and_subscribe_without_security(simulator):
@@ -90,19 +98,20 @@ def test_opcua_browse_and_subscribe_without_security(simulator):
     check_browse(run(go()))
 
 
-@pytest.mark.parametrize("mode", [ua.MessageSecurityMode.Sign, ua.MessageSecurityMode.SignAndEncrypt])
-def test_opcua_basic256sha256_with_generated_certificates(simulator, tmp_path, mode):
+def test_opcua_basic256sha256_sign_and_sign_encrypt_with_generated_certificates(simulator, tmp_path):
     sim = simulator(["--plants", "pump", "--rate", "2", "--security", "sign", "--security", "encrypt", "--cert-dir", str(tmp_path / "srv")])
+    assert (tmp_path / "srv" / "server_cert.der").exists()
     cert, key = ensure_certificate(tmp_path / "cli", "client", CLIENT_URI, client=True)
 
-    async def go():
+    async def go(mode):
         c = Client(sim.endpoint, timeout=10)
         c.application_uri = CLIENT_URI
         await c.set_security(SecurityPolicyBasic256Sha256, str(cert), str(key), mode=mode)
         async with c:
-            return await browse_and_subscribe(c)
+            return await browse_and_subscribe(c, 1.5)
 
-    check_browse(run(go()))
+    for mode in (ua.MessageSecurityMode.Sign, ua.MessageSecurityMode.SignAndEncrypt):
+        check_browse(run(go(mode)))
 
     async def plain():
         async with Client(sim.endpoint, timeout=5) as c:
