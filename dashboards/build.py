@@ -505,6 +505,18 @@ def _base(uid: str, title: str, description: str, time_from: str) -> dash_b.Dash
         .refresh("1m")
         .fiscal_year_start_month(FISCAL_YEAR_START_MONTH)
         .tooltip(dash_m.DashboardCursorSync.CROSSHAIR)
+        .link(
+            dash_b.DashboardLink("plantmrv dashboards")
+            .type(dash_m.DashboardLinkType.DASHBOARDS)
+            .tags(TAGS)
+            .as_dropdown(True)
+            .keep_time(True)
+            .include_vars(False)
+            .target_blank(False)
+            .icon("external link")
+            .tooltip("")
+            .url("")
+        )
     )
 
 
