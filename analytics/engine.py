@@ -319,8 +319,11 @@ def period_reports(engine: Engine, by: str = "monitoring") -> list:
             r = period_report(p.id, "monitoring", ts, iv, col("reference_t_co2"), col("project_t_co2"), ex_ante_t_co2=p.ex_ante_t_co2, **common)
             r.completeness = float(np.sum(common["completeness"]) / expected)
             r.start_ns, r.end_ns = mp.start_ns, mp.end_ns
-            cob = {k: float(np.nansum(np.asarray(v, dtype=float))) for k, v in cols.items() if k in ("waste_t", "volume_m3", "electricity_cost_saved", "chlorine_kg", "coagulant_kg", "methane_avoided_t_co2e")}
-            cob.update({k: float(np.nanmean(np.asarray(v, dtype=float))) for k, v in cols.items() if k.endswith("_removal") and n})
+            # SELECT * returns every field of `mrv`: keep the co-benefits this project has
+            present = {k: np.asarray(v, dtype=float) for k, v in cols.items() if k not in ("time", "params_hash") and np.asarray(v).dtype != object}
+            present = {k: v for k, v in present.items() if np.isfinite(v).any()}
+            cob = {k: float(np.nansum(v)) for k, v in present.items() if k in ("waste_t", "volume_m3", "electricity_cost_saved", "chlorine_kg", "coagulant_kg", "methane_avoided_t_co2e", "operating_h")}
+            cob.update({k: float(np.nanmean(v)) for k, v in present.items() if k.endswith("_removal")})
             r.cobenefits = cob
             out.append(r)
         elif n:
