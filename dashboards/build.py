@@ -9,7 +9,12 @@ tCO2 reduced today / this month / this monitoring period, energy saved, data com
 gateways online.
 
 Public API: :func:`build_all` (uid -> dashboard JSON dict), :func:`render` (stable JSON text),
-:func:`write_all` (``<out>/<uid>.json``), :data:`PLANT_TYPES`.
+:func:`write_all` (``<out>/<uid>.json`` and ``PANELS.md``), :func:`inventory`,
+:func:`schema_errors` (Grafana's dashboard schema as encoded in grafana-foundation-sdk),
+:data:`PLANT_TYPES`.
+
+Meter panels use ``non_negative_difference(max(meter))`` per interval: an interval in which a
+register rolls over or is reset shows no bar rather than a huge negative one.
 
 The uid of every dashboard is fixed (``plantmrv-<type>``) so links, provisioning and ``push``
 address the same dashboard across builds; ``VERSION`` is bumped by hand when the generated
@@ -19,7 +24,7 @@ content changes (the tests compare the committed JSON with a fresh build, so a c
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -52,7 +57,6 @@ class PlantType:
     process: Callable[[str], list]
     energy: Callable[[str], list]
     description: str = ""
-    tags: tuple[str, ...] = field(default_factory=tuple)
 
 
 BY_ASSET = 'time($__interval), "asset"'
