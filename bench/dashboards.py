@@ -19,7 +19,6 @@ Run: .venv/bin/python bench/dashboards.py [--hours 24] [--step-s 1] [--repeat 3]
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
