@@ -14,11 +14,11 @@ DEFAULT_OUT = Path("dashboards/generated")
 
 @app.command("build")
 def build_cmd(
-    out: Path = typer.Option(DEFAULT_OUT, "--out", "-o", help="Directory for the generated <uid>.json files (created if missing)."),
+    out: Path = typer.Option(DEFAULT_OUT, "--out", "-o", help="Directory for the generated <uid>.json files and PANELS.md (created if missing)."),
 ) -> None:
     """Generate one dashboard per plant type (ubcf, pump, vsd, wte, pv) and the portfolio dashboard.
 
-    Writes `<out>/<uid>.json` (stable: sorted keys, same input gives the same bytes), removes stale `plantmrv-*.json` files, and prints created/updated/unchanged/removed per file.
+    Writes `<out>/<uid>.json` (stable: sorted keys, same input gives the same bytes) and `<out>/PANELS.md` (every panel with unit, thresholds and query), removes stale `plantmrv-*.json` files, and prints created/updated/unchanged/removed per file.
     """
     from .build import write_all
 

@@ -71,6 +71,12 @@ def test_uids_are_stable_and_every_dashboard_has_a_version():
         assert "plantmrv" in dash["tags"]
 
 
+def test_every_panel_tells_the_operator_what_it_shows():
+    for uid, dash in build.build_all().items():
+        for p in _data_panels(dash):
+            assert len(p.get("description", "")) >= 20, f"{uid}: panel {p['title']!r} has no description"
+
+
 def test_every_panel_has_a_valid_unit_and_every_axis_a_label():
     for uid, dash in build.build_all().items():
         for p in _data_panels(dash):
