@@ -211,6 +211,7 @@ class AnalyticsConfig(StrictModel):
     mrv_interval: int | str = Field("1h", description="Interval of MRV results (`interval` tag `1h`).")
     max_gap_s: float = Field(10.0, gt=0, description="Longest spacing between samples that is bridged; longer is a gap.")
     late_data_lookback: int | str = Field("6h", description="How far back the continuous engine looks for late data to recompute.")
+    late_data_check_s: float = Field(60.0, gt=0, description="How often the continuous engine compares raw sample counts over the lookback window (one count query per project).")
     poll_s: float = Field(5.0, gt=0, description="How often the continuous engine checks for closed intervals and late data.")
     settle_s: float = Field(10.0, ge=0, description="Wait after an interval closes before computing it (samples in flight).")
 

@@ -67,6 +67,18 @@ def _escape_tag(v: str) -> str:
     return v.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ").replace("=", "\\=")
 
 
+def _ranges(starts: list[int], step: int, lo: int, hi: int) -> list[tuple[int, int]]:
+    """Merge interval starts (each widened by one neighbour each side) into ``[a, b)`` ranges."""
+    out: list[list[int]] = []
+    for t in sorted(starts):
+        a, b = max(lo, t - step), min(hi, t + 2 * step)
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out if b > a]
+
+
 def results_to_lines(project: ProjectConfig, results: IntervalResults, interval_s: int) -> list[str]:
     """Line protocol for measurement ``mrv``: one line per interval, NaN fields left out."""
     tags = f"mrv,interval={_escape_tag(duration_label(interval_s))},methodology={_escape_tag(project.methodology.id)},project={_escape_tag(project.id)}"
@@ -107,6 +119,7 @@ class Engine:
         self.clock = clock
         self._ef = {p.id: resolve_grid_ef(p) for p in config.projects}
         self._state: dict[tuple[str, int], _PollState] = {}
+        self._last_late_ns: int | None = None
 
     # ------------------------------------------------------------------ query + compute
 
@@ -226,30 +239,50 @@ class Engine:
         return out
 
     def poll(self, now_ns: int | None = None) -> dict[str, int]:
-        """One step of continuous mode; returns ``{project/interval: intervals written}``."""
+        """One step of continuous mode; returns ``{project/interval: intervals written}``.
+
+        New closed intervals are computed at every poll. Every ``late_data_check_s`` the raw
+        sample counts of the ``late_data_lookback`` window are queried once per project (at the
+        shortest interval, summed up for the longer ones) and compared with the counts each
+        interval was computed from; changed intervals are recomputed with their neighbours,
+        consecutive ones as one range.
+        """
         now_ns = int(self.clock() * NS) if now_ns is None else now_ns
         settle = int(self.config.settle_s * NS)
         lookback = self.config.late_data_lookback_s * NS
+        ivs = self.intervals()
+        late_due = self._last_late_ns is None or now_ns - self._last_late_ns >= int(self.config.late_data_check_s * NS)
+        if late_due:
+            self._last_late_ns = now_ns
         report: dict[str, int] = {}
-        for iv in self.intervals():
-            step = iv * NS
-            closed = ((now_ns - settle) // step) * step  # end of the last closed interval
-            for project in self.config.projects:
-                mp = project.monitoring_period
-                key = (project.id, iv)
-                st = self._state.get(key)
+        for project in self.config.projects:
+            mp = project.monitoring_period
+            states = {}
+            for iv in ivs:
+                step = iv * NS
+                st = self._state.get((project.id, iv))
                 if st is None:
                     first = max((mp.start_ns // step) * step, ((now_ns - lookback) // step) * step)
-                    st = self._state[key] = _PollState(done_until_ns=first)
-                end = min(closed, -(-mp.end_ns // step) * step)
+                    st = self._state[(project.id, iv)] = _PollState(done_until_ns=first)
+                states[iv] = (st, max(st.done_until_ns - lookback, (mp.start_ns // step) * step))
+            small_counts = None
+            if late_due and any(st.done_until_ns > lo for st, lo in states.values()):
+                lo_all = min(lo for _, lo in states.values())
+                hi_all = max(st.done_until_ns for st, _ in states.values())
+                small_counts = self._counts(project, lo_all, hi_all, ivs[0])
+            for iv in ivs:
+                step = iv * NS
+                st, lo = states[iv]
+                end = min(((now_ns - settle) // step) * step, -(-mp.end_ns // step) * step)
                 n = 0
-                # late data: intervals already computed whose raw sample counts changed
-                lo = max(st.done_until_ns - lookback, mp.start_ns // step * step)
-                if st.done_until_ns > lo:
-                    counts = self._counts(project, lo, st.done_until_ns, iv)
-                    changed = sorted(t for t, c in counts.items() if st.counts.get(t) != c and t < st.done_until_ns)
-                    for t0 in changed:
-                        a, b = max(lo, t0 - step), min(st.done_until_ns, t0 + 2 * step)
+                if small_counts is not None and st.done_until_ns > lo:
+                    counts: dict[int, float] = {}
+                    for t, c in small_counts.items():
+                        b = (t // step) * step
+                        if lo <= b < st.done_until_ns:
+                            counts[b] = counts.get(b, 0.0) + c
+                    changed = sorted(t for t in set(counts) | {t for t in st.counts if lo <= t < st.done_until_ns} if st.counts.get(t, 0.0) != counts.get(t, 0.0))
+                    for a, b in _ranges(changed, step, lo, st.done_until_ns):
                         self.process(project, a, b, iv)
                         n += (b - a) // step
                     st.counts.update({t: counts.get(t, 0.0) for t in changed})

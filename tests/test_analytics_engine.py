@@ -97,17 +97,35 @@ def test_continuous_poll_recomputes_intervals_that_receive_late_data(influx_db):
     batch, _ = meter_batch(ts, np.full(len(ts), 360.0), start_reading=0.0)
     late = (ts >= T0 + 2 * 3600 * S) & (ts < T0 + 3 * 3600 * S)
     influx_db.write_batch(batch.take(np.flatnonzero(~late)))
-    eng = Engine(config(mrv_interval="1h", process_interval="1h"), influx_db)
+    eng = Engine(config(mrv_interval="1h", process_interval="1m", late_data_check_s=1), influx_db)
     p = eng.config.projects[0]
-    eng.poll(now_ns=T0 + 4 * 3600 * S + S)
+    assert eng.poll(now_ns=T0 + 4 * 3600 * S + S)["danang-pumps/1m"] == 240
     before = eng.read_results(p, T0, T0 + 4 * 3600 * S, 3600)
     assert before["completeness"][2] < 0.01
     assert eng.poll(now_ns=T0 + 4 * 3600 * S + 2 * S)["danang-pumps/1h"] == 0  # nothing changed
     influx_db.write_batch(batch.take(np.flatnonzero(late)))  # the gateway replays its buffer
-    assert eng.poll(now_ns=T0 + 4 * 3600 * S + 3 * S)["danang-pumps/1h"] > 0
+    done = eng.poll(now_ns=T0 + 4 * 3600 * S + 3 * S)
+    assert done["danang-pumps/1h"] == 3  # hour 2 and its neighbours, as one range
+    assert done["danang-pumps/1m"] == 62  # the 60 minutes and one neighbour each side
     after = eng.read_results(p, T0, T0 + 4 * 3600 * S, 3600)
     np.testing.assert_allclose(after["completeness"], 1.0)
     np.testing.assert_allclose(after["project_energy_kwh"], 360.0, rtol=1e-9)
+    minutes = eng.read_results(p, T0, T0 + 4 * 3600 * S, 60)
+    np.testing.assert_allclose(minutes["project_energy_kwh"], 6.0, rtol=1e-9)
+    assert eng.poll(now_ns=T0 + 4 * 3600 * S + 5 * S) == {"danang-pumps/1m": 0, "danang-pumps/1h": 0}
+
+
+def test_late_data_check_runs_at_its_own_cadence(influx_db):
+    eng = Engine(config(late_data_check_s=60), influx_db)
+    calls = []
+    eng._counts = lambda *a: calls.append(a[1:]) or {}
+    eng.poll(now_ns=T0 + 3600 * S)
+    n0 = len(calls)
+    eng.poll(now_ns=T0 + 3600 * S + 5 * S)  # within 60 s: no lookback scan
+    assert len(calls) == n0
+    eng.poll(now_ns=T0 + 3600 * S + 61 * S)
+    scans = [c for c in calls[n0:] if c[0] == T0]  # over the lookback window (from the start)
+    assert scans == [(T0, T0 + 3600 * S, 60)]  # one count query per project, for both interval lengths
 
 
 def test_period_report_floors_the_period_total_and_shares_credits(influx_db):
