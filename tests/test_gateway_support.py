@@ -365,7 +365,7 @@ def influx_points(client, measurement: str = "pump") -> dict[str, dict[int, floa
         cols = res.columns
         ts = cols["time"]
         for name, values in cols.items():
-            if name in ("time", "asset", "site"):
+            if name in ("time", "asset", "site", "gateway"):
                 continue
             d = out.setdefault(name, {})
             for t, v in zip(ts.tolist(), values.tolist()):
