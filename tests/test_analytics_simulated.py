@@ -150,3 +150,37 @@ def test_meter_replacement_and_bad_quality_samples(influx_db):
     assert got == pytest.approx(want - float(pv.reference_emissions_t_co2(lost * 1000, ef)), rel=1e-3)
     assert got < want
     assert np.all(cols["reduction_t_co2"] >= 0)
+
+
+def test_fault_schedule_dropouts_flagged_exactly_and_filled(influx_db):
+    raw = [p for p in example_projects() if p["plant_type"] == "pump"]
+    raw[0]["monitoring_period"] = {"start": "2026-03-10T00:00:00Z", "end": "2026-03-11T00:00:00Z"}
+    cfg = AnalyticsConfig.model_validate({"projects": raw, "max_gap_s": 10})
+    project = cfg.projects[0]
+    t0, t1 = DAY0 + 8 * 3600 * S, DAY0 + 11 * 3600 * S
+    sched = faults.fault_schedule(11, t0, t1, [("danang", "pump1", ["energy_kwh"])], kinds=("dropout",), rate_per_h=4, duration_s=(5, 150))
+    assert len(sched) >= 4
+    write_plant(influx_db, project, DAY0, fault_list=sched)
+    eng = Engine(cfg, influx_db)
+    eng.backfill(t0, t1, interval_s=[60])
+    minute = eng.read_results(project, t0, t1, 60)
+    # expected, independently: stretches between consecutive received samples longer than max_gap_s
+    ts = DAY0 + np.arange(-30, 86400 + 30, dtype=np.int64) * S
+    missing = np.zeros(len(ts), bool)
+    for f in sched:
+        missing |= (ts >= f.start_ns) & (ts < f.end_ns)
+    got_ts = ts[~missing]
+    d = np.diff(got_ts)
+    windows = [(int(a), int(a + g)) for a, g in zip(got_ts[:-1][d > 10 * S], d[d > 10 * S])]
+    assert windows, "the schedule should contain dropouts longer than max_gap_s"
+    expected = np.zeros(len(minute["time"]))
+    for a, b in windows:
+        lo = np.clip(a, minute["time"], minute["time"] + 60 * S)
+        hi = np.clip(b, minute["time"], minute["time"] + 60 * S)
+        expected += (hi - lo) / S
+    np.testing.assert_allclose(minute["gap_filled_s"], expected, atol=1e-6)
+    sel = expected > 0
+    rate = project.project_fill_rate_kw.value
+    # project side charged the plausible maximum over missing time; reference only over covered time
+    covered_kwh = minute["project_energy_kwh"][sel] - rate * expected[sel] / 3600
+    np.testing.assert_allclose(minute["reference_energy_kwh"][sel], covered_kwh * 0.808 / 0.791, rtol=1e-6)
