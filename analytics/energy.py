@@ -99,9 +99,10 @@ def _segment_cumulatives(ts, seg_amount_fn, max_gap_ns, edge_k, uniform_sum_fn=N
     nseg = max(n - 1, 0)
     m = len(edge_k)
     cum_amount = np.zeros(m)
-    cum_cov = np.zeros(m)
+    cum_cov = np.zeros(m, dtype=np.int64)  # integer ns: exact over any span
     cum_gap_amount = np.zeros(m)
-    off_a = off_c = off_g = 0.0
+    off_a = off_g = 0.0
+    off_c = 0
     pos = np.searchsorted(edge_k, 0, side="right")  # edges at sample 0: cumulative 0
     buf = np.empty(min(_BLOCK, max(nseg, 1)), dtype=np.int64)
     for c0 in range(0, nseg, _CHUNK):
@@ -127,22 +128,22 @@ def _segment_cumulatives(ts, seg_amount_fn, max_gap_ns, edge_k, uniform_sum_fn=N
         gap_sums = None
         if uniform_steps and dmax <= max_gap_ns and uniform_sum_fn is not None:
             sums = uniform_sum_fn(c0, starts, ends, int(dmin))
-            cov_sums = (ends - starts).astype(float) * float(dmin)
+            cov_sums = (ends - starts).astype(np.int64) * np.int64(dmin)
         else:
             amount = seg_amount_fn(c0, c1, dt)
             if dmax <= max_gap_ns:
                 sums = np.add.reduceat(amount, starts)
-                cov_sums = (ts[c0 + ends] - ts[c0 + starts]).astype(float)
+                cov_sums = ts[c0 + ends] - ts[c0 + starts]
             else:
                 bridged = dt <= max_gap_ns
                 a_b = np.where(bridged, amount, 0.0)
                 sums = np.add.reduceat(a_b, starts)
-                cov_sums = np.add.reduceat(np.where(bridged, dt, 0), starts).astype(float)
+                cov_sums = np.add.reduceat(np.where(bridged, dt, 0), starts)
                 gap_sums = np.add.reduceat(amount - a_b, starts)
         if hi > pos:
             # cumulative at each start boundary (prefix sums of the sub-range sums)
             ca = np.concatenate(([0.0], np.cumsum(sums)))
-            cc = np.concatenate(([0.0], np.cumsum(cov_sums)))
+            cc = np.concatenate(([0], np.cumsum(cov_sums))).astype(np.int64)
             j = np.searchsorted(np.append(starts, c1 - c0), local)  # local -> boundary index
             cum_amount[pos:hi] = off_a + ca[j]
             cum_cov[pos:hi] = off_c + cc[j]
@@ -150,7 +151,7 @@ def _segment_cumulatives(ts, seg_amount_fn, max_gap_ns, edge_k, uniform_sum_fn=N
             cum_gap_amount[pos:hi] = off_g + (cg[j] if cg is not None else 0.0)
             pos = hi
         off_a += float(np.sum(sums))
-        off_c += float(np.sum(cov_sums))
+        off_c += int(np.sum(cov_sums))
         if gap_sums is not None:
             off_g += float(np.sum(gap_sums))
     cum_amount[pos:] = off_a
@@ -186,7 +187,7 @@ def _at_edges(ts, edges, max_gap_ns, seg_amount_fn, partial_fn, uniform_sum_fn=N
     part = np.where(inside, partial_fn(ki, frac_ns, dt_seg), 0.0)
     bridged = inside & (dt_seg <= max_gap_ns)
     E = cum_a + np.where(bridged, part, 0.0)
-    C = cum_c + np.where(bridged, frac_ns, 0).astype(float)
+    C = cum_c + np.where(bridged, frac_ns, 0).astype(np.int64)
     G = cum_g + np.where(inside & ~bridged, part, 0.0)
     energy = np.diff(E)
     covered = np.diff(C) / NS_PER_S
