@@ -150,3 +150,44 @@ def test_xlsx_export_recomputes_the_reported_tonnes_with_live_formulas(api_env, 
 
 def report_ef(api_env) -> float:
     return api_env.get(f"/projects/{PROJECT_ID}").json()["grid_emission_factor"]["value_t_co2_per_mwh"]
+
+
+def test_fiscal_and_calendar_year_reports_hold_the_same_tonnes_as_the_monitoring_period(api_env):
+    mon = api_env.get(f"/projects/{PROJECT_ID}/monitoring-report", params={"period": "monitoring"}).json()
+    fy = api_env.get(f"/projects/{PROJECT_ID}/monitoring-report", params={"period": "FY2025"}).json()
+    cy = api_env.get(f"/projects/{PROJECT_ID}/monitoring-report", params={"period": "2026"}).json()
+    # the Japanese fiscal year runs 1 April - 31 March in JST
+    assert (fy["period"]["start"], fy["period"]["end"]) == ("2025-03-31T15:00:00Z", "2026-03-31T15:00:00Z")
+    assert (cy["period"]["start"], cy["period"]["end"]) == ("2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z")
+    for other in (fy, cy):
+        assert math.isclose(other["reduction_t_co2"], mon["reduction_t_co2"], rel_tol=1e-12)
+        assert other["reported_reduction_t_co2"] == mon["reported_reduction_t_co2"]
+        assert other["data_sha256"] != mon["data_sha256"]  # the hash covers the period's own raw rows (here the margins too)
+        assert other["completeness"] < 0.01  # a year with two days of results is mostly gap, and says so
+
+
+def test_reductions_rows_add_up_to_the_period_total_at_every_interval(api_env):
+    sums = {}
+    for interval in ("hour", "day", "month", "period"):
+        body = api_env.get(f"/projects/{PROJECT_ID}/reductions", params={"from": START_ISO, "to": END_ISO, "interval": interval}).json()
+        sums[interval] = sum(r["reduction_t_co2"] for r in body["rows"])
+        assert math.isclose(sums[interval], body["totals"]["reduction_t_co2"], rel_tol=1e-12)
+        assert [g["start"] for g in body["gaps"]] == [GAP_HOUR_ISO] and body["gaps"][0]["filled_by"].startswith("conservative")
+    assert len(api_env.get(f"/projects/{PROJECT_ID}/reductions", params={"from": START_ISO, "to": END_ISO, "interval": "hour"}).json()["rows"]) == 48
+    assert max(sums.values()) - min(sums.values()) < 1e-9
+
+
+def test_time_ranges_are_bounded_and_aligned(api_env):
+    bad = [
+        {"from": END_ISO, "to": START_ISO},  # reversed
+        {"from": "2026-03-10T00:30:00Z", "to": END_ISO},  # not a whole hour
+        {"from": "1900-01-01T00:00:00Z", "to": END_ISO},  # before 1970
+        {"from": "2020-01-01T00:00:00Z", "to": END_ISO},  # longer than max_span_days
+    ]
+    for params in bad:
+        r = api_env.get(f"/projects/{PROJECT_ID}/reductions", params=params | {"interval": "day"})
+        assert r.status_code == 422, params
+    r = api_env.get(f"/projects/{PROJECT_ID}/export", params={"from": "2025-11-01T00:00:00Z", "to": END_ISO})
+    assert r.status_code == 422 and "92 days" in r.text  # raw exports have a shorter bound
+    r = api_env.get(f"/projects/{PROJECT_ID}/monitoring-report", params={"period": "2026-13"})
+    assert r.status_code == 422 and "FY2024" in r.text

@@ -18,6 +18,7 @@ OPERATIONS = [
     ("GET", "/projects/{project_id}/reductions"),
     ("GET", "/projects/{project_id}/monitoring-report"),
     ("GET", "/projects/{project_id}/export"),
+    ("GET", "/admin/tokens"),
 ]
 
 
@@ -26,7 +27,7 @@ def schema(api_env):
     return schemathesis.openapi.from_asgi("/openapi.json", api_env.app)
 
 
-def test_schema_lists_exactly_the_endpoints_of_the_issue(api_env):
+def test_schema_lists_exactly_the_endpoints_of_the_issue_and_token_admin(api_env):
     paths = api_env.client.get("/openapi.json").json()["paths"]
     assert {(m.upper(), p) for p, ops in paths.items() for m in ops} == set(OPERATIONS)
     assert api_env.client.get("/docs").status_code == 200
@@ -50,14 +51,14 @@ def test_every_endpoint_documents_an_example(api_env):
                 assert param.get("examples") or param["schema"].get("examples") or param["schema"].get("enum") or "default" in param["schema"], (path, param["name"])
 
 
-# negative generation needs parameters to break: /health and /projects have none
+# negative generation needs parameters to break: /health, /projects and /admin/tokens have none
 CASES = [(m, p, GenerationMode.POSITIVE) for m, p in OPERATIONS] + [(m, p, GenerationMode.NEGATIVE) for m, p in OPERATIONS if "{" in p]
 
 
 @pytest.mark.parametrize("method,path,mode", CASES)
 def test_no_server_error_for_any_generated_request(api_env, schema, method, path, mode):
     operation = schema[path][method]
-    roles = st.sampled_from(["operator", "verifier", "verifier_other", None])
+    roles = st.sampled_from(["operator", "verifier", "verifier_other", "admin", None])
     project = st.sampled_from([PROJECT_ID, "hcmc-vsd", "nope"])
 
     @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))

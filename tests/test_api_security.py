@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 
 from plantmrv.api.models import MonitoringPointInfo
 from plantmrv.api.queries import mrv_query, raw_query
-from plantmrv.api.tokens import TokenStore
+from plantmrv.api.tokens import TokenStore, hash_token
 from plantmrv.batch import SampleBatch, Series
 from tests.test_api_support import OTHER_ID, PROJECT_ID, TOKENS, api_env  # noqa: F401
 
 RANGE = "from=2026-03-10T00:00:00Z&to=2026-03-11T00:00:00Z"
 PROTECTED = [
     "/projects",
+    "/admin/tokens",
     f"/projects/{PROJECT_ID}",
     f"/projects/{PROJECT_ID}/reductions?{RANGE}&interval=hour",
     f"/projects/{PROJECT_ID}/monitoring-report?period=monitoring",
@@ -38,7 +39,7 @@ def test_no_token_or_wrong_token_gets_401_and_nothing_else(api_env, url):
         assert r.headers["www-authenticate"].startswith("Bearer")
 
 
-@pytest.mark.parametrize("url", PROTECTED[1:])
+@pytest.mark.parametrize("url", PROTECTED[2:])
 def test_verifier_of_another_project_gets_403_without_data(api_env, url):
     r = api_env.get(url, role="verifier_other")
     assert r.status_code == 403
@@ -95,6 +96,21 @@ def test_store_tokens_work_until_revoked(api_env):
     assert api_env.client.get(f"/projects/{OTHER_ID}", headers=h).status_code == 403
     store.revoke(rec.id)
     assert api_env.client.get(f"/projects/{PROJECT_ID}", headers=h).status_code == 401
+
+
+def test_only_admins_list_tokens_and_never_see_a_token_or_hash(api_env):
+    TokenStore(api_env.cfg.api.token_store).create("listed-verifier", "verifier", [PROJECT_ID])
+    for role in ("verifier", "operator"):
+        r = api_env.get("/admin/tokens", role=role)
+        assert r.status_code == 403 and r.json() == {"detail": "admin role required"}
+    r = api_env.get("/admin/tokens", role="admin")
+    assert r.status_code == 200
+    names = {t["name"]: t for t in r.json()}
+    assert names["verifier-danang"]["projects"] == [PROJECT_ID] and names["verifier-danang"]["source"] == "config"
+    assert names["listed-verifier"]["source"] == "store" and names["listed-verifier"]["id"] >= 1
+    for secret in TOKENS.values():
+        assert secret not in r.text and hash_token(secret) not in r.text
+    assert "sha256" not in r.text
 
 
 # --------------------------------------------------------------------------- injection

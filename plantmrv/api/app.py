@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
 import plantmrv
-from plantmrv.api.auth import FORBIDDEN_PROJECT, Authenticator, principal
+from plantmrv.api.auth import FORBIDDEN_PROJECT, Authenticator, principal, require_admin
 from plantmrv.api.config import PROJECT_ID_PATTERN, ApiConfig
 from plantmrv.api.export import ExportTooLarge, build_xlsx, iter_csv, iter_file
 from plantmrv.api.models import (
@@ -30,6 +30,7 @@ from plantmrv.api.models import (
     ProjectDetail,
     ProjectSummary,
     ReductionsResponse,
+    TokenInfo,
 )
 from plantmrv.api.projects import analytics_section, load_projects, parameters_sha256
 from plantmrv.api.queries import SOURCE_INTERVAL_S, fetch_mrv, iter_raw, raw_line
@@ -227,6 +228,15 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
             raw_points=raw_points, params_hashes=sorted({str(x) for x in mrv.params_hash if x}),
             parameters_sha256=params_sha, data_sha256=data_sha, report_sha256=report_sha256(params_sha, data_sha, mrv_sha256(mrv)),
         )
+
+    @app.get("/admin/tokens", response_model=list[TokenInfo], tags=["admin"], responses={k: ERRORS[k] for k in (401, 403)}, summary="Tokens and what each may read (admin role; never a token or hash)")
+    def list_tokens(who: Who) -> list[TokenInfo]:
+        require_admin(who)
+        auth: Authenticator = app.state.authenticator
+        out = [TokenInfo(name=t.name, role=t.role, projects=sorted(t.projects), source="config") for t in api_cfg.tokens]
+        if auth.store is not None:
+            out += [TokenInfo(id=r.id, name=r.name, role=r.role, projects=list(r.projects), source="store", created_at=r.created_at, revoked_at=r.revoked_at) for r in auth.store.list()]
+        return out
 
     @app.get(
         "/projects/{project_id}/export",

@@ -286,6 +286,19 @@ class MonitoringReport(BaseModel):
     report_sha256: str = Field(description="SHA-256 of parameters_sha256 + data_sha256 + the interval results.")
 
 
+class TokenInfo(BaseModel):
+    """An access token as an admin sees it: who holds it and what it may read, never the token or its hash."""
+
+    model_config = _examples({"id": 3, "name": "tuv-auditor", "role": "verifier", "projects": ["danang-pumps"], "source": "store", "created_at": "2026-03-01T09:00:00+00:00", "revoked_at": None})
+    id: int | None = Field(None, description="Store id (for `plantmrv api token revoke`); null for tokens declared in config.")
+    name: str
+    role: str
+    projects: list[str]
+    source: Literal["config", "store"]
+    created_at: str | None = None
+    revoked_at: str | None = None
+
+
 class HealthResponse(BaseModel):
     model_config = _examples({"status": "ok", "influxdb": "ok", "influxdb_version": "1.8.10", "projects": 5, "version": "0.1.0"})
     status: Literal["ok", "degraded"]

@@ -177,8 +177,9 @@ _FY = re.compile(r"^FY(\d{4})$")
 _CY = re.compile(r"^(?:CY)?(\d{4})$")
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _RANGE = re.compile(r"^(\d{4}-\d{2}-\d{2})/(\d{4}-\d{2}-\d{2})$")
+JST = timedelta(hours=9)
 PERIOD_HELP = (
-    "a monitoring period id of the project, FY2024 (Japanese fiscal year, 1 April - 31 March), "
+    "a monitoring period id of the project ('monitoring'), FY2024 (Japanese fiscal year, 1 April - 31 March JST), "
     "2024 or CY2024 (calendar year), 2024-03 (month), or 2024-01-01/2024-07-01 (UTC dates, end exclusive)"
 )
 
@@ -189,8 +190,9 @@ def parse_period(project: ProjectDetail, spec: str) -> MonitoringPeriodInfo:
             return mp
     try:
         if m := _FY.match(spec):
+            # Japanese fiscal year, defined in JST (as analytics.reporting.japanese_fiscal_year)
             y = int(m.group(1))
-            return MonitoringPeriodInfo(id=spec, start=_month_start(y, 4), end=_month_start(y + 1, 4))
+            return MonitoringPeriodInfo(id=spec, start=_month_start(y, 4) - JST, end=_month_start(y + 1, 4) - JST)
         if m := _CY.match(spec):
             y = int(m.group(1))
             return MonitoringPeriodInfo(id=spec, start=_month_start(y, 1), end=_month_start(y + 1, 1))
