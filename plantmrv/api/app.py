@@ -14,6 +14,7 @@ import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import httpx
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -134,8 +135,9 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
                 )
 
     @app.exception_handler(InfluxError)
-    async def influx_error(request: Request, exc: InfluxError):
-        log.error("event=influx_error path=%s error=%s", request.url.path, str(exc)[:300])
+    @app.exception_handler(httpx.TransportError)  # InfluxClient.query_chunks lets these through
+    async def influx_error(request: Request, exc: Exception):
+        log.error("event=influx_error path=%s error=%s", request.url.path, f"{exc.__class__.__name__}: {exc}"[:300])
         return JSONResponse({"detail": "InfluxDB unreachable or refused the query"}, status_code=503)
 
     @app.exception_handler(RangeError)
