@@ -82,6 +82,9 @@ def test_every_request_is_logged_with_who_and_what_but_never_the_token(api_env, 
     assert any("who=verifier-danang role=verifier method=GET path=/projects/danang-pumps/reductions" in l and "interval=day" in l and "status=200" in l for l in lines), lines
     assert any("who=verifier-hcmc" in l and "status=403" in l and "token=***" in l for l in lines), lines
     assert any("who=- role=-" in l and "status=401" in l for l in lines), lines
+    api_env.get(f"/projects/{PROJECT_ID}%0Aevent=forged who=admin/reductions", params={"interval": "day\nevent=forged who=admin"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "plantmrv.api.access"]
+    assert all("\n" not in l for l in lines) and not any(" who=admin" in l for l in lines), lines
     text = "\n".join(lines)
     for secret in [*TOKENS.values(), "leaked-secret", "pmrv_wrong_guess"]:
         assert secret not in text

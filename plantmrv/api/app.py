@@ -3,7 +3,8 @@
 ``create_app(cfg)`` takes the loaded root config (sections ``api``, ``influxdb``,
 ``analytics``) and returns the ASGI app; ``plantmrv api -c FILE`` serves it with uvicorn.
 Every endpoint but ``/health`` needs a bearer token; every request is logged as one line with
-who called and what they asked (never the token).
+who called and what they asked (never the token; caller-supplied text percent-encoded, so it
+cannot forge log lines). ``duration_ms`` runs until the response starts: exports stream after.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from urllib.parse import quote
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -68,11 +70,15 @@ Who = Annotated[Principal, Depends(principal)]
 _REDACT = {"token", "access_token", "api_key", "apikey", "password"}
 
 
+def _q(text: str, limit: int = 120) -> str:
+    """Caller-supplied text for a log line: percent-encoded, so it cannot break the line or a key=value pair."""
+    return quote(text[:limit], safe="/:,._-+*@")
+
+
 def _safe_query(request: Request) -> str:
     parts = []
     for k, v in request.query_params.multi_items():
-        v = "***" if k.lower() in _REDACT else v
-        parts.append(f"{k}={v[:80]}")
+        parts.append(f"{_q(k, 40)}={'***' if k.lower() in _REDACT else _q(v, 80)}")
     return "&".join(parts)
 
 
@@ -129,7 +135,7 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
                 who: Principal | None = getattr(request.state, "principal", None)
                 access_log.info(
                     "event=request who=%s role=%s method=%s path=%s query=%s status=%d duration_ms=%.1f client=%s",
-                    who.name if who else "-", who.role if who else "-", request.method, request.url.path,
+                    who.name if who else "-", who.role if who else "-", _q(request.method, 10), _q(request.url.path, 200),
                     _safe_query(request) or "-", status, (time.perf_counter() - t0) * 1000,
                     request.client.host if request.client else "-",
                 )
