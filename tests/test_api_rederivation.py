@@ -88,6 +88,11 @@ def test_verifier_rederives_monitoring_report_from_csv_export_alone(api_env):
     lines = "".join(",".join([r["measurement"], r["site"], r["asset"], r["field"], r["ts_ns"], r["value"]]) + "\n" for r in sec["raw"])
     assert hashlib.sha256(lines.encode()).hexdigest() == report["data_sha256"]
     assert meta["parameters_sha256"] == report["parameters_sha256"]
+    cols = list(intervals[0])
+    iv_lines = "".join(",".join(row[c] for c in cols[cols.index("ts_ns"):]) + "\n" for row in intervals)
+    assert hashlib.sha256(iv_lines.encode()).hexdigest() == report["intervals_sha256"]
+    combined = f"{report['parameters_sha256']}\n{report['data_sha256']}\n{report['intervals_sha256']}\n"
+    assert hashlib.sha256(combined.encode()).hexdigest() == report["report_sha256"]
 
 
 def test_xlsx_export_recomputes_the_reported_tonnes_with_live_formulas(api_env, tmp_path):

@@ -222,7 +222,7 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
             for ts, values in iter_raw(influx, point, s_ns, e_ns, chunk_size=50000):
                 raw_points += len(ts)
                 h.update("".join(raw_line(point, t, v) + "\n" for t, v in zip(ts, values)).encode())
-        params_sha, data_sha = parameters_sha256(project), h.hexdigest()
+        params_sha, data_sha, intervals_sha = parameters_sha256(project), h.hexdigest(), mrv_sha256(mrv)
         er = total.reduction_t_co2 or 0.0
         reported = apply_rounding(er, project.methodology.rounding_scheme)
         return MonitoringReport(
@@ -234,7 +234,8 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
             japan_share_t_co2=allocate(reported, project.japan_share), credited=project.methodology.credited,
             completeness=total.completeness, gap_intervals=n_gaps, gap_filled_s=total.gap_filled_s, mrv_intervals=len(mrv),
             raw_points=raw_points, params_hashes=sorted({str(x) for x in mrv.params_hash if x}),
-            parameters_sha256=params_sha, data_sha256=data_sha, report_sha256=report_sha256(params_sha, data_sha, mrv_sha256(mrv)),
+            parameters_sha256=params_sha, data_sha256=data_sha, intervals_sha256=intervals_sha,
+            report_sha256=report_sha256(params_sha, data_sha, intervals_sha),
         )
 
     @app.get("/admin/tokens", response_model=list[TokenInfo], tags=["admin"], responses={k: ERRORS[k] for k in (401, 403)}, summary="Tokens and what each may read (admin role; never a token or hash)")

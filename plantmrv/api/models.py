@@ -256,7 +256,7 @@ class MonitoringReport(BaseModel):
             "reported_reduction_t_co2": 1043, "ex_ante_t_co2": 1043.0, "japan_share": 0.5, "japan_share_t_co2": 521.5, "credited": True,
             "completeness": 0.997, "gap_intervals": 12, "gap_filled_s": 25200.0, "mrv_intervals": 8784,
             "raw_points": 3162240, "params_hashes": ["3f2a..."],
-            "parameters_sha256": "9b1c...", "data_sha256": "77de...", "report_sha256": "c0aa...",
+            "parameters_sha256": "9b1c...", "data_sha256": "77de...", "intervals_sha256": "5e0f...", "report_sha256": "c0aa...",
         }
     )
     project: str
@@ -283,7 +283,8 @@ class MonitoringReport(BaseModel):
     params_hashes: list[str] = Field(description="Distinct `params_hash` values the engine stored for the period.")
     parameters_sha256: str = Field(description="SHA-256 of the canonical JSON of the project definition (parameters, EF, formulas).")
     data_sha256: str = Field(description="SHA-256 of the raw rows, as exported: `measurement,site,asset,field,ts_ns,value` lines.")
-    report_sha256: str = Field(description="SHA-256 of parameters_sha256 + data_sha256 + the interval results.")
+    intervals_sha256: str = Field(description="SHA-256 of the interval results as exported: `ts_ns,<mrv fields>,params_hash` lines (the CSV's intervals section from column ts_ns on).")
+    report_sha256: str = Field(description="SHA-256 of the three hashes above, each followed by a newline: parameters, data, intervals.")
 
 
 class TokenInfo(BaseModel):
