@@ -30,6 +30,7 @@ import hmac
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -350,6 +351,7 @@ class Simulator:
         self._fault_state: dict[int, bool] = {}
         self._wall0 = 0.0
         self.k = 0
+        self._stopping = False
         self.stats = {"ticks": 0, "values": 0, "late_ticks": 0}
 
     # --- time
@@ -663,8 +665,16 @@ class Simulator:
             print(kv(event="mqtt", topics="devices/<site>/<asset>"), file=out)
         print(f"plantmrv-sim ready endpoint={endpoint} tags={self.tags}", file=out, flush=True)
         t_end = None if opts.duration_s is None else time.time() + opts.duration_s
+        self._stopping = False
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:  # explicit: a background job may have inherited SIGINT ignored
+                signal.signal(sig, signal.SIG_DFL)
+                loop.add_signal_handler(sig, self.request_stop, sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover - non-POSIX
+                pass
         try:
-            while t_end is None or time.time() < t_end:
+            while (t_end is None or time.time() < t_end) and not self._stopping:
                 delay = wall_anchor + (k - k_anchor) * period - time.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -679,7 +689,13 @@ class Simulator:
         finally:
             await self.close()
 
+    def request_stop(self, sig=None) -> None:
+        """Stop after the current tick (SIGINT / SIGTERM handler)."""
+        log.info(kv(event="stopping", signal=getattr(sig, "name", sig)))
+        self._stopping = True
+
     async def close(self) -> None:
+        print(kv(event="stats", **self.stats), flush=True)
         if self.mqtt is not None:
             try:
                 self.mqtt.loop_stop()

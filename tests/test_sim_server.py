@@ -270,3 +270,29 @@ def test_scale_serves_many_assets_from_one_process(simulator):
 
     vals = run(go())
     assert len(vals) == 59 and all(v > 0 for v in vals) and len(set(vals)) > 50
+
+
+def test_network_stall_fault_freezes_the_server_and_leaves_a_gap(simulator, tmp_path):
+    cfg = tmp_path / "sim.yaml"
+    cfg.write_text("plants: [{type: pump}]\nfaults:\n  - {kind: network_stall, at_s: 2, duration_s: 2}\n")
+    sim = simulator(["--config", str(cfg), "--start", "2026-07-01T00:00:00Z", "--rate", "2"])
+    t0 = datetime(2026, 7, 1, tzinfo=timezone.utc)
+
+    async def go():
+        lat, stamps = [], []
+        async with Client(sim.endpoint, timeout=10, watchdog_intervall=30) as c:
+            node = c.get_node(sim.node_id("danang", "pump1", "power_kw"))
+            end = time.monotonic() + 5.5
+            while time.monotonic() < end:
+                t = time.monotonic()
+                dv = await node.read_data_value()
+                lat.append(time.monotonic() - t)
+                stamps.append((dv.SourceTimestamp - t0).total_seconds())
+                await asyncio.sleep(0.1)
+        return lat, stamps
+
+    lat, stamps = run(go())
+    assert max(lat) > 1.0  # a read hung while the process stalled
+    assert not [s for s in stamps if 2 <= s < 4]  # no sample from inside the stall window
+    kinds = [(r["event"], r["kind"]) for r in sim.faults()]
+    assert ("start", "network_stall") in kinds
