@@ -121,3 +121,13 @@ def test_systemd_unit_checks_the_api_section_then_serves_it():
     assert "check-config /etc/plantmrv/plantmrv.yaml --section api" in text
     assert "ExecStart=/opt/plantmrv/venv/bin/plantmrv api -c /etc/plantmrv/plantmrv.yaml" in text
     assert "User=plantmrv" in text and "Restart=always" in text
+
+
+def test_unusable_token_store_is_reported_with_its_path(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    cfg = tmp_path / "api.yaml"
+    cfg.write_text(yaml.safe_dump({"api": {"token_store": str(blocker / "tokens.sqlite")}}))
+    r = CliRunner().invoke(cli, ["api", "-c", str(cfg)])
+    assert r.exit_code == 1
+    assert f"token_store {blocker / 'tokens.sqlite'}: cannot create or open" in r.output

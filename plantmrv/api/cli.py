@@ -66,7 +66,18 @@ def serve(
         typer.echo(f"{config}: api: section 'api' is required for this command", err=True)
         raise typer.Exit(1)
     _setup_logging(cfg)
-    api = create_app(cfg)
+    from plantmrv.api.tokens import TokenStoreError
+    from plantmrv.config import ConfigError
+
+    try:
+        api = create_app(cfg)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(1)
+    except (TokenStoreError, ValueError) as exc:
+        typer.echo(f"{config}: api: {exc}", err=True)
+        raise typer.Exit(1)
     logging.getLogger("plantmrv.api").info("event=start host=%s port=%d projects=%d", cfg.api.host, cfg.api.port, len(api.state.projects))
     uvicorn.run(api, host=cfg.api.host, port=cfg.api.port, log_level=cfg.api.log.level.lower(), access_log=False, root_path=cfg.api.root_path)
 

@@ -76,9 +76,12 @@ class TokenStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise TokenStoreError(f"token_store {self.path}: cannot create or open: {exc}") from None
         try:
             self.path.chmod(0o600)
         except OSError:
@@ -87,9 +90,9 @@ class TokenStore:
     def _connect(self) -> sqlite3.Connection:
         try:
             db = sqlite3.connect(self.path, timeout=10)
+            db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.Error as exc:
-            raise TokenStoreError(f"{self.path}: cannot open token store: {exc}") from None
-        db.execute("PRAGMA journal_mode=WAL")
+            raise TokenStoreError(f"token_store {self.path}: cannot open: {exc}") from None
         return db
 
     def create(self, name: str, role: str, projects: list[str] | tuple[str, ...] = ()) -> tuple[TokenRecord, str]:
@@ -129,8 +132,11 @@ class TokenStore:
 
     def lookup(self, token: str) -> Principal | None:
         """The principal of a valid (not revoked) token, or None."""
-        with self._connect() as db:
-            row = db.execute("SELECT id, name, role, projects FROM tokens WHERE sha256 = ? AND revoked_at IS NULL", (hash_token(token),)).fetchone()
+        try:
+            with self._connect() as db:
+                row = db.execute("SELECT id, name, role, projects FROM tokens WHERE sha256 = ? AND revoked_at IS NULL", (hash_token(token),)).fetchone()
+        except sqlite3.Error as exc:
+            raise TokenStoreError(f"token_store {self.path}: {exc}") from None
         if row is None:
             return None
         return Principal(name=row[1], role=row[2], projects=frozenset(json.loads(row[3])), source="store", token_id=row[0])
