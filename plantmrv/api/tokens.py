@@ -7,6 +7,7 @@ clear token exists only in the output of ``plantmrv api token create``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
@@ -14,6 +15,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 ROLES = ("verifier", "operator", "admin")
 TOKEN_PREFIX = "pmrv_"
@@ -87,13 +89,19 @@ class TokenStore:
         except OSError:
             pass
 
-    def _connect(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection for one call: committed on success, rolled back on error, always closed."""
         try:
             db = sqlite3.connect(self.path, timeout=10)
             db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.Error as exc:
             raise TokenStoreError(f"token_store {self.path}: cannot open: {exc}") from None
-        return db
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
 
     def create(self, name: str, role: str, projects: list[str] | tuple[str, ...] = ()) -> tuple[TokenRecord, str]:
         """Create a token; return its record and the clear token (shown once, never stored)."""
