@@ -97,7 +97,10 @@ async def _subscribe(endpoint: str, node_ids: list[str], window: float) -> int:
         def datachange_notification(self, node, val, data):
             H.n += 1
 
-    c = Client(endpoint, timeout=30)
+        def status_change_notification(self, status):
+            pass
+
+    c = Client(endpoint, timeout=30, watchdog_intervall=30)
     c.session_timeout = 120_000
     async with c:
         sub = await c.create_subscription(100, H())
