@@ -196,3 +196,25 @@ def test_time_ranges_are_bounded_and_aligned(api_env):
     assert r.status_code == 422 and "92 days" in r.text  # raw exports have a shorter bound
     r = api_env.get(f"/projects/{PROJECT_ID}/monitoring-report", params={"period": "2026-13"})
     assert r.status_code == 422 and "FY2024" in r.text
+
+
+def test_report_hash_is_reused_until_a_raw_sample_changes(api_env):
+    from plantmrv.batch import SampleBatch, Series
+
+    url, params = f"/projects/{PROJECT_ID}/monitoring-report", {"period": "2026-03-11/2026-03-12"}
+    first = api_env.get(url, params=params).json()
+    t0 = time.perf_counter()
+    again = api_env.get(url, params=params).json()
+    cached_s = time.perf_counter() - t0
+    assert again["data_sha256"] == first["data_sha256"]
+    # a late correction overwrites one sample with another value: same count, new hash
+    ts = 1_773_187_200 * 10**9 + 3600 * 10**9  # 2026-03-11T01:00:00Z, a 5 s grid point
+    old = api_env.influx.query(f'SELECT "energy_kwh" FROM "pump" WHERE time = {ts}')[0].columns["energy_kwh"][0]
+    api_env.influx.write_batch(SampleBatch.from_columns({Series.of("pump", "energy_kwh", site="danang", asset="pump1"): ([ts], [old + 0.001])}))
+    try:
+        changed = api_env.get(url, params=params).json()
+        assert changed["raw_points"] == first["raw_points"] and changed["data_sha256"] != first["data_sha256"]
+    finally:
+        api_env.influx.write_batch(SampleBatch.from_columns({Series.of("pump", "energy_kwh", site="danang", asset="pump1"): ([ts], [old])}))
+    assert api_env.get(url, params=params).json()["data_sha256"] == first["data_sha256"]
+    assert cached_s < 5

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from urllib.parse import quote
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -36,7 +37,7 @@ from plantmrv.api.models import (
     TokenInfo,
 )
 from plantmrv.api.projects import analytics_section, load_projects, parameters_sha256
-from plantmrv.api.queries import SOURCE_INTERVAL_S, fetch_mrv, iter_raw, raw_line
+from plantmrv.api.queries import SOURCE_INTERVAL_S, fetch_mrv, iter_raw, raw_fingerprint, raw_line
 from plantmrv.api.reports import (
     PERIOD_HELP,
     RangeError,
@@ -156,6 +157,29 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
+    hash_cache: OrderedDict[tuple, tuple[str, int]] = OrderedDict()
+
+    def raw_hash(project: ProjectDetail, s_ns: int, e_ns: int) -> tuple[str, int]:
+        """SHA-256 of the period's raw rows (as exported) and their count. Hashing reads every
+        row (~200k rows/s from influxd); the result is reused while influxd's count and sum of
+        each monitoring point and the bracketing samples are unchanged."""
+        key = (project.id, s_ns, e_ns, tuple(raw_fingerprint(influx, p, s_ns, e_ns) for p in project.monitoring_points))
+        if key in hash_cache:
+            hash_cache.move_to_end(key)
+            return hash_cache[key]
+        h = hashlib.sha256()
+        n = 0
+        for point in project.monitoring_points:
+            for ts, values in iter_raw(influx, point, s_ns, e_ns, chunk_size=50000):
+                n += len(ts)
+                h.update("".join(raw_line(point, t, v) + "\n" for t, v in zip(ts, values)).encode())
+        hash_cache[key] = (h.hexdigest(), n)
+        while len(hash_cache) > 256:
+            hash_cache.popitem(last=False)
+        return hash_cache[key]
+
+    app.state.raw_hash = raw_hash
+
     def project_for(who: Principal, project_id: str) -> ProjectDetail:
         if not who.may_read(project_id):
             raise FORBIDDEN_PROJECT
@@ -216,13 +240,8 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
         mrv = fetch_mrv(influx, project.id, source_interval, s_ns, e_ns)
         total = aggregate(mrv, bucket_edges("period", s_ns, e_ns), source_s)[0]
         _, n_gaps = gaps(mrv, s_ns, e_ns, source_s, "", 1)
-        h = hashlib.sha256()
-        raw_points = 0
-        for point in project.monitoring_points:
-            for ts, values in iter_raw(influx, point, s_ns, e_ns, chunk_size=50000):
-                raw_points += len(ts)
-                h.update("".join(raw_line(point, t, v) + "\n" for t, v in zip(ts, values)).encode())
-        params_sha, data_sha, intervals_sha = parameters_sha256(project), h.hexdigest(), mrv_sha256(mrv)
+        data_sha, raw_points = raw_hash(project, s_ns, e_ns)
+        params_sha, intervals_sha = parameters_sha256(project), mrv_sha256(mrv)
         er = total.reduction_t_co2 or 0.0
         reported = apply_rounding(er, project.methodology.rounding_scheme)
         return MonitoringReport(

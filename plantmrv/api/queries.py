@@ -63,17 +63,21 @@ def mrv_query(project_id: str, source_interval: str, start_ns: int, end_ns: int)
     )
 
 
+def _raw_where(point: MonitoringPointInfo, start_ns: int, end_ns: int) -> str:
+    where = [f"{_ident('site')} = {_lit(point.site)}"]
+    if point.asset:
+        where.append(f"{_ident('asset')} = {_lit(point.asset)}")
+    where.append(_time_range(start_ns, end_ns))
+    return " AND ".join(where)
+
+
 def raw_query(point: MonitoringPointInfo, start_ns: int, end_ns: int, edge: str | None = None) -> str:
     """Raw values of one monitoring point at native resolution, oldest first.
 
     ``edge="before"``: only the last sample before ``end_ns``; ``edge="after"``: only the first
     sample at or after ``start_ns`` (the samples that bracket a range, for meter differences).
     """
-    where = [f"{_ident('site')} = {_lit(point.site)}"]
-    if point.asset:
-        where.append(f"{_ident('asset')} = {_lit(point.asset)}")
-    where.append(_time_range(start_ns, end_ns))
-    q = f"SELECT {_ident(point.field)} FROM {_ident(point.measurement)} WHERE " + " AND ".join(where)
+    q = f"SELECT {_ident(point.field)} FROM {_ident(point.measurement)} WHERE {_raw_where(point, start_ns, end_ns)}"
     if edge == "before":
         q += " ORDER BY time DESC LIMIT 1"
     elif edge == "after":
@@ -132,6 +136,19 @@ def iter_raw(client: InfluxClient, point: MonitoringPointInfo, start_ns: int, en
     yield from _iter_query(client, raw_query(point, start_ns - BRACKET_NS, start_ns, edge="before"), chunk_size)
     yield from _iter_query(client, raw_query(point, start_ns, end_ns), chunk_size)
     yield from _iter_query(client, raw_query(point, end_ns, end_ns + BRACKET_NS, edge="after"), chunk_size)
+
+
+def raw_fingerprint(client: InfluxClient, point: MonitoringPointInfo, start_ns: int, end_ns: int) -> tuple:
+    """Cheap identity of the rows :func:`iter_raw` yields: count and sum computed by influxd
+    over the range, plus the two bracketing samples. Any added, removed or rewritten sample
+    changes it (barring changes that keep both count and sum), so a report can reuse its hash."""
+    f = _ident(point.field)
+    res = client.query(f"SELECT count({f}) AS n, sum({f}) AS s FROM {_ident(point.measurement)} WHERE {_raw_where(point, start_ns, end_ns)}")
+    agg = (int(res[0].columns["n"][0]), float(res[0].columns["s"][0])) if res else (0, 0.0)
+    edges = []
+    for q in (raw_query(point, start_ns - BRACKET_NS, start_ns, edge="before"), raw_query(point, end_ns, end_ns + BRACKET_NS, edge="after")):
+        edges.append(tuple((t[0], repr(v[0])) for t, v in _iter_query(client, q, 10)))
+    return (point.measurement, point.site, point.asset, point.field, agg, tuple(edges))
 
 
 def _iter_query(client: InfluxClient, q: str, chunk_size: int) -> Iterator[tuple[list[int], list]]:
