@@ -28,6 +28,7 @@ Ground truth (:mod:`.truth`)::
     t = truth("vsd", "2026-07-01T00:00:00Z", "2026-08-01T00:00:00Z", rng=seed, params=None)
     t.inputs   # {"project_energy_kwh", "operating_hours_h", "baseline_power_kw", ...}
     t.integrals  # every integrated rate (kWh, m3, t, kg, h); equals the meter differences
+    config_truth(start, end, plants=["pump"], config_file=None, scale=1, seed=0)  # per served asset
 
 Faults (:mod:`.faults`): ``Fault``, ``fault_schedule(seed, start_ns, end_ns, assets, ...)``,
 ``apply_faults(faults, site, asset, ts_ns, fields) -> (fields, quality)``, ``apply_dropout``,

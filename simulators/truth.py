@@ -162,3 +162,28 @@ def truth(
             "coagulant_kg": I["coagulant_kg"],
         }
     return Truth(plant, site or pt.default_site, asset or pt.default_asset, t0, t1, I, inp)
+
+
+def config_truth(
+    start: str | int,
+    end: str | int,
+    plants: tuple[str, ...] | list[str] = (),
+    config_file: str | None = None,
+    scale: int = 1,
+    seed: int = 0,
+    sim_start: str | int | None = None,
+) -> list[Truth]:
+    """Ground truth for every asset a ``plantmrv simulate`` run serves.
+
+    Takes the same inputs as the command (``--plants``, ``--config``, ``--scale``, ``--seed``,
+    ``--start``), so a test that started the simulator can ask what the pipeline should have
+    computed over ``[start, end)``. ``sim_start`` matters only for scaled clones (their meters
+    start on the simulated start day) and for faults given as ``at_s``.
+    """
+    from .server import build_config
+
+    cfg = build_config(
+        list(plants), config_file, scale=scale, seed=seed,
+        start_ns=None if sim_start is None else parse_time_ns(sim_start),
+    )
+    return [truth(a.plant, start, end, rng=a.seed, params=a.params, site=a.site, asset=a.asset) for a in cfg.assets]

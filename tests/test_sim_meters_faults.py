@@ -13,7 +13,7 @@ from plantmrv.simulators.meters import MeterParams, parse_time_ns
 from plantmrv.simulators.plants import PLANT_TYPES, generate, make_params
 from plantmrv.simulators.server import build_config
 from plantmrv.simulators.signals import hash_normal, value_noise
-from plantmrv.simulators.truth import truth
+from plantmrv.simulators.truth import config_truth, truth
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = parse_time_ns("2026-07-01T00:00:00Z")
@@ -180,3 +180,10 @@ def test_scale_multiplies_assets_with_cheap_meters():
     assert names == [("danang", "pump1"), ("binhduong", "pv1"), ("danang", "pump1-1"), ("binhduong", "pv1-1"), ("danang", "pump1-2"), ("binhduong", "pv1-2")]
     assert len({a.seed for a in cfg.assets}) == 6
     assert cfg.assets[2].params.meter.origin_ns == T0
+
+
+def test_config_truth_covers_every_served_asset():
+    out = config_truth("2026-07-01T00:00:00Z", "2026-07-01T06:00:00Z", plants=["pump", "pv"], scale=2, sim_start="2026-07-01T00:00:00Z")
+    assert [(t.site, t.asset) for t in out] == [("danang", "pump1"), ("binhduong", "pv1"), ("danang", "pump1-1"), ("binhduong", "pv1-1")]
+    assert out[0].inputs["project_energy_kwh"] == truth("pump", "2026-07-01T00:00:00Z", "2026-07-01T06:00:00Z", rng=0).inputs["project_energy_kwh"]
+    assert out[0].inputs != out[2].inputs
