@@ -211,11 +211,12 @@ class AnalyticsConfig(StrictModel):
     mrv_interval: int | str = Field("1h", description="Interval of MRV results (`interval` tag `1h`).")
     max_gap_s: float = Field(10.0, gt=0, description="Longest spacing between samples that is bridged; longer is a gap.")
     late_data_lookback: int | str = Field("6h", description="How far back the continuous engine looks for late data to recompute.")
+    state_hold_max: int | str = Field("1d", description="How far back a state flag's last value (e.g. `running`, sent only on change) is looked up and held.")
     late_data_check_s: float = Field(60.0, gt=0, description="How often the continuous engine compares raw sample counts over the lookback window (one count query per project).")
     poll_s: float = Field(5.0, gt=0, description="How often the continuous engine checks for closed intervals and late data.")
     settle_s: float = Field(10.0, ge=0, description="Wait after an interval closes before computing it (samples in flight).")
 
-    @field_validator("process_interval", "mrv_interval", "late_data_lookback")
+    @field_validator("process_interval", "mrv_interval", "late_data_lookback", "state_hold_max")
     @classmethod
     def _duration(cls, v):
         parse_duration_s(v)
@@ -237,6 +238,10 @@ class AnalyticsConfig(StrictModel):
     @property
     def mrv_interval_s(self) -> int:
         return parse_duration_s(self.mrv_interval)
+
+    @property
+    def state_hold_max_s(self) -> int:
+        return parse_duration_s(self.state_hold_max)
 
     @property
     def late_data_lookback_s(self) -> int:

@@ -85,7 +85,7 @@ def _clean(ts_ns, values):
     return ts, v
 
 
-def _segment_cumulatives(ts, seg_amount_fn, max_gap_ns, edge_k, uniform_sum_fn=None):
+def _segment_cumulatives(ts, seg_amount_fn, max_gap_ns, edge_k, uniform_sum_fn=None, known_fn=None):
     """Cumulative bridged amount, covered ns and gap amount at sample indices ``edge_k``.
 
     Segments ``i`` join samples ``i`` and ``i+1``; the value at sample index k is the sum over
@@ -93,6 +93,8 @@ def _segment_cumulatives(ts, seg_amount_fn, max_gap_ns, edge_k, uniform_sum_fn=N
     sub-ranges between edges with ``np.add.reduceat``. ``uniform_sum_fn(c0, starts, ends,
     dt)``, if given, sums segments ``[starts, ends)`` of a chunk whose spacing is uniform
     (``dt``) without building per-segment arrays (the fast path for regular sampling).
+    ``known_fn(c0, c1)``, if given, marks segments whose amount is known whatever their
+    length (a meter that did not move), which are bridged even when longer than the gap.
     Raises ValueError if the timestamps are not strictly increasing.
     """
     n = len(ts)
@@ -131,11 +133,13 @@ def _segment_cumulatives(ts, seg_amount_fn, max_gap_ns, edge_k, uniform_sum_fn=N
             cov_sums = (ends - starts).astype(np.int64) * np.int64(dmin)
         else:
             amount = seg_amount_fn(c0, c1, dt)
-            if dmax <= max_gap_ns:
+            if dmax <= max_gap_ns or (known_fn is not None and bool(np.all((dt <= max_gap_ns) | known_fn(c0, c1)))):
                 sums = np.add.reduceat(amount, starts)
                 cov_sums = ts[c0 + ends] - ts[c0 + starts]
             else:
                 bridged = dt <= max_gap_ns
+                if known_fn is not None:
+                    bridged |= known_fn(c0, c1)
                 a_b = np.where(bridged, amount, 0.0)
                 sums = np.add.reduceat(a_b, starts)
                 cov_sums = np.add.reduceat(np.where(bridged, dt, 0), starts)
@@ -160,7 +164,7 @@ def _segment_cumulatives(ts, seg_amount_fn, max_gap_ns, edge_k, uniform_sum_fn=N
     return cum_amount, cum_cov, cum_gap_amount
 
 
-def _at_edges(ts, edges, max_gap_ns, seg_amount_fn, partial_fn, uniform_sum_fn=None):
+def _at_edges(ts, edges, max_gap_ns, seg_amount_fn, partial_fn, uniform_sum_fn=None, known_fn=None):
     """Cumulative (amount, covered ns, gap amount) at each edge time, then differenced."""
     edges = np.asarray(edges, dtype=np.int64)
     if edges.ndim != 1 or len(edges) < 2:
@@ -176,7 +180,7 @@ def _at_edges(ts, edges, max_gap_ns, seg_amount_fn, partial_fn, uniform_sum_fn=N
     # k = index of the sample at or before each edge (-1 before the first sample)
     k = np.searchsorted(ts, edges, side="right") - 1
     kc = np.clip(k, 0, n - 1)
-    cum_a, cum_c, cum_g = _segment_cumulatives(ts, seg_amount_fn, max_gap_ns, kc, uniform_sum_fn)
+    cum_a, cum_c, cum_g = _segment_cumulatives(ts, seg_amount_fn, max_gap_ns, kc, uniform_sum_fn, known_fn)
     # partial segment from sample k to the edge (only when k is a real segment start)
     inside = (k >= 0) & (k < n - 1)
     ki = np.where(inside, k, 0)
@@ -186,6 +190,8 @@ def _at_edges(ts, edges, max_gap_ns, seg_amount_fn, partial_fn, uniform_sum_fn=N
     frac_ns = np.where(inside, edges - t0, 0)
     part = np.where(inside, partial_fn(ki, frac_ns, dt_seg), 0.0)
     bridged = inside & (dt_seg <= max_gap_ns)
+    if known_fn is not None and n > 1:
+        bridged |= inside & known_fn(ki, ki + 1, index=True)
     E = cum_a + np.where(bridged, part, 0.0)
     C = cum_c + np.where(bridged, frac_ns, 0).astype(np.int64)
     G = cum_g + np.where(inside & ~bridged, part, 0.0)
@@ -296,6 +302,7 @@ def energy_from_meter(
     max_gap_s: float,
     rollover_at: float | None = None,
     rollover_fraction: float = 0.9,
+    bridge_unchanged: bool = True,
 ) -> IntervalEnergy:
     """Energy per interval from a cumulative meter (rollover and reset safe).
 
@@ -306,6 +313,9 @@ def energy_from_meter(
     edges_ns : array of int64  Interval edges [ns]
     max_gap_s : float  Longest spacing between two readings whose increment is placed in time [s]
     rollover_at, rollover_fraction : see :func:`meter_increments`
+    bridge_unchanged : bool  Bridge a gap of any length across which the register did not
+        move: the energy there is known to be zero (report-by-exception gateways send nothing
+        while a meter stands still, e.g. a PV export meter at night)
 
     Returns
     -------
@@ -328,7 +338,13 @@ def energy_from_meter(
         w = np.where(dt_seg > 0, frac_ns / np.maximum(dt_seg, 1), 0.0)
         return inc[np.minimum(k, len(inc) - 1)] * w if len(inc) else np.zeros(len(k))
 
-    energy, covered, gap, gap_energy = _at_edges(ts, edges_ns, max_gap_ns, seg, partial)
+    def known(c0, c1, index=False):
+        # a register that did not move across a gap proves zero energy there
+        if index:
+            return inc[np.minimum(c0, len(inc) - 1)] == 0.0 if len(inc) else np.zeros(len(c0), bool)
+        return inc[c0:c1] == 0.0
+
+    energy, covered, gap, gap_energy = _at_edges(ts, edges_ns, max_gap_ns, seg, partial, None, known if bridge_unchanged else None)
     return IntervalEnergy(np.maximum(energy, 0.0), covered, gap, np.maximum(gap_energy, 0.0))
 
 
@@ -361,3 +377,41 @@ def max_per_interval(ts_ns, values, edges_ns) -> np.ndarray:
     out = np.full(nint, -np.inf)
     np.maximum.at(out, idx[ok], v[ok])
     return np.where(np.isfinite(out), out, np.nan)
+
+
+def held_mean_per_interval(ts_ns, values, edges_ns) -> tuple[np.ndarray, np.ndarray]:
+    """Time-weighted mean per interval of a sample-and-hold (state) signal.
+
+    A state such as a 0/1 ``running`` flag reported by exception (OPC UA subscriptions send
+    only changes) keeps its last value until the next sample. Before the first sample the
+    state is unknown and counts 0.
+
+    Parameters
+    ----------
+    ts_ns : array of int64  Sample times, strictly increasing [ns]; prepend the last sample
+        before the period so the state at its start is known
+    values : array  State values; NaN samples are dropped [-]
+    edges_ns : array of int64  Interval edges [ns]
+
+    Returns
+    -------
+    (mean, known_s)  Mean of the held value over each interval (unknown time counts 0) [-],
+    and the seconds of each interval whose state was known [s].
+    """
+    ts, v = _clean(ts_ns, values)
+    edges = np.asarray(edges_ns, dtype=np.int64)
+    length_ns = np.diff(edges).astype(float)
+    if len(ts) == 0:
+        z = np.zeros(len(edges) - 1)
+        return z, z.copy()
+    if len(ts) > 1 and np.any(ts[1:] <= ts[:-1]):
+        raise ValueError("ts_ns must be strictly increasing (sort and de-duplicate samples first)")
+    # integral of the held signal from ts[0] to each sample: C[i] = sum_{j<i} v_j (t_{j+1} - t_j)
+    c = np.concatenate(([0.0], np.cumsum(v[:-1] * np.diff(ts).astype(float))))
+    k = np.searchsorted(ts, edges, side="right") - 1
+    before = k < 0
+    kk = np.maximum(k, 0)
+    f = np.where(before, 0.0, c[kk] + v[kk] * (edges - ts[kk]).astype(float))
+    known = np.where(before, 0.0, (edges - ts[0]).astype(float))
+    mean = np.divide(np.diff(f), length_ns, out=np.zeros(len(length_ns)), where=length_ns > 0)
+    return mean, np.diff(known) / NS_PER_S

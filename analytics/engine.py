@@ -42,6 +42,8 @@ MRV_FIELDS = (
     "completeness",
     "gap_filled_s",
 )
+#: Roles that are states held until the next sample (report by exception), not rates.
+HOLD_ROLES = ("running",)
 _ROLE_ATTRS = (
     "energy_meter", "power", "flow", "volume_meter", "running", "export_meter", "export_power",
     "waste_meter", "waste_rate", "aux_fuel_rate", "chlorine_rate", "coagulant_rate",
@@ -146,8 +148,26 @@ class Engine:
                     v = np.asarray(v, dtype=float)
                     ok = np.isfinite(v)
                     series = (ts[ok], v[ok])
+                if role in HOLD_ROLES:
+                    series = self._with_state_before(project, asset, f, start_ns, series)
                 signals.setdefault(role, []).append(series)
         return signals
+
+    def _with_state_before(self, project: ProjectConfig, asset, field_name: str, start_ns: int, series):
+        """Prepend the last sample before ``start_ns`` (within ``state_hold_max``) to a state signal."""
+        q = (
+            f"SELECT last({quote_ident(field_name)}) FROM {quote_ident(asset.measurement)} "
+            f"WHERE {quote_ident('site')} = {quote_literal(asset.site or project.site)} AND {quote_ident('asset')} = {quote_literal(asset.asset)} "
+            f"AND time < {int(start_ns)} AND time >= {int(start_ns) - self.config.state_hold_max_s * NS}"
+        )
+        res = self.client.query(q)
+        if not res or not len(res[0]):
+            return series
+        t = np.asarray(res[0].columns["time"], dtype=np.int64)[:1]
+        v = np.asarray(res[0].columns["last"], dtype=float)[:1]
+        if not np.isfinite(v).all():
+            return series
+        return np.concatenate([t, series[0]]), np.concatenate([v, series[1]])
 
     def compute_window(self, project: ProjectConfig, start_ns: int, end_ns: int, interval_s: int) -> IntervalResults:
         """Results of ``[start_ns, end_ns)`` in intervals of ``interval_s`` (start aligned by caller)."""

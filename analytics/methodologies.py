@@ -22,7 +22,7 @@ import numpy as np
 from . import baselines, pumps, pv, ubcf, vsd, wte
 from .common import FILL_METHOD, conservative_fill, emissions_t_co2, highest_rate_kw
 from .emission_factors import EmissionFactor, default_table
-from .energy import IntervalEnergy, energy_from_meter, energy_from_power, mean_per_interval
+from .energy import IntervalEnergy, energy_from_meter, energy_from_power, held_mean_per_interval, mean_per_interval
 from .parameters import params_hash, values
 
 Series = tuple[np.ndarray, np.ndarray]  # (ts_ns, values)
@@ -175,10 +175,11 @@ def compute(
             p_bl = pv_["baseline_power_kw"]
             if p_bl is None:
                 raise ValueError(f"projects[{project.id}].parameters.baseline_power_kw: required by baseline constant_power_hours")
-            if signals.get("running"):
-                run = _sum_energy([energy_from_power(ts, (v > pv_["running_threshold"]).astype(float), edges, max_gap_s) for ts, v in signals["running"]], len(length_s))
-                hours = run.energy_kwh  # integral of a 0/1 flag in hours
-                coverage = np.minimum(coverage, run.covered_s)
+            if signals.get("running") and any(len(ts) for ts, _ in signals["running"]):
+                # a state flag holds its last value (report by exception); counted only over
+                # time the energy data cover (reference low over missing time)
+                fracs = [held_mean_per_interval(ts, (v > pv_["running_threshold"]).astype(float), edges)[0] for ts, v in signals["running"]]
+                hours = np.mean(fracs, axis=0) * e.covered_s / 3600.0
             else:
                 hours = e.covered_s / 3600.0
             ref_kwh = baselines.constant_power_hours(hours, p_bl)

@@ -126,3 +126,26 @@ def test_year_of_1s_data_gives_exact_hourly_sum():
     edges = interval_edges_ns(ts[0], ts[-1] + S, 3600)
     e = energy_from_power(ts, p, edges, 5)
     assert e.energy_kwh.sum() == pytest.approx(np.trapezoid(p, dx=1.0) / 3600, rel=1e-12)
+
+
+def test_meter_standing_still_across_a_long_gap_is_covered_with_zero_energy():
+    # report-by-exception: a PV export meter sends nothing overnight, then moves again
+    ts = np.array([0, 10, 20, 3600, 3610], dtype=np.int64) * S
+    r = np.array([5.0, 6.0, 7.0, 7.0, 8.0])
+    e = energy_from_meter(ts, r, np.array([0, 1800, 3610]) * S, max_gap_s=60)
+    np.testing.assert_allclose(e.gap_s, [0.0, 0.0])
+    np.testing.assert_allclose(e.energy_kwh, [2.0, 1.0])
+    strict = energy_from_meter(ts, r, np.array([0, 1800, 3610]) * S, max_gap_s=60, bridge_unchanged=False)
+    np.testing.assert_allclose(strict.gap_s, [1780.0, 1800.0])
+
+
+def test_state_flag_holds_its_last_value():
+    from plantmrv.analytics.energy import held_mean_per_interval
+
+    ts = np.array([-100, 1800, 2700], dtype=np.int64) * S  # 1 from before the period, off at 0:30, on at 0:45
+    mean, known = held_mean_per_interval(ts, [1.0, 0.0, 1.0], np.array([0, 3600, 7200]) * S)
+    np.testing.assert_allclose(mean, [0.75, 1.0])
+    np.testing.assert_allclose(known, [3600.0, 3600.0])
+    mean, known = held_mean_per_interval(ts[1:], [0.0, 1.0], np.array([0, 3600]) * S)
+    np.testing.assert_allclose(mean, [0.25])  # unknown before the first sample counts 0
+    np.testing.assert_allclose(known, [1800.0])

@@ -201,3 +201,24 @@ def test_cli_run_once_computes_closed_intervals(influx_db, tmp_path):
     eng = Engine(cfg, influx_db)
     cols = eng.read_results(cfg.projects[0], hour0, hour0 + 2 * 3600 * S, 3600)
     np.testing.assert_allclose(cols["project_energy_kwh"], 500.0, rtol=1e-9)
+
+
+def test_running_flag_sent_only_on_change_is_held(influx_db):
+    """OPC UA subscriptions report by exception: a pump running all day sends `running` once."""
+    ts = T0 + np.arange(0, 3 * 3600 + 1, 1, dtype=np.int64) * S
+    batch, _ = meter_batch(ts, np.full(len(ts), 500.0), start_reading=0.0)
+    meter = Series.of("pump", "energy_kwh", site="danang", asset="pump1")
+    run = Series.of("pump", "running", site="danang", asset="pump1")
+    # running = 1 sent at T0 - 2 h (before any queried window), 0 at 01:30, 1 at 02:00
+    flag_ts = np.array([T0 - 7200 * S, T0 + 5400 * S, T0 + 7200 * S])
+    influx_db.write_batch(SampleBatch.concat([batch, SampleBatch([run], np.zeros(3, np.int32), flag_ts, np.array([1.0, 0.0, 1.0]))]))
+    vsd = pump_project(
+        plant_type="vsd", baseline="constant_power_hours",
+        assets=[{"measurement": "pump", "asset": "pump1", "fields": {"energy_meter": "energy_kwh", "running": "running"}}],
+        parameters={"baseline_power_kw": {"value": 700.0, "unit": "kW", "source": "pre-retrofit measurement"}},
+    )
+    eng = Engine(AnalyticsConfig.model_validate({"projects": [vsd]}), influx_db)
+    eng.backfill(T0, T0 + 3 * 3600 * S, interval_s=[3600])
+    cols = eng.read_results(eng.config.projects[0], T0, T0 + 3 * 3600 * S, 3600)
+    np.testing.assert_allclose(cols["reference_energy_kwh"], [700.0, 350.0, 700.0], rtol=1e-9)
+    np.testing.assert_allclose(cols["completeness"], 1.0)
