@@ -289,6 +289,7 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
         start: FromTime,
         end: ToTime,
         format: Annotated[Literal["csv", "xlsx"], Query(description="csv (streamed, any size within the span limit) or xlsx.", examples=["csv"])] = "csv",
+        raw: Annotated[bool, Query(description="Include the raw monitored values (false: parameters, intervals, formulas and gaps only, a small file).", examples=[True])] = True,
     ):
         project = project_for(who, project_id)
         s_ns, e_ns = check_range(start, end, api_cfg.max_export_span_days, source_s)
@@ -298,12 +299,12 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
         stem = f"{project.id}_{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M}"
         if format == "csv":
             return StreamingResponse(
-                iter_csv(influx, project, mrv, gap_list, s_ns, e_ns, source_interval, params_sha),
+                iter_csv(influx, project, mrv, gap_list, s_ns, e_ns, source_interval, params_sha, raw=raw),
                 media_type="text/csv; charset=utf-8",
                 headers={"Content-Disposition": f'attachment; filename="{stem}.csv"'},
             )
         try:
-            spool = build_xlsx(influx, project, mrv, gap_list, s_ns, e_ns, source_interval, params_sha, api_cfg.max_xlsx_raw_rows)
+            spool = build_xlsx(influx, project, mrv, gap_list, s_ns, e_ns, source_interval, params_sha, api_cfg.max_xlsx_raw_rows, raw=raw)
         except ExportTooLarge as exc:
             return JSONResponse({"detail": str(exc)}, status_code=413)
         return StreamingResponse(

@@ -100,6 +100,7 @@ def iter_csv(
     end_ns: int,
     source_interval: str,
     params_sha: str,
+    raw: bool = True,
 ) -> Iterator[bytes]:
     """The CSV export, yielded in pieces; raw data is queried chunk by chunk as it streams."""
     step = {"1m": 60, "1h": 3600}[source_interval] * 1_000_000_000
@@ -138,7 +139,7 @@ def iter_csv(
     buf += [_csv_line(["#section", "raw"]), _csv_line(RAW_COLUMNS)]
     yield "".join(buf).encode()
 
-    for mp in project.monitoring_points:
+    for mp in project.monitoring_points if raw else ():
         prefix = f"{mp.measurement},{mp.site},{mp.asset or ''},{mp.field},"
         for ts, values in iter_raw(client, mp, start_ns, end_ns):
             times = _iso_many(ts)
@@ -164,6 +165,7 @@ def build_xlsx(
     source_interval: str,
     params_sha: str,
     max_raw_rows: int,
+    raw: bool = True,
 ) -> tempfile.SpooledTemporaryFile:
     """Write the workbook; return the (rewound) spooled file holding it."""
     from openpyxl import Workbook
@@ -204,13 +206,15 @@ def build_xlsx(
     param_row("kWh_per_MWh", "Unit conversion", KWH_PER_MWH, "kWh/MWh", None, "Definition", "", "", "Energies below are in kWh")
     inp.append([])
     inp.append(["Monitored values per interval"])
-    header(inp, ["Interval start (UTC)", "Interval end (UTC)", "E_PJ,i project energy [kWh]", "E_RE,i reference energy as stored by the engine [kWh]", "Completeness [-]", "Gap filled [s]", "params_hash"])
+    header(inp, ["Interval start (UTC)", "Interval end (UTC)", "E_PJ,i project energy [kWh]", "E_RE,i reference energy as stored by the engine [kWh]", "Completeness [-]", "Gap filled [s]",
+                 "RE_i as stored [tCO2]", "PE_i as stored [tCO2]", "params_hash"])
     row += 3
     first_data_row = row + 1
     for i in range(len(mrv)):
         t = int(mrv.time[i])
         v = {f: (None if np.isnan(mrv.fields[f][i]) else float(mrv.fields[f][i])) for f in MRV_FIELDS}
-        inp.append([iso(t), iso(t + step), v["project_energy_kwh"], v["reference_energy_kwh"], v["completeness"], v["gap_filled_s"], mrv.params_hash[i]])
+        inp.append([iso(t), iso(t + step), v["project_energy_kwh"], v["reference_energy_kwh"], v["completeness"], v["gap_filled_s"],
+                    v["reference_t_co2"], v["project_t_co2"], mrv.params_hash[i]])
     n = len(mrv)
 
     # ---- Calculation: live formulas referencing Input
@@ -222,6 +226,10 @@ def build_xlsx(
     efc, conv = cell_of.get("EF_grid"), cell_of["kWh_per_MWh"]
     comp = np.nan_to_num(mrv.fields["completeness"], nan=0.0)
     filled = np.nan_to_num(mrv.fields["gap_filled_s"], nan=0.0)
+    # Emissions of electricity-based models are E / kWh_per_MWh x EF_grid. Waste-to-energy adds
+    # avoided landfill methane (first-order decay over the waste history) and fossil CO2 of
+    # plastics, which no per-interval cell formula can hold: its RE_i / PE_i are the stored values.
+    fod = project.methodology.baseline_model == "fod_methane" or efc is None
     for i in range(n):
         r_in, r = first_data_row + i, 4 + i
         complete = comp[i] >= 1.0 - 1e-9 and filled[i] <= 0
@@ -230,8 +238,12 @@ def build_xlsx(
         else:
             e_re = f"=Input!D{r_in}"
             note = "" if complete else "gap-filled interval: conservative values as stored (see Gaps)"
-        ef_ref = efc or "0"
-        calc.append([f"=Input!A{r_in}", e_re, f"=Input!C{r_in}", f"=B{r}/{conv}*{ef_ref}", f"=C{r}/{conv}*{ef_ref}", f"=D{r}-E{r}", note])
+        if fod:
+            re_t, pe_t = f"=Input!G{r_in}", f"=Input!H{r_in}"
+            note = (note + "; " if note else "") + "RE/PE as stored: methane (FOD) and fossil CO2, see Formulas"
+        else:
+            re_t, pe_t = f"=B{r}/{conv}*{efc}", f"=C{r}/{conv}*{efc}"
+        calc.append([f"=Input!A{r_in}", e_re, f"=Input!C{r_in}", re_t, pe_t, f"=D{r}-E{r}", note])
     last = 3 + n
     calc.append([])
     tot_row = last + 2
@@ -241,7 +253,7 @@ def build_xlsx(
         calc.append(["Total", 0, 0, 0, 0, 0])
     rule = project.methodology.rounding
     # floor never below 0, with the analytics' 1e-9 guard against float sums like 1042.9999999997
-    er_formula = {"floor": f"=MAX(0,INT(F{tot_row}+1E-9))", "round": f"=ROUND(F{tot_row},0)", "none": f"=F{tot_row}"}[rule]
+    er_formula = {"floor": f"=MAX(0,INT(F{tot_row}+1E-9))", "round": f"=MAX(0,ROUND(F{tot_row},0))", "none": f"=MAX(0,F{tot_row})"}[rule]
     calc.append(["ER_p reported [tCO2]", None, None, None, None, er_formula, f"rounding: {project.methodology.rounding_scheme} ({rule} of the period total, never of intervals)"])
     tot = totals(mrv, project.methodology.rounding_scheme)
     calc.append(["ER_p as computed by plantmrv [tCO2]", None, None, None, None, tot["reported_reduction_t_co2"], "static value, for comparison"])
@@ -278,7 +290,8 @@ def build_xlsx(
                 zout.writestr(item, zin.read(item.filename))
         with zout.open(raw_path, "w", force_zip64=True) as f:
             f.write(b'<?xml version="1.0" encoding="UTF-8"?>\n<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>')
-            _write_raw_rows(f, client, project, start_ns, end_ns, max_raw_rows)
+            if raw:
+                _write_raw_rows(f, client, project, start_ns, end_ns, max_raw_rows)
             f.write(b"</sheetData></worksheet>")
     book.close()
     out.seek(0)
