@@ -544,9 +544,18 @@ class IngestService:
             self.metrics.lag_seconds.set(time.monotonic() - job.first_mono)
         except Stopping:
             log.info("event=batch_left_at_broker messages=%d reason=stopping", len(job.msgs))
-        except Exception as exc:
-            log.exception("event=write_job_failed messages=%d (left unacknowledged at the broker)", len(job.msgs))
-            self.fatal = exc
+        except Exception as exc:  # a bug: keep the messages whole, with the error, rather than crash-loop on them
+            log.exception("event=write_job_failed messages=%d (dead-lettered whole, replayable after a fix)", len(job.msgs))
+            try:
+                letters = [
+                    DeadLetter(m.topic, m.payload, "raw", "internal_error", f"internal_error: {exc!r}"[:500], len(p.batch), m.received_ns)
+                    for m, p in zip(job.msgs, job.processed)
+                ]
+                self._store_dead([Processed("raw", SampleBatch.empty(), letters)])
+                self._ack(job.msgs)
+            except Exception as exc2:
+                log.exception("event=dead_letter_failed (messages left unacknowledged at the broker)")
+                self.fatal = exc2
         finally:
             self._release(job.msgs)
 

@@ -32,6 +32,7 @@ REASON_CODES = (
     "future_timestamp",
     "too_old",
     "influx_rejected",
+    "internal_error",
 )
 
 
@@ -90,7 +91,8 @@ class Validator:
         rejects: list[Reject] = []
         bad = np.zeros(n, dtype=bool)
         verdicts = [self._check_series(s) for s in batch.table]
-        if any(v is not None for v in verdicts):
+        table_bad = any(v is not None for v in verdicts)  # also unreferenced rows of the table: they must not reach the encoder
+        if table_bad:
             bad_series = np.array([v is not None for v in verdicts])
             row_bad = bad_series[batch.series]
             for sid in np.unique(batch.series[row_bad]):
@@ -125,8 +127,8 @@ class Validator:
                 )
                 bad |= mask
         if not bad.any():
-            return batch, []
-        return batch.take(np.flatnonzero(~bad)), rejects
+            return (batch.compact() if table_bad else batch), []
+        return batch.take(np.flatnonzero(~bad)).compact(), rejects  # compact: refused series leave the table too
 
 
 def parse_go_duration_s(text: str) -> float | None:

@@ -134,9 +134,9 @@ def test_ingest_keeps_data_at_broker_while_influxd_is_down_30s(tmp_path, influxd
         assert time.monotonic() - t_down >= 30
         feeder.join_checked()
         wait_until(lambda: svc.metrics.value("plantmrv_ingest_messages_acked_total") >= 120, 90, "all 120 messages acked")
+        assert svc.store.count() == 0
     finally:
         svc.stop()
-    assert svc.store.count() == 0
     assert count_points(client, where="WHERE site='sout'") == 60_000
     got = stored_values(client, "sout")
     want = expected_values(type(batches[0]).concat(batches))
