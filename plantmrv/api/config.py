@@ -44,6 +44,8 @@ class ApiLogConfig(StrictModel):
 
 
 class ApiConfig(StrictModel):
+    """The verifier API (`plantmrv api -c FILE`): listener, tokens, query bounds, logs."""
+
     host: str = Field("127.0.0.1", description="Listen address (`0.0.0.0` in a container, behind a TLS-terminating proxy).")
     port: int = Field(8000, ge=1, le=65535, description="Listen port.")
     root_path: str = Field("", description="URL prefix when served behind a proxy under a sub-path (e.g. `/mrv`).")
@@ -55,7 +57,7 @@ class ApiConfig(StrictModel):
     max_export_span_days: float = Field(92.0, gt=0, le=3660, description="Longest time range `/export` accepts [days] (raw data at native resolution).")
     max_xlsx_raw_rows: int = Field(1_000_000, ge=1, le=1_048_000, description="Raw rows an xlsx export may hold (Excel's sheet limit is 1,048,576); past it use format=csv.")
     max_gaps_listed: int = Field(10_000, ge=1, description="Most gaps one `/reductions` answer lists (the count is always exact).")
-    log: ApiLogConfig = Field(default_factory=ApiLogConfig)
+    log: ApiLogConfig = Field(default_factory=ApiLogConfig, description="Logs of the API service.")
 
     @model_validator(mode="after")
     def _unique_token_names(self) -> "ApiConfig":

@@ -283,6 +283,19 @@ def build_xlsx(
     wb.save(book)
     book.seek(0)
     out = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)
+    try:
+        _stream_raw_into(book, out, client, project, start_ns, end_ns, max_raw_rows, raw)
+    except BaseException:
+        out.close()
+        raise
+    finally:
+        book.close()
+    out.seek(0)
+    return out
+
+
+def _stream_raw_into(book, out, client, project, start_ns, end_ns, max_raw_rows, raw) -> None:
+    """Copy the workbook ``book`` into ``out``, writing the Raw sheet's rows as they are read."""
     with zipfile.ZipFile(book) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zout:
         raw_path = _sheet_path(zin, "Raw")
         for item in zin.infolist():
@@ -293,9 +306,6 @@ def build_xlsx(
             if raw:
                 _write_raw_rows(f, client, project, start_ns, end_ns, max_raw_rows)
             f.write(b"</sheetData></worksheet>")
-    book.close()
-    out.seek(0)
-    return out
 
 
 def _sheet_path(z: zipfile.ZipFile, name: str) -> str:
