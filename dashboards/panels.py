@@ -308,7 +308,12 @@ def table(
     width: int = 24,
     height: int = 8,
 ) -> table_b.Panel:
-    """A table of ``table``-format queries merged on their tag columns; a unit per column."""
+    """A table of ``table``-format queries merged on their tag columns; a unit per column.
+
+    Plain dicts appear only where the SDK's schema itself types a value as ``object``: the
+    options of a transformation (``DataTransformerConfig.options``) and the value of a field
+    override property (``DynamicConfigValue.value``, here the table cell display mode).
+    """
     p = (
         table_b.Panel()
         .title(title)
