@@ -7,6 +7,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance, status_code_conformance
 from schemathesis.generation import GenerationMode
 
 from tests.test_api_support import PROJECT_ID, TOKENS, api_env  # noqa: F401
@@ -72,5 +73,7 @@ def test_no_server_error_for_any_generated_request(api_env, schema, method, path
         kw = case.as_transport_kwargs(base_url="http://testserver", headers=headers)
         response = api_env.client.request(kw["method"], kw["url"], params=kw.get("params"), headers=kw.get("headers"))
         assert response.status_code < 500, (case.path_parameters, case.query, response.status_code, response.text[:300])
+        # and the answer is what the schema documents: status code, content type, body schema
+        case.validate_response(response, checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance], headers=headers)
 
     run()
