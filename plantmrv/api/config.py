@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from plantmrv.config import StrictModel
 
 Role = Literal["verifier", "operator", "admin"]
-PROJECT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+PROJECT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"  # analytics.projects[].id, at most 64 characters
 
 
 class ApiTokenEntry(StrictModel):
