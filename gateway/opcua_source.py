@@ -141,6 +141,7 @@ class OpcUaSourceConfig(StrictModel):
         ge=1,
         description="Period of the server-state probe (asyncua `watchdog_intervall`; its 1 s default drops busy servers).",
     )
+    publish_requests: int = Field(3, ge=1, le=20, description="PublishRequests kept in flight (asyncua sends one at a time).")
     stale_after_s: float = Field(30.0, gt=0, description="Reconnect when a subscription sends nothing (not even a keep-alive) this long.")
     keepalive_s: float = Field(5.0, gt=0, description="Requested subscription keep-alive period.")
     reconnect_min_s: float = Field(1.0, gt=0, description="First reconnect delay (doubles per failure, full jitter).")
@@ -421,8 +422,10 @@ class OpcUaSource:
 
     @staticmethod
     def _chunk(server_limit: int, override: int | None) -> int:
-        c = server_limit if server_limit > 0 else DEFAULT_CHUNK
-        return min(c, override) if override else c
+        """Items per call: never above the server's limit (0 = none announced); at most
+        ``DEFAULT_CHUNK`` unless configured higher, so one call stays well inside the request timeout."""
+        want = override or DEFAULT_CHUNK
+        return min(server_limit, want) if server_limit > 0 else want
 
     async def _resolve(self, client, limits: dict[str, int]) -> list:
         from asyncua import ua
@@ -458,12 +461,18 @@ class OpcUaSource:
         tasks: list[asyncio.Task] = []
         subs = []
         try:
+            by_interval: dict[float, list[tuple[OpcUaGroup, list[int]]]] = {}
             for g in self.cfg.groups:
-                members = groups[id(g)]
-                if g.mode == "subscription":
-                    subs.append(await self._subscribe(client, g, members, nodeids, mi_chunk))
+                if g.mode == "subscription":  # one subscription per publishing interval, not per group:
+                    by_interval.setdefault(g.publishing_interval_ms, []).append((g, groups[id(g)]))  # fewer publish loops
                 else:
-                    tasks.append(asyncio.create_task(self._poll(client, g, members, nodeids, read_chunk)))
+                    tasks.append(asyncio.create_task(self._poll(client, g, groups[id(g)], nodeids, read_chunk)))
+            for interval, members in by_interval.items():
+                subs.append(await self._subscribe(client, interval, members, nodeids, mi_chunk))
+            if subs:  # more PublishRequests in flight than asyncua's one: a busy server is not round-trip bound
+                session = client.uaclient.session
+                for _ in range(self.cfg.publish_requests - 1):
+                    tasks.append(asyncio.create_task(session._publish_loop()))
             if outage_from_ns and self.cfg.history_backfill:
                 self.resume_floor_ns = outage_from_ns
                 await self._backfill(client, nodeids, outage_from_ns, limits)
@@ -474,7 +483,7 @@ class OpcUaSource:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _subscribe(self, client, g: OpcUaGroup, members: list[int], nodeids: list, mi_chunk: int):
+    async def _subscribe(self, client, interval_ms: float, groups: list[tuple[OpcUaGroup, list[int]]], nodeids: list, mi_chunk: int):
         from asyncua import ua
         from asyncua.common.subscription import Subscription
 
@@ -503,29 +512,27 @@ class OpcUaSource:
                 source._emit_rows(*source._rows_from_datavalues(pairs, now_ns))
 
         params = ua.CreateSubscriptionParameters()
-        params.RequestedPublishingInterval = g.publishing_interval_ms
-        params.RequestedMaxKeepAliveCount = max(1, math.ceil(self.cfg.keepalive_s * 1000 / g.publishing_interval_ms))
+        params.RequestedPublishingInterval = interval_ms
+        params.RequestedMaxKeepAliveCount = max(1, math.ceil(self.cfg.keepalive_s * 1000 / interval_ms))
         params.RequestedLifetimeCount = max(3 * params.RequestedMaxKeepAliveCount,
-                                            math.ceil(self.cfg.session_timeout_s * 1000 / g.publishing_interval_ms))
+                                            math.ceil(self.cfg.session_timeout_s * 1000 / interval_ms))
         params.MaxNotificationsPerPublish = 0
         params.PublishingEnabled = True
         params.Priority = 0
         sub = _FastSubscription(client.uaclient.session, params, handler=object())
         await sub.init()
         sub.last_publish_at = time.monotonic()
-        sub.keepalive_s = params.RequestedMaxKeepAliveCount * g.publishing_interval_ms / 1000
-        sampling = g.publishing_interval_ms if g.sampling_interval_ms < 0 else g.sampling_interval_ms
-        mfilter = None
-        if g.deadband_type != "none":
-            mfilter = ua.DataChangeFilter()
-            mfilter.Trigger = ua.DataChangeTrigger.StatusValue
-            mfilter.DeadbandType = 1 if g.deadband_type == "absolute" else 2
-            mfilter.DeadbandValue = g.deadband_value
-        failed = []
-        for k in range(0, len(members), mi_chunk):
-            part = members[k : k + mi_chunk]
-            reqs = []
-            for i in part:
+        sub.keepalive_s = params.RequestedMaxKeepAliveCount * interval_ms / 1000
+        reqs_all = []
+        for g, members in groups:
+            sampling = g.publishing_interval_ms if g.sampling_interval_ms < 0 else g.sampling_interval_ms
+            mfilter = None
+            if g.deadband_type != "none":
+                mfilter = ua.DataChangeFilter()
+                mfilter.Trigger = ua.DataChangeTrigger.StatusValue
+                mfilter.DeadbandType = 1 if g.deadband_type == "absolute" else 2
+                mfilter.DeadbandValue = g.deadband_value
+            for i in members:
                 rv = ua.ReadValueId()
                 rv.NodeId = nodeids[i]
                 rv.AttributeId = ua.AttributeIds.Value
@@ -540,16 +547,21 @@ class OpcUaSource:
                 mir.ItemToMonitor = rv
                 mir.MonitoringMode = ua.MonitoringMode.Reporting
                 mir.RequestedParameters = mp
-                reqs.append(mir)
-            results = await sub.create_monitored_items(reqs)
-            failed += [(i, r) for i, r in zip(part, results) if isinstance(r, ua.StatusCode)]
+                reqs_all.append((i, mir))
+        failed = []
+        for k in range(0, len(reqs_all), mi_chunk):
+            part = reqs_all[k : k + mi_chunk]
+            results = await sub.create_monitored_items([m for _i, m in part])
+            failed += [(i, r) for (i, _m), r in zip(part, results) if isinstance(r, ua.StatusCode)]
+            sub.last_publish_at = time.monotonic()  # setting up a big subscription is not silence
         for i, code in failed[:20]:
-            log.error("event=opcua_monitored_item_failed source=%s group=%s node=%s status=%s", self.name, g.name,
-                      self.tags[i].node.node_id or self.tags[i].node.browse_path, code.name)
+            log.error("event=opcua_monitored_item_failed source=%s group=%s node=%s status=%s", self.name,
+                      self.tags[i].group.name, self.tags[i].node.node_id or self.tags[i].node.browse_path, code.name)
         if failed:
             self.metrics.source_error(self.name, "monitored_item_failed", len(failed))
-        log.info("event=opcua_subscribed source=%s group=%s items=%d failed=%d publishing_interval_ms=%g",
-                 self.name, g.name, len(members) - len(failed), len(failed), g.publishing_interval_ms)
+        log.info("event=opcua_subscribed source=%s groups=%d items=%d failed=%d publishing_interval_ms=%g calls=%d",
+                 self.name, len(groups), len(reqs_all) - len(failed), len(failed), interval_ms,
+                 math.ceil(len(reqs_all) / mi_chunk))
         return sub
 
     async def _read(self, client, members: list[int], nodeids: list, chunk: int) -> None:

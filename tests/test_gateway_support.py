@@ -102,6 +102,7 @@ async def _serve(args) -> None:
     period = args.period_s
     ids = [v.nodeid for v in variables]
     k = int(round(time.time() / period))
+    tick_log = open(args.tick_log, "a", buffering=1) if args.tick_log else None
     while True:  # every tick k is written, late or not: the ground truth has no holes even under load
         k += 1
         delay = k * period - time.time()
@@ -111,6 +112,8 @@ async def _serve(args) -> None:
             await server.write_attribute_value(
                 nid, ua.DataValue(ua.Variant(float(k), ua.VariantType.Double), SourceTimestamp=ts, ServerTimestamp=ts)
             )
+        if tick_log:
+            tick_log.write(f"{k} {time.time():.3f}\n")  # tick k fully written (the bench's ground truth)
 
 
 @dataclass
@@ -124,6 +127,7 @@ class OpcUaServer:
     password: str | None = None
     units: bool = False
     max_nodes_per_read: int | None = None
+    tick_log: Path | None = None
     log_path: Path | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
@@ -143,6 +147,8 @@ class OpcUaServer:
             a.append("--units")
         if self.max_nodes_per_read:
             a += ["--max-nodes-per-read", str(self.max_nodes_per_read)]
+        if self.tick_log:
+            a += ["--tick-log", str(self.tick_log)]
         return a
 
     def start(self, timeout_s: float = 60) -> "OpcUaServer":
@@ -306,6 +312,7 @@ def main() -> None:
     ap.add_argument("--password")
     ap.add_argument("--units", action="store_true")
     ap.add_argument("--max-nodes-per-read", type=int)
+    ap.add_argument("--tick-log")
     args = ap.parse_args()
     import logging
 

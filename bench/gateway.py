@@ -1,0 +1,368 @@
+"""OPC UA -> MQTT gateway: plantmrv gateway vs ThingsBoard IoT Gateway, same server, same broker.
+
+An asyncua server (``tests.test_gateway_support``) exposes N Double tags (default 10,000, in
+folders of 100) updated at 1 Hz; the value of tick k is k, so delivery is counted exactly as
+distinct (tag, k) pairs received. Each gateway subscribes to every tag (publishing interval
+``--publishing-ms``) and publishes to a private mosquitto; a collector counts what arrives.
+After a warm-up, a ``--seconds`` window is measured: CPU% (process tree, % of one core), peak
+RSS, samples delivered / produced in the window (late arrivals are waited for).
+
+ThingsBoard IoT Gateway (bench-only: ``thingsboard-gateway==3.8.5``, its own venv with
+``asyncua==1.1.5`` preinstalled, since its OPC UA connector pins and reinstalls that version)
+runs in the same process layout against the same server and broker; a responder answers its
+``getSessionLimits`` RPC (it publishes nothing otherwise), statistics and remote configuration
+are off. If it cannot be installed or started, the bench prints exactly why.
+
+Run: .venv/bin/python bench/gateway.py [--tags 10000] [--seconds 60] [--publishing-ms 100] [--skip-tb]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from plantmrv.codec import decode_message  # noqa: E402
+from plantmrv.localservices import mosquitto_service  # noqa: E402
+from tests.test_gateway_support import OpcUaServer, free_port  # noqa: E402
+
+TB_VENV = Path(os.environ.get("PLANTMRV_TB_VENV", Path.home() / ".cache" / "plantmrv-bench" / "tb-venv"))
+TB_VERSION = "3.8.5"
+
+
+# --------------------------------------------------------------------------- collector
+
+
+class Collector:
+    """Counts distinct (tag, tick) pairs per gateway; answers ThingsBoard's session-limits RPC."""
+
+    def __init__(self, host: str, port: int):
+        self.lock = threading.Lock()
+        self.seen: dict[str, set[tuple[str, int]]] = {"plantmrv": set(), "thingsboard": set()}
+        self.messages = {"plantmrv": 0, "thingsboard": 0}
+        self.dupes = {"plantmrv": 0, "thingsboard": 0}
+        self.c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-collector")
+        self.c.on_connect = self._on_connect
+        self.c.on_message = self._on_message
+        self.c.connect(host, port)
+        self.c.loop_start()
+
+    def _on_connect(self, c, u, f, rc, p):
+        c.subscribe([("plantmrv/v1/+/+/data", 1), ("v1/gateway/telemetry", 1), ("v1/devices/me/rpc/request/+", 1)])
+
+    def _add(self, who: str, pairs) -> None:
+        s = self.seen[who]
+        for pair in pairs:
+            if pair in s:
+                self.dupes[who] += 1
+            else:
+                s.add(pair)
+
+    def _on_message(self, c, u, msg):
+        if msg.topic.startswith("v1/devices/me/rpc/request/"):
+            req_id = msg.topic.rsplit("/", 1)[1]
+            reply = {"maxPayloadSize": 65536, "maxInflightMessages": 100, "rateLimits": {}, "gatewayRateLimits": {}}
+            c.publish(f"v1/devices/me/rpc/response/{req_id}", json.dumps(reply), qos=1)
+            return
+        if msg.topic == "v1/gateway/telemetry":
+            doc = json.loads(msg.payload)
+            pairs = [(f"{dev}/{k}", int(v)) for dev, entries in doc.items() for e in entries
+                     for k, v in e.get("values", {}).items() if isinstance(v, (int, float))]
+            with self.lock:
+                self.messages["thingsboard"] += 1
+                self._add("thingsboard", pairs)
+            return
+        b = decode_message(msg.payload).batch
+        names = [s.field for s in b.table]
+        pairs = list(zip((names[i] for i in b.series.tolist()), (int(v) for v in b.value.tolist())))
+        with self.lock:
+            self.messages["plantmrv"] += 1
+            self._add("plantmrv", pairs)
+
+    def count(self, who: str, ticks: list[int]) -> int:
+        want = set(ticks)
+        with self.lock:
+            return sum(1 for _tag, k in self.seen[who] if k in want)
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def measure(proc: subprocess.Popen, collector: Collector, who: str, tags: int, warmup_s: float, seconds: float,
+            grace_s: float, server_pid: int, tick_log: Path) -> dict:
+    p = psutil.Process(proc.pid)
+    srv = psutil.Process(server_pid)
+    t_end_warm = time.time() + warmup_s
+    while time.time() < t_end_warm:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{who} exited with code {proc.returncode} during warm-up")
+        time.sleep(1)
+        if int(t_end_warm - time.time()) % 10 == 0:
+            print(f"  {who}: warm-up, {collector.messages[who]} messages so far", flush=True)
+
+    def tree_cpu() -> float:
+        total = 0.0
+        for q in [p] + p.children(recursive=True):
+            try:
+                t = q.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def tree_rss() -> int:
+        total = 0
+        for q in [p] + p.children(recursive=True):
+            try:
+                total += q.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    k_lo = int(time.time()) + 1
+    while time.time() < k_lo:
+        time.sleep(0.01)
+    cpu0, t0 = tree_cpu(), time.monotonic()
+    s0 = sum(srv.cpu_times()[:2])
+    peak = 0
+    while time.monotonic() - t0 < seconds:
+        peak = max(peak, tree_rss())
+        if proc.poll() is not None:
+            raise RuntimeError(f"{who} exited with code {proc.returncode} during the window")
+        time.sleep(0.5)
+        n = int(2 * (time.monotonic() - t0))
+        if n % 20 == 0:
+            print(f"  {who}: window {time.monotonic() - t0:4.0f}/{seconds:.0f} s, peak rss {peak / 2**20:.0f} MB", flush=True)
+    cpu1, t1 = tree_cpu(), time.monotonic()
+    s1 = sum(srv.cpu_times()[:2])
+    k_hi = k_lo + int(round(seconds))
+    time.sleep(grace_s)
+    # produced = what the server actually wrote: an asyncua server with thousands of monitored
+    # items falls behind its 1 Hz schedule, and a tick it never wrote is no gateway's loss
+    written = {}
+    for line in tick_log.read_text().split("\n"):
+        if line.strip():
+            k, t_done = line.split()
+            written[int(k)] = float(t_done)
+    done = [k for k in range(k_lo, k_hi) if k in written]
+    produced = tags * len(done)
+    lag = max((written[k] - k for k in done), default=float("nan"))
+    deadline = time.monotonic() + grace_s
+    delivered = collector.count(who, done)
+    while time.monotonic() < deadline and delivered < produced:
+        time.sleep(1)
+        delivered = collector.count(who, done)
+    return {"ticks_written": len(done), "ticks_scheduled": k_hi - k_lo, "server_lag_s": lag,
+            "cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0), "server_cpu_pct": 100 * (s1 - s0) / (t1 - t0), "rss_mb": peak / 2**20, "produced": produced,
+            "delivered": delivered, "dupes": collector.dupes[who], "messages": collector.messages[who]}
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+# --------------------------------------------------------------------------- the gateways
+
+
+def plantmrv_config(d: Path, opcua_url: str, mqtt_url: str, tags: int, publishing_ms: float) -> Path:
+    lines = [
+        "site: {id: bench}",
+        f"mqtt: {{url: \"{mqtt_url}\", client_id: bench-gw}}",
+        "gateway:",
+        "  id: gw1",
+        "  sources:",
+        "    - type: opcua",
+        "      name: plc",
+        f"      url: {opcua_url}",
+        "      history_backfill: false",
+        "      groups:",
+    ]
+    for a in range(0, tags, 100):
+        lines += [f"        - name: a{a // 100}", "          measurement: bench", f"          asset: Asset{a // 100}",
+                  f"          publishing_interval_ms: {publishing_ms}", "          queue_size: 10", "          nodes:"]
+        lines += [f"            - {{field: T{i}, node_id: \"ns=2;s=T{i}\"}}" for i in range(a, min(a + 100, tags))]
+    lines += ["  sink: {type: mqtt, max_inflight: 64}", "  buffer: {path: buffer.db}",
+              "  health: {metrics_port: null, sample_interval_s: 10}"]
+    p = d / "gw.yaml"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def start_plantmrv(d: Path, cfg: Path) -> subprocess.Popen:
+    log = open(d / "plantmrv-gateway.log", "ab")
+    env = dict(os.environ, MALLOC_ARENA_MAX="2")  # as deploy/systemd/plantmrv-gateway.service sets it
+    return subprocess.Popen([sys.executable, "-m", "plantmrv.cli", "gateway", "run", "-c", str(cfg)], cwd=REPO, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def tb_problem() -> str | None:
+    py = TB_VENV / "bin" / "python"
+    if not py.exists():
+        return (f"no ThingsBoard venv at {TB_VENV}: create it with `python3 -m venv {TB_VENV} && "
+                f"{TB_VENV}/bin/pip install asyncua==1.1.5 thingsboard-gateway=={TB_VERSION}` (or set PLANTMRV_TB_VENV)")
+    r = subprocess.run([str(py), "-c", "import asyncua, thingsboard_gateway, importlib.metadata as m;"
+                        "print(asyncua.__version__, m.version('thingsboard-gateway'))"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"ThingsBoard venv {TB_VENV} is broken: {r.stderr.strip()[-500:]}"
+    asyncua_v, tb_v = r.stdout.split()
+    if asyncua_v != "1.1.5":
+        return f"ThingsBoard venv has asyncua {asyncua_v}; its OPC UA connector needs exactly 1.1.5 (it would reinstall it at start)"
+    return None
+
+
+def tb_config(d: Path, opcua_url: str, host: str, port: int, tags: int, publishing_ms: float) -> Path:
+    cfgdir = d / "tb-config"
+    cfgdir.mkdir(parents=True, exist_ok=True)
+    src = TB_VENV / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages" / "thingsboard_gateway" / "config"
+    if not src.exists():
+        src = next(TB_VENV.glob("lib/python3*/site-packages/thingsboard_gateway/config"))
+    logs = json.loads((src / "logs.json").read_text())
+    for h in logs.get("handlers", {}).values():
+        if "filename" in h:
+            h["filename"] = str(d / "tb-logs" / Path(h["filename"]).name)
+    (d / "tb-logs").mkdir(exist_ok=True)
+    for lg in logs.get("loggers", {}).values():
+        lg["level"] = "WARNING"
+    (cfgdir / "logs.json").write_text(json.dumps(logs))
+    gw = {
+        "thingsboard": {
+            "host": host, "port": port, "remoteShell": False, "remoteConfiguration": False, "latencyDebugMode": False,
+            "statistics": {"enable": False, "statsSendPeriodInSeconds": 3600, "customStatsSendPeriodInSeconds": 3600},
+            "deviceFiltering": {"enable": False, "filterFile": "list.json"},
+            "maxPayloadSizeBytes": 65536, "minPackSendDelayMS": 50, "minPackSizeToSend": 500,
+            "checkConnectorsConfigurationInSeconds": 3600, "handleDeviceRenaming": False,
+            "security": {"type": "accessToken", "accessToken": "bench-token"},
+            "qos": 1, "reportStrategy": {"type": "ON_RECEIVED"},
+            "checkingDeviceActivity": {"checkDeviceInactivity": False},
+        },
+        "storage": {"type": "memory", "read_records_count": 100, "max_records_count": 1_000_000},
+        "grpc": {"enabled": False},
+        "connectors": [{"type": "opcua", "name": "bench", "configuration": "opcua.json"}],
+    }
+    (cfgdir / "tb_gateway.json").write_text(json.dumps(gw, indent=1))
+    mapping = []
+    for a in range(0, tags, 100):
+        mapping.append({
+            "deviceNodeSource": "path",
+            "deviceNodePattern": f"Root\\.Objects\\.Plant\\.Asset{a // 100}",
+            "deviceInfo": {"deviceNameExpression": f"Asset{a // 100}", "deviceNameExpressionSource": "constant",
+                           "deviceProfileExpression": "default", "deviceProfileExpressionSource": "constant"},
+            "attributes": [],
+            "timeseries": [{"key": f"T{i}", "type": "path", "value": f"${{ns=2;s=T{i}}}"} for i in range(a, min(a + 100, tags))],
+            "rpc_methods": [], "attributes_updates": [],
+        })
+    opc = {
+        "server": {"url": opcua_url, "timeoutInMillis": 5000, "scanPeriodInMillis": 3_600_000, "pollPeriodInMillis": 1000,
+                   "enableSubscriptions": True, "subCheckPeriodInMillis": int(publishing_ms), "subDataMaxBatchSize": 1000,
+                   "subDataMinBatchCreationTimeMs": 200, "subscriptionProcessBatchSize": 2000,
+                   "sessionTimeoutInMillis": 120000, "showMap": False, "security": "None", "identity": {"type": "anonymous"}},
+        "mapping": mapping,
+    }
+    (cfgdir / "opcua.json").write_text(json.dumps(opc))
+    return cfgdir
+
+
+def start_tb(d: Path, cfgdir: Path) -> subprocess.Popen:
+    log = open(d / "thingsboard-gateway.log", "ab")
+    env = dict(os.environ, TB_GW_CONFIG_DIR=str(cfgdir) + "/")
+    return subprocess.Popen([str(TB_VENV / "bin" / "thingsboard-gateway")], cwd=d, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tags", type=int, default=10_000)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--warmup", type=float, default=30.0, help="Seconds before the window (subscriptions set up).")
+    ap.add_argument("--grace", type=float, default=20.0, help="Seconds to wait for late arrivals after the window.")
+    ap.add_argument("--publishing-ms", type=float, default=100.0)
+    ap.add_argument("--skip-tb", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="Keep the work directory (logs, configs).")
+    args = ap.parse_args()
+
+    d = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    print(f"bench/gateway.py: {args.tags} tags at 1 Hz, {args.seconds:.0f} s window, publishing {args.publishing_ms:g} ms, work dir {d}")
+    broker = mosquitto_service(d / "mosquitto").start()
+    t = time.monotonic()
+    server = OpcUaServer(port=free_port(), tags=args.tags, period_s=1.0, log_path=d / "opcua-server.log",
+                         tick_log=d / "ticks.log").start(timeout_s=900)
+    print(f"asyncua server with {args.tags} tags up in {time.monotonic() - t:.0f} s")
+    collector = Collector(broker.host, broker.port)
+    results: dict[str, dict] = {}
+    tb_reason = None
+    try:
+        cfg = plantmrv_config(d, server.url, broker.url, args.tags, args.publishing_ms)
+        proc = start_plantmrv(d, cfg)
+        try:
+            results["plantmrv"] = measure(proc, collector, "plantmrv", args.tags, args.warmup, args.seconds, args.grace, server.proc.pid, d / "ticks.log")
+        finally:
+            stop(proc)
+        if args.skip_tb:
+            tb_reason = "skipped (--skip-tb)"
+        else:
+            tb_reason = tb_problem()
+        if tb_reason is None:
+            cfgdir = tb_config(d, server.url, broker.host, broker.port, args.tags, args.publishing_ms)
+            proc = start_tb(d, cfgdir)
+            try:
+                results["thingsboard"] = measure(proc, collector, "thingsboard", args.tags, args.warmup, args.seconds, args.grace, server.proc.pid, d / "ticks.log")
+            except RuntimeError as exc:
+                tb_reason = f"ThingsBoard gateway failed: {exc}; log {d / 'thingsboard-gateway.log'}"
+            finally:
+                stop(proc)
+            if "thingsboard" in results and results["thingsboard"]["messages"] == 0:
+                tb_reason = f"ThingsBoard gateway published nothing; log {d / 'thingsboard-gateway.log'}"
+                results.pop("thingsboard")
+    finally:
+        collector.close()
+        server.kill()
+        broker.stop()
+
+    print(f"\n{'gateway':<14}{'CPU % core':>11}{'peak RSS MB':>13}{'produced':>11}{'delivered':>11}{'ratio':>8}"
+          f"{'dupes':>8}{'msgs':>8}{'server CPU %':>14}{'ticks written':>15}{'server lag s':>14}")
+    for who, r in results.items():
+        print(f"{who:<14}{r['cpu_pct']:>11.1f}{r['rss_mb']:>13.0f}{r['produced']:>11}{r['delivered']:>11}"
+              f"{r['delivered'] / max(r['produced'], 1):>8.3f}{r['dupes']:>8}{r['messages']:>8}{r['server_cpu_pct']:>14.0f}"
+              f"{r['ticks_written']:>9}/{r['ticks_scheduled']:<5}{r['server_lag_s']:>14.1f}")
+    if "thingsboard" in results:
+        p, tb = results["plantmrv"], results["thingsboard"]
+        print(f"\nratios plantmrv / ThingsBoard {TB_VERSION}: CPU {p['cpu_pct'] / tb['cpu_pct']:.2f} (target <= 0.33), "
+              f"RSS {p['rss_mb'] / tb['rss_mb']:.2f} (target <= 0.5), "
+              f"delivered/produced {p['delivered'] / max(p['produced'], 1):.3f} vs {tb['delivered'] / max(tb['produced'], 1):.3f} (target 1.000)")
+    else:
+        print(f"\nThingsBoard IoT Gateway not measured: {tb_reason}")
+    if args.keep:
+        print(f"work dir kept: {d}")
+    else:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
