@@ -21,6 +21,8 @@ from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from plantmrv.simulators.plants import PLANT_TYPES, generate
 from plantmrv.simulators.server import ensure_certificate
+from plantmrv.simulators.truth import truth
+from tests.sim_fixtures import SimulatorError, start_simulator
 
 PUMP_FIELDS = list(PLANT_TYPES["pump"].fields)
 CLIENT_URI = "urn:plantmrv:test:client"
@@ -58,6 +60,28 @@ async def browse_and_subscribe(client: Client, seconds: float = 2.5) -> dict:
     return {"eu": eu, "desc": desc, "items": coll.items}
 
 
+@pytest.fixture(scope="module")
+def shared_sim(tmp_path_factory, mosquitto):
+    """One simulator with all five plants at 2 Hz, publishing to the session mosquitto (QoS 1);
+    for the tests that only read from it."""
+    work = tmp_path_factory.mktemp("shared-sim")
+    cfg = work / "sim.yaml"
+    cfg.write_text(
+        "plants:\n"
+        "  - {type: pump, seed: 0}\n"
+        "  - {type: wte, seed: 1, faults: [{kind: bad_status, at_s: 0, duration_s: 3600, field: lhv_mj_per_kg}]}\n"
+        "  - {type: pv, seed: 2}\n"
+        "  - {type: vsd, seed: 3}\n"
+        "  - {type: ubcf, seed: 4, faults: [{kind: uncertain, at_s: 0, duration_s: 3600, field: nh4_out_mg_per_l}]}\n"
+    )
+    try:
+        h = start_simulator(["--config", str(cfg), "--rate", "2", "--mqtt", mosquitto.url, "--mqtt-qos", "1"], work)
+    except SimulatorError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield h
+    h.stop()
+
+
 def check_browse(res):
     assert res["eu"].DisplayName.Text == "kW" and res["eu"].UnitId == int.from_bytes(b"KWT", "big")
     assert "Electrical input power" in res["desc"] and "[kW]" in res["desc"]
@@ -87,9 +111,9 @@ def test_simulate_help_documents_the_interface():
         assert needle in out.stdout, needle
 
 
-def test_opcua_browse_and_subscribe_without_security(simulator):
-    sim = simulator(["--plants", "pump,pv", "--rate", "2"])
-    assert sim.tags == 8 + 5
+def test_opcua_browse_and_subscribe_without_security(shared_sim):
+    sim = shared_sim
+    assert sim.tags == sum(len(pt.fields) for pt in PLANT_TYPES.values())
 
     async def go():
         async with Client(sim.endpoint, timeout=10) as c:
@@ -138,8 +162,8 @@ def test_opcua_username_password_required_and_wrong_password_refused(simulator):
     assert "s3cret-pw" not in sim.stderr(1000) + sim.stdout()
 
 
-def test_history_read_returns_the_model_values_for_a_past_period(simulator):
-    sim = simulator(["--plants", "pump", "--seed", "5"])
+def test_history_read_returns_the_model_values_for_a_past_period(shared_sim):
+    sim = shared_sim
     now = datetime.now(timezone.utc).replace(microsecond=0)
     start, end = now - timedelta(hours=3), now - timedelta(hours=3) + timedelta(minutes=10)
 
@@ -149,11 +173,15 @@ def test_history_read_returns_the_model_values_for_a_past_period(simulator):
             return await node.read_raw_history(start, end)
 
     dvs = run(go())
-    assert len(dvs) == 601
-    ts = np.array([int(dv.SourceTimestamp.timestamp()) * 10**9 for dv in dvs], dtype=np.int64)
-    assert (np.diff(ts) == 10**9).all()
-    expected = generate("pump", ts, 5)["energy_kwh"]
-    np.testing.assert_allclose([dv.Value.Value for dv in dvs], expected, rtol=1e-12)
+    assert len(dvs) == 1201  # the 2 Hz tick grid
+    ts = np.array([int(round(dv.SourceTimestamp.timestamp() * 1000)) * 10**6 for dv in dvs], dtype=np.int64)
+    assert (np.diff(ts) == 5 * 10**8).all()
+    expected = generate("pump", ts, 0)["energy_kwh"]
+    vals = [dv.Value.Value for dv in dvs]
+    np.testing.assert_allclose(vals, expected, rtol=1e-12)
+    # ground truth agrees with the served register
+    tr = truth("pump", int(ts[0]), int(ts[-1]), rng=0)
+    assert tr.inputs["project_energy_kwh"] == pytest.approx(vals[-1] - vals[0], rel=1e-9)
 
 
 def test_live_faults_are_served_and_logged_with_their_times(simulator, tmp_path):
@@ -225,9 +253,10 @@ def test_server_restart_fault_closes_and_reopens_the_port(simulator, tmp_path):
     assert ("start", "server_restart") in kinds and ("end", "server_restart") in kinds
 
 
-def test_mqtt_device_json_reaches_a_real_mosquitto(simulator, mosquitto):
+def test_mqtt_device_json_reaches_a_real_mosquitto(shared_sim, mosquitto):
     import paho.mqtt.client as mqtt
 
+    sim = shared_sim
     got: list[tuple[str, dict]] = []
     ready = threading.Event()
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sim-test")
@@ -237,12 +266,9 @@ def test_mqtt_device_json_reaches_a_real_mosquitto(simulator, mosquitto):
     c.loop_start()
     try:
         assert ready.wait(10)
-        time.sleep(0.3)
-        sim = simulator(["--plants", "pump,wte,pv,vsd,ubcf", "--mqtt", mosquitto.url, "--mqtt-qos", "1", "--rate", "2"])
         t_end = time.monotonic() + 10
-        while time.monotonic() < t_end and len({t for t, _ in got}) < 5:
+        while time.monotonic() < t_end and (len({t for t, _ in got}) < 5 or len(got) < 20):
             time.sleep(0.1)
-        time.sleep(1.0)
     finally:
         c.loop_stop()
         c.disconnect()
@@ -250,11 +276,24 @@ def test_mqtt_device_json_reaches_a_real_mosquitto(simulator, mosquitto):
     assert topics == {"devices/danang/pump1", "devices/yangon/wte1", "devices/binhduong/pv1", "devices/hcmc/intake1", "devices/haiphong/ubcf1"}
     for topic, payload in got:
         plant = {"danang": "pump", "yangon": "wte", "binhduong": "pv", "hcmc": "vsd", "haiphong": "ubcf"}[topic.split("/")[1]]
-        assert set(payload) == {"ts", *PLANT_TYPES[plant].fields}
+        fields = set(PLANT_TYPES[plant].fields)
+        if plant == "wte":  # a bad field carries no value, only its status
+            assert payload["status"] == {"lhv_mj_per_kg": "BadSensorFailure"}
+            assert set(payload) == {"ts", "status", *fields} - {"lhv_mj_per_kg"}
+        elif plant == "ubcf":  # an uncertain field keeps its (held) value
+            assert payload["status"] == {"nh4_out_mg_per_l": "UncertainLastUsableValue"}
+            assert set(payload) == {"ts", "status", *fields}
+        else:
+            assert set(payload) == {"ts", *fields}
         assert abs(payload["ts"] / 1000 - time.time()) < 15
+    held = {p["nh4_out_mg_per_l"] for t, p in got if t == "devices/haiphong/ubcf1"}
+    assert len(held) == 1
     pump = [p for t, p in got if t == "devices/danang/pump1"]
     ts = np.array([p["ts"] for p in pump], dtype=np.int64) * 10**6
     np.testing.assert_allclose([p["power_kw"] for p in pump], generate("pump", ts, 0)["power_kw"], rtol=1e-12)
+    wte = [p for t, p in got if t == "devices/yangon/wte1"]
+    ts = np.array([p["ts"] for p in wte], dtype=np.int64) * 10**6
+    np.testing.assert_allclose([p["net_export_energy_kwh"] for p in wte], generate("wte", ts, 1)["net_export_energy_kwh"], rtol=1e-12)
     assert sim.running()
 
 
