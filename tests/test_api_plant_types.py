@@ -26,6 +26,8 @@ S = 1_000_000_000
 DAY0 = 1_773_100_800 * S  # 2026-03-10T00:00:00Z
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "analytics.yaml"
 TOKEN = "pmrv_plant-types-operator-0123456789abcdefghijklmnopqrs"
+#: Input column of the monitored quantity the reference energy multiplies (efficiency ratio: C = E_PJ)
+LIVE_REFERENCE = {"danang-pumps": "=Input!C", "hcmc-vsd": "=Input!K", "haiphong-ubcf": "=Input!J"}
 RANGE = {"from": "2026-03-10T00:00:00Z", "to": "2026-03-11T00:00:00Z"}
 
 
@@ -92,6 +94,9 @@ def test_xlsx_of_every_plant_type_recomputes_the_report(api, tmp_path):
 
         assert math.isclose(value(f"F{total_row}"), report["reduction_t_co2"], rel_tol=1e-9, abs_tol=1e-9), pid
         assert value(f"F{total_row + 1}") == report["reported_reduction_t_co2"], pid
+        formulas_b = [c.value for c in openpyxl.load_workbook(path)["Calculation"]["B"][3 : 3 + 24]]
+        if pid in LIVE_REFERENCE:  # the reference energy is a live formula of monitored input x parameter
+            assert sum(LIVE_REFERENCE[pid] in str(f) for f in formulas_b) >= 20, (pid, formulas_b[:3])
 
 
 def _section(text: str, name: str) -> list[dict]:

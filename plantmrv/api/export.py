@@ -33,7 +33,7 @@ from typing import Iterator
 import numpy as np
 
 from plantmrv.api.models import GapInfo, ProjectDetail
-from plantmrv.api.queries import MRV_FIELDS, MrvColumns, format_value, iter_raw
+from plantmrv.api.queries import MRV_FIELDS, MRV_INPUT_FIELDS, MrvColumns, format_value, iter_raw
 from plantmrv.api.reports import apply_rounding, iso
 from plantmrv.influx import InfluxClient
 
@@ -41,7 +41,7 @@ PARAMETER_COLUMNS = ["symbol", "description", "value", "unit", "option", "kind",
 INPUT_HEADER = ["Symbol", "Description", "Value", "Unit", "Monitoring option", "Data source", "Measurement method", "Frequency", "Comments"]
 POINT_COLUMNS = ["symbol", "description", "measurement", "site", "asset", "field", "unit", "option", "measurement_method", "frequency", "meter"]
 RAW_COLUMNS = ["measurement", "site", "asset", "field", "ts_ns", "value", "time_utc"]
-INTERVAL_COLUMNS = ["start_utc", "end_utc", "ts_ns", *MRV_FIELDS, "params_hash"]
+INTERVAL_COLUMNS = ["start_utc", "end_utc", "ts_ns", *MRV_FIELDS, "params_hash", *MRV_INPUT_FIELDS]
 KWH_PER_MWH = 1000.0
 
 
@@ -126,7 +126,8 @@ def iter_csv(
     for i in range(len(mrv)):
         t = int(mrv.time[i])
         vals = [format_value(None if np.isnan(mrv.fields[f][i]) else float(mrv.fields[f][i])) for f in MRV_FIELDS]
-        buf.append(_csv_line([iso(t), iso(t + step), t, *vals, mrv.params_hash[i]]))
+        extra = [format_value(None if np.isnan(mrv.fields[f][i]) else float(mrv.fields[f][i])) for f in MRV_INPUT_FIELDS]
+        buf.append(_csv_line([iso(t), iso(t + step), t, *vals, mrv.params_hash[i], *extra]))
         if len(buf) >= 5000:
             yield "".join(buf).encode()
             buf = []
@@ -207,14 +208,14 @@ def build_xlsx(
     inp.append([])
     inp.append(["Monitored values per interval"])
     header(inp, ["Interval start (UTC)", "Interval end (UTC)", "E_PJ,i project energy [kWh]", "E_RE,i reference energy as stored by the engine [kWh]", "Completeness [-]", "Gap filled [s]",
-                 "RE_i as stored [tCO2]", "PE_i as stored [tCO2]", "params_hash"])
+                 "RE_i as stored [tCO2]", "PE_i as stored [tCO2]", "params_hash", "V_PJ,i volume [m3]", "t_PJ,i operating hours [h]"])
     row += 3
     first_data_row = row + 1
     for i in range(len(mrv)):
         t = int(mrv.time[i])
-        v = {f: (None if np.isnan(mrv.fields[f][i]) else float(mrv.fields[f][i])) for f in MRV_FIELDS}
+        v = {f: (None if np.isnan(mrv.fields[f][i]) else float(mrv.fields[f][i])) for f in MRV_FIELDS + MRV_INPUT_FIELDS}
         inp.append([iso(t), iso(t + step), v["project_energy_kwh"], v["reference_energy_kwh"], v["completeness"], v["gap_filled_s"],
-                    v["reference_t_co2"], v["project_t_co2"], mrv.params_hash[i]])
+                    v["reference_t_co2"], v["project_t_co2"], mrv.params_hash[i], v["volume_m3"], v["operating_h"]])
     n = len(mrv)
 
     # ---- Calculation: live formulas referencing Input
@@ -222,7 +223,11 @@ def build_xlsx(
     calc.append([f"Calculation: {project.methodology.baseline_model}; RE_i = E_RE,i / kWh_per_MWh x EF_grid; PE_i = E_PJ,i / kWh_per_MWh x EF_grid; ER_i = RE_i - PE_i"])
     calc.append([])
     header(calc, ["Interval start (UTC)", "E_RE,i [kWh]", "E_PJ,i [kWh]", "RE_i [tCO2]", "PE_i [tCO2]", "ER_i [tCO2]", "Note"])
-    ratio = project.methodology.baseline_model == "efficiency_ratio" and "eta_PJ" in cell_of and "eta_RE" in cell_of
+    model = project.methodology.baseline_model
+    has = lambda sym: sym in cell_of and project.parameter(sym) is not None and project.parameter(sym).value is not None  # noqa: E731
+    vol = np.isfinite(mrv.fields["volume_m3"])
+    hrs = np.isfinite(mrv.fields["operating_h"])
+    ratio = model == "efficiency_ratio" and has("eta_PJ") and has("eta_RE")
     efc, conv = cell_of.get("EF_grid"), cell_of["kWh_per_MWh"]
     comp = np.nan_to_num(mrv.fields["completeness"], nan=0.0)
     filled = np.nan_to_num(mrv.fields["gap_filled_s"], nan=0.0)
@@ -235,6 +240,10 @@ def build_xlsx(
         complete = comp[i] >= 1.0 - 1e-9 and filled[i] <= 0
         if ratio and complete:
             e_re, note = f"=Input!C{r_in}*{cell_of['eta_PJ']}/{cell_of['eta_RE']}", ""
+        elif model == "specific_energy" and has("SEC_BL") and vol[i]:
+            e_re, note = f"=Input!J{r_in}*{cell_of['SEC_BL']}", "" if complete else "gap: volume over covered time only"
+        elif model == "constant_power_hours" and has("P_BL") and hrs[i]:
+            e_re, note = f"=Input!K{r_in}*{cell_of['P_BL']}", "" if complete else "gap: operating hours over covered time only"
         else:
             e_re = f"=Input!D{r_in}"
             note = "" if complete else "gap-filled interval: conservative values as stored (see Gaps)"

@@ -283,7 +283,7 @@ class MonitoringReport(BaseModel):
     params_hashes: list[str] = Field(description="Distinct `params_hash` values the engine stored for the period.")
     parameters_sha256: str = Field(description="SHA-256 of the canonical JSON of the project definition (parameters, EF, formulas).")
     data_sha256: str = Field(description="SHA-256 of the raw rows, as exported: `measurement,site,asset,field,ts_ns,value` lines.")
-    intervals_sha256: str = Field(description="SHA-256 of the interval results as exported: `ts_ns,<mrv fields>,params_hash` lines (the CSV's intervals section from column ts_ns on).")
+    intervals_sha256: str = Field(description="SHA-256 of the interval results as exported: `ts_ns,<mrv fields>,params_hash` lines (the CSV's intervals section, columns ts_ns to params_hash).")
     report_sha256: str = Field(description="SHA-256 of the three hashes above, each followed by a newline: parameters, data, intervals.")
 
 

@@ -29,6 +29,9 @@ MRV_FIELDS = (
     "gap_filled_s",
 )
 MRV_STRING_FIELDS = ("params_hash",)
+#: Per-interval inputs the engine stores beside the results (co-benefit fields of ``mrv``):
+#: the monitored quantities of the specific-energy and constant-power-hours baselines.
+MRV_INPUT_FIELDS = ("volume_m3", "operating_h")
 SOURCE_INTERVAL_S = {"1m": 60, "1h": 3600}
 NS = 1_000_000_000
 
@@ -55,7 +58,7 @@ def mrv_query(project_id: str, source_interval: str, start_ns: int, end_ns: int)
     """Every result interval of one project in ``[start, end)``, oldest first."""
     if source_interval not in SOURCE_INTERVAL_S:
         raise ValueError(f"source interval {source_interval!r} is not one of {sorted(SOURCE_INTERVAL_S)}")
-    fields = ", ".join(_ident(f) for f in MRV_FIELDS + MRV_STRING_FIELDS)
+    fields = ", ".join(_ident(f) for f in MRV_FIELDS + MRV_INPUT_FIELDS + MRV_STRING_FIELDS)
     return (
         f"SELECT {fields} FROM {_ident(MRV_MEASUREMENT)} WHERE "
         f"{_ident('project')} = {_lit(project_id)} AND {_ident('interval')} = {_lit(source_interval)} "
@@ -99,20 +102,21 @@ class MrvColumns:
 
 def fetch_mrv(client: InfluxClient, project_id: str, source_interval: str, start_ns: int, end_ns: int) -> MrvColumns:
     results = client.query(mrv_query(project_id, source_interval, start_ns, end_ns))
-    times, cols, hashes = [], {f: [] for f in MRV_FIELDS}, []
+    names = MRV_FIELDS + MRV_INPUT_FIELDS
+    times, cols, hashes = [], {f: [] for f in names}, []
     for r in results:
         n = len(r)
         times.append(r.columns["time"])
-        for f in MRV_FIELDS:
+        for f in names:
             col = r.columns.get(f)
             cols[f].append(_as_float(col, n))
         h = r.columns.get("params_hash")
         hashes.append(np.full(n, "", dtype=object) if h is None else np.array(["" if v is None else str(v) for v in h], dtype=object))
     if not times:
-        return MrvColumns(np.zeros(0, np.int64), {f: np.zeros(0) for f in MRV_FIELDS}, np.zeros(0, dtype=object))
+        return MrvColumns(np.zeros(0, np.int64), {f: np.zeros(0) for f in names}, np.zeros(0, dtype=object))
     t = np.concatenate(times)
     order = np.argsort(t, kind="stable")
-    return MrvColumns(t[order], {f: np.concatenate(cols[f])[order] for f in MRV_FIELDS}, np.concatenate(hashes)[order])
+    return MrvColumns(t[order], {f: np.concatenate(cols[f])[order] for f in names}, np.concatenate(hashes)[order])
 
 
 def _as_float(col: np.ndarray | None, n: int) -> np.ndarray:
