@@ -88,9 +88,21 @@ def make_params(plant: str, overrides: Mapping[str, Any] | None = None, where: s
                 if mk not in mnames:
                     raise ValueError(f"{where}.meter.{mk}: unknown meter parameter; known: {', '.join(sorted(mnames))}")
             mv = dict(v)
+            for num in ("initial", "rollover", "step_s"):
+                if num in mv and (isinstance(mv[num], bool) or not isinstance(mv[num], (int, float))):
+                    raise ValueError(f"{where}.meter.{num}: expected a number, got {mv[num]!r}")
             if "replacements" in mv:
+                if not isinstance(mv["replacements"], (list, tuple)):
+                    raise ValueError(f"{where}.meter.replacements: expected a list of times")
                 mv["replacements"] = tuple(str(x) if not isinstance(x, int) else x for x in mv["replacements"])
-            kwargs[k] = MeterParams(**mv)
+            meter = MeterParams(**mv)
+            try:
+                meter.origin_ns, meter.step_ns, meter.replacements_ns
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{where}.meter: {exc}") from None
+            if meter.rollover <= 0:
+                raise ValueError(f"{where}.meter.rollover: must be > 0")
+            kwargs[k] = meter
             continue
         default = getattr(pt.params_cls(), k)
         if isinstance(default, tuple):

@@ -187,3 +187,31 @@ def test_config_truth_covers_every_served_asset():
     assert [(t.site, t.asset) for t in out] == [("danang", "pump1"), ("binhduong", "pv1"), ("danang", "pump1-1"), ("binhduong", "pv1-1")]
     assert out[0].inputs["project_energy_kwh"] == truth("pump", "2026-07-01T00:00:00Z", "2026-07-01T06:00:00Z", rng=0).inputs["project_energy_kwh"]
     assert out[0].inputs != out[2].inputs
+
+
+_scalar = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8))
+_entry = st.dictionaries(
+    st.sampled_from(["type", "site", "asset", "seed", "params", "faults", "bogus"]),
+    st.one_of(
+        _scalar,
+        st.sampled_from(list(PLANT_TYPES)),
+        st.dictionaries(st.sampled_from(["h_bep_m", "meter", "cofiring", "x"]), st.one_of(_scalar, st.dictionaries(st.sampled_from(["origin", "initial", "rollover", "step_s", "replacements", "y"]), st.one_of(_scalar, st.lists(_scalar, max_size=2)), max_size=3)), max_size=3),
+        st.lists(st.dictionaries(st.sampled_from(["kind", "at_s", "duration_s", "field", "start"]), st.one_of(_scalar, st.sampled_from(["dropout", "stuck", "head_m"])), max_size=4), max_size=2),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.dictionaries(st.sampled_from(["plants", "faults", "start", "random_faults", "extra"]), st.one_of(_scalar, st.lists(_entry, max_size=3)), max_size=3), st.lists(_entry, max_size=2), _scalar))
+def test_config_parser_rejects_any_bad_input_with_a_located_value_error(tmp_path_factory, doc):
+    import yaml
+
+    p = tmp_path_factory.mktemp("cfg") / "sim.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    try:
+        cfg = build_config((), p, start_ns=T0)
+    except ValueError as exc:
+        assert str(exc).startswith(str(p)) or "no plants" in str(exc) or ".params" in str(exc), str(exc)
+    else:
+        assert cfg.assets

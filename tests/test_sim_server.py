@@ -205,9 +205,13 @@ def test_live_faults_are_served_and_logged_with_their_times(simulator, tmp_path)
             nodes = [c.get_node(sim.node_id("danang", "pump1", f)) for f in ("power_kw", "head_m", "flow_m3_per_h", "efficiency")]
             await sub.subscribe_data_change(nodes)
             await asyncio.sleep(7)
-            return coll.items
+            # the same faults in HistoryRead (a gateway backfilling the period)
+            t0 = datetime(2026, 7, 1, tzinfo=timezone.utc)
+            hist = {f: await c.get_node(sim.node_id("danang", "pump1", f)).read_raw_history(t0, t0 + timedelta(seconds=6))
+                    for f in ("power_kw", "efficiency", "head_m")}
+            return coll.items, hist
 
-    items = run(go())
+    items, hist = run(go())
     t0 = datetime(2026, 7, 1, tzinfo=timezone.utc)
 
     def series(field):
@@ -221,6 +225,10 @@ def test_live_faults_are_served_and_logged_with_their_times(simulator, tmp_path)
     assert len({v for _, v in head}) == 1  # stuck (subscriptions only report changes)
     eff_ts = [s for s, _ in series("efficiency")]
     assert not [s for s in eff_ts if 2 <= s < 5]  # dropout: no updates
+    hsec = {f: [((dv.SourceTimestamp - t0).total_seconds(), dv) for dv in dvs] for f, dvs in hist.items()}
+    assert [s for s, _ in hsec["efficiency"]] == [0, 0.5, 1, 1.5, 5, 5.5, 6]
+    assert {s for s, dv in hsec["power_kw"] if dv.StatusCode.value == ua.StatusCodes.BadSensorFailure} == {2, 2.5, 3, 3.5}
+    assert len({dv.Value.Value for s, dv in hsec["head_m"] if 2 <= s < 5}) == 1
     log = sim.faults()
     starts = {(r["kind"], r["field"]): r for r in log if r["event"] == "start"}
     ends = {(r["kind"], r["field"]): r for r in log if r["event"] == "end"}
@@ -298,17 +306,22 @@ def test_mqtt_device_json_reaches_a_real_mosquitto(shared_sim, mosquitto):
 
 
 def test_scale_serves_many_assets_from_one_process(simulator):
-    sim = simulator(["--plants", "pump,vsd", "--scale", "60"], ready_timeout_s=90)
+    sim = simulator(["--plants", "pump,vsd", "--scale", "60", "--speed", "60", "--start", "2026-07-01T00:00:00Z"], ready_timeout_s=90)
     assert sim.tags == 60 * (8 + 7)
 
     async def go():
         async with Client(sim.endpoint, timeout=10) as c:
             nodes = [c.get_node(sim.node_id("danang", f"pump1-{k}", "power_kw")) for k in range(1, 60)]
-            await asyncio.sleep(1.5)
-            return await c.read_values(nodes)
+            await asyncio.sleep(1.0)
+            a = await c.get_node(sim.node_id("hcmc", "intake1-59", "power_kw")).read_data_value()
+            await asyncio.sleep(2.0)
+            b = await c.get_node(sim.node_id("hcmc", "intake1-59", "power_kw")).read_data_value()
+            return await c.read_values(nodes), a, b
 
-    vals = run(go())
+    vals, a, b = run(go())
     assert len(vals) == 59 and all(v > 0 for v in vals) and len(set(vals)) > 50
+    # --speed 60: one simulated minute per wall second
+    assert 90 <= (b.SourceTimestamp - a.SourceTimestamp).total_seconds() <= 150
 
 
 def test_network_stall_fault_freezes_the_server_and_leaves_a_gap(simulator, tmp_path):
