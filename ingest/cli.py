@@ -134,7 +134,7 @@ def dl_show(
         b = msg.batch
         typer.echo(f"meta: {msg.meta}")
         for i in range(min(len(b), max_samples)):
-            typer.echo(f"  {b.table[b.series[i]].key()} ts_ns={int(b.ts_ns[i])} ({_when(int(b.ts_ns[i]))}) value={b.value[i]!r} quality={int(b.quality[i])}")
+            typer.echo(f"  {b.table[b.series[i]].key()} ts_ns={int(b.ts_ns[i])} ({_when(int(b.ts_ns[i]))}) value={float(b.value[i])!r} quality={int(b.quality[i])}")
         if len(b) > max_samples:
             typer.echo(f"  ... {len(b) - max_samples} more samples")
     else:

@@ -159,12 +159,20 @@ class ResilientWriter:
             raise ValueError(f"{enc.dropped_nonfinite} non-finite values reached the writer")
         row = 0
         for body, n in zip(enc.bodies, enc.line_counts):
-            lines = body.split(b"\n")[:-1] if n > 1 else [body.rstrip(b"\n")]
-            self._write_lines(lines, np.arange(row, row + n), out)
+            self._write_body(body, n, row, out)
             row += n
         return out
 
-    def _post(self, body: bytes) -> None:
+    def _write_body(self, body: bytes, n: int, row: int, out: WriteOutcome) -> None:
+        try:
+            self._post(body, n)
+            out.lines_written += n
+        except PartialWriteError:
+            # rare: go line by line (the body is split only now, to keep the common path cheap)
+            lines = body.split(b"\n")[:-1]
+            self._write_lines(lines, np.arange(row, row + n), out)
+
+    def _post(self, body: bytes, lines: int) -> None:
         delay = self.retry_min_s
         started = time.monotonic()
         while True:
@@ -187,13 +195,13 @@ class ResilientWriter:
                 continue
             if self.metrics:
                 self.metrics.write_seconds.observe(time.perf_counter() - t0)
-                self.metrics.batch_lines.observe(body.count(b"\n"))
+                self.metrics.batch_lines.observe(lines)
             return
 
     def _write_lines(self, lines: list[bytes], rows: np.ndarray, out: WriteOutcome) -> None:
         body = b"\n".join(lines) + b"\n"
         try:
-            self._post(body)
+            self._post(body, len(lines))
             out.lines_written += len(lines)
             return
         except PartialWriteError as exc:
