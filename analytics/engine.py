@@ -83,7 +83,10 @@ def _ranges(starts: list[int], step: int, lo: int, hi: int) -> list[tuple[int, i
 
 def results_to_lines(project: ProjectConfig, results: IntervalResults, interval_s: int) -> list[str]:
     """Line protocol for measurement ``mrv``: one line per interval, NaN fields left out."""
-    tags = f"mrv,interval={_escape_tag(duration_label(interval_s))},methodology={_escape_tag(project.methodology.id)},project={_escape_tag(project.id)}"
+    tags = (
+        f"mrv,interval={_escape_tag(duration_label(interval_s))},methodology={_escape_tag(project.methodology.id)},"
+        f"plant_type={_escape_tag(project.plant_type)},project={_escape_tag(project.id)},site={_escape_tag(project.site)}"
+    )
     cols = {
         "energy_saved_kwh": results.energy_saved_kwh,
         "reference_energy_kwh": results.reference_energy_kwh,

@@ -36,7 +36,7 @@ from . import panels as P
 from .panels import InfluxQL, select
 
 #: Dashboard version written into every generated file (bump when the generated content changes).
-VERSION = 1
+VERSION = 2
 #: Grafana's fiscal year starts in April (month index 3), the Japanese fiscal year used by JCM reports.
 FISCAL_YEAR_START_MONTH = 3
 TAGS = ["plantmrv"]
@@ -531,7 +531,7 @@ def plant_dashboard(pt: PlantType) -> dash_b.Dashboard:
     d = d.with_variable(P.datasource_variable())
     d = d.with_variable(P.tag_variable("site", "Site", m, "site"))
     d = d.with_variable(P.tag_variable("asset", "Asset", m, "asset", '"site" =~ /^$site$/'))
-    d = d.with_variable(P.tag_variable("project", "MRV project", "mrv", "project"))
+    d = d.with_variable(P.tag_variable("project", "MRV project", "mrv", "project", f"\"plant_type\" = '{pt.key}' AND \"site\" =~ /^$site$/"))
     for title, items in (
         ("Process", pt.process(m)),
         ("Energy", pt.energy(m)),

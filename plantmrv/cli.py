@@ -37,7 +37,7 @@ SUBCOMMANDS = [
     ("ingest", "plantmrv.ingest.cli", "Broker-to-InfluxDB ingest service with validation and dead letters."),
     ("analytics", "plantmrv.analytics.cli", "MRV analytics engine: continuous, backfill and period reports."),
     ("api", "plantmrv.api.cli", "Verifier API (FastAPI) and its access tokens."),
-    ("dashboards", "plantmrv.dashboards.cli", "Grafana dashboards generated from code: build and push."),
+    ("dashboards", "plantmrv.dashboards.cli", "Grafana dashboards generated from code: build, check and push."),
     ("demo", "plantmrv.demo", "Run the whole pipeline on simulated plants."),
 ]
 

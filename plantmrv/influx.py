@@ -69,14 +69,20 @@ class QueryResult:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
 
+def _influxql_escape(text: str, quote: str) -> str:
+    if "\r" in text:
+        raise ValueError(f"{text!r}: InfluxQL has no escape for a carriage return")
+    return text.replace("\\", "\\\\").replace(quote, "\\" + quote).replace("\n", "\\n")
+
+
 def quote_ident(name: str) -> str:
     """An InfluxQL identifier, double-quoted and escaped (user input never reaches a query raw)."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + _influxql_escape(name, '"') + '"'
 
 
 def quote_literal(value: str) -> str:
     """An InfluxQL string literal, single-quoted and escaped."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + _influxql_escape(value, "'") + "'"
 
 
 _UNABLE = re.compile(r"unable to parse '((?:[^'\\]|\\.)*)'")
@@ -238,17 +244,39 @@ class InfluxClient:
         return stats
 
     def query_chunks(self, q: str, epoch: str = "ns", chunk_size: int = 10000, database: str | None = None) -> Iterator[dict]:
-        """Yield the JSON documents of a chunked InfluxQL query (one per chunk)."""
+        """Yield the JSON documents of a chunked InfluxQL query (one per chunk).
+
+        Connection errors before the first chunk are retried like writes; after it (a stream cut
+        mid-way) they raise :class:`InfluxError`, since the caller already holds part of the answer.
+        """
         params = {"q": q, "db": database or self.database, "epoch": epoch, "chunked": "true", "chunk_size": str(chunk_size)}
         if self.retention_policy:
             params["rp"] = self.retention_policy
-        with self._http.stream("POST", "/query", data=params) as resp:
-            if resp.status_code != 200:
-                resp.read()
-                raise InfluxError(f"InfluxDB /query answered {resp.status_code}: {_error_text(resp)} (query: {q})", resp.status_code)
-            for line in resp.iter_lines():
-                if line.strip():
-                    yield json.loads(line)
+        attempt = 0
+        while True:
+            started = False
+            try:
+                with self._http.stream("POST", "/query", data=params) as resp:
+                    if resp.status_code != 200:
+                        resp.read()
+                        if (resp.status_code == 429 or resp.status_code >= 500) and attempt < self.max_retries:
+                            raise _Retry(resp.headers.get("Retry-After"))
+                        raise InfluxError(f"InfluxDB /query answered {resp.status_code}: {_error_text(resp)} (query: {q})", resp.status_code)
+                    for line in resp.iter_lines():
+                        if line.strip():
+                            started = True
+                            yield json.loads(line)
+                return
+            except _Retry as retry:
+                delay = self._backoff(attempt, retry.retry_after)
+            except httpx.TransportError as exc:
+                if started or attempt >= self.max_retries:
+                    raise InfluxError(f"InfluxDB at {self.url} unreachable during a query: {exc.__class__.__name__}: {exc}") from None
+                delay = self._backoff(attempt)
+            log.warning("event=influx_query_retry attempt=%d delay_s=%.2f", attempt + 1, delay)
+            attempt += 1
+            self.retries += 1
+            self._sleep(delay)
 
     def query(self, q: str, epoch: str = "ns", database: str | None = None) -> list[QueryResult]:
         """Run InfluxQL; return one :class:`QueryResult` per (statement, series), chunks merged."""
@@ -295,6 +323,11 @@ class InfluxClient:
         if default:
             stmt += " DEFAULT"
         self.execute(stmt)
+
+
+class _Retry(Exception):
+    def __init__(self, retry_after: str | None):
+        self.retry_after = retry_after
 
 
 def _error_text(resp: httpx.Response) -> str:

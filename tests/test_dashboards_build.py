@@ -118,7 +118,9 @@ def test_plant_dashboards_have_the_five_rows_and_four_variables():
         assert list(variables) == ["datasource", "site", "asset", "project"]
         assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "influxdb"
         assert variables["site"]["query"] == f'SHOW TAG VALUES FROM "{pt.measurement}" WITH KEY = "site"'
-        assert variables["project"]["query"] == 'SHOW TAG VALUES FROM "mrv" WITH KEY = "project"'
+        assert variables["project"]["query"] == (
+            f'SHOW TAG VALUES FROM "mrv" WITH KEY = "project" WHERE "plant_type" = \'{key}\' AND "site" =~ /^$site$/'
+        )
         for v in ("site", "asset", "project"):
             assert variables[v]["datasource"] == {"type": "influxdb", "uid": "${datasource}"}
             assert variables[v]["multi"] and variables[v]["includeAll"]

@@ -151,3 +151,25 @@ def test_quoting_keeps_user_input_out_of_influxql(influx_db):
     res = influx_db.query(f"SELECT power_kw FROM {quote_ident('pump')} WHERE site = {quote_literal(hostile)}")
     assert res == []
     assert quote_ident('a"b') == '"a\\"b"'
+
+
+def test_quoting_escapes_newlines_and_refuses_carriage_returns(influx_db):
+    influx_db.write_batch(pump_batch(2))
+    assert influx_db.query(f"SELECT power_kw FROM pump WHERE site = {quote_literal('a' + chr(10) + 'b')}") == []
+    with pytest.raises(ValueError, match="carriage return"):
+        quote_literal("a\rb")
+
+
+def test_query_retries_while_influxd_is_down_and_fails_clearly_when_it_stays_down(influxd_private):
+    client = influxd_private.client(max_retries=30, backoff_max_s=0.3)
+    client.create_database()
+    client.write_batch(pump_batch(10))
+    influxd_private.stop()
+    threading.Timer(1.5, influxd_private.start).start()
+    assert count(client) == 10  # the query waited for the restart
+    assert client.retries > 0
+    influxd_private.stop()
+    with InfluxClient(influxd_private.url, "plantmrv", max_retries=1, backoff_max_s=0.1) as c:
+        with pytest.raises(InfluxError, match="unreachable"):
+            c.query("SELECT * FROM pump")
+    client.close()
