@@ -42,12 +42,18 @@ def key_from(rng_or_seed: np.random.Generator | int | None) -> int:
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser on a uint64 array (wrapping arithmetic) [1]."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * _M1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M2
-    return x ^ (x >> np.uint64(31))
+    """SplitMix64 finaliser on a uint64 array (wrapping arithmetic) [1]; works in place on a
+    copy (one temporary), which matters for long arrays."""
+    x = np.array(x, dtype=np.uint64, copy=True)
+    t = np.right_shift(x, np.uint64(30))
+    x ^= t
+    x *= _M1
+    np.right_shift(x, np.uint64(27), out=t)
+    x ^= t
+    x *= _M2
+    np.right_shift(x, np.uint64(31), out=t)
+    x ^= t
+    return x
 
 
 def hash_uniform(key: int, stream: int, idx: np.ndarray) -> np.ndarray:
@@ -72,7 +78,8 @@ def hash_irwin_hall(key: int, stream: int, idx: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         seed = np.uint64((key * 0x632BE59BD9B4E019 + stream * 0x8CB92BA72F3D8DD7 + 7) & 0xFFFFFFFFFFFFFFFF)
         x = _mix(np.asarray(idx, dtype=np.int64).view(np.uint64) * _GOLDEN + seed)
-    lanes = x.view(np.uint16).reshape(-1, 4).astype(np.float32).sum(axis=1, dtype=np.float64)
+    m = np.uint64(0xFFFF)
+    lanes = ((x & m) + ((x >> np.uint64(16)) & m) + ((x >> np.uint64(32)) & m) + (x >> np.uint64(48))).astype(np.float64)
     # each lane uniform on {0..65535}: mean 32767.5, var (65536^2 - 1) / 12
     return ((lanes - 4 * 32767.5) / np.sqrt(4 * (65536.0**2 - 1) / 12.0)).reshape(np.shape(idx))
 
@@ -107,19 +114,19 @@ def value_noise(ts_ns: np.ndarray, key: int, stream: int, period_s: float) -> np
     k0 = tmin // period_ns
     n_knots = (tmax // period_ns) - k0 + 2
     knots = hash_normal(key, stream, np.arange(k0, k0 + n_knots, dtype=np.int64))
-    # knot index by float division (fast), corrected to the exact integer remainder so the
-    # fraction, hence the value, does not depend on k0 (i.e. on where the grid starts)
-    off = ts - k0 * period_ns
-    i = (off.astype(np.float64) * (1.0 / period_ns)).astype(np.int64)
-    r = off - i * period_ns
-    lo, hi = r < 0, r >= period_ns
-    if lo.any() or hi.any():
-        i = i - lo + hi
-        r = off - i * period_ns
-    frac = r.astype(np.float64) * (1.0 / period_ns)
-    w = frac * frac * (3.0 - 2.0 * frac)
-    a = knots[i]
-    return a + (knots[i + 1] - a) * w
+    # exact integer knot index and remainder: the fraction, hence the value, does not depend
+    # on k0 (i.e. on where the grid starts)
+    i, r = np.divmod(ts - k0 * period_ns, period_ns)
+    frac = r.astype(np.float64)
+    frac *= 1.0 / period_ns
+    w = np.multiply(frac, -2.0)  # smoothstep f^2 (3 - 2f), in place
+    w += 3.0
+    w *= frac
+    w *= frac
+    d = np.take(np.diff(knots), i)
+    d *= w
+    d += np.take(knots, i)
+    return d
 
 
 def local_hour(ts_ns: np.ndarray, utc_offset_h: float) -> np.ndarray:
