@@ -85,3 +85,13 @@ def test_systemd_units_run_real_commands_as_their_own_user():
 def test_mosquitto_config_requires_auth_and_tls():
     text = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
     assert "allow_anonymous false" in text and "password_file" in text and "certfile" in text
+
+
+def test_the_stack_config_is_valid(monkeypatch):
+    from plantmrv.config import load_config
+
+    monkeypatch.setenv("INFLUX_TOKEN", "t")
+    monkeypatch.setenv("MQTT_PASSWORD", "p")
+    cfg = load_config(DEPLOY / "config" / "plantmrv.yaml")
+    assert cfg.api.host == "0.0.0.0" and cfg.influxdb.url == "http://influxdb:8086"
+    assert {p.id for p in cfg.analytics.projects} >= {"danang-pumps", "hcmc-vsd", "haiphong-ubcf", "yangon-wte", "binhduong-pv"}
