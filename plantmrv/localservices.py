@@ -7,6 +7,7 @@ touches the system-wide services or ``/var/lib``.
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -188,6 +189,9 @@ def mosquitto_service(workdir: str | os.PathLike, port: int | None = None, host:
     conf = workdir / "mosquitto.conf"
     conf.write_text(
         f"""listener {port} {host}
+# run as this user: as root, mosquitto would otherwise switch to user `mosquitto`, which cannot
+# write the persistence file into our private data directory
+user {getpass.getuser()}
 allow_anonymous true
 persistence true
 persistence_location {workdir}/
