@@ -183,3 +183,19 @@ def test_timestamp_formats():
     assert parse_timestamp("2026-01-01T00:00:00Z", "iso8601") == 1767225600 * 10**9
     with pytest.raises(PayloadError):
         parse_timestamp(True, "ms")
+
+
+def test_gateway_run_refuses_a_bad_config_before_starting(tmp_path):
+    p = tmp_path / "gw.yaml"
+    p.write_text("site: {id: s}\ngateway:\n  id: g1\n  sources:\n    - {type: opcua, name: p, url: 'opc.tcp://h:4840', groups: []}\n")
+    r = subprocess.run([sys.executable, "-m", "plantmrv.cli", "gateway", "run", "-c", str(p)], capture_output=True,
+                       text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 1
+    assert "gateway.sources[0].groups (line 5)" in r.stderr
+    assert not (tmp_path / "gateway-buffer.db").exists()  # nothing started
+
+
+def test_gateway_commands_have_help():
+    for args in (["gateway", "--help"], ["gateway", "run", "--help"], ["gateway", "browse", "--help"]):
+        r = subprocess.run([sys.executable, "-m", "plantmrv.cli", *args], capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert r.returncode == 0 and "Usage" in r.stdout, (args, r.stderr)
