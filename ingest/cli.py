@@ -60,7 +60,7 @@ def run(
     svc = IngestService(cfg, client_id=client_id)
 
     def _term(signum, frame):
-        svc._stop.set()
+        svc.request_stop()
 
     signal.signal(signal.SIGTERM, _term)
     signal.signal(signal.SIGINT, _term)

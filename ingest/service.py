@@ -315,6 +315,7 @@ class IngestService:
         self.writer: ResilientWriter | None = None
         self.fatal: BaseException | None = None
         self._closing = False
+        self._run_stop = threading.Event()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -381,15 +382,34 @@ class IngestService:
         self.store.close()
         log.info("event=stopped client_id=%s", self.client_id)
 
-    def run_forever(self) -> None:
+    def status_line(self) -> str:
+        m = self.metrics
+        rejected = sum(s.value for metric in m.samples_rejected.collect() for s in metric.samples if s.name.endswith("_total"))
+        return (
+            f"event=status connected={int(m.value('plantmrv_ingest_broker_connected'))} "
+            f"messages={m.value('plantmrv_ingest_messages_acked_total'):.0f} points_written={m.value('plantmrv_ingest_points_written_total'):.0f} "
+            f"samples_rejected={rejected:.0f} inflight_messages={self._inflight_msgs} inflight_bytes={self._inflight_bytes} "
+            f"lag_s={m.value('plantmrv_ingest_lag_seconds'):.2f}"
+        )
+
+    def run_forever(self, status_interval_s: float = 60.0) -> None:
+        """Run until :meth:`request_stop` (SIGTERM in the CLI), logging a status line every ``status_interval_s``."""
         self.start()
+        next_status = time.monotonic() + status_interval_s
         try:
-            while not self._stop.is_set():
-                time.sleep(1)
+            while not self._run_stop.is_set():
+                self._run_stop.wait(1)
                 if self.fatal is not None:
                     raise self.fatal
+                if time.monotonic() >= next_status:
+                    log.info(self.status_line())
+                    next_status += status_interval_s
         finally:
             self.stop()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run_forever` to stop (safe from a signal handler); it then drains and disconnects."""
+        self._run_stop.set()
 
     # ---------------------------------------------------------------- MQTT
 
