@@ -200,3 +200,46 @@ def test_two_ingest_processes_on_one_shared_subscription_write_each_point_once(t
     assert sum(points) == 40_000, points  # each point written by exactly one process
     assert sum(messages) == 80 and min(messages) > 0, messages  # and both took a share
     assert count_points(influx_db, where="WHERE site='sshare'") == 40_000
+
+
+def test_ingest_holds_at_most_max_inflight_messages_while_influxd_is_down(tmp_path, influxd_private, mosquitto, publisher):
+    """Backpressure: the broker keeps the backlog (MQTT 5 Receive Maximum); ingest's memory stays bounded."""
+    db = "bounded"
+    client = influxd_private.client(database=db)
+    client.create_database()
+    cfg = write_config(tmp_path, influxd_private.url, db, mosquitto.url, retry_min_s=0.2, retry_max_s=0.5, max_inflight_messages=5, linger_s=0.05)
+    svc = _service(cfg)
+    try:
+        influxd_private.stop()
+        batch = pump_batch("sbound", assets=1, ts0_ns=now_base_ns(), steps=100)  # 400 samples in 40 messages
+        publisher.publish_all(batch_messages(batch, 10, "sbound"))
+        peak = 0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            peak = max(peak, svc._inflight_msgs)
+            time.sleep(0.02)
+        assert 0 < peak <= 5
+        assert svc.metrics.value("plantmrv_ingest_messages_acked_total") == 0
+        influxd_private.start()
+        wait_until(lambda: svc.metrics.value("plantmrv_ingest_messages_acked_total") >= 40, 30, "the backlog acked after restart")
+    finally:
+        svc.stop()
+    assert count_points(client, where="WHERE site='sbound'") == 400
+    client.close()
+
+
+def test_ingest_refuses_samples_older_than_the_retention_policy(tmp_path, influx_db, mosquitto, publisher):
+    influx_db.create_retention_policy("two_hours", "2h", default=True)
+    cfg = write_config(tmp_path, influx_db.url, influx_db.database, mosquitto.url)
+    old = pump_batch("sret", assets=1, ts0_ns=time.time_ns() - 3 * 3600 * 10**9, steps=2)
+    new = pump_batch("sret", assets=1, ts0_ns=time.time_ns() - 600 * 10**9, steps=2)
+    svc = _service(cfg)
+    try:
+        assert svc.processor.validator.max_age_ns == 7200 * 10**9
+        publisher.publish_all(batch_messages(old, 100, "sret") + batch_messages(new, 100, "sret"))
+        wait_until(lambda: svc.metrics.value("plantmrv_ingest_messages_acked_total") >= 2, 20, "2 messages acked")
+        letters = svc.store.list(code="too_old")
+    finally:
+        svc.stop()
+    assert len(letters) == 1 and letters[0].samples == 8 and "retention window of 7200 s" in letters[0].reason
+    assert count_points(influx_db, where="WHERE site='sret'") == 8
