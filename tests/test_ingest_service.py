@@ -243,3 +243,19 @@ def test_ingest_refuses_samples_older_than_the_retention_policy(tmp_path, influx
         svc.stop()
     assert len(letters) == 1 and letters[0].samples == 8 and "retention window of 7200 s" in letters[0].reason
     assert count_points(influx_db, where="WHERE site='sret'") == 8
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_ingest_session_keeps_messages_published_while_it_was_stopped(tmp_path, influx_db, mosquitto, publisher, protocol):
+    cfg = write_config(tmp_path, influx_db.url, influx_db.database, mosquitto.url, protocol=protocol)
+    site = "ssess" + protocol.replace(".", "")
+    first = _service(cfg)
+    first.stop()  # clean stop: the broker keeps the persistent session and queues for it
+    batch = pump_batch(site, assets=2, ts0_ns=now_base_ns(), steps=50)
+    publisher.publish_all(batch_messages(batch, 40, site))
+    again = _service(cfg)
+    try:
+        wait_until(lambda: again.metrics.value("plantmrv_ingest_points_written_total") >= 400, 20, "queued messages after restart")
+    finally:
+        again.stop()
+    assert count_points(influx_db, where=f"WHERE site='{site}'") == 400
