@@ -106,7 +106,8 @@ class SimConfig:
     assets: list[AssetSpec]
     faults: list[Fault]  # every fault (asset-level and server-level), sorted by start
     start_ns: int
-    start_is_now: bool = False  # no explicit start: at speed 1 the simulated clock follows the wall clock
+    start_is_now: bool = False  # no explicit start: the run starts when serving starts
+    rebuild: Any = None  # start_ns -> SimConfig with the same inputs (used when start_is_now)
 
 
 def _err(where: str, msg: str) -> ValueError:
@@ -266,7 +267,11 @@ def build_config(
     for a in assets:
         a.faults = [f for f in faults if f.asset is not None and f.targets(a.site, a.asset)]
         a.params = with_meter_resets(a.params, a.faults, a.site, a.asset)
-    return SimConfig(assets, faults, start_ns, start_is_now)
+    rebuild = None
+    if start_is_now:
+        def rebuild(new_start_ns: int) -> SimConfig:
+            return build_config(plants, config_file, scale, new_start_ns, seed, fault_seed, fault_rate_per_h)
+    return SimConfig(assets, faults, start_ns, start_is_now, rebuild)
 
 
 # ----------------------------------------------------------------------------- certificates
@@ -644,13 +649,21 @@ class Simulator:
             await server.start()
         if opts.mqtt_url:
             self.start_mqtt()
-        # at speed 1 with no explicit start, sample times follow the wall clock (tick k at
-        # wall time sim_ns(k)); otherwise tick 0 is served now and time runs at --speed
+        # no explicit start: the simulated start is the next whole second after start-up, so
+        # faults given as at_s count from when serving begins, and at --speed 1 sample times
+        # are the wall clock. With --start, tick 0 is served now and time runs at --speed.
         period = 1.0 / opts.rate_hz
         k = 0
-        if self.cfg.start_is_now and opts.speed == 1.0:
-            k = max(0, -(-(time.time_ns() - self.cfg.start_ns) // self.step_ns))
-            wall_anchor = self.sim_ns(k) / NS_PER_S
+        if self.cfg.start_is_now and self.cfg.rebuild is not None:
+            new_start = (time.time_ns() // NS_PER_S + 1) * NS_PER_S
+            new = self.cfg.rebuild(new_start)
+            for rt, spec in zip(self.assets, new.assets):
+                rt.spec = spec
+                rt.chunk_k0 = -1
+                rt.held.clear()
+            self.cfg = new
+            self._fault_state.clear()
+            wall_anchor = new_start / NS_PER_S
         else:
             wall_anchor = time.time()
         k_anchor = k
