@@ -86,7 +86,7 @@ def simulate(
     fault_rate: float = typer.Option(0.0, "--fault-rate", help="Random faults per simulated hour over all plants (0 = none unless the config asks)."),
     fault_log: Optional[Path] = typer.Option(None, "--fault-log", help="JSONL file receiving one line per fault start/end."),
     mqtt: Optional[str] = typer.Option(None, "--mqtt", help="Also publish device JSON to this broker, mqtt://host:port."),
-    mqtt_qos: int = typer.Option(0, "--mqtt-qos", help="QoS of the MQTT publishes (0 or 1)."),
+    mqtt_qos: int = typer.Option(0, "--mqtt-qos", help="QoS of the MQTT publishes (0, 1 or 2)."),
     no_opcua: bool = typer.Option(False, "--no-opcua", help="Do not start the OPC UA server (MQTT only)."),
     history: bool = typer.Option(True, "--history/--no-history", help="Answer OPC UA HistoryRead from the models."),
     security: list[str] = typer.Option(["none"], "--security", help="OPC UA security mode, repeatable: none, sign, encrypt."),
@@ -129,6 +129,9 @@ def simulate(
         cfg = build_config(plant_list, config, scale=scale, start_ns=start_ns, seed=seed, fault_seed=fault_seed, fault_rate_per_h=fault_rate)
     except ValueError as exc:
         typer.echo(str(exc), err=True)
+        raise typer.Exit(2)
+    if mqtt_qos not in (0, 1, 2):
+        typer.echo(f"--mqtt-qos: {mqtt_qos} is not 0, 1 or 2", err=True)
         raise typer.Exit(2)
     if rate <= 0 or speed <= 0:
         typer.echo("--rate and --speed must be > 0", err=True)

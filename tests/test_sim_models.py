@@ -26,6 +26,28 @@ DATA_MODEL_FIELDS = {
 }
 
 
+def _data_model_fields() -> dict[str, list[str]]:
+    """Field lists per measurement, parsed from the table in docs/data-model.md."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "data-model.md").read_text()
+    out = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) >= 4 and cells[1].startswith("`") and cells[1].strip("`") in PLANT_TYPES:
+            out[cells[1].strip("`")] = re.findall(r"`([a-z0-9_]+)`", cells[3])
+    return out
+
+
+def test_field_lists_are_those_of_docs_data_model():
+    doc = _data_model_fields()
+    assert set(doc) == set(PLANT_TYPES)
+    for plant, fields in doc.items():
+        assert fields == DATA_MODEL_FIELDS[plant].split(), plant
+        assert list(PLANT_TYPES[plant].fields) == fields, plant
+
+
 @pytest.mark.parametrize("plant", list(PLANT_TYPES))
 def test_model_fields_match_the_data_model_exactly(plant):
     out = generate(plant, grid(0.1, 10), 3)
