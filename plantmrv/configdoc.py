@@ -88,7 +88,9 @@ def _describe(model: type[BaseModel], path: str, out: list[str], seen: set) -> N
     for name, field in model.model_fields.items():
         key = field.alias or name
         desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        rows.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {desc} |")
+        type_name = _type_name(field.annotation).replace("|", "\\|")
+        default = _default(field).replace("|", "\\|")
+        rows.append(f"| `{key}` | {type_name} | {default} | {desc} |")
         for sub in _nested_models(field.annotation):
             is_list = typing.get_origin(field.annotation) is list or any(
                 typing.get_origin(a) is list for a in typing.get_args(field.annotation)
