@@ -93,6 +93,10 @@ class Collector:
             self.messages["plantmrv"] += 1
             self._add("plantmrv", pairs)
 
+    def tags_seen(self, who: str) -> int:
+        with self.lock:
+            return len({tag for tag, _k in self.seen[who]})
+
     def count(self, who: str, ticks: list[int]) -> int:
         want = set(ticks)
         with self.lock:
@@ -107,16 +111,22 @@ class Collector:
 
 
 def measure(proc: subprocess.Popen, collector: Collector, who: str, tags: int, warmup_s: float, seconds: float,
-            grace_s: float, server_pid: int, tick_log: Path) -> dict:
+            grace_s: float, server_pid: int, tick_log: Path, warmup_max_s: float = 300.0) -> dict:
     p = psutil.Process(proc.pid)
     srv = psutil.Process(server_pid)
-    t_end_warm = time.time() + warmup_s
-    while time.time() < t_end_warm:
+    # warm-up: at least warmup_s, and until every tag has arrived once (fully subscribed), at most warmup_max_s
+    t_start = time.time()
+    while True:
         if proc.poll() is not None:
             raise RuntimeError(f"{who} exited with code {proc.returncode} during warm-up")
         time.sleep(1)
-        if int(t_end_warm - time.time()) % 10 == 0:
-            print(f"  {who}: warm-up, {collector.messages[who]} messages so far", flush=True)
+        n_tags = collector.tags_seen(who)
+        waited = time.time() - t_start
+        if waited >= warmup_s and (n_tags >= tags or waited >= warmup_max_s):
+            break
+        if int(waited) % 10 == 0:
+            print(f"  {who}: warm-up {waited:.0f} s, {collector.messages[who]} messages, {n_tags}/{tags} tags seen", flush=True)
+    print(f"  {who}: warm-up done after {time.time() - t_start:.0f} s, {collector.tags_seen(who)}/{tags} tags seen", flush=True)
 
     def tree_cpu() -> float:
         total = 0.0
@@ -170,7 +180,7 @@ def measure(proc: subprocess.Popen, collector: Collector, who: str, tags: int, w
     while time.monotonic() < deadline and delivered < produced:
         time.sleep(1)
         delivered = collector.count(who, done)
-    return {"ticks_written": len(done), "ticks_scheduled": k_hi - k_lo, "server_lag_s": lag,
+    return {"window_s": t1 - t0, "ticks_written": len(done), "ticks_scheduled": k_hi - k_lo, "server_lag_s": lag,
             "cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0), "server_cpu_pct": 100 * (s1 - s0) / (t1 - t0), "rss_mb": peak / 2**20, "produced": produced,
             "delivered": delivered, "dupes": collector.dupes[who], "messages": collector.messages[who]}
 
@@ -301,6 +311,7 @@ def main() -> None:
     ap.add_argument("--tags", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--warmup", type=float, default=30.0, help="Seconds before the window (subscriptions set up).")
+    ap.add_argument("--warmup-max", type=float, default=300.0, help="Longest warm-up waiting for every tag to arrive once.")
     ap.add_argument("--grace", type=float, default=20.0, help="Seconds to wait for late arrivals after the window.")
     ap.add_argument("--publishing-ms", type=float, default=100.0)
     ap.add_argument("--skip-tb", action="store_true")
@@ -321,7 +332,7 @@ def main() -> None:
         cfg = plantmrv_config(d, server.url, broker.url, args.tags, args.publishing_ms)
         proc = start_plantmrv(d, cfg)
         try:
-            results["plantmrv"] = measure(proc, collector, "plantmrv", args.tags, args.warmup, args.seconds, args.grace, server.proc.pid, d / "ticks.log")
+            results["plantmrv"] = measure(proc, collector, "plantmrv", args.tags, args.warmup, args.seconds, args.grace, server.proc.pid, d / "ticks.log", args.warmup_max)
         finally:
             stop(proc)
         if args.skip_tb:
@@ -332,7 +343,7 @@ def main() -> None:
             cfgdir = tb_config(d, server.url, broker.host, broker.port, args.tags, args.publishing_ms)
             proc = start_tb(d, cfgdir)
             try:
-                results["thingsboard"] = measure(proc, collector, "thingsboard", args.tags, args.warmup, args.seconds, args.grace, server.proc.pid, d / "ticks.log")
+                results["thingsboard"] = measure(proc, collector, "thingsboard", args.tags, args.warmup, args.seconds, args.grace, server.proc.pid, d / "ticks.log", args.warmup_max)
             except RuntimeError as exc:
                 tb_reason = f"ThingsBoard gateway failed: {exc}; log {d / 'thingsboard-gateway.log'}"
             finally:
@@ -346,15 +357,17 @@ def main() -> None:
         broker.stop()
 
     print(f"\n{'gateway':<14}{'CPU % core':>11}{'peak RSS MB':>13}{'produced':>11}{'delivered':>11}{'ratio':>8}"
-          f"{'dupes':>8}{'msgs':>8}{'server CPU %':>14}{'ticks written':>15}{'server lag s':>14}")
+          f"{'dupes':>8}{'msgs':>8}{'CPU us/sample':>15}{'server CPU %':>14}{'ticks written':>15}{'server lag s':>14}")
     for who, r in results.items():
         print(f"{who:<14}{r['cpu_pct']:>11.1f}{r['rss_mb']:>13.0f}{r['produced']:>11}{r['delivered']:>11}"
-              f"{r['delivered'] / max(r['produced'], 1):>8.3f}{r['dupes']:>8}{r['messages']:>8}{r['server_cpu_pct']:>14.0f}"
+              f"{r['delivered'] / max(r['produced'], 1):>8.3f}{r['dupes']:>8}{r['messages']:>8}"
+              f"{r['cpu_pct'] / 100 * r['window_s'] / max(r['delivered'], 1) * 1e6:>15.0f}{r['server_cpu_pct']:>14.0f}"
               f"{r['ticks_written']:>9}/{r['ticks_scheduled']:<5}{r['server_lag_s']:>14.1f}")
     if "thingsboard" in results:
         p, tb = results["plantmrv"], results["thingsboard"]
         print(f"\nratios plantmrv / ThingsBoard {TB_VERSION}: CPU {p['cpu_pct'] / tb['cpu_pct']:.2f} (target <= 0.33), "
               f"RSS {p['rss_mb'] / tb['rss_mb']:.2f} (target <= 0.5), "
+              f"CPU per delivered sample {(p['cpu_pct'] * p['window_s'] / max(p['delivered'], 1)) / (tb['cpu_pct'] * tb['window_s'] / max(tb['delivered'], 1)):.2f}, "
               f"delivered/produced {p['delivered'] / max(p['produced'], 1):.3f} vs {tb['delivered'] / max(tb['produced'], 1):.3f} (target 1.000)")
     else:
         print(f"\nThingsBoard IoT Gateway not measured: {tb_reason}")
