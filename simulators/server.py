@@ -334,6 +334,7 @@ class _AssetRuntime:
         self.node_ids = [ua.NodeId(f"{spec.site}/{spec.asset}/{f}", ns) for f in self.fields]
         self.chunk_k0 = -1
         self.chunk: np.ndarray | None = None  # shape (ticks, fields)
+        self.next: tuple[int, np.ndarray] | None = None  # prefetched (k0, chunk)
         self.held: dict[tuple[int, str], float] = {}
 
 
@@ -357,6 +358,7 @@ class Simulator:
         self._wall0 = 0.0
         self.k = 0
         self._stopping = False
+        self._prefetch_task = None
         self.stats = {"ticks": 0, "values": 0, "late_ticks": 0}
 
     # --- time
@@ -373,9 +375,24 @@ class Simulator:
         c = self.opts.chunk_ticks
         k0 = (k // c) * c
         if rt.chunk_k0 != k0:
-            rt.chunk = self._compute_chunk(rt, k0)
+            nxt = rt.next
+            rt.chunk = nxt[1] if nxt is not None and nxt[0] == k0 else self._compute_chunk(rt, k0)
             rt.chunk_k0 = k0
         return rt.chunk[k - k0]
+
+    def _prefetch(self, k0: int) -> None:
+        """Compute every asset's next chunk (runs in a worker thread, off the event loop)."""
+        for rt in list(self.assets):
+            if rt.chunk_k0 != k0:
+                rt.next = (k0, self._compute_chunk(rt, k0))
+
+    def maybe_prefetch(self, k: int) -> None:
+        """Half-way through a chunk, start computing the next one in the background, so the
+        boundary tick does not stall on thousands of model calls."""
+        c = self.opts.chunk_ticks
+        if k % c == c // 2 and (self._prefetch_task is None or self._prefetch_task.done()):
+            loop = asyncio.get_running_loop()
+            self._prefetch_task = loop.run_in_executor(None, self._prefetch, (k // c + 1) * c)
 
     def samples(self, spec: AssetSpec, ts_ns: np.ndarray) -> dict[str, np.ndarray]:
         """Model output for one asset on any grid (used by HistoryRead)."""
@@ -697,6 +714,7 @@ class Simulator:
                     k += int(-delay // period)
                 self.k = k
                 await self.tick(k)
+                self.maybe_prefetch(k)
                 k += 1
                 await asyncio.sleep(0)
         finally:
