@@ -141,6 +141,27 @@ def test_gateway_backfills_a_network_outage_with_history_read(tmp_path, opcua_se
         proxy.close()
 
 
+def test_gateway_reconnects_when_the_link_goes_silent(tmp_path, opcua_server, influx_db, influxd, gateways):
+    """The TCP link stays up but nothing passes (a hung NAT/switch): the watchdog reconnects."""
+    proxy = TcpProxy(opcua_server.port)
+    try:
+        port = free_port()
+        cfg = write_gateway_config(tmp_path / "gw.yaml", opcua_url=f"opc.tcp://127.0.0.1:{proxy.port}/", tags=3,
+                                   period_ms=PERIOD_S * 1000, influx_url=influxd.url, database=influx_db.database,
+                                   metrics_port=port, history=False)
+        gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+        gateways.append(gw)
+        wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_sent_total") > 20, 30, "first samples sent")
+        proxy.freeze()
+        frozen_ns = time.time_ns()
+        wait_for(lambda: metrics_value(port, "plantmrv_gateway_reconnects_total") >= 1, 30, "a reconnect after the link went silent")
+        wait_for(lambda: max(influx_points(influx_db).get("t2_kw", {0: 0})) > frozen_ns + 3e9, 30, "data again after reconnecting")
+        assert "event=opcua_connection_lost" in gw.log()
+        assert gw.stop() == 0
+    finally:
+        proxy.close()
+
+
 def test_gateway_respects_server_operation_limits(tmp_path, influx_db, influxd, gateways):
     """The server announces MaxNodesPerRead = MaxMonitoredItemsPerCall = 7: every call is chunked to 7."""
     srv = OpcUaServer(port=free_port(), tags=40, period_s=0.2, max_nodes_per_read=7, log_path=tmp_path / "opcua.log").start()
@@ -158,25 +179,26 @@ def test_gateway_respects_server_operation_limits(tmp_path, influx_db, influxd, 
         srv.kill()
 
 
-def _secure_source(trusted: str) -> str:
+def _secure_source(trusted: str, policy: str = "Basic256Sha256") -> str:
     return f"""
 username: operator
 password: s3cret-pw
 security:
   mode: SignAndEncrypt
-  policy: Basic256Sha256
+  policy: {policy}
   certificate: pki/own/cert.der
   private_key: pki/own/key.pem
   trusted_server_certs: [{trusted}]
 """
 
 
-def test_gateway_connects_with_sign_and_encrypt_and_user_auth(tmp_path, influx_db, influxd, gateways):
+@pytest.mark.parametrize("policy", ["Basic256Sha256", "Aes256_Sha256_RsaPss"])
+def test_gateway_connects_with_sign_and_encrypt_and_user_auth(policy, tmp_path, influx_db, influxd, gateways):
     srv = OpcUaServer(port=free_port(), tags=4, period_s=0.2, secure_dir=tmp_path / "server-pki", user="operator",
                       password="s3cret-pw", log_path=tmp_path / "opcua.log").start()
     try:
         cfg = write_gateway_config(tmp_path / "gw.yaml", opcua_url=srv.url, tags=4, period_ms=200, influx_url=influxd.url,
-                                   database=influx_db.database, security=_secure_source(str(tmp_path / "server-pki" / "server_cert.der")))
+                                   database=influx_db.database, security=_secure_source(str(tmp_path / "server-pki" / "server_cert.der"), policy))
         gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
         gateways.append(gw)
         wait_for(lambda: len(influx_points(influx_db)) == 4, 40, "4 tags over SignAndEncrypt in InfluxDB")

@@ -185,13 +185,17 @@ class TcpProxy:
         self._loop = asyncio.new_event_loop()
         self._server = None
         self._writers: set = set()
+        self._gen = 0
+        self._frozen: set[int] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self.up()
 
-    async def _pipe(self, reader, writer):
+    async def _pipe(self, reader, writer, gen: int):
         try:
             while data := await reader.read(65536):
+                if gen in self._frozen:
+                    continue  # a silent link: the TCP connection stays up, nothing gets through
                 writer.write(data)
                 await writer.drain()
         except Exception:  # noqa: BLE001
@@ -206,7 +210,8 @@ class TcpProxy:
             writer.close()
             return
         self._writers |= {writer, w2}
-        await asyncio.gather(self._pipe(reader, w2), self._pipe(r2, writer))
+        gen = self._gen
+        await asyncio.gather(self._pipe(reader, w2, gen), self._pipe(r2, writer, gen))
 
     async def _up(self):
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
@@ -224,6 +229,13 @@ class TcpProxy:
 
     def down(self) -> None:
         asyncio.run_coroutine_threadsafe(self._down(), self._loop).result(10)
+
+    def freeze(self) -> None:
+        """Existing connections go silent (no FIN, no RST); new connections work."""
+        def _f():
+            self._frozen.add(self._gen)
+            self._gen += 1
+        self._loop.call_soon_threadsafe(_f)
 
     def close(self) -> None:
         self.down()
