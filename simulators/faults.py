@@ -9,8 +9,10 @@ spike          value multiplied by ``value`` (default 10) for ``[start, end)``
 bad_status     status ``BadSensorFailure`` (or ``status``); OPC UA nulls the value (quality 2)
 uncertain      status ``UncertainLastUsableValue``, value held at start (quality 1)
 meter_reset    the asset's meters are replaced at ``start`` (registers restart at 0)
-server_restart the OPC UA server stops at ``start`` and comes back at ``end`` (all tags)
-network_stall  the server process stops answering for ``[start, end)`` (all tags)
+server_restart the OPC UA listener closes (clients dropped) at ``start`` and reopens at
+               ``end``; no samples on either path in between (all tags)
+network_stall  the whole process freezes for ``[start, end)``: no OPC UA replies, no MQTT
+               publishes; ticks inside the window are skipped (all tags)
 ============== ============================================================================
 
 Times are simulated time (Unix ns). ``site``/``asset``/``field`` select the target (``None``
