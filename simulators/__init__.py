@@ -18,6 +18,7 @@ Registry and helpers (:mod:`.plants`)::
     measurement, model, params_cls, units = PLANT_TYPES["pump"]   # unpacks as a 4-tuple
     fields = generate("pump", ts_ns, seed_or_rng, params=None, **overrides)
     batch = to_batch("danang", "pump1", "pump", ts_ns, fields, quality=None)  # SampleBatch
+    batch = simulate_batch("pump", ts_ns, seed, faults=[Fault(...)])  # faults + quality applied
     params = make_params("pump", {"eta_pump_bep": 0.84, "meter": {"rollover": 1e6}})
 
 Default sites: danang (pump), hcmc (vsd), haiphong (ubcf), yangon (wte), binhduong (pv).

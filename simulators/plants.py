@@ -6,6 +6,8 @@ class, field table (field -> (unit, description)), meter fields, default site an
 - :func:`generate` ``(plant_type, ts_ns, rng_or_seed, params=None, **overrides)`` -> fields
 - :func:`to_batch` ``(site, asset, plant_type, ts_ns, fields, quality=None)`` -> SampleBatch
 - :func:`make_params` ``(plant_type, overrides)`` -> params dataclass (nested ``meter`` dict ok)
+- :func:`simulate_batch` ``(plant_type, ts_ns, rng=0, params=None, site=None, asset=None,
+  faults=())`` -> SampleBatch as a pipeline would receive it (faults applied, quality set)
 """
 
 from __future__ import annotations
@@ -182,3 +184,35 @@ def to_batch(
     if not table:
         return SampleBatch.empty()
     return SampleBatch(table, np.concatenate(s_parts), np.concatenate(t_parts), np.concatenate(v_parts), np.concatenate(q_parts))
+
+
+def simulate_batch(
+    plant: str,
+    ts_ns: np.ndarray,
+    rng: np.random.Generator | int | None = 0,
+    params: Any = None,
+    site: str | None = None,
+    asset: str | None = None,
+    faults: Any = (),
+) -> SampleBatch:
+    """Generate one asset's data as a pipeline would receive it, as a :class:`SampleBatch`.
+
+    ``faults`` (:class:`plantmrv.simulators.faults.Fault` list) are applied the way the server
+    applies them: meter resets change the registers, dropouts / restarts / stalls leave no
+    sample, stuck and spike change values, bad / uncertain statuses set the quality column.
+    Site and asset default to the plant type's defaults.
+    """
+    from .faults import apply_faults, with_meter_resets
+
+    pt = plant_type(plant)
+    site = site or pt.default_site
+    asset = asset or pt.default_asset
+    params = params if params is not None else make_params(plant)
+    faults = list(faults)
+    params = with_meter_resets(params, faults, site, asset)
+    fields = generate(plant, ts_ns, rng, params)
+    if faults:
+        fields, quality = apply_faults(faults, site, asset, ts_ns, fields)
+    else:
+        quality = None
+    return to_batch(site, asset, plant, ts_ns, fields, quality)

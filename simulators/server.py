@@ -350,7 +350,7 @@ class Simulator:
         self.fault_log = FaultLog(opts.fault_log)
         self.server = None
         self.ns = 2
-        self.assets: list[_AssetRuntime] = []
+        self.assets: list[_AssetRuntime] = [_AssetRuntime(spec, self.ns) for spec in config.assets]
         self.by_node: dict[Any, tuple[_AssetRuntime, int]] = {}
         self.mqtt = None
         self.tags = sum(len(a.fields) for a in config.assets)
@@ -487,9 +487,10 @@ class Simulator:
             if spec.site not in sites:
                 sites[spec.site] = folder(spec.site, spec.site, objects)
         await flush()
-        for spec in self.cfg.assets:
-            rt = _AssetRuntime(spec, ns)
-            self.assets.append(rt)
+        for rt in self.assets:
+            spec = rt.spec
+            if ns != 2:
+                rt.node_ids = [ua.NodeId(f"{spec.site}/{spec.asset}/{f}", ns) for f in rt.fields]
             anode = folder(f"{spec.site}/{spec.asset}", spec.asset, sites[spec.site])
             pt = plant_type(spec.plant)
             for i, (fname, nid) in enumerate(zip(rt.fields, rt.node_ids)):

@@ -215,3 +215,25 @@ def test_config_parser_rejects_any_bad_input_with_a_located_value_error(tmp_path
         assert str(exc).startswith(str(p)) or "no plants" in str(exc) or ".params" in str(exc), str(exc)
     else:
         assert cfg.assets
+
+
+def test_simulate_batch_applies_faults_like_the_server():
+    from plantmrv.batch import Quality
+    from plantmrv.simulators.plants import simulate_batch
+
+    ts = grid(0.05, 1)  # 180 s
+    faults = [
+        Fault("dropout", T0 + 10 * S, T0 + 20 * S, "danang", "pump1", "power_kw"),
+        Fault("bad_status", T0 + 30 * S, T0 + 35 * S, "danang", "pump1", "head_m"),
+        Fault("meter_reset", T0 + 60 * S, T0 + 60 * S, "danang", "pump1"),
+    ]
+    b = simulate_batch("pump", ts, 3, faults=faults)
+    names = [s.field for s in b.table]
+    n = len(ts)
+    assert len(b) == 8 * n - 10
+    power = b.series == names.index("power_kw")
+    assert power.sum() == n - 10
+    head = b.series == names.index("head_m")
+    assert (b.quality[head] == Quality.BAD).sum() == 5
+    energy = b.value[b.series == names.index("energy_kwh")]
+    assert energy[60] < 1.0 < energy[59]  # the register restarted at the replacement

@@ -348,3 +348,27 @@ def test_network_stall_fault_freezes_the_server_and_leaves_a_gap(simulator, tmp_
     assert not [s for s in stamps if 2 <= s < 4]  # no sample from inside the stall window
     kinds = [(r["event"], r["kind"]) for r in sim.faults()]
     assert ("start", "network_stall") in kinds
+
+
+def test_mqtt_only_mode_without_an_opcua_server(simulator, mosquitto):
+    import paho.mqtt.client as mqtt
+
+    got: list[str] = []
+    ready = threading.Event()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sim-test-mqtt-only")
+    c.on_connect = lambda cl, ud, fl, rc, props=None: (cl.subscribe("devices/binhduong/#"), ready.set())
+    c.on_message = lambda cl, ud, msg: got.append(msg.topic)
+    c.connect(mosquitto.host, mosquitto.port)
+    c.loop_start()
+    try:
+        assert ready.wait(10)
+        sim = simulator(["--plants", "pv", "--no-opcua", "--mqtt", mosquitto.url, "--rate", "4"])
+        assert sim.endpoint == "none" and sim.tags == 5
+        t_end = time.monotonic() + 8
+        while time.monotonic() < t_end and len(got) < 3:
+            time.sleep(0.05)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    assert len(got) >= 3 and set(got) == {"devices/binhduong/pv1"}
+    assert not _port_open(sim.port)
