@@ -755,6 +755,7 @@ class _ModelHistory:
 
     def __init__(self, sim: Simulator):
         self.sim = sim
+        self._cache: dict[tuple, dict[str, np.ndarray]] = {}
 
     async def init(self):
         return None
@@ -812,7 +813,16 @@ class _ModelHistory:
         n = min(k1 - k0 + 1, limit + 1)
         ks = (np.arange(k0, k0 + n) if not reverse else np.arange(k1, k1 - n, -1)).astype(np.int64)
         ts = sim.cfg.start_ns + ks * sim.step_ns
-        vals = sim.samples(rt.spec, ts)[rt.fields[i]]
+        # a backfilling client reads every tag of an asset for the same window: compute the
+        # asset once per window (small LRU), not once per tag
+        ck = (id(rt), int(ts[0]), int(ts[-1]), len(ts))
+        fields = self._cache.get(ck)
+        if fields is None:
+            fields = sim.samples(rt.spec, ts)
+            self._cache[ck] = fields
+            while len(self._cache) > 64:
+                self._cache.pop(next(iter(self._cache)))
+        vals = fields[rt.fields[i]]
         name = rt.fields[i]
         server_faults = [f for f in sim.cfg.faults if f.asset is None and f.kind in ("server_restart", "network_stall")]
         faults = [f for f in rt.spec.faults if f.field in (None, name) and f.kind != "meter_reset"] + server_faults

@@ -183,6 +183,18 @@ def test_history_read_returns_the_model_values_for_a_past_period(shared_sim):
     tr = truth("pump", int(ts[0]), int(ts[-1]), rng=0)
     assert tr.inputs["project_energy_kwh"] == pytest.approx(vals[-1] - vals[0], rel=1e-9)
 
+    # a long backfill goes through continuation points (10,000 values per response)
+    async def long():
+        async with Client(sim.endpoint, timeout=30) as c:
+            node = c.get_node(sim.node_id("yangon", "wte1", "waste_fed_t"))
+            return await node.read_raw_history(start, start + timedelta(seconds=3 * 3600 - 10))
+
+    dvs = run(long())
+    assert len(dvs) == (3 * 3600 - 10) * 2 + 1
+    ts = np.array([int(round(dv.SourceTimestamp.timestamp() * 1000)) * 10**6 for dv in dvs], dtype=np.int64)
+    assert (np.diff(ts) == 5 * 10**8).all()
+    np.testing.assert_allclose([dv.Value.Value for dv in dvs], generate("wte", ts, 1)["waste_fed_t"], rtol=1e-12)
+
 
 def test_live_faults_are_served_and_logged_with_their_times(simulator, tmp_path):
     cfg = tmp_path / "sim.yaml"
