@@ -98,22 +98,30 @@ def _pump_energy(m: str) -> list:
             description="Electrical input and shaft power per pump [kW].",
             axis_label="power [kW]",
         ),
-        P.timeseries(
-            "Specific energy",
-            P.U_KWH_M3,
-            [_q([('mean("power_kw") / mean("flow_m3_per_h")', "specific_energy")], m)],
-            description="Electricity per pumped volume = mean power / mean flow [kWh/m3].",
-            axis_label="energy [kWh/m³]",
-        ),
-        P.timeseries(
-            "Energy per interval (meter)",
-            P.U_KWH,
-            [_meter_per_interval("energy_kwh", "energy", m)],
-            description="Increase of the energy meter per interval [kWh].",
-            axis_label="energy [kWh]",
-            bars=True,
-        ),
+        _specific_energy_panel(m),
+        _meter_energy_panel(m, "the energy meter"),
     ]
+
+
+def _specific_energy_panel(m: str):
+    return P.timeseries(
+        "Specific energy",
+        P.U_KWH_M3,
+        [_q([('mean("power_kw") / mean("flow_m3_per_h")', "specific_energy")], m)],
+        description="Electricity per pumped volume = mean power / mean flow [kWh/m3].",
+        axis_label="energy [kWh/m³]",
+    )
+
+
+def _meter_energy_panel(m: str, meter: str):
+    return P.timeseries(
+        "Energy per interval (meter)",
+        P.U_KWH,
+        [_meter_per_interval("energy_kwh", "energy", m)],
+        description=f"Increase of {meter} per interval [kWh].",
+        axis_label="energy [kWh]",
+        bars=True,
+    )
 
 
 def _vsd_process(m: str) -> list:
@@ -135,21 +143,8 @@ def _vsd_process(m: str) -> list:
 def _vsd_energy(m: str) -> list:
     return [
         P.timeseries("Drive input power", P.U_KW, [_q([('mean("power_kw")', "power")], m)], description="Electrical input of the drive [kW].", axis_label="power [kW]"),
-        P.timeseries(
-            "Specific energy",
-            P.U_KWH_M3,
-            [_q([('mean("power_kw") / mean("flow_m3_per_h")', "specific_energy")], m)],
-            description="Electricity per pumped volume = mean power / mean flow [kWh/m3].",
-            axis_label="energy [kWh/m³]",
-        ),
-        P.timeseries(
-            "Energy per interval (meter)",
-            P.U_KWH,
-            [_meter_per_interval("energy_kwh", "energy", m)],
-            description="Increase of the drive's energy meter per interval [kWh].",
-            axis_label="energy [kWh]",
-            bars=True,
-        ),
+        _specific_energy_panel(m),
+        _meter_energy_panel(m, "the drive's energy meter"),
     ]
 
 

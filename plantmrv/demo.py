@@ -201,36 +201,15 @@ def sim_config(projects: list[dict], types: tuple[str, ...]) -> dict:
     }
 
 
-def gateway_opcua_config(project: dict, endpoint: str, mqtt_url: str, state_dir: Path, metrics_port: int) -> dict:
-    from plantmrv.simulators.plants import plant_type
-
-    pt = plant_type(project["plant_type"])
-    site, asset = project["site"], project["assets"][0]["asset"]
+def gateway_config(project: dict, source: dict, mqtt_url: str, state_dir: Path, metrics_port: int) -> dict:
+    """One gateway per plant: ``source`` -> durable buffer -> the demo's broker."""
+    site = project["site"]
     return {
         "site": {"id": site},
         "mqtt": {"url": mqtt_url, "client_id": f"gw-{site}"},
         "gateway": {
             "id": f"gw-{site}",
-            "sources": [
-                {
-                    "type": "opcua",
-                    "name": "sim",
-                    "url": endpoint,
-                    "security": {"mode": "None"},
-                    "groups": [
-                        {
-                            "name": asset,
-                            "mode": "subscription",
-                            "measurement": pt.measurement,
-                            "asset": asset,
-                            "publishing_interval_ms": 200,
-                            "sampling_interval_ms": 100,
-                            "queue_size": 100,
-                            "nodes": [{"field": f, "node_id": f"ns=2;s={site}/{asset}/{f}"} for f in pt.fields],
-                        }
-                    ],
-                }
-            ],
+            "sources": [source],
             "sink": {"type": "mqtt"},
             "buffer": {"path": str(state_dir / f"gw-{site}.db"), "max_mb": 256, "batch_max_age_s": 0.5},
             "health": {"metrics_port": metrics_port, "sample_interval_s": 5},
@@ -238,38 +217,40 @@ def gateway_opcua_config(project: dict, endpoint: str, mqtt_url: str, state_dir:
     }
 
 
-def gateway_mqtt_config(project: dict, mqtt_url: str, state_dir: Path, metrics_port: int) -> dict:
+def opcua_source(project: dict, endpoint: str) -> dict:
+    """Subscribe to every tag of the plant's asset on the simulator (NodeIds ``ns=2;s=site/asset/field``)."""
     from plantmrv.simulators.plants import plant_type
 
     pt = plant_type(project["plant_type"])
     site, asset = project["site"], project["assets"][0]["asset"]
-    return {
-        "site": {"id": site},
-        "mqtt": {"url": mqtt_url, "client_id": f"gw-{site}"},
-        "gateway": {
-            "id": f"gw-{site}",
-            "sources": [
-                {
-                    "type": "mqtt",
-                    "name": "devices",
-                    "qos": 1,
-                    "mappings": [
-                        {
-                            "topic": f"devices/{site}/{asset}",
-                            "measurement": pt.measurement,
-                            "asset": asset,
-                            "timestamp_path": "ts",
-                            "timestamp_format": "ms",
-                            "fields": [{"path": f, "field": f} for f in pt.fields],
-                        }
-                    ],
-                }
-            ],
-            "sink": {"type": "mqtt"},
-            "buffer": {"path": str(state_dir / f"gw-{site}.db"), "max_mb": 256, "batch_max_age_s": 0.5},
-            "health": {"metrics_port": metrics_port, "sample_interval_s": 5},
-        },
+    group = {
+        "name": asset,
+        "mode": "subscription",
+        "measurement": pt.measurement,
+        "asset": asset,
+        "publishing_interval_ms": 200,
+        "sampling_interval_ms": 100,
+        "queue_size": 100,
+        "nodes": [{"field": f, "node_id": f"ns=2;s={site}/{asset}/{f}"} for f in pt.fields],
     }
+    return {"type": "opcua", "name": "sim", "url": endpoint, "security": {"mode": "None"}, "groups": [group]}
+
+
+def mqtt_device_source(project: dict, broker_url: str) -> dict:
+    """Map the simulator's device JSON (``devices/<site>/<asset>``, ``ts`` in ms) field by field."""
+    from plantmrv.simulators.plants import plant_type
+
+    pt = plant_type(project["plant_type"])
+    site, asset = project["site"], project["assets"][0]["asset"]
+    mapping = {
+        "topic": f"devices/{site}/{asset}",
+        "measurement": pt.measurement,
+        "asset": asset,
+        "timestamp_path": "ts",
+        "timestamp_format": "ms",
+        "fields": [{"path": f, "field": f} for f in pt.fields],
+    }
+    return {"type": "mqtt", "name": "devices", "broker": {"url": broker_url}, "qos": 1, "mappings": [mapping]}
 
 
 def write_yaml(path: Path, doc: dict) -> Path:
@@ -443,7 +424,7 @@ def _run(stack: Stack, run_dir: Path, duration: float, speed: float, warmup: flo
 
     echo("starting the simulators (OPC UA: pump, vsd, ubcf, wte; MQTT device JSON: pv) ...")
     sim_port = free_port()
-    common = ["--speed", f"{speed:g}", "--start", iso(plan.sim_start_ns), "--rate", "2"]
+    common = ["--speed", f"{speed:g}", "--start", iso(plan.sim_start_ns), "--rate", "5"]
     opc_cfg = write_yaml(cfg_dir / "simulate-opcua.yaml", sim_config(projects, OPCUA_PLANTS))
     mqtt_cfg = write_yaml(cfg_dir / "simulate-mqtt.yaml", sim_config(projects, MQTT_PLANTS))
     sim = stack.spawn(
@@ -457,13 +438,8 @@ def _run(stack: Stack, run_dir: Path, duration: float, speed: float, warmup: flo
 
     echo("starting one gateway per plant ...")
     for p in projects:
-        metrics_port = free_port()
-        if p["plant_type"] in OPCUA_PLANTS:
-            doc = gateway_opcua_config(p, endpoint, mosq.url, state, metrics_port)
-        else:
-            doc = gateway_mqtt_config(p, mosq.url, state, metrics_port)
-            doc["gateway"]["sources"][0]["broker"] = {"url": mosq.url}
-        path = write_yaml(cfg_dir / f"gateway-{p['site']}.yaml", doc)
+        source = opcua_source(p, endpoint) if p["plant_type"] in OPCUA_PLANTS else mqtt_device_source(p, mosq.url)
+        path = write_yaml(cfg_dir / f"gateway-{p['site']}.yaml", gateway_config(p, source, mosq.url, state, free_port()))
         stack.spawn(f"gateway-{p['site']}", ["gateway", "run", "-c", str(path)])
 
     n_gw = len(projects)
