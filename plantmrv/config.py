@@ -231,22 +231,44 @@ def load_yaml_with_lines(text: str, filename: str) -> tuple[Any, dict[tuple, int
 
 
 def _line_for(loc: tuple, lines: dict[tuple, int]) -> int | None:
-    for n in range(len(loc), -1, -1):
+    for n in range(len(loc), 0, -1):  # not the document root: line 1 would mislead
         if loc[:n] in lines:
             return lines[loc[:n]]
     return None
 
 
-def _clean_loc(loc: tuple) -> tuple:
-    # pydantic inserts union member / tagged-union names into loc: drop the ones that are not keys.
-    return tuple(p for p in loc if not (isinstance(p, str) and (p.endswith("]") or "[" in p or p.startswith("function-"))))
+def _clean_loc(loc: tuple, data: Any = None) -> tuple:
+    """The key path of an error: drop what pydantic adds that is not a key of the document.
+
+    Union members and validator names (``function-after[...]``, discriminator tags) appear in
+    ``loc`` between real keys; a part that is not a key of the data at that point, and is not the
+    last part (a missing key is), is one of those.
+    """
+    out = []
+    cur = data
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and ("[" in part or part.startswith("function-")):
+            continue
+        last = i == len(loc) - 1
+        if isinstance(part, int):
+            out.append(part)
+            cur = cur[part] if isinstance(cur, list) and 0 <= part < len(cur) else None
+        elif isinstance(cur, dict) and part in cur:
+            out.append(part)
+            cur = cur[part]
+        elif last or data is None or not isinstance(cur, dict):
+            out.append(part)
+            cur = None
+    return tuple(out)
 
 
-def validation_issues(exc: ValidationError, filename: str, lines: dict[tuple, int], prefix: tuple = ()) -> list[ConfigIssue]:
+def validation_issues(
+    exc: ValidationError, filename: str, lines: dict[tuple, int], prefix: tuple = (), data: Any = None
+) -> list[ConfigIssue]:
     issues = []
     seen = set()
     for err in exc.errors(include_input=False, include_url=False):
-        loc = prefix + _clean_loc(tuple(err["loc"]))
+        loc = prefix + _clean_loc(tuple(err["loc"]), data)
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling and indentation)"
@@ -265,7 +287,7 @@ def validate_data(model: type[BaseModel], data: Any, filename: str, lines: dict[
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(validation_issues(exc, filename, lines or {}, prefix)) from None
+        raise ConfigError(validation_issues(exc, filename, lines or {}, prefix, data)) from None
 
 
 def load_config(path: str | os.PathLike, model: type[BaseModel] | None = None):
@@ -291,7 +313,34 @@ def load_config(path: str | os.PathLike, model: type[BaseModel] | None = None):
         raise ConfigError(issues + exc.issues) from None
     if issues:
         raise ConfigError(issues)
+    if model is root_model():
+        cross_check(cfg, filename, lines)
     return cfg
+
+
+# Checks that span sections (a gateway's MQTT sink needs the `mqtt` section, ...): each service
+# package that has some exposes them as a function, run for every file that holds its section.
+CROSS_CHECKS = {"gateway": "plantmrv.gateway.agent:check_runnable"}
+
+
+def cross_check(cfg: Any, filename: str, lines: dict[tuple, int] | None = None) -> None:
+    import importlib
+
+    issues: list[ConfigIssue] = []
+    for section, target in CROSS_CHECKS.items():
+        if getattr(cfg, section, None) is None:
+            continue
+        module, func = target.split(":")
+        try:
+            getattr(importlib.import_module(module), func)(cfg, filename)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+    for issue in issues:
+        if issue.line is None and lines:
+            loc = tuple(int(p) if p.isdigit() else p for p in re.split(r"\.|\[|\]", issue.path) if p)
+            issue.line = _line_for(loc, lines)
+    if issues:
+        raise ConfigError(issues)
 
 
 def require_section(cfg: Any, name: str, filename: str) -> Any:

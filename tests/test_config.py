@@ -143,3 +143,40 @@ def test_check_config_cli_reports_errors_and_exit_code(tmp_path, monkeypatch):
     assert proc.returncode == 0 and proc.stdout.strip() == f"{good}: OK (sections: site, influxdb)"
     proc = run_cli("check-config", str(good), "--section", "gateway")
     assert proc.returncode == 1 and f"{good}: gateway: section 'gateway' is required" in proc.stderr
+
+
+def test_union_member_names_do_not_appear_in_key_paths(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        site: {id: s}
+        mqtt: {url: "mqtt://127.0.0.1:1883"}
+        gateway:
+          id: gw
+          sources:
+            - type: opcua
+              name: plc
+              url: 42
+              groups: []
+          sink: {type: mqtt}
+        """,
+    )
+    got = issues_of(path)
+    assert any(i.startswith(f"{path}: gateway.sources[0].url (line 8): ") for i in got), got
+    assert not any("opcua" in i.split(":")[1] for i in got), got
+
+
+def test_check_config_runs_cross_section_checks(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        site: {id: s}
+        gateway:
+          id: gw
+          sources:
+            - {type: opcua, name: plc, url: "opc.tcp://127.0.0.1:4840", groups: [{name: g, measurement: pump, asset: P1, nodes: [{field: power_kw, node_id: "ns=2;s=x"}]}]}
+          sink: {type: mqtt}
+        """,
+    )
+    got = issues_of(path)
+    assert got == [f"{path}: mqtt: sink type mqtt needs the top-level `mqtt:` section"], got
