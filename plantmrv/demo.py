@@ -242,13 +242,12 @@ def mqtt_device_source(project: dict, broker_url: str) -> dict:
 
     pt = plant_type(project["plant_type"])
     site, asset = project["site"], project["assets"][0]["asset"]
-    mapping = {
+    mapping = {  # plantmrv.devicejson shape; the gateway adds site = site.id
         "topic": f"devices/{site}/{asset}",
         "measurement": pt.measurement,
-        "asset": asset,
-        "timestamp_path": "ts",
-        "timestamp_format": "ms",
-        "fields": [{"path": f, "field": f} for f in pt.fields],
+        "tags": {"asset": "{topic[2]}"},
+        "fields": {f: f for f in pt.fields},
+        "timestamp": {"path": "ts", "unit": "ms"},
     }
     return {"type": "mqtt", "name": "devices", "broker": {"url": broker_url}, "qos": 1, "mappings": [mapping]}
 
@@ -342,8 +341,11 @@ def run(
 ) -> None:
     """Start influxd, mosquitto, simulators, gateways, ingest, analytics and the API; stream; report; stop all.
 
-    Prints progress while it runs (gateways online, points/s ingested, per project energy saved
-    and tCO2 against the simulator's ground truth), then where the data and the report are.
+    Prints progress while it runs (plant time, gateways online, points/s ingested, each
+    project's tCO2 so far), then each project's energy saved and tCO2 beside the simulator's
+    ground truth, and where the data and the report are. Exit code 1 when a project is further
+    from ground truth than --tolerance or the API did not answer. The compared window needs
+    speed x duration >= 3600 (one whole plant hour).
     """
     run_dir = out.resolve() / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -378,6 +380,8 @@ def _run(stack: Stack, run_dir: Path, duration: float, speed: float, warmup: flo
     from plantmrv.analytics.config import AnalyticsConfig
     from plantmrv.demoreport import ProjectOutcome, write_report
 
+    if speed * duration < 3600:
+        raise DemoError(f"--speed {speed:g} x --duration {duration:g} covers less than one plant hour; raise either")
     plan = plan_times(time.time_ns(), speed, duration, warmup)
     echo = typer.echo
     echo(f"plantmrv demo: plant time {iso(plan.sim_start_ns)} .. {iso(plan.window_end_ns)} at {speed:g}x; compared window {plan.window_hours} h from {iso(plan.window_start_ns)}")
