@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from plantmrv.batch import Quality, SampleBatch, Series
@@ -19,7 +16,6 @@ from plantmrv.codec import decode_message, encode_message
 from plantmrv.config import ConfigError, load_config
 from plantmrv.ingest.config import IngestConfig
 from plantmrv.ingest.deadletter import DeadLetterStore
-from plantmrv.ingest.device_json import DeviceJsonMapping, DeviceJsonTopic, JsonDecodeError, topic_matches
 from plantmrv.ingest.service import Processor
 from plantmrv.ingest.validate import Validator, parse_go_duration_s
 
@@ -58,70 +54,6 @@ def test_unknown_ingest_key_is_named_with_its_line(tmp_path):
     f.write_text("ingest:\n  linger_s: 1\n  batch_line: 10\n")
     with pytest.raises(ConfigError, match=r"ingest.batch_line \(line 3\): unknown key"):
         load_config(f)
-
-
-@pytest.mark.parametrize(
-    "pattern, topic, expected",
-    [("a/+/c", "a/b/c", True), ("a/+/c", "a/b/d", False), ("a/#", "a/b/c", True), ("a/#", "a", True), ("+/b", "$SYS/b", False),
-     ("a/+", "a/b/c", False), ("a/b", "a/b", True)],
-)
-def test_topic_filter_matching_follows_mqtt(pattern, topic, expected):
-    assert topic_matches(pattern, topic) is expected
-
-
-def _mapping(**kw):
-    base = {"topic": "devices/+/telemetry", "measurement": "pump", "tags": {"site": "danang", "asset": "{topic[1]}"},
-            "fields": {"flow_m3_per_h": "data.flow", "power_kw": "data.kw", "running": "on"}}
-    base.update(kw)
-    return DeviceJsonMapping(DeviceJsonTopic(**base))
-
-
-def test_device_json_maps_paths_tags_and_millisecond_timestamps():
-    m = _mapping(timestamp={"path": "ts", "unit": "ms"})
-    out = m.decode("devices/P7/telemetry", json.dumps({"ts": 1_700_000_000_123, "data": {"flow": 12.5, "kw": 3}, "on": True}).encode(), NOW)
-    assert not out.rejects
-    b = out.batch
-    assert {b.table[i].key() for i in b.series} == {
-        "pump,asset=P7,site=danang flow_m3_per_h", "pump,asset=P7,site=danang power_kw", "pump,asset=P7,site=danang running"}
-    assert b.ts_ns.tolist() == [1_700_000_000_123_000_000] * 3
-    assert b.value.tolist() == [12.5, 3.0, 1.0]
-
-
-def test_device_json_list_of_readings_with_rfc3339_and_receipt_time():
-    m = _mapping(timestamp={"path": "t", "unit": "rfc3339"})
-    docs = [{"t": "2026-01-02T03:04:05.5Z", "data": {"flow": 1, "kw": 2}, "on": 0}, {"t": "2026-01-02T03:04:06+00:00", "data": {"flow": 3, "kw": 4}, "on": 1}]
-    out = m.decode("devices/P1/telemetry", json.dumps(docs).encode(), NOW)
-    assert len(out.batch) == 6 and not out.rejects
-    assert sorted(set(out.batch.ts_ns.tolist())) == [1767323045_500_000_000, 1767323046_000_000_000]
-    receipt = _mapping().decode("devices/P1/telemetry", json.dumps(docs[0]).encode(), NOW)
-    assert set(receipt.batch.ts_ns.tolist()) == {NOW}
-
-
-def test_device_json_refuses_only_the_bad_values_and_names_their_paths():
-    m = _mapping(timestamp={"path": "ts", "unit": "ms"})
-    out = m.decode("devices/P1/telemetry", b'{"ts": 1700000000000, "data": {"flow": "12.5"}, "on": 1}', NOW)
-    assert len(out.batch) == 1 and out.batch.value.tolist() == [1.0]
-    reasons = sorted((r.code, r.detail) for r in out.rejects)
-    assert reasons == [("json_missing", "data.kw (field power_kw) is missing"), ("json_type", "data.flow (field flow_m3_per_h) is '12.5', not a number")]
-    bad_ts = m.decode("devices/P1/telemetry", b'{"ts": "yesterday", "data": {"flow": 1, "kw": 1}, "on": 1}', NOW)
-    assert len(bad_ts.batch) == 0 and bad_ts.rejects[0].code == "json_timestamp" and "ts is 'yesterday'" in bad_ts.rejects[0].detail
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=200) | st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
-       lambda k: st.lists(k, max_size=4) | st.dictionaries(st.sampled_from(["ts", "data", "flow", "kw", "on", "x"]), k, max_size=4)).map(
-       lambda d: json.dumps(d).encode()))
-def test_device_json_decoder_accounts_for_every_value_of_any_payload(payload):
-    m = _mapping(timestamp={"path": "ts", "unit": "s"})
-    try:
-        out = m.decode("devices/P1/telemetry", payload, NOW)
-    except JsonDecodeError as exc:
-        assert str(exc)
-        return
-    records = json.loads(payload)
-    n_records = len(records) if isinstance(records, list) else 1
-    ts_rejects = sum(1 for r in out.rejects if r.code == "json_timestamp")
-    assert len(out.batch) + len(out.rejects) - ts_rejects + 3 * ts_rejects == 3 * n_records
 
 
 def _validator(**kw):
