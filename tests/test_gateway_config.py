@@ -1,19 +1,15 @@
-"""Gateway config: commented examples load, errors are located, device-payload parsing is robust."""
+"""Gateway config: commented examples load, errors are located (device-JSON mappings: test_devicejson.py)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from plantmrv.config import ConfigError, load_config
 from plantmrv.gateway.agent import check_runnable
-from plantmrv.gateway.mqtt_source import MqttMapping, PayloadError, PayloadParser, parse_timestamp, topic_matches
 from tests.test_gateway_support import REPO
 
 
@@ -91,7 +87,7 @@ gateway:
 
 
 def test_gateway_config_cross_section_errors_before_start(tmp_path):
-    errs = _errors(tmp_path, "gateway:\n  id: g1\n  sources:\n    - {type: mqtt, name: d, mappings: [{topic: a/+, measurement: pv, fields: [{path: p, field: power_kw}]}]}\n")
+    errs = _errors(tmp_path, "gateway:\n  id: g1\n  sources:\n    - {type: mqtt, name: d, mappings: [{topic: a/+, measurement: pv, fields: {power_kw: p}}]}\n")
     text = "\n".join(errs)
     assert "gateway.site" in text and "mqtt" in text and "gateway.sources[0].broker" in text
 
@@ -102,87 +98,6 @@ def test_check_config_cli_reports_every_gateway_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "plantmrv.cli", "check-config", str(p)], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 1
     assert "gateway.id (line 2)" in r.stderr and "gateway.sources (line 3)" in r.stderr and "gateway.bogus (line 4): unknown key" in r.stderr
-
-
-# --------------------------------------------------------------------------- device JSON parsing
-
-MAPPING = MqttMapping(
-    topic="pv/+/telemetry",
-    measurement="pv",
-    asset_topic_level=1,
-    timestamp_path="ts",
-    timestamp_format="ms",
-    fields=[{"path": "ac.p_w", "field": "ac_power_kw", "scale": 0.001}, {"path": "e", "field": "export_energy_kwh"}],
-)
-
-
-def test_device_payload_maps_dotted_paths_scale_topic_asset_and_timestamp():
-    b = PayloadParser([MAPPING], "bd").parse("pv/inv07/telemetry", b'{"ts": 1767225600123, "ac": {"p_w": 48210.5}, "e": 12}')
-    assert [s.key() for s in b.table] == ["pv,asset=inv07,site=bd ac_power_kw", "pv,asset=inv07,site=bd export_energy_kwh"]
-    assert b.value.tolist() == [48.2105, 12.0]
-    assert b.ts_ns.tolist() == [1767225600123_000_000] * 2
-
-
-@pytest.mark.parametrize(
-    "payload,reason",
-    [
-        (b"{not json", "not JSON"),
-        (b"[1,2]", "JSON list, not an object"),
-        (b'{"ts": "yesterday", "e": 1}', "not a number of ms"),
-        (b'{"ts": 1767225600000, "e": "12"}', "not a finite number"),
-        (b'{"ts": 1767225600000}', "no mapped field present"),
-        (b'{"ts": 5, "e": 1}', "outside 2000..2100"),
-    ],
-)
-def test_malformed_device_payloads_raise_with_the_reason(payload, reason):
-    with pytest.raises(PayloadError, match=reason):
-        PayloadParser([MAPPING], "bd").parse("pv/inv07/telemetry", payload)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=300) | st.text(max_size=200).map(str.encode))
-def test_device_payload_parser_never_raises_anything_but_payload_error(payload):
-    try:
-        b = PayloadParser([MAPPING], "bd").parse("pv/x/telemetry", payload)
-    except PayloadError:
-        return
-    assert len(b) >= 1
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
-    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(["ts", "ac", "p_w", "e", "x"]), c, max_size=4),
-    max_leaves=10,
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(json_values)
-def test_device_payload_parser_handles_any_json_document(doc):
-    try:
-        payload = json.dumps(doc).encode()
-    except ValueError:
-        return
-    try:
-        PayloadParser([MAPPING], "bd").parse("pv/x/telemetry", payload)
-    except PayloadError:
-        pass
-
-
-@given(st.lists(st.sampled_from(["a", "b", "+", "c", ""]), min_size=1, max_size=4), st.booleans(),
-       st.lists(st.sampled_from(["a", "b", "c", ""]), min_size=1, max_size=5))
-def test_topic_wildcards_agree_with_paho(pattern, hash_tail, topic):
-    from paho.mqtt.client import topic_matches_sub
-
-    p, t = "/".join(pattern + (["#"] if hash_tail else [])), "/".join(topic)
-    assert topic_matches(p, t) == topic_matches_sub(p, t), (p, t)
-
-
-def test_timestamp_formats():
-    assert parse_timestamp(1767225600, "s") == 1767225600 * 10**9
-    assert parse_timestamp("2026-01-01T00:00:00Z", "iso8601") == 1767225600 * 10**9
-    with pytest.raises(PayloadError):
-        parse_timestamp(True, "ms")
 
 
 def test_gateway_run_refuses_a_bad_config_before_starting(tmp_path):

@@ -166,12 +166,11 @@ def test_gateway_mqtt_source_counts_malformed_payloads_and_keeps_running(tmp_pat
   mappings:
     - topic: dev/+/telemetry
       measurement: pv
-      asset_topic_level: 1
-      timestamp_path: ts
-      timestamp_format: ms
+      tags: {{asset: "{{topic[1]}}"}}
+      timestamp: {{path: ts, unit: ms}}
       fields:
-        - {{path: ac.p_w, field: ac_power_kw, scale: 0.001}}
-        - {{path: e, field: export_energy_kwh}}
+        ac_power_kw: {{path: ac.p_w, scale: 0.001}}
+        export_energy_kwh: e
 """
     cfg = write_gateway_config(tmp_path / "gw.yaml", extra_source=source, influx_url=influxd.url,
                                database=influx_db.database, metrics_port=port)
@@ -183,25 +182,31 @@ def test_gateway_mqtt_source_counts_malformed_payloads_and_keeps_running(tmp_pat
     try:
         wait_for(lambda: "event=mqtt_source_connected" in gw.log(), 30, "source connected")
         t0 = 1767225600000
-        bad = [b"{not json", b'{"ts": 1767225600000, "ac": {"p_w": "high"}}', b'{"ac": {"p_w": 1}}', b"[]"]
+        # whole payloads refused: not JSON, an empty list; values refused: ac.p_w (the payload's e is kept), ts
+        bad = [b"{not json", json.dumps({"ts": t0 + 500, "ac": {"p_w": "high"}, "e": 7}).encode(), b'{"ac": {"p_w": 1}}', b"[]"]
         for k in range(50):
             good = json.dumps({"ts": t0 + k * 1000, "ac": {"p_w": 1000.0 * k}, "e": k}).encode()
             pub.publish("dev/inv01/telemetry", good, qos=1).wait_for_publish(5)
             if k % 10 == 0:
                 pub.publish("dev/inv02/telemetry", bad[(k // 10) % 4], qos=1).wait_for_publish(5)
-        wait_for(lambda: len(influx_points(influx_db, "pv").get("ac_power_kw", {})) == 50, 30, "50 good samples in InfluxDB")
+        wait_for(lambda: len(influx_points(influx_db, "pv").get("ac_power_kw", {})) == 50
+                 and len(influx_points(influx_db, "pv").get("export_energy_kwh", {})) == 51, 30, "50 + 1 partial samples in InfluxDB")
         text = __import__("httpx").get(f"http://127.0.0.1:{port}/metrics").text
-        assert 'plantmrv_gateway_source_errors_total{kind="malformed_payload",source="devices"} 5.0' in text
+        assert 'plantmrv_gateway_source_errors_total{kind="malformed_payload",source="devices"} 3.0' in text
+        assert 'plantmrv_gateway_source_errors_total{kind="refused_value",source="devices"} 2.0' in text
         assert gw.alive()
         assert gw.stop() == 0
         log = gw.log()
         rejected = [ln for ln in log.splitlines() if "event=payload_rejected" in ln]
-        assert len(rejected) == 5
-        assert all("topic=dev/inv02/telemetry" in ln for ln in rejected)
-        assert any("reason=not JSON" in ln for ln in rejected)
-        assert any("not a finite number" in ln for ln in rejected)
+        refused = [ln for ln in log.splitlines() if "event=value_refused" in ln]
+        assert len(rejected) == 3 and len(refused) == 2
+        assert all("topic=dev/inv02/telemetry" in ln for ln in rejected + refused)
+        assert any("reason=payload is not JSON" in ln for ln in rejected)
+        assert any("path=ac.p_w code=json_type" in ln and "'high', not a number" in ln for ln in refused)
+        assert any("path=ts code=json_timestamp" in ln and "ts is missing" in ln for ln in refused)
         pts = influx_points(influx_db, "pv")
         assert pts["ac_power_kw"][(t0 + 7000) * 1_000_000] == 7.0
+        assert pts["export_energy_kwh"][(t0 + 500) * 1_000_000] == 7.0  # the good value of a partly bad payload
     finally:
         pub.loop_stop()
         pub.disconnect()
