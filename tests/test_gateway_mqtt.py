@@ -11,7 +11,9 @@ import paho.mqtt.client as paho
 import pytest
 
 from plantmrv.codec import decode_message
-from tests.test_gateway_support import (
+from tests.test_gateway_support import (  # noqa: F401  (gateways is a fixture)
+    gateways,
+    running_opcua_server,
     GatewayProcess,
     OpcUaServer,
     assert_contiguous,
@@ -63,22 +65,7 @@ class Collector:
 
 @pytest.fixture
 def opcua_server(tmp_path):
-    srv = OpcUaServer(port=free_port(), tags=6, period_s=PERIOD_S, log_path=tmp_path / "opcua.log")
-    try:
-        srv.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield srv
-    srv.kill()
-
-
-@pytest.fixture
-def gateways():
-    started: list[GatewayProcess] = []
-    yield started
-    for g in started:
-        if g.alive():
-            g.kill9()
+    yield from running_opcua_server(tmp_path, tags=6, period_s=PERIOD_S)
 
 
 @pytest.mark.slow

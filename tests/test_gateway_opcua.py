@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from tests.test_gateway_support import (
+from tests.test_gateway_support import (  # noqa: F401  (gateways is a fixture)
+    gateways,
+    running_opcua_server,
     REPO,
     GatewayProcess,
     OpcUaServer,
@@ -29,22 +31,7 @@ PERIOD_S = 0.1
 
 @pytest.fixture
 def opcua_server(tmp_path):
-    srv = OpcUaServer(port=free_port(), tags=12, period_s=PERIOD_S, history=True, log_path=tmp_path / "opcua.log")
-    try:
-        srv.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield srv
-    srv.kill()
-
-
-@pytest.fixture
-def gateways():
-    started: list[GatewayProcess] = []
-    yield started
-    for g in started:
-        if g.alive():
-            g.kill9()
+    yield from running_opcua_server(tmp_path, tags=12, period_s=PERIOD_S, history=True)
 
 
 def _drain(gw: GatewayProcess, port: int, timeout_s: float = 30) -> None:

@@ -22,25 +22,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
+from plantmrv.localservices import free_port  # noqa: F401  (re-exported for the gateway tests)
+from tests.helpers import wait_for  # noqa: F401  (re-exported for the gateway tests)
+
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(pred, timeout_s: float, what: str, interval_s: float = 0.2):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
 
 
 # --------------------------------------------------------------------------- server process
@@ -277,6 +267,27 @@ class GatewayProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def running_opcua_server(tmp_path: Path, **kwargs):
+    """Generator for a fixture: an OpcUaServer subprocess on a free port, killed at teardown."""
+    srv = OpcUaServer(port=free_port(), log_path=tmp_path / "opcua.log", **kwargs)
+    try:
+        srv.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield srv
+    srv.kill()
+
+
+@pytest.fixture
+def gateways():
+    """Gateway processes a test started; any still alive is killed (-9) at teardown."""
+    started: list[GatewayProcess] = []
+    yield started
+    for g in started:
+        if g.alive():
+            g.kill9()
 
 
 def metrics_value(port: int, name: str) -> float:

@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 import yaml
 
 from plantmrv.batch import SampleBatch, Series
+from tests.helpers import wait_for
 from plantmrv.codec import data_topic, encode_message
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,15 +83,7 @@ def batch_messages(batch: SampleBatch, per_message: int, site: str, gateway: str
     return [(topic, encode_message(part, site=site, gateway=gateway, seq=i)) for i, part in enumerate(batch.split(per_message))]
 
 
-def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
+wait_until = wait_for
 
 
 def count_points(client, measurement: str = "pump", where: str = "") -> int:
