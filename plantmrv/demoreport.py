@@ -23,6 +23,11 @@ class ProjectOutcome:
     cumulative_t_co2: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     @property
+    def label(self) -> str:
+        """Plant type, saying so where no methodology credits the reductions (U-BCF KPIs)."""
+        return f"{self.plant_type}, KPI not credited" if self.plant_type == "ubcf" else self.plant_type
+
+    @property
     def error_pct(self) -> float:
         if self.truth_reduction_t_co2 == 0:
             return 0.0 if self.reduction_t_co2 == 0 else float("inf")
@@ -38,8 +43,9 @@ def plot_cumulative(outcomes: list[ProjectOutcome], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
     for o in outcomes:
         if len(o.ts_ns):
-            hours = (o.ts_ns - o.ts_ns[0]) / 3.6e12
-            ax.plot(hours, o.cumulative_t_co2, label=f"{o.project} ({o.plant_type})")
+            # points are stamped at their interval's start: the running total belongs to its end
+            hours = np.concatenate([[0.0], (o.ts_ns - o.ts_ns[0]) / 3.6e12 + 1.0])
+            ax.plot(hours, np.concatenate([[0.0], o.cumulative_t_co2]), marker="o", label=f"{o.project} ({o.label})")
     ax.set_xlabel("plant time since start of demo [h]")
     ax.set_ylabel("cumulative emission reductions [tCO2]")
     ax.set_title("plantmrv demo: reductions per project (ex-post, unrounded)")
@@ -63,7 +69,7 @@ def write_report(outcomes: list[ProjectOutcome], out_dir: Path, facts: dict[str,
     ]
     for o in outcomes:
         lines.append(
-            f"| {o.project} | {o.plant_type} | {o.site} | {o.methodology} | {o.energy_saved_kwh:,.1f} | "
+            f"| {o.project} | {o.label} | {o.site} | {o.methodology} | {o.energy_saved_kwh:,.1f} | "
             f"{o.reduction_t_co2:,.4f} | {o.truth_reduction_t_co2:,.4f} | {o.error_pct:+.2f}% | {o.completeness:.1%} |"
         )
     lines += ["", f"![cumulative reductions]({plot.name})", ""]
