@@ -165,9 +165,11 @@ def test_query_retries_while_influxd_is_down_and_fails_clearly_when_it_stays_dow
     client.create_database()
     client.write_batch(pump_batch(10))
     influxd_private.stop()
-    threading.Timer(1.5, influxd_private.start).start()
+    restart = threading.Timer(1.5, influxd_private.start)
+    restart.start()
     assert count(client) == 10  # the query waited for the restart
     assert client.retries > 0
+    restart.join()
     influxd_private.stop()
     with InfluxClient(influxd_private.url, "plantmrv", max_retries=1, backoff_max_s=0.1) as c:
         with pytest.raises(InfluxError, match="unreachable"):

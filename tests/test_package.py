@@ -36,6 +36,13 @@ def test_wheel_holds_only_the_plantmrv_namespace(wheel):
         assert pkg.replace(".", "/") + "/__init__.py" in names
 
 
+def test_wheel_ships_the_data_files(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "plantmrv/analytics/data/emission_factors.csv" in names
+    assert "plantmrv/dashboards/generated/plantmrv-portfolio.json" in names
+    assert "plantmrv/dashboards/provisioning/datasources/plantmrv-influxdb.yaml" in names
+
+
 def test_wheel_imports_every_subpackage_from_the_wheel_not_the_source_tree(wheel, tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
