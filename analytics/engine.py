@@ -23,7 +23,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from plantmrv.batch import Series
 from plantmrv.influx import InfluxClient, quote_ident, quote_literal
+from plantmrv.lineprotocol import series_key
 
 from .config import AnalyticsConfig, ProjectConfig, duration_label
 from .methodologies import IntervalResults, compute, parameter_defaults, resolve_grid_ef  # noqa: F401 (re-export)
@@ -65,10 +67,6 @@ def asset_fields(project: ProjectConfig) -> list[tuple[object, list[tuple[str, s
     return out
 
 
-def _escape_tag(v: str) -> str:
-    return v.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ").replace("=", "\\=")
-
-
 def _ranges(starts: list[int], step: int, lo: int, hi: int) -> list[tuple[int, int]]:
     """Merge interval starts (each widened by one neighbour each side) into ``[a, b)`` ranges."""
     out: list[list[int]] = []
@@ -83,9 +81,16 @@ def _ranges(starts: list[int], step: int, lo: int, hi: int) -> list[tuple[int, i
 
 def results_to_lines(project: ProjectConfig, results: IntervalResults, interval_s: int) -> list[str]:
     """Line protocol for measurement ``mrv``: one line per interval, NaN fields left out."""
-    tags = (
-        f"mrv,interval={_escape_tag(duration_label(interval_s))},methodology={_escape_tag(project.methodology.id)},"
-        f"plant_type={_escape_tag(project.plant_type)},project={_escape_tag(project.id)},site={_escape_tag(project.site)}"
+    tags = series_key(
+        Series.of(
+            "mrv",
+            "",
+            interval=duration_label(interval_s),
+            methodology=project.methodology.id,
+            plant_type=project.plant_type,
+            project=project.id,
+            site=project.site,
+        )
     )
     cols = {
         "energy_saved_kwh": results.energy_saved_kwh,

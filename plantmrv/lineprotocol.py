@@ -66,12 +66,11 @@ def _check_name(text: str, what: str, series: Series) -> None:
         )
 
 
-def series_prefix(series: Series) -> bytes:
-    """``measurement,tags field=`` for one series, escaped."""
+def series_key(series: Series) -> str:
+    """``measurement,tag=value,...`` of a series (the part before the fields), escaped and checked."""
     _check_name(series.measurement, "measurement", series)
-    _check_name(series.field, "field key", series)
-    if series.field == "time" or any(k == "time" for k, _ in series.tags):
-        raise LineProtocolError(f"'time' is reserved in InfluxDB and cannot be a field or tag key (series {series.key()!r})")
+    if any(k == "time" for k, _ in series.tags):
+        raise LineProtocolError(f"'time' is reserved in InfluxDB and cannot be a tag key (series {series.key()!r})")
     if series.measurement.startswith("#"):
         raise LineProtocolError(f"measurement {series.measurement!r} starts with '#', which line protocol reads as a comment")
     parts = [_escape(series.measurement, ", ")]
@@ -81,7 +80,15 @@ def series_prefix(series: Series) -> bytes:
             continue
         _check_name(value, f"tag {key} value", series)
         parts.append(f"{_escape(key, ',= ')}={_escape(value, ',= ')}")
-    return (",".join(parts) + " " + _escape(series.field, ",= ") + "=").encode("utf-8")
+    return ",".join(parts)
+
+
+def series_prefix(series: Series) -> bytes:
+    """``measurement,tags field=`` for one series, escaped."""
+    _check_name(series.field, "field key", series)
+    if series.field == "time":
+        raise LineProtocolError(f"'time' is reserved in InfluxDB and cannot be a field or tag key (series {series.key()!r})")
+    return (series_key(series) + " " + _escape(series.field, ",= ") + "=").encode("utf-8")
 
 
 # --------------------------------------------------------------------------- number rendering

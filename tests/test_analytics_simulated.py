@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import yaml
 
-from plantmrv.analytics import pumps, pv, ubcf, vsd, wte
+from plantmrv.analytics import pv
 from plantmrv.analytics.config import AnalyticsConfig
 from plantmrv.analytics.engine import Engine, asset_fields
 from plantmrv.analytics.methodologies import resolve_grid_ef
 from plantmrv.simulators import faults, plants
 from plantmrv.simulators.truth import truth
+from plantmrv.truthcheck import expected_from_truth
 
 S = 1_000_000_000
 DAY0 = 1_773_100_800 * S  # 2026-03-10T00:00:00Z
@@ -42,21 +43,9 @@ def write_plant(client, project, day0, seed=SEED, fault_list=()):
 
 
 def truth_reduction_t_co2(project, ef):
-    t = truth(project.plant_type, DAY0, DAY0 + 86400 * S, rng=SEED)
-    i = t.inputs
-    p = project.parameter_set
-    if project.plant_type == "pump":
-        e = i["project_energy_kwh"]
-        return float(pumps.reference_emissions_t_co2(e, p.eta_project.value, p.eta_reference.value, ef) - pumps.project_emissions_t_co2(e, ef))
-    if project.plant_type == "vsd":
-        return float(vsd.reference_emissions_t_co2(i["baseline_energy_kwh"], ef) - vsd.project_emissions_t_co2(i["project_energy_kwh"], ef))
-    if project.plant_type == "ubcf":
-        return float(ubcf.reference_emissions_t_co2(i["volume_m3"], p.sec_baseline_kwh_per_m3.value, ef) - ubcf.project_emissions_t_co2(i["energy_kwh"], ef))
-    if project.plant_type == "wte":
-        re_ = wte.reference_emissions_t_co2(i["waste_fed_t"], i["net_export_mwh"] * 1000, ef, p)
-        pe = wte.project_emissions_t_co2(i["waste_fed_t"], i["aux_fuel_kg"] / 1000, 0.0, ef, p)
-        return float(re_ - pe)
-    return float(pv.reference_emissions_t_co2(i["export_mwh"] * 1000, ef))
+    """The project's methodology applied to the simulator's exact integrals for the day."""
+    inputs = truth(project.plant_type, DAY0, DAY0 + 86400 * S, rng=SEED).inputs
+    return expected_from_truth(project, inputs, ef)["reduction_t_co2"]
 
 
 def test_each_project_within_half_a_percent_of_simulator_truth_for_a_day(influx_db):
