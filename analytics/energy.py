@@ -24,6 +24,7 @@ sample of one hour and the first of the next").
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,9 @@ import numpy as np
 NS_PER_S = 1_000_000_000
 #: Chunk of samples processed at once, so temporaries stay in cache (not a tuning knob users need).
 _CHUNK = 1 << 19
-_BLOCK = 1 << 16
+_BLOCK = 1 << 17
+#: From this many samples on, the spacing check runs on two threads (see :func:`_smallest_steps`).
+_SPLIT_MIN_SAMPLES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -106,62 +109,127 @@ def _segment_cumulatives(ts, seg_amount_fn, max_gap_ns, edge_k, uniform_sum_fn=N
     off_a = off_g = 0.0
     off_c = 0
     pos = np.searchsorted(edge_k, 0, side="right")  # edges at sample 0: cumulative 0
-    buf = np.empty(min(_BLOCK, max(nseg, 1)), dtype=np.int64)
-    for c0 in range(0, nseg, _CHUNK):
-        c1 = min(c0 + _CHUNK, nseg)
-        # smallest step, block by block so the differences stay in L2 cache
-        dmin = min(
-            int(np.subtract(ts[b0 + 1 : min(b0 + _BLOCK, c1) + 1], ts[b0 : min(b0 + _BLOCK, c1)], out=buf[: min(b0 + _BLOCK, c1) - b0]).min())
-            for b0 in range(c0, c1, _BLOCK)
+    chunks = [(c0, min(c0 + _CHUNK, nseg)) for c0 in range(0, nseg, _CHUNK)]
+    for (c0, c1), dmin in zip(chunks, _smallest_steps(ts, chunks)):
+        pos, off_a, off_c, off_g = _one_chunk(
+            ts, c0, c1, dmin, edge_k, pos, off_a, off_c, off_g, cum_amount, cum_cov, cum_gap_amount,
+            seg_amount_fn, max_gap_ns, uniform_sum_fn, known_fn,
         )
-        if dmin <= 0:
-            raise ValueError("ts_ns must be strictly increasing (sort and de-duplicate samples first)")
-        # every step >= dmin and the steps sum to span: all equal iff span == count * dmin
-        uniform_steps = int(ts[c1] - ts[c0]) == (c1 - c0) * dmin
-        dt = None
-        dmax = dmin
-        if not uniform_steps or dmin > max_gap_ns or uniform_sum_fn is None:
-            dt = ts[c0 + 1 : c1 + 1] - ts[c0:c1]
-            dmax = int(dt.max())
-        hi = np.searchsorted(edge_k, c1, side="right")
-        local = edge_k[pos:hi] - c0  # edges inside (c0, c1]: cumulative over a_b[:local]
-        starts = np.unique(np.concatenate(([0], local[local < c1 - c0])))
-        ends = np.append(starts[1:], c1 - c0)
-        gap_sums = None
-        if uniform_steps and dmax <= max_gap_ns and uniform_sum_fn is not None:
-            sums = uniform_sum_fn(c0, starts, ends, int(dmin))
-            cov_sums = (ends - starts).astype(np.int64) * np.int64(dmin)
-        else:
-            amount = seg_amount_fn(c0, c1, dt)
-            if dmax <= max_gap_ns or (known_fn is not None and bool(np.all((dt <= max_gap_ns) | known_fn(c0, c1)))):
-                sums = np.add.reduceat(amount, starts)
-                cov_sums = ts[c0 + ends] - ts[c0 + starts]
-            else:
-                bridged = dt <= max_gap_ns
-                if known_fn is not None:
-                    bridged |= known_fn(c0, c1)
-                a_b = np.where(bridged, amount, 0.0)
-                sums = np.add.reduceat(a_b, starts)
-                cov_sums = np.add.reduceat(np.where(bridged, dt, 0), starts)
-                gap_sums = np.add.reduceat(amount - a_b, starts)
-        if hi > pos:
-            # cumulative at each start boundary (prefix sums of the sub-range sums)
-            ca = np.concatenate(([0.0], np.cumsum(sums)))
-            cc = np.concatenate(([0], np.cumsum(cov_sums))).astype(np.int64)
-            j = np.searchsorted(np.append(starts, c1 - c0), local)  # local -> boundary index
-            cum_amount[pos:hi] = off_a + ca[j]
-            cum_cov[pos:hi] = off_c + cc[j]
-            cg = np.concatenate(([0.0], np.cumsum(gap_sums))) if gap_sums is not None else None
-            cum_gap_amount[pos:hi] = off_g + (cg[j] if cg is not None else 0.0)
-            pos = hi
-        off_a += float(np.sum(sums))
-        off_c += int(np.sum(cov_sums))
-        if gap_sums is not None:
-            off_g += float(np.sum(gap_sums))
     cum_amount[pos:] = off_a
     cum_cov[pos:] = off_c
     cum_gap_amount[pos:] = off_g
     return cum_amount, cum_cov, cum_gap_amount
+
+
+def _smallest_steps(ts, chunks):
+    """Smallest sample spacing of each chunk. From ``_SPLIT_MIN_SAMPLES`` samples on, a second
+    thread takes the second half of the chunks (numpy releases the GIL in both loops): on an
+    idle second core the check costs half; on a busy machine the two halves just run one after
+    the other. The result does not depend on it."""
+    half = len(chunks) // 2
+    if not chunks or chunks[-1][1] < _SPLIT_MIN_SAMPLES or half == 0:
+        buf = np.empty(min(_BLOCK, max(chunks[-1][1], 1) if chunks else 1), dtype=np.int64)
+        return [_smallest_step(ts, c0, c1, buf) for c0, c1 in chunks]
+    out: list = [None] * len(chunks)
+    failure: list = []
+
+    def second_half():
+        try:
+            buf = np.empty(_BLOCK, dtype=np.int64)
+            for i in range(half, len(chunks)):
+                out[i] = _smallest_step(ts, *chunks[i], buf)
+        except BaseException as exc:  # re-raised in the calling thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=second_half, name="plantmrv-energy-check", daemon=True)
+    worker.start()
+    try:
+        buf = np.empty(_BLOCK, dtype=np.int64)
+        for i in range(half):
+            out[i] = _smallest_step(ts, *chunks[i], buf)
+    finally:
+        worker.join()
+    if failure:
+        raise failure[0]
+    return out
+
+
+def _smallest_step(ts, c0, c1, buf):
+    """Smallest ``ts[i+1] - ts[i]`` for i in ``[c0, c1)``, block by block so the differences
+    stay in L2 cache."""
+    return min(
+        int(np.subtract(ts[b0 + 1 : min(b0 + _BLOCK, c1) + 1], ts[b0 : min(b0 + _BLOCK, c1)], out=buf[: min(b0 + _BLOCK, c1) - b0]).min())
+        for b0 in range(c0, c1, _BLOCK)
+    )
+
+
+def _one_chunk(ts, c0, c1, dmin, edge_k, pos, off_a, off_c, off_g, cum_amount, cum_cov, cum_gap_amount,
+               seg_amount_fn, max_gap_ns, uniform_sum_fn, known_fn):
+    """Segments ``[c0, c1)``: fill the cumulatives at the edges inside; returns the new offsets."""
+    if dmin <= 0:
+        raise ValueError("ts_ns must be strictly increasing (sort and de-duplicate samples first)")
+    # every step >= dmin and the steps sum to span: all equal iff span == count * dmin
+    uniform_steps = int(ts[c1] - ts[c0]) == (c1 - c0) * dmin
+    dt = None
+    dmax = dmin
+    if not uniform_steps or dmin > max_gap_ns or uniform_sum_fn is None:
+        dt = ts[c0 + 1 : c1 + 1] - ts[c0:c1]
+        dmax = int(dt.max())
+    hi = np.searchsorted(edge_k, c1, side="right")
+    local = edge_k[pos:hi] - c0  # edges inside (c0, c1]: cumulative over a_b[:local]
+    starts = np.unique(np.concatenate(([0], local[local < c1 - c0])))
+    ends = np.append(starts[1:], c1 - c0)
+    gap_sums = None
+    if uniform_steps and dmax <= max_gap_ns and uniform_sum_fn is not None:
+        sums = uniform_sum_fn(c0, starts, ends, int(dmin))
+        cov_sums = (ends - starts).astype(np.int64) * np.int64(dmin)
+    else:
+        amount = seg_amount_fn(c0, c1, dt)
+        if dmax <= max_gap_ns or (known_fn is not None and bool(np.all((dt <= max_gap_ns) | known_fn(c0, c1)))):
+            sums = np.add.reduceat(amount, starts)
+            cov_sums = ts[c0 + ends] - ts[c0 + starts]
+        else:
+            bridged = dt <= max_gap_ns
+            if known_fn is not None:
+                bridged |= known_fn(c0, c1)
+            a_b = np.where(bridged, amount, 0.0)
+            sums = np.add.reduceat(a_b, starts)
+            cov_sums = np.add.reduceat(np.where(bridged, dt, 0), starts)
+            gap_sums = np.add.reduceat(amount - a_b, starts)
+    if hi > pos:
+        # cumulative at each start boundary (prefix sums of the sub-range sums)
+        ca = np.concatenate(([0.0], np.cumsum(sums)))
+        cc = np.concatenate(([0], np.cumsum(cov_sums))).astype(np.int64)
+        j = np.searchsorted(np.append(starts, c1 - c0), local)  # local -> boundary index
+        cum_amount[pos:hi] = off_a + ca[j]
+        cum_cov[pos:hi] = off_c + cc[j]
+        cg = np.concatenate(([0.0], np.cumsum(gap_sums))) if gap_sums is not None else None
+        cum_gap_amount[pos:hi] = off_g + (cg[j] if cg is not None else 0.0)
+        pos = hi
+    off_a += float(np.sum(sums))
+    off_c += int(np.sum(cov_sums))
+    if gap_sums is not None:
+        off_g += float(np.sum(gap_sums))
+    return pos, off_a, off_c, off_g
+
+
+def _sample_at_or_before(ts, edges):
+    """``np.searchsorted(ts, edges, side="right") - 1`` for increasing ``ts``, cheaper for
+    regular sampling: each edge's index is first guessed from the mean spacing and kept where
+    ``ts[g] <= edge < ts[g+1]`` holds (then it is the searchsorted answer); only the other
+    edges are binary-searched (a binary search over a year of 1 s samples costs a cache miss
+    per level and edge)."""
+    n = len(ts)
+    span = int(ts[-1]) - int(ts[0])
+    if n < 1024 or span <= 0:
+        return np.searchsorted(ts, edges, side="right") - 1
+    step = span / (n - 1)
+    g = np.clip(np.floor((edges - ts[0]) / step), 0, n - 2).astype(np.int64)
+    ok = (ts[g] <= edges) & (edges < ts[g + 1])
+    if not ok.all():
+        bad = ~ok
+        g[bad] = np.searchsorted(ts, edges[bad], side="right") - 1
+    return g
 
 
 def _at_edges(ts, edges, max_gap_ns, seg_amount_fn, partial_fn, uniform_sum_fn=None, known_fn=None):
@@ -178,7 +246,7 @@ def _at_edges(ts, edges, max_gap_ns, seg_amount_fn, partial_fn, uniform_sum_fn=N
     if n < 2:
         return zeros, zeros.copy(), length_s.astype(float), zeros.copy()
     # k = index of the sample at or before each edge (-1 before the first sample)
-    k = np.searchsorted(ts, edges, side="right") - 1
+    k = _sample_at_or_before(ts, edges)
     kc = np.clip(k, 0, n - 1)
     cum_a, cum_c, cum_g = _segment_cumulatives(ts, seg_amount_fn, max_gap_ns, kc, uniform_sum_fn, known_fn)
     # partial segment from sample k to the edge (only when k is a real segment start)
