@@ -160,6 +160,7 @@ class ProjectConfig(StrictModel):
     baseline: str | None = Field(None, description="Baseline model; default per plant type.")
     parameters: dict[str, ParameterValue] = Field(default_factory=dict, description="Overrides of the methodology's parameters, each with a source.")
     monitoring_period: MonitoringPeriod = Field(description="Monitoring period p (start, end; ISO-8601, UTC unless an offset is given).")
+    crediting_start: datetime | None = Field(None, description="Start of the crediting period: year 1 of the first-order-decay model (CDM TOOL04, waste-to-energy), whose later years credit the decay of earlier years' waste; default the monitoring period's start. Not after it.")
     ex_ante_t_co2: float | None = Field(None, description="Ex-ante estimate for the monitoring period, tCO2.")
     japan_share: float | None = Field(None, ge=0, le=1, description="Japan's share of credits (Credit Allocation Form).")
     grid_ef: GridEFRef = Field(description="Grid emission factor: a row of analytics/data/emission_factors.csv, or value + source.")
@@ -189,6 +190,27 @@ class ProjectConfig(StrictModel):
 
         override(parameter_defaults(plant_type), {k: p.model_dump() for k, p in v.items()}, "parameters")
         return v
+
+    @field_validator("crediting_start")
+    @classmethod
+    def _crediting_utc(cls, v):
+        return v if v is None or v.tzinfo else v.replace(tzinfo=timezone.utc)
+
+    @model_validator(mode="after")
+    def _crediting_before_monitoring(self) -> "ProjectConfig":
+        if self.crediting_start is not None and self.crediting_start > self.monitoring_period.start:
+            raise ValueError(
+                f"crediting_start {self.crediting_start.isoformat()} is after monitoring_period.start "
+                f"{self.monitoring_period.start.isoformat()}: the crediting period contains every monitoring period"
+            )
+        return self
+
+    @property
+    def crediting_start_ns(self) -> int:
+        """Start of the crediting period [ns] (default: the monitoring period's start)."""
+        if self.crediting_start is None:
+            return self.monitoring_period.start_ns
+        return int(self.crediting_start.timestamp()) * 1_000_000_000
 
     @model_validator(mode="after")
     def _default_baseline(self) -> "ProjectConfig":

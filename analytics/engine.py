@@ -183,7 +183,45 @@ class Engine:
         signals = self.query_signals(project, start_ns - pad, end_ns + pad)
         edges = np.arange(start_ns, end_ns, interval_s * NS, dtype=np.int64)
         edges = np.append(edges, np.int64(end_ns))
-        return compute(project, signals, edges, self.config.max_gap_s, self._ef[project.id])
+        prior = self.prior_waste_by_year(project, start_ns, end_ns)
+        return compute(project, signals, edges, self.config.max_gap_s, self._ef[project.id], prior)
+
+    def prior_waste_by_year(self, project: ProjectConfig, start_ns: int, end_ns: int, cache: dict | None = None) -> list[float] | None:
+        """Waste-to-energy: waste diverted in each crediting year before ``start_ns`` [t].
+
+        TOOL04 credits in year y the decay of the waste of every earlier year x; the window
+        ``[start_ns, end_ns)`` brings its own waste, and the waste of earlier years comes from
+        the ``waste_t`` of the project's ``mrv`` points at the MRV interval (one ``sum()`` per
+        year). Years are therefore computed in order (backfill does); after late data in an
+        earlier year, backfill the later ones again. ``cache`` keeps the sums of years that
+        ended before the window (one backfill run). None for other plant types.
+        """
+        if project.plant_type != "wte":
+            return None
+        from .wte import crediting_year_edges_ns, crediting_year_of
+
+        ye = crediting_year_edges_ns(project.crediting_start_ns, end_ns)
+        last = int(crediting_year_of(end_ns - 1, ye))
+        out = []
+        for x in range(max(last, 0)):
+            a, b = int(ye[x]), min(int(ye[x + 1]), start_ns)
+            if b <= a:
+                out.append(0.0)
+                continue
+            key = (project.id, a, b)
+            if cache is not None and key in cache:
+                out.append(cache[key])
+                continue
+            q = (
+                f"SELECT sum(\"waste_t\") FROM \"mrv\" WHERE \"project\" = {quote_literal(project.id)} "
+                f"AND \"interval\" = {quote_literal(duration_label(self.config.mrv_interval_s))} AND time >= {a} AND time < {b}"
+            )
+            res = self.client.query(q)
+            v = float(np.nansum(np.asarray(res[0].columns.get("sum", []), dtype=float))) if res and len(res[0]) else 0.0
+            if cache is not None and b == int(ye[x + 1]):
+                cache[key] = v
+            out.append(v)
+        return out
 
     def write_results(self, project: ProjectConfig, results: IntervalResults, interval_s: int) -> int:
         lines = results_to_lines(project, results, interval_s)
@@ -235,11 +273,13 @@ class Engine:
             return task, self.query_signals(p, c0 - pad, c1 + pad)
 
         written = 0
+        waste_cache: dict = {}
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             for (p, c0, c1), signals in pool.map(load, tasks):
                 for iv in ivs:
                     edges = np.append(np.arange(c0, c1, iv * NS, dtype=np.int64), np.int64(c1))
-                    res = compute(p, signals, edges, self.config.max_gap_s, self._ef[p.id])
+                    prior = self.prior_waste_by_year(p, c0, c1, waste_cache)
+                    res = compute(p, signals, edges, self.config.max_gap_s, self._ef[p.id], prior)
                     written += self.write_results(p, res, iv)
                 if progress:
                     progress(c1 - c0)

@@ -127,6 +127,7 @@ def compute(
     edges_ns,
     max_gap_s: float,
     ef: EmissionFactor | None = None,
+    prior_waste_t_by_year: Sequence[float] | None = None,
 ) -> IntervalResults:
     """Interval results of one project from its raw signals.
 
@@ -138,6 +139,10 @@ def compute(
     edges_ns : array of int64  Interval edges [ns]
     max_gap_s : float  Longest spacing bridged [s]
     ef : EmissionFactor, optional  Grid factor; resolved from the project's config if omitted
+    prior_waste_t_by_year : sequence of float, optional  Waste-to-energy: waste diverted in
+        each crediting year (0 = the first) *outside* ``edges_ns`` [t], whose decay in later
+        years (TOOL04's y > x terms) is credited; the window's own waste is added here. None:
+        no waste outside the window
 
     Returns
     -------
@@ -221,7 +226,16 @@ def compute(
         if fuel is not None:
             fuel_kg, _ = _project_side(fuel, None)
             fuel_t = fuel_kg / 1000.0
-        ch4_t = wte.methane_avoided_t_co2e(waste_t, params)
+        # TOOL04: the first-year decay of the interval's own waste, plus the decay in this
+        # crediting year of the waste diverted in earlier years (the tail)
+        year_edges = wte.crediting_year_edges_ns(project.crediting_start_ns, int(edges[-1]))
+        n_years = len(year_edges) - 1
+        waste_by_year = wte.waste_by_crediting_year_t(edges, waste_t, year_edges, n_years)
+        if prior_waste_t_by_year is not None:
+            given = np.asarray(prior_waste_t_by_year, dtype=float)[:n_years]
+            waste_by_year[: len(given)] += given
+        tail_t = wte.methane_tail_t_co2e(edges, year_edges, waste_by_year, params)
+        ch4_t = wte.methane_avoided_t_co2e(waste_t, params) + tail_t
         ref_t = ch4_t + wte.electricity_displaced_t_co2(ref_kwh, ef_v)
         proj_t = wte.project_emissions_t_co2(waste_burned_t, fuel_t, 0.0, ef_v, params)
         coverage = np.minimum(w.covered_s, g.covered_s)

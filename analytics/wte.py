@@ -12,10 +12,18 @@ Form of CDM ACM0022 [form]:
   defaults as recalled by the author, NOT re-checked against the tool text in this session
   (each ``source`` string says so): a project confirms them in its config.
 
-Interval attribution [derived]: an interval credits the first-year decay term (y = x) of the
-waste it diverts; the decay of earlier years' waste (y > x) is added by the annual report
-(:func:`methane_avoided_by_year_t_co2e`). Missing data: waste fed and net export in a missing
-interval count 0 (reference low); auxiliary fuel and purchased electricity are filled high.
+Interval attribution [derived]: TOOL04 sums over the years x of the crediting period (x = 1 is
+the first year, each year "a consecutive period of 12 months" from the start of the crediting
+period) the decay in year y of the waste W_x diverted in year x. An interval credits
+
+- the first-year term (y = x) of the waste it diverts itself: ``W_i x DOC_j x (1 - exp(-k_j))``;
+- the tail of earlier years' waste (y > x): the year's ``sum_{x<y} W_x DOC_j exp(-k_j (y-x))
+  (1 - exp(-k_j))`` spread over year y in proportion to time (:func:`methane_tail_t_co2e`).
+
+Every factor is linear in W, so the intervals of a whole crediting year add up exactly to
+TOOL04's BE_CH4,y (:func:`methane_avoided_by_year_t_co2e`), and a report of any period sums its
+intervals. Missing data: waste fed and net export in a missing interval count 0 (reference low);
+auxiliary fuel and purchased electricity are filled high.
 
 Orders of magnitude to sanity-check against (not tests): Yangon 5,200 MWh/yr and ~2,400
 tCO2/yr energy part, ~5,000 t/yr in total; Bac Ninh 91,872 MWh/yr and 41,805 tCO2/yr
@@ -84,18 +92,136 @@ def methane_avoided_t_co2e(waste_t, params: WtEParameters | None = None, years_s
     return fod_methane(w, _v(p.doc_j), _v(p.k_j_per_year), years_since_deposit, _v(p.phi), _v(p.f), _v(p.gwp_ch4), _v(p.ox), _v(p.F), _v(p.doc_f), _v(p.mcf))
 
 
-def methane_avoided_by_year_t_co2e(waste_t_by_year, params: WtEParameters | None = None):
-    """BE_CH4,y for each year y from the yearly waste history W_x (x = 0..y) [tCO2e].
+def fod_decay_fraction(k_per_year, years_since_deposit):
+    """Share of the decomposable carbon of a deposit that decays in year y (TOOL04 [published]).
+
+    ``exp(-k (y - x)) x (1 - exp(-k))``; 0 for y < x.
 
     Parameters
     ----------
-    waste_t_by_year : array (n_years,)  Waste diverted in each year of the crediting period [t]
+    k_per_year : numeric  Decay rate [1/yr]
+    years_since_deposit : numeric  y - x [yr]
+
+    Returns
+    -------
+    ndarray  Fraction [-]; summed over y = x, x+1, ... it is 1 (all decomposable carbon decays).
+    """
+    k = np.asarray(k_per_year, dtype=float)
+    age = np.asarray(years_since_deposit, dtype=float)
+    return np.where(age >= 0, np.exp(-k * np.maximum(age, 0.0)) * (1.0 - np.exp(-k)), 0.0)
+
+
+def methane_avoided_by_year_t_co2e(waste_t_by_year, params: WtEParameters | None = None):
+    """BE_CH4,y of TOOL04 for each crediting year y from the yearly waste W_x (x = 0..y) [tCO2e].
+
+    ``BE_CH4,y = phi (1-f) GWP_CH4 (1-OX) 16/12 F DOC_f MCF sum_{x<=y} sum_j W_j,x DOC_j
+    exp(-k_j (y-x)) (1 - exp(-k_j))`` [published equation, CDM TOOL04]
+
+    Parameters
+    ----------
+    waste_t_by_year : array (n_years,)  Waste diverted in each year of the crediting period,
+        the first year first [t] (split by ``composition``)
+    params : WtEParameters
+
+    Returns
+    -------
+    ndarray (n_years,)  Avoided methane of each year [tCO2e]
     """
     w = np.asarray(waste_t_by_year, dtype=float)
+    return methane_avoided_t_co2e(w, params) + _tail_by_year(w, params)[: len(w)]
+
+
+def _tail_by_year(waste_t_by_year, params: WtEParameters | None = None):
+    """``sum_{x<y}`` part of BE_CH4,y for y = 0..n (length n + 1; y = 0 has no tail) [tCO2e]."""
+    w = np.asarray(waste_t_by_year, dtype=float)
     n = len(w)
-    age = np.arange(n)[:, None] - np.arange(n)[None, :]  # y - x
-    per = methane_avoided_t_co2e(w[None, :] * np.ones((n, 1)), params, np.maximum(age, 0))
-    return np.sum(np.where(age >= 0, per, 0.0), axis=1)
+    if n == 0:
+        return np.zeros(1)
+    age = np.arange(n + 1)[:, None] - np.arange(n)[None, :]  # y - x
+    per = methane_avoided_t_co2e(np.broadcast_to(w, (n + 1, n)), params, np.maximum(age, 1))
+    return np.sum(np.where(age >= 1, per, 0.0), axis=1)
+
+
+def crediting_year_edges_ns(crediting_start_ns: int, until_ns: int) -> np.ndarray:
+    """Starts of the crediting years (consecutive 12-month periods from ``crediting_start_ns``)
+    up to the first one after ``until_ns``, as int64 ns [derived from TOOL04's year definition].
+
+    An anniversary on 29 February falls on 28 February in common years.
+    """
+    from datetime import datetime, timezone
+
+    start = datetime.fromtimestamp(crediting_start_ns // 1_000_000_000, tz=timezone.utc)
+    rest_ns = crediting_start_ns % 1_000_000_000
+    out = []
+    y = 0
+    while True:
+        year = start.year + y
+        try:
+            d = start.replace(year=year)
+        except ValueError:  # 29 February
+            d = start.replace(year=year, day=28)
+        t = int(d.timestamp()) * 1_000_000_000 + rest_ns
+        out.append(t)
+        if t > until_ns:
+            break
+        y += 1
+    return np.asarray(out, dtype=np.int64)
+
+
+def crediting_year_of(ts_ns, year_edges_ns) -> np.ndarray:
+    """Crediting year index (0 = first year) of each timestamp; -1 before the crediting period."""
+    return np.searchsorted(np.asarray(year_edges_ns, dtype=np.int64), np.asarray(ts_ns, dtype=np.int64), side="right") - 1
+
+
+def waste_by_crediting_year_t(edges_ns, waste_t, year_edges_ns, n_years: int) -> np.ndarray:
+    """Waste of each crediting year (0..n_years-1) from interval amounts [t].
+
+    Intervals are taken whole in the year of their start (the engine's intervals are whole
+    hours or minutes and the crediting period starts on one); intervals before the crediting
+    period are left out.
+    """
+    idx = crediting_year_of(np.asarray(edges_ns, dtype=np.int64)[:-1], year_edges_ns)
+    ok = (idx >= 0) & (idx < n_years)
+    return np.bincount(idx[ok], weights=np.asarray(waste_t, dtype=float)[ok], minlength=n_years)[:n_years]
+
+
+def methane_tail_t_co2e(edges_ns, year_edges_ns, waste_t_by_year, params: WtEParameters | None = None):
+    """Decay in each interval of the waste diverted in earlier crediting years (y > x) [tCO2e].
+
+    Parameters
+    ----------
+    edges_ns : array of int64  Interval edges [ns]
+    year_edges_ns : array of int64  Crediting year starts, covering the intervals
+        (:func:`crediting_year_edges_ns`) [ns]
+    waste_t_by_year : array  Waste diverted in crediting years 0, 1, ... [t]; years not given
+        count 0
+    params : WtEParameters
+
+    Returns
+    -------
+    ndarray  Tail credited per interval [tCO2e]
+
+    Notes
+    -----
+    Year y's tail ``sum_{x<y} W_x ... exp(-k (y-x)) (1 - exp(-k))`` is an annual quantity of
+    TOOL04; it is spread over year y in proportion to time, so an interval straddling an
+    anniversary takes its share of both years and the intervals of a year add up to the
+    year's tail [derived]. Time before the crediting period carries no tail.
+    """
+    edges = np.asarray(edges_ns, dtype=np.int64)
+    ye = np.asarray(year_edges_ns, dtype=np.int64)
+    n_years = len(ye) - 1
+    w = np.zeros(max(n_years, 0))
+    given = np.asarray(waste_t_by_year, dtype=float)[:n_years]
+    w[: len(given)] = given
+    tail = _tail_by_year(w, params)[:n_years]  # tail of each year y = 0..n_years-1
+    # cumulative tail at each edge: whole years before plus the elapsed share of the current one
+    done = np.concatenate(([0.0], np.cumsum(tail)))
+    y = np.clip(crediting_year_of(edges, ye), -1, n_years - 1)
+    yy = np.maximum(y, 0)
+    share = np.clip((edges - ye[yy]) / (ye[yy + 1] - ye[yy]), 0.0, 1.0)
+    cum = np.where(y < 0, 0.0, done[yy] + tail[yy] * share)
+    return np.diff(cum)
 
 
 def electricity_displaced_t_co2(net_export_kwh, ef_t_co2_per_mwh):

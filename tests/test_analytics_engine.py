@@ -222,3 +222,41 @@ def test_running_flag_sent_only_on_change_is_held(influx_db):
     cols = eng.read_results(eng.config.projects[0], T0, T0 + 3 * 3600 * S, 3600)
     np.testing.assert_allclose(cols["reference_energy_kwh"], [700.0, 350.0, 700.0], rtol=1e-9)
     np.testing.assert_allclose(cols["completeness"], 1.0)
+
+
+def test_wte_hours_of_a_later_crediting_year_credit_the_decay_of_earlier_waste(influx_db):
+    """TOOL04's tail on real influxd: the engine reads the earlier year's waste back from its own
+    hourly ``mrv`` points and spreads that year's decay over the later year's hours."""
+    from plantmrv.analytics import wte
+
+    t_prev = T0 - 365 * 86400 * S  # 2025-01-01: crediting year 1
+    s = Series.of("wte", "waste_t_per_h", site="yangon", asset="wte1")
+    ts = np.concatenate([t_prev + np.arange(0, 6 * 3600 + 1, dtype=np.int64) * S, T0 + np.arange(0, 2 * 3600 + 1, dtype=np.int64) * S])
+    influx_db.write_batch(SampleBatch([s], np.zeros(len(ts), np.int32), ts, np.full(len(ts), 2.5)))
+    project = {
+        "id": "yangon-wte", "site": "yangon", "plant_type": "wte",
+        "assets": [{"measurement": "wte", "asset": "wte1", "fields": {"waste_rate": "waste_t_per_h"}}],
+        "methodology": {"id": "plantmrv-wte-acm0022-form"},
+        "monitoring_period": {"start": "2025-01-01T00:00:00Z", "end": "2027-01-01T00:00:00Z"},
+        "grid_ef": {"country": "VN", "grid": "national", "year": 2015, "kind": "national"},
+    }
+    eng = Engine(AnalyticsConfig.model_validate({"projects": [project], "max_gap_s": 10}), influx_db)
+    p = eng.config.projects[0]
+    eng.backfill(t_prev, t_prev + 6 * 3600 * S, interval_s=[3600])
+    eng.backfill(T0, T0 + 2 * 3600 * S, interval_s=[60, 3600])
+    prev = eng.read_results(p, t_prev, t_prev + 6 * 3600 * S, 3600)
+    now = eng.read_results(p, T0, T0 + 2 * 3600 * S, 3600)
+    np.testing.assert_allclose(prev["waste_t"], 2.5, rtol=1e-9)
+    first_year_t_co2e = float(wte.methane_avoided_t_co2e(2.5, p.parameter_set))
+    np.testing.assert_allclose(prev["methane_avoided_t_co2e"], first_year_t_co2e, rtol=1e-9)  # year 1: no earlier waste
+    tail_year2 = float(wte.methane_avoided_by_year_t_co2e([15.0, 0.0], p.parameter_set)[1])
+    assert tail_year2 > 0
+    expected = first_year_t_co2e + tail_year2 * 3600 / (365 * 86400)
+    np.testing.assert_allclose(now["methane_avoided_t_co2e"], expected, rtol=1e-9)
+    np.testing.assert_allclose(now["reference_t_co2"], expected, rtol=1e-9)
+    minutes = eng.read_results(p, T0, T0 + 2 * 3600 * S, 60)
+    assert minutes["methane_avoided_t_co2e"].sum() == pytest.approx(now["methane_avoided_t_co2e"].sum(), rel=1e-9)
+    (report,) = period_reports(eng, "monitoring")
+    pe = float(wte.combustion_emissions_t_co2(20.0, p.parameter_set))
+    assert report.reference_t_co2 == pytest.approx(8 * first_year_t_co2e + 2 * 3600 / (365 * 86400) * tail_year2, rel=1e-9)
+    assert report.reduction_t_co2 == pytest.approx(report.reference_t_co2 - pe, rel=1e-9)

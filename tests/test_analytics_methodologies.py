@@ -4,9 +4,13 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from plantmrv.analytics import baselines, common, emission_factors, pumps, pv, ubcf, vsd, wte
+from plantmrv.analytics.config import AnalyticsConfig
 from plantmrv.analytics.emission_factors import EmissionFactorError, combined_margin, grid_emission_factor
+from plantmrv.analytics.methodologies import compute
 from plantmrv.analytics.parameters import Param, override, params_hash, values
 from plantmrv.analytics.reporting import round_reported_t_co2
 
@@ -120,13 +124,109 @@ def test_fod_methane_matches_tool04_equation_by_hand():
     assert got == pytest.approx(expected, rel=1e-12)
 
 
-def test_fod_methane_by_year_adds_decay_of_earlier_waste():
+def _tool04_by_hand(waste_by_year, v):
+    """BE_CH4,y of CDM TOOL04 written out with loops over y, x and j (methodologies.md s.3)."""
+    factor = v["phi"] * (1 - v["f"]) * v["gwp_ch4"] * (1 - v["ox"]) * 16 / 12 * v["F"] * v["doc_f"] * v["mcf"]
+    return [
+        factor * sum(
+            waste_by_year[x] * pj * dj * math.exp(-kj * (y - x)) * (1 - math.exp(-kj))
+            for x in range(y + 1)
+            for pj, dj, kj in zip(v["composition"], v["doc_j"], v["k_j_per_year"])
+        )
+        for y in range(len(waste_by_year))
+    ]
+
+
+def test_fod_methane_by_year_is_tool04_sum_over_earlier_years():
     p = wte.WtEParameters()
-    by_year = wte.methane_avoided_by_year_t_co2e([1000.0, 1000.0, 0.0], p)
+    waste = [1000.0, 2000.0, 0.0, 500.0, 0.0, 0.0]
+    got = wte.methane_avoided_by_year_t_co2e(waste, p)
+    np.testing.assert_allclose(got, _tool04_by_hand(waste, values(p)), rtol=1e-12)
     first = float(wte.methane_avoided_t_co2e(1000.0, p))
-    assert by_year[0] == pytest.approx(first)
-    assert by_year[1] > first  # second year: its own waste plus the tail of the first year's
-    assert 0 < by_year[2] < by_year[1]
+    assert got[0] == pytest.approx(first)  # year 1: only its own waste's first-year decay
+    assert got[2] > 0 and got[4] > got[5] > 0  # years without waste still credit the tail
+
+
+@settings(max_examples=40, deadline=None)
+@given(waste=st.lists(st.floats(0, 1e5, allow_nan=False), min_size=1, max_size=8))
+def test_fod_total_over_a_long_horizon_approaches_the_decayable_methane(waste):
+    """Summed over y, exp(-k (y-x)) (1 - exp(-k)) telescopes to 1: in the long run every tonne
+    of decomposable carbon is credited once, never more."""
+    p = wte.WtEParameters()
+    v = values(p)
+    horizon = np.concatenate([waste, np.zeros(700)])  # wood (k = 0.035) keeps < 1e-10 after 700 yr
+    by_year = wte.methane_avoided_by_year_t_co2e(horizon, p)
+    factor = v["phi"] * (1 - v["f"]) * v["gwp_ch4"] * (1 - v["ox"]) * 16 / 12 * v["F"] * v["doc_f"] * v["mcf"]
+    decayable = factor * sum(waste) * float(np.dot(v["composition"], v["doc_j"]))
+    running = np.cumsum(by_year)
+    assert np.all(np.diff(running) >= -1e-9)
+    assert running[-1] <= decayable * (1 + 1e-9) + 1e-9
+    assert running[-1] == pytest.approx(decayable, rel=1e-8, abs=1e-9)
+    # ten years in, the tail still matters: the first-year terms alone fall short
+    if sum(waste) > 0:
+        first_year_only = float(np.sum(wte.methane_avoided_t_co2e(np.asarray(waste), p)))
+        assert first_year_only < running[len(waste) + 9]
+
+
+def test_fod_decay_fractions_sum_to_one():
+    k = np.array([0.4, 0.07, 0.035])
+    total = sum(wte.fod_decay_fraction(k, age) for age in range(2000))
+    np.testing.assert_allclose(total, 1.0, rtol=1e-12)
+    assert np.all(wte.fod_decay_fraction(k, -1) == 0)
+
+
+def _wte_project(**kw):
+    return _project(
+        "wte", fields={"waste_rate": "waste_t_per_h"},
+        crediting_start=kw.pop("crediting_start", "2025-01-01T00:00:00Z"),
+        monitoring_period={"start": "2025-01-01T00:00:00Z", "end": "2029-01-01T00:00:00Z"}, **kw,
+    )
+
+
+def test_wte_interval_credits_add_up_to_tool04_crediting_years():
+    """Hourly intervals over three crediting years: each year's intervals sum to BE_CH4,y, and
+    computing day by day with the earlier waste passed in (as the engine does) equals computing
+    the whole span at once."""
+    project = _wte_project()
+    t0 = project.crediting_start_ns
+    step = 600 * S
+    n = int(3 * 365.25 * 86400 * S // step) + 10
+    ts = t0 + np.arange(n, dtype=np.int64) * step
+    rate = 2.5 + 1.5 * np.sin(np.arange(n) / 500.0)  # t/h, changing year to year
+    rate[(ts >= t0 + 400 * 86400 * S) & (ts < t0 + 500 * 86400 * S)] = 0.0  # a plant stop
+    signals = {"waste_rate": [(ts, rate)]}
+    year_edges = wte.crediting_year_edges_ns(t0, t0 + 3 * 366 * 86400 * S)[:4]
+    edges = t0 + np.arange((int(year_edges[3]) - t0) // (3600 * S) + 1, dtype=np.int64) * 3600 * S
+    res = compute(project, signals, edges, 700)
+    ch4 = res.cobenefits["methane_avoided_t_co2e"]
+    w = res.cobenefits["waste_t"]
+    year = wte.crediting_year_of(edges[:-1], year_edges)
+    w_by_year = np.bincount(year, weights=w, minlength=3)[:3]
+    ch4_by_year = np.bincount(year, weights=ch4, minlength=3)[:3]
+    np.testing.assert_allclose(ch4_by_year, wte.methane_avoided_by_year_t_co2e(w_by_year, project.parameter_set), rtol=1e-9)
+    np.testing.assert_allclose(res.reference_t_co2, ch4, rtol=1e-12)  # no export configured
+    # the same in windows of 30 days, each told the waste of the windows before
+    got = []
+    for a in range(0, len(edges) - 1, 24 * 30):
+        win = edges[a : a + 24 * 30 + 1]
+        prior = wte.waste_by_crediting_year_t(edges[: a + 1], w[:a], year_edges, 3) if a else None
+        got.append(compute(project, signals, win, 700, prior_waste_t_by_year=prior).cobenefits["methane_avoided_t_co2e"])
+    np.testing.assert_allclose(np.concatenate(got), ch4, rtol=1e-9, atol=1e-12)
+
+
+def test_crediting_years_are_12_month_periods_from_the_crediting_start():
+    t = int(np.datetime64("2024-02-29T06:00", "ns").astype(np.int64))
+    ye = wte.crediting_year_edges_ns(t, t + 3 * 365 * 86400 * S)
+    got = [str(np.datetime64(int(v), "ns"))[:16] for v in ye[:4]]
+    assert got == ["2024-02-29T06:00", "2025-02-28T06:00", "2026-02-28T06:00", "2027-02-28T06:00"]
+    assert list(wte.crediting_year_of([t - 1, t, int(ye[1]), int(ye[2]) - 1], ye)) == [-1, 0, 1, 1]
+
+
+def test_crediting_start_after_monitoring_start_is_refused():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="crediting_start .* is after monitoring_period.start"):
+        _wte_project(crediting_start="2026-01-01T00:00:00Z")
 
 
 def test_wte_project_emissions_fossil_carbon_form():
@@ -178,11 +278,6 @@ def test_conservative_fill_lowers_reference_and_raises_project():
     assert common.highest_rate_kw([10.0, 30.0, 5.0], [3600.0, 1800.0, 0.0]) == 60.0
 
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from plantmrv.analytics.config import AnalyticsConfig
-from plantmrv.analytics.methodologies import compute
 
 S = 1_000_000_000
 
