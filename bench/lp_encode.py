@@ -80,34 +80,44 @@ def point_encode(batch: SampleBatch) -> int:
     return lines
 
 
-def rate(fn, batch: SampleBatch, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        lines = fn(batch)
-        times.append(time.perf_counter() - t0)
+def timed(fn, batch: SampleBatch) -> float:
+    t0 = time.perf_counter()
+    lines = fn(batch)
+    elapsed = time.perf_counter() - t0
     assert lines == len(batch)
-    return len(batch) / statistics.median(times)
+    return len(batch) / elapsed
+
+
+ENCODERS = {
+    "plantmrv": plantmrv_encode,
+    "fstring": fstring_encode,
+    "tuned": tuned_fstring_encode,
+    "point": point_encode,
+}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; each round times every encoder once, back to back")
     args = ap.parse_args()
-    print(f"line protocol, {args.points:,} points (100 series x 4 fields), median of {args.repeat}")
+    print(f"line protocol, {args.points:,} points (100 series x 4 fields); {args.repeat} rounds, medians")
+    print("each round times every encoder back to back and ratios are taken within the round, so load from")
+    print("other processes shifts both sides of a ratio alike")
     for kind in ("float64", "float32-widened"):
         batch = make_batch(args.points, kind)
         small = batch.take(slice(0, min(len(batch), 100_000)))
-        ours = rate(plantmrv_encode, batch, args.repeat)
-        fstr = rate(fstring_encode, batch, args.repeat)
-        tuned = rate(tuned_fstring_encode, batch, args.repeat)
-        point = rate(point_encode, small, 1)
+        rates: dict[str, list[float]] = {name: [] for name in ENCODERS}
+        for _ in range(args.repeat):
+            for name, fn in ENCODERS.items():
+                rates[name].append(timed(fn, small if name == "point" else batch))
+        med = {name: statistics.median(r) for name, r in rates.items()}
+        ratio = {name: statistics.median(o / b for o, b in zip(rates["plantmrv"], rates[name])) for name in ENCODERS}
         print(f"values: {kind}")
-        print(f"  plantmrv vectorized      {ours:12,.0f} lines/s")
-        print(f"  f-string per point       {fstr:12,.0f} lines/s   plantmrv = {ours / fstr:5.1f}x   (target >= 5x)")
-        print(f"  tuned f-string (prefix)  {tuned:12,.0f} lines/s   plantmrv = {ours / tuned:5.1f}x")
-        print(f"  influxdb-client Point    {point:12,.0f} lines/s   plantmrv = {ours / point:5.1f}x   (target >= 30x; Point timed on 100k)")
+        print(f"  plantmrv vectorized      {med['plantmrv']:12,.0f} lines/s")
+        print(f"  f-string per point       {med['fstring']:12,.0f} lines/s   plantmrv = {ratio['fstring']:5.1f}x   (target >= 5x)")
+        print(f"  tuned f-string (prefix)  {med['tuned']:12,.0f} lines/s   plantmrv = {ratio['tuned']:5.1f}x")
+        print(f"  influxdb-client Point    {med['point']:12,.0f} lines/s   plantmrv = {ratio['point']:5.1f}x   (target >= 30x; Point timed on 100k)")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ from plantmrv.batch import Quality, SampleBatch, Series
 MAX_LINES_PER_BODY = 5000
 QUALITY_MEASUREMENT = "sample_quality"
 
-_POW10 = 10.0 ** np.arange(0, 18)
 _EXACT_LIMIT = float(2**53)
 
 
@@ -94,151 +93,233 @@ def series_prefix(series: Series) -> bytes:
 # --------------------------------------------------------------------------- number rendering
 
 _FRAC_DIGITS = 18  # the 17-digit path is limited to |v| >= 0.01, so k <= 18
-_VALUE_DIGITS = 19  # n < 10**17, padded so that '0.' fits in front of 18 decimals
 _INT_DIGITS = 19
 _INT_POW10 = np.array([10**i for i in range(19)], dtype=np.int64)
+_POW10_ALL = 10.0 ** np.arange(0, 23)  # exact powers of ten as float64
+_NEG = 4
+_LOG10_2 = 0.30102999566398120
+_POW10_SIGNED = 10.0 ** np.arange(-_NEG, 18)  # index i + _NEG holds 10**i (nearest float for i < 0)
 
 
-def _digit_rows(n: np.ndarray, width: int) -> np.ndarray:
-    """ASCII digits of non-negative int64 ``n`` as a (width, len(n)) array: row j is the j-th digit.
+def _write_digits(rows: np.ndarray, n: np.ndarray) -> None:
+    """ASCII digits of non-negative int64 ``n`` (< 10**len(rows)) into ``rows``: row j is the j-th digit.
 
-    ``n`` is cut into 9-digit uint32 parts; floor division of those by a constant is what numpy
-    vectorizes best (``np.divmod`` on int64 is several times slower).
+    Each row is a contiguous vector over all values. ``n`` is cut into 9-digit uint32 parts;
+    division of those by a constant is what numpy vectorizes best.
     """
-    out = np.empty((width, len(n)), dtype=np.uint8)
-    high, low = np.divmod(n, 10**9)
-    parts = [low.astype(np.uint32)]
-    if width > 9:
-        top, mid = np.divmod(high, 10**9)
-        parts += [mid.astype(np.uint32), top.astype(np.uint32)]
+    width = len(rows)
+    if width <= 9:
+        parts = [n.astype(np.uint32)]
+    else:
+        high, low = np.divmod(n, 10**9)
+        parts = [low.astype(np.uint32)]
+        if width > 18:
+            top, mid = np.divmod(high, 10**9)
+            parts += [mid.astype(np.uint32), top.astype(np.uint32)]
+        else:
+            parts.append(high.astype(np.uint32))
     row = width - 1
+    ten = np.uint32(10)
     for part in parts:
         for _ in range(9):
             if row < 0:
                 break
-            q = part // np.uint32(10)
-            out[row] = part - q * np.uint32(10)
+            q = part // ten
+            np.add(part - q * ten, ord("0"), out=rows[row], casting="unsafe")
             part = q
             row -= 1
-    out += ord("0")
-    return out
 
 
-def _count_digits(n: np.ndarray) -> np.ndarray:
-    return np.searchsorted(_INT_POW10, n, side="right").clip(min=1)
+def _count_digits(n: np.ndarray) -> tuple[np.ndarray, int]:
+    """Decimal digits of every non-negative int64 in ``n`` (0 has one), and their maximum."""
+    width = len(str(int(n.max()))) if len(n) else 1
+    count = np.ones(len(n), dtype=np.uint8)
+    for power in _INT_POW10[1:width]:
+        count += n >= power
+    return count, width
 
 
 def _render_decimal(n_abs: np.ndarray, decimals: np.ndarray, negative: np.ndarray) -> np.ndarray:
     """Byte matrix of ``[-]n_abs / 10**decimals`` in positional notation, NUL where no character.
 
-    Built column by column (each column a contiguous vector over all values), skipping columns
-    no value uses, then stacked.
+    Laid out as sign, integer digits (right-aligned), point and fraction digits (left-aligned),
+    built row by row in a transposed matrix so that every vector operation is contiguous;
+    the transposed view is returned (the caller copies it once into the line matrix).
     """
-    width = _VALUE_DIGITS
-    digits = _digit_rows(n_abs, width)
-    point_col = width - decimals  # output column of the '.'; digits right of it shift by one
-    first = np.minimum(width - _count_digits(n_abs), point_col - 1)  # keep >= 1 digit before '.'
-    last = np.where(decimals > 0, width, width - 1)
-    # select with uint8 arithmetic (wraps mod 256, exact here): several times faster than np.where
-    cols = []
-    if negative.any():
-        cols.append(negative.astype(np.uint8) * np.uint8(ord("-")))
-    dot = np.uint8(ord("."))
-    for col in range(int(first.min()) if len(first) else 0, (int(last.max()) + 1) if len(last) else 0):
-        left = digits[col] if col < width else digits[width - 1]
-        right = digits[col - 1] if col else digits[0]
-        char = right + (col < point_col).astype(np.uint8) * (left - right)
-        at_point = (col == point_col).astype(np.uint8)
-        char = char + at_point * (dot - char)
-        cols.append(char * ((first <= col) & (col <= last)).astype(np.uint8))
-    if not cols:
-        return np.zeros((len(n_abs), 1), dtype=np.uint8)
-    return np.stack(cols, axis=1)
+    rows = len(n_abs)
+    if rows == 0:
+        return np.zeros((0, 1), dtype=np.uint8)
+    int_part = n_abs // _INT_POW10[decimals]
+    frac_part = n_abs - int_part * _INT_POW10[decimals]
+    int_digits, int_width = _count_digits(int_part)
+    frac_width = int(decimals.max())
+    sign_width = int(negative.any())
+    out = np.empty((sign_width + int_width + (frac_width > 0) + frac_width, rows), dtype=np.uint8)
+    if sign_width:
+        np.multiply(negative, ord("-"), out=out[0], casting="unsafe")
+    ints = out[sign_width : sign_width + int_width]
+    _write_digits(ints, int_part)
+    if int_width > 1:  # leading zeros are no characters; the last integer digit always stays
+        for j in range(int_width - 1):
+            ints[j] *= int_digits >= int_width - j
+    if frac_width:
+        point = sign_width + int_width
+        k8 = decimals.astype(np.uint8)
+        np.multiply(k8 > 0, ord("."), out=out[point], casting="unsafe")
+        fracs = out[point + 1 :]
+        _write_digits(fracs, frac_part * _INT_POW10[frac_width - decimals])
+        for j in range(frac_width):  # decimals beyond k are no characters
+            fracs[j] *= k8 > j
+    return out.T
 
 
-def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dekker's exact product: a * b == hi + lo exactly (no FMA needed)."""
-    hi = a * b
-    split = 134217729.0  # 2**27 + 1
-    t = split * a
-    a_hi = t - (t - a)
-    a_lo = a - a_hi
-    t = split * b
-    b_hi = t - (t - b)
-    b_lo = b - b_hi
-    lo = ((a_hi * b_hi - hi) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
-    return hi, lo
+def _split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Veltkamp split: x == hi + lo with both halves of 26 bits, so their products are exact."""
+    t = 134217729.0 * x  # 2**27 + 1
+    hi = t - (t - x)
+    return hi, x - hi
+
+
+_POW10_HI, _POW10_LO = _split(_POW10_ALL)
 
 
 def _round_exact(a: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """round-half-even(a * 10**k) as int64, exact (for a * 10**k < 2**63), and n - a * 10**k."""
-    hi, lo = _two_product(a, _POW10_ALL[k])
+    """round-half-even(a * 10**k) as int64, exact (for a * 10**k < 2**63), and n - a * 10**k.
+
+    a * 10**k is formed exactly as hi + lo (Dekker's product; no FMA needed). Selections are
+    arithmetic, not np.where: with unpredictable masks that is several times faster.
+    """
+    b_hi, b_lo = _POW10_HI[k], _POW10_LO[k]
+    hi = a * _POW10_ALL[k]
+    a_hi, a_lo = _split(a)
+    lo = ((a_hi * b_hi - hi) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
     h_int = np.floor(hi)
-    t = (hi - h_int) + lo
-    t_floor = np.floor(t)
-    r = t - t_floor
-    n = h_int.astype(np.int64) + t_floor.astype(np.int64)
-    up = (r > 0.5) | ((r == 0.5) & (n % 2 == 1))
-    return n + up, np.where(up, 1.0 - r, -r)
+    t = (hi - h_int) + lo  # the rest of the product, |t| < 2
+    m = np.rint(t)
+    n = h_int.astype(np.int64) + m.astype(np.int64)
+    dist = m - t
+    ties = np.flatnonzero(np.abs(dist) == 0.5)
+    if len(ties):  # rint made m even; half-even is about n
+        odd = ties[(n[ties] & 1) == 1]
+        step = np.sign(dist[odd])
+        n[odd] -= step.astype(np.int64)
+        dist[odd] -= step
+    return n, dist
 
 
-_POW10_ALL = 10.0 ** np.arange(0, 23)  # exact powers of ten as float64
+def _fewest_decimals(a: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Smallest k <= ``upper`` with ``rint(a * 10**k) / 10**k == a`` (``upper`` is known to pass).
+
+    Binary search over k, all values at once; passing is monotone in k while ``a * 10**k`` stays
+    below 2**53, where IEEE division being correctly rounded makes the check exact.
+    """
+    lo = np.zeros(len(a), dtype=np.int64)  # every k < lo fails
+    hi = upper.astype(np.int64)  # hi passes
+    while True:
+        active = np.flatnonzero(lo < hi)
+        if not len(active):
+            return hi
+        mid = (lo[active] + hi[active]) // 2
+        p = _POW10_ALL[mid]
+        sub = a[active]
+        passed = np.rint(sub * p) / p == sub
+        hi[active] = np.where(passed, mid, hi[active])
+        lo[active] = np.where(passed, lo[active], mid + 1)
+
+
+_EXPONENT_BITS = np.int64(0x7FF0000000000000)
+_MANTISSA_BITS = np.int64(0x000FFFFFFFFFFFFF)
+
+
+def _float_gap(a: np.ndarray, upward: np.ndarray) -> np.ndarray:
+    """Distance from normal positive ``a`` to the next float up (``upward``) or down, from its bits.
+
+    Down from a power of two the gap is half as wide. (np.spacing and np.nextafter are several
+    times slower.)
+    """
+    bits = a.view(np.int64)
+    ulp = ((bits & _EXPONENT_BITS) - np.int64(52 << 52)).view(np.float64)
+    at_power_of_two = (bits & _MANTISSA_BITS) == 0
+    return ulp * (1.0 - 0.5 * (at_power_of_two & ~upward))
+
+
+def _sixteen_or_seventeen(a: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(decimals, integer) of the shortest 16- or 17-significant-digit form of ``a`` (10**e <= a < 10**(e+1)).
+
+    17 digits always round-trip; they are rounded exactly (double-double product) with their
+    remainder, from which the 16-digit rounding and its distance follow without a second
+    product. 16 digits are used when they lie within half the gap to the neighbouring float.
+    """
+    k17 = 16 - e
+    n17, d17 = _round_exact(a, k17)  # d17 = n17 - a * 10**k17
+    q = n17 // 10
+    f = (n17 - q * 10) - d17  # 10 * (a * 10**(k17-1) - q), in [-0.5, 9.5]
+    up = (f > 5) | ((f == 5) & (q & 1).astype(bool))
+    dist16 = up - f / 10  # n16 - a * 10**(k17-1)
+    fits16 = np.abs(dist16) < 0.5 * _float_gap(a, dist16 > 0) * _POW10_ALL[k17 - 1] * (1 - 1e-12)
+    k = k17 - fits16
+    n = n17 + fits16 * (q + up - n17)
+    for _ in range(17):
+        strip = np.flatnonzero((n - n // 10 * 10 == 0) & (k > 0))
+        if not len(strip):
+            break
+        n[strip] //= 10
+        k[strip] -= 1
+    return k, n
+
+
+def _exp10_estimate(a: np.ndarray) -> np.ndarray:
+    """floor(log10(a)) from the binary exponent, at most one too low (np.log10 is many times slower)."""
+    return np.floor((((a.view(np.int64) >> 52) & 0x7FF) - 1023) * _LOG10_2)
+
+
+def _decimal_exponent(a: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """e with 10**e <= a < 10**(e+1) for 0.01 <= a < 1e16, from an estimate at most one too low."""
+    e = estimate.astype(np.int64)
+    e += a >= _POW10_SIGNED[e + 1 + _NEG]
+    return e
 
 
 def shortest_decimals(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For finite ``values``: (decimals k, integer round(|v| * 10**k), ok).
 
-    The fewest decimals whose integer is below 2**53 and converts back exactly (binary search
-    over k; IEEE division is correctly rounded, so the check is exact); failing that,
-    17 significant digits rounded exactly (double-double product), which always round-trip.
+    First the 15-significant-digit form is tried (its integer is below 10**15 < 2**53, so the
+    round trip check by division is exact); values that pass (clean decimals: PLC scalings,
+    rounded set points) get the fewest decimals by binary search. The others need 16 or 17
+    digits (:func:`_sixteen_or_seventeen`).
     ``ok`` is False only outside 0.01 <= |v| < 1e16 without a short form (those use repr).
     """
     a = np.abs(values)
     n = len(a)
-    lo = np.zeros(n, dtype=np.int64)  # every k < lo fails
-    bound = np.full(n, 17, dtype=np.int64)  # no k >= bound needs testing
-    best = np.full(n, 17, dtype=np.int64)  # smallest k seen to pass (17: none)
-    while True:
-        active = lo < bound
-        if not active.any():
-            break
-        mid = (lo + bound) // 2
-        p = _POW10[mid]
-        with np.errstate(over="ignore"):
-            scaled = a * p
-        in_range = scaled < _EXACT_LIMIT
-        passed = active & in_range & (np.rint(scaled) / p == a)
-        best = np.where(passed, mid, best)
-        # out of range at mid means out of range for every larger k too
-        bound = np.where(active & (passed | ~in_range), mid, bound)
-        lo = np.where(active & in_range & ~passed, mid + 1, lo)
-    hi = best
-    ok = hi < 17
-    k_out = np.where(ok, hi, 0)
-    int_out = np.where(ok, np.rint(a * _POW10[k_out]), 0).astype(np.int64)
-    rest = np.flatnonzero(~ok & (a >= 0.01) & (a < 1e16))
-    if len(rest):
-        sub = a[rest]
-        exp10 = np.floor(np.log10(sub)).astype(np.int64)
-        # 16 significant digits, when they still identify the float: |n - a*10**k| under half the gap
-        # to the neighbouring float on that side (scaled by 10**k); else 17 digits, which always do.
-        k = np.clip(15 - exp10, 0, _FRAC_DIGITS)
-        n16, dist = _round_exact(sub, k)
-        gap = np.where(dist > 0, np.nextafter(sub, np.inf) - sub, sub - np.nextafter(sub, 0))
-        fits16 = np.abs(dist) < 0.5 * gap * (10.0 ** k) * (1 - 1e-12)
-        n17 = n16
-        k = k.copy()
-        need17 = np.flatnonzero(~fits16)
-        if len(need17):
-            k[need17] = np.clip(16 - exp10[need17], 0, _FRAC_DIGITS)
-            n17[need17], _ = _round_exact(sub[need17], k[need17])
-        for _ in range(17):
-            strip = (k > 0) & (n17 % 10 == 0)
-            if not strip.any():
-                break
-            n17 = np.where(strip, n17 // 10, n17)
-            k = np.where(strip, k - 1, k)
-        k_out[rest], int_out[rest], ok[rest] = k, n17, True
+    exp10 = _exp10_estimate(a)
+    k15 = np.clip(14 - exp10, 0, 16).astype(np.int64)
+    p15 = _POW10_ALL[k15]
+    with np.errstate(over="ignore"):
+        scaled = a * p15
+    short = (scaled < _EXACT_LIMIT) & (np.rint(scaled) / p15 == a)
+    rest_mask = ~short & (a >= 0.01) & (a < 1e16)
+    ok = short | rest_mask
+    rest_count = int(np.count_nonzero(rest_mask))
+    if rest_count > n // 2:  # mostly full-precision data: compute for all, then correct the others
+        others = np.flatnonzero(~rest_mask)
+        safe = a.copy()
+        safe[others] = 1 / 3  # a stand-in with no trailing zeros to strip
+        k_out, int_out = _sixteen_or_seventeen(safe, _decimal_exponent(safe, _exp10_estimate(safe)))
+        k_out[others] = 0
+        int_out[others] = 0
+    else:
+        k_out = np.zeros(n, dtype=np.int64)
+        int_out = np.zeros(n, dtype=np.int64)
+        rest = np.flatnonzero(rest_mask)
+        if len(rest):
+            sub = a[rest]
+            k_out[rest], int_out[rest] = _sixteen_or_seventeen(sub, _decimal_exponent(sub, exp10[rest]))
+    idx = np.flatnonzero(short)
+    if len(idx):
+        sub = a[idx]
+        k = _fewest_decimals(sub, k15[idx])
+        k_out[idx] = k
+        int_out[idx] = np.rint(sub * _POW10_ALL[k]).astype(np.int64)
     return k_out, int_out, ok
 
 
@@ -251,7 +332,7 @@ def render_floats(values: np.ndarray, decimals: np.ndarray | None = None) -> np.
     else:
         k = np.clip(np.asarray(decimals, dtype=np.int64), 0, 17)
         with np.errstate(over="ignore", invalid="ignore"):
-            scaled = np.rint(np.abs(values) * _POW10[k])
+            scaled = np.rint(np.abs(values) * _POW10_ALL[k])
         ok = scaled < _EXACT_LIMIT
         n_abs = np.where(ok, scaled, 0).astype(np.int64)
         for _ in range(17):  # 1.50 is written 1.5
@@ -272,23 +353,36 @@ def render_floats(values: np.ndarray, decimals: np.ndarray | None = None) -> np.
     return chars
 
 
-def render_ints(n: np.ndarray) -> np.ndarray:
-    """Byte matrix of int64 ``n``, NUL-padded; runs of equal values (one scan's timestamps) render once."""
+def _runs(n: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first index of each run of equal values, run number of every element), or None when runs are short."""
+    if len(n) < 2:
+        return None
+    starts = np.flatnonzero(np.concatenate([[True], n[1:] != n[:-1]]))
+    if len(starts) >= len(n) // 2:
+        return None
+    return starts, np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(n))))
+
+
+def render_ints(n: np.ndarray, before: bytes = b"", after: bytes = b"") -> np.ndarray:
+    """Byte matrix of ``before + str(n) + after`` for int64 ``n``, NUL-padded.
+
+    Runs of equal values (one scan's timestamps) render once.
+    """
     n = np.asarray(n, dtype=np.int64)
-    if len(n) > 1:
-        starts = np.flatnonzero(np.concatenate([[True], n[1:] != n[:-1]]))
-        if len(starts) < len(n) // 2:
-            chars = render_ints(n[starts])
-            run = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(n))))
-            return chars[run]
+    runs = _runs(n)
+    if runs is not None:
+        starts, run = runs
+        return np.take(render_ints(n[starts], before, after), run, axis=0)
     negative = n < 0
     n_abs = np.where(negative, -n, n)  # int64 min has no positive counterpart; timestamps never reach it
-    ndig = _count_digits(n_abs)
-    skip = _INT_DIGITS - int(ndig.max()) if len(n) else 0
-    digits = _digit_rows(n_abs, _INT_DIGITS)[skip:]
-    digits[np.arange(skip, _INT_DIGITS)[:, None] < (_INT_DIGITS - ndig)[None, :]] = 0
-    rows = [np.where(negative, np.uint8(ord("-")), np.uint8(0))] if negative.any() else []
-    return np.ascontiguousarray(np.concatenate([np.stack(rows)] + [digits], axis=0).T if rows else digits.T)
+    digits = _render_decimal(n_abs, np.zeros(len(n), dtype=np.int64), negative)
+    if not before and not after:
+        return np.ascontiguousarray(digits)
+    out = np.empty((len(n), len(before) + digits.shape[1] + len(after)), dtype=np.uint8)
+    out[:, : len(before)] = np.frombuffer(before, dtype=np.uint8)
+    out[:, len(before) : len(before) + digits.shape[1]] = digits
+    out[:, len(before) + digits.shape[1] :] = np.frombuffer(after, dtype=np.uint8)
+    return out
 
 
 def _pad_to(chars: np.ndarray, width: int) -> np.ndarray:
@@ -398,26 +492,20 @@ class LineProtocolEncoder:
                 width = max(fc.shape[1], vchars.shape[1])
                 vchars = _pad_to(vchars, width)
                 vchars[fixed] = _pad_to(fc, width)
-        tchars = render_ints(batch.ts_ns[start:stop])
+        tail = render_ints(batch.ts_ns[start:stop], b" ", b"\n")
         rows = stop - start
-        space = np.full((rows, 1), ord(" "), dtype=np.uint8)
-        newline = np.full((rows, 1), ord("\n"), dtype=np.uint8)
-        chars = np.concatenate([np.take(prefix_mat, sid, axis=0), vchars, space, tchars, newline], axis=1)
-        # NUL marks "no character here" (names with NUL are refused): one C-speed pass removes them
-        data = chars.tobytes().translate(None, b"\0")
-        if rows <= self.max_lines:
-            ends = [len(data)]
-        else:
-            newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
-            ends = [int(newlines[i]) + 1 for i in range(self.max_lines - 1, rows, self.max_lines)]
-            if ends[-1] != len(data):
-                ends.append(len(data))
-        begin = 0
-        for first, end in zip(range(0, rows, self.max_lines), ends):
-            out.bodies.append(data[begin:end])
-            out.line_counts.append(min(self.max_lines, rows - first))
-            out.lines += out.line_counts[-1]
-            begin = end
+        # one record per line (prefix, value, tail as fixed-width byte fields): whole-field copies
+        widths = (prefix_mat.shape[1], vchars.shape[1], tail.shape[1])
+        lines = np.empty(rows, dtype=[("prefix", f"V{widths[0]}"), ("value", f"V{widths[1]}"), ("tail", f"V{widths[2]}")])
+        np.take(prefix_mat.view(f"V{widths[0]}").ravel(), sid, out=lines["prefix"], mode="clip")
+        lines["value"] = np.ascontiguousarray(vchars).view(f"V{widths[1]}").ravel()
+        lines["tail"] = tail.view(f"V{widths[2]}").ravel()
+        for first in range(0, rows, self.max_lines):
+            last = min(first + self.max_lines, rows)
+            # NUL marks "no character here" (names with NUL are refused): one C-speed pass removes them
+            out.bodies.append(lines[first:last].tobytes().translate(None, b"\0"))
+            out.line_counts.append(last - first)
+            out.lines += last - first
 
 
 def encode_batch(batch: SampleBatch, max_lines: int = MAX_LINES_PER_BODY) -> EncodedBodies:

@@ -227,3 +227,25 @@ def test_encoder_round_trip_through_real_influxd_values_timestamps_tags(influx_d
         sel = batch.series == sid
         assert np.array_equal(res[0].columns["time"], ts[sel])
         assert np.array_equal(res[0].columns[s.field], values[sel])
+
+
+def test_digits_equal_numpys_shortest_positional_form():
+    """Not only round-trip and as short: the very digits of the shortest form (Dragon4, as repr)."""
+    rng = np.random.default_rng(11)
+    values = np.concatenate(
+        [
+            rng.normal(500, 150, 60_000),
+            rng.normal(0, 1, 60_000) * 10.0 ** rng.integers(-2, 16, 60_000),
+            rng.random(60_000).astype(np.float32).astype(np.float64) * 1000,
+            np.round(rng.normal(0, 1000, 20_000), 2),
+            np.nextafter(10.0 ** np.arange(-2, 16), 0),
+            10.0 ** np.arange(-2, 16),
+            2.0 ** np.arange(-6, 53),
+        ]
+    )
+    values = values[(np.abs(values) >= 0.01) & (np.abs(values) < 1e16)]
+    chars = np.ascontiguousarray(render_floats(values))
+    ours = [bytes(row).replace(b"\0", b"").decode() for row in chars]
+    expected = [np.format_float_positional(v, unique=True, trim="-") for v in values]
+    mismatches = [(v, o, e) for v, o, e in zip(values, ours, expected) if o != e]
+    assert not mismatches, mismatches[:5]
