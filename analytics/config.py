@@ -80,6 +80,7 @@ class AssetFields(StrictModel):
     aux_fuel_rate: str | None = Field(None, description="Auxiliary fuel, kg/h.")
     chlorine_rate: str | None = Field(None, description="Chlorine dose, kg/h.")
     coagulant_rate: str | None = Field(None, description="Coagulant dose, kg/h.")
+    grid_available: str | None = Field(None, description="0/1 flag, 1 while the grid supplies the site (JCM KH_AM002 day category; held until the next sample).")
     quality_pairs: dict[str, tuple[str, str]] = Field(default_factory=dict, description="Co-benefit removal KPIs: name -> [inflow field, outflow field].")
 
 
@@ -89,6 +90,12 @@ class AssetConfig(StrictModel):
     site: str | None = Field(None, description="`site` tag value; defaults to the project's site.")
     fields: AssetFields = Field(default_factory=AssetFields)
     rollover_at: float | None = Field(None, gt=0, description="Register maximum of this asset's meters (they wrap to 0 after it).")
+
+
+class DayCategoryConfig(StrictModel):
+    """JCM KH_AM002: the emission factor of each day d by its category (grid supply or outage)."""
+
+    utc_offset_h: float = Field(7.0, ge=-12, le=14, description="Days d run from local midnight: UTC offset in hours (Cambodia: 7).")
 
 
 class MethodologyRef(StrictModel):
@@ -160,6 +167,7 @@ class ProjectConfig(StrictModel):
     baseline: str | None = Field(None, description="Baseline model; default per plant type.")
     parameters: dict[str, ParameterValue] = Field(default_factory=dict, description="Overrides of the methodology's parameters, each with a source.")
     monitoring_period: MonitoringPeriod = Field(description="Monitoring period p (start, end; ISO-8601, UTC unless an offset is given).")
+    day_category: DayCategoryConfig | None = Field(None, description="Solar PV under JCM KH_AM002: reference EF by category of day d, the grid EF on days with grid supply, the diesel EF (parameter `ef_diesel_t_co2_per_mwh`) on outage days and the lower of the two on mixed or unknown days; needs an asset field `grid_available`.")
     crediting_start: datetime | None = Field(None, description="Start of the crediting period: year 1 of the first-order-decay model (CDM TOOL04, waste-to-energy), whose later years credit the decay of earlier years' waste; default the monitoring period's start. Not after it.")
     ex_ante_t_co2: float | None = Field(None, description="Ex-ante estimate for the monitoring period, tCO2.")
     japan_share: float | None = Field(None, ge=0, le=1, description="Japan's share of credits (Credit Allocation Form).")
@@ -203,6 +211,20 @@ class ProjectConfig(StrictModel):
                 f"crediting_start {self.crediting_start.isoformat()} is after monitoring_period.start "
                 f"{self.monitoring_period.start.isoformat()}: the crediting period contains every monitoring period"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _day_category(self) -> "ProjectConfig":
+        flags = [a.fields.grid_available for a in self.assets if a.fields.grid_available]
+        if self.day_category is not None:
+            if self.plant_type != "pv":
+                raise ValueError(f"day_category (JCM KH_AM002) applies to plant_type pv, not {self.plant_type!r}")
+            if not flags:
+                raise ValueError("day_category needs a 0/1 grid supply flag: set assets[].fields.grid_available")
+        elif self.methodology.id.upper().startswith("KH_AM002"):
+            raise ValueError("methodology KH_AM002 credits by category of day: add day_category (and assets[].fields.grid_available)")
+        elif flags:
+            raise ValueError("assets[].fields.grid_available is used only with day_category (JCM KH_AM002)")
         return self
 
     @property

@@ -45,10 +45,10 @@ MRV_FIELDS = (
     "gap_filled_s",
 )
 #: Roles that are states held until the next sample (report by exception), not rates.
-HOLD_ROLES = ("running",)
+HOLD_ROLES = ("running", "grid_available")
 _ROLE_ATTRS = (
     "energy_meter", "power", "flow", "volume_meter", "running", "export_meter", "export_power",
-    "waste_meter", "waste_rate", "aux_fuel_rate", "chlorine_rate", "coagulant_rate",
+    "waste_meter", "waste_rate", "aux_fuel_rate", "chlorine_rate", "coagulant_rate", "grid_available",
 )
 
 
@@ -118,6 +118,7 @@ def results_to_lines(project: ProjectConfig, results: IntervalResults, interval_
 class _PollState:
     done_until_ns: int
     counts: dict[int, float] = field(default_factory=dict)  # interval start -> sample count used
+    day_closed_ns: int | None = None  # KH_AM002: local midnight up to which days were recomputed closed
 
 
 class Engine:
@@ -128,6 +129,9 @@ class Engine:
         self.client = client
         self.clock = clock
         self._ef = {p.id: resolve_grid_ef(p) for p in config.projects}
+        for pid, ef in self._ef.items():
+            if "placeholder" in ef.source.lower():
+                log.warning("event=grid_ef_placeholder project=%s ef_t_co2_per_mwh=%s source=%r", pid, ef.value_t_co2_per_mwh, ef.source)
         self._state: dict[tuple[str, int], _PollState] = {}
         self._last_late_ns: int | None = None
 
@@ -156,10 +160,31 @@ class Engine:
                     v = np.asarray(v, dtype=float)
                     ok = np.isfinite(v)
                     series = (ts[ok], v[ok])
-                if role in HOLD_ROLES:
+                if role == "grid_available" and project.day_category is not None:
+                    series = self._whole_days(project, asset, f, start_ns, end_ns)
+                elif role in HOLD_ROLES:
                     series = self._with_state_before(project, asset, f, start_ns, series)
                 signals.setdefault(role, []).append(series)
         return signals
+
+    def _whole_days(self, project: ProjectConfig, asset, field_name: str, start_ns: int, end_ns: int):
+        """KH_AM002: a day's category needs its grid flag over the whole local day, whatever
+        the window: the flag over the local days around ``[start_ns, end_ns)``, with its state
+        at the first midnight."""
+        from .pv import local_day_edges_ns
+
+        days = local_day_edges_ns(start_ns, end_ns, project.day_category.utc_offset_h)
+        q = (
+            f"SELECT {quote_ident(field_name)} FROM {quote_ident(asset.measurement)} "
+            f"WHERE {quote_ident('site')} = {quote_literal(asset.site or project.site)} AND {quote_ident('asset')} = {quote_literal(asset.asset)} "
+            f"AND time >= {int(days[0])} AND time < {int(days[-1])}"
+        )
+        res = self.client.query(q)
+        cols = res[0].columns if res else {}
+        ts = np.asarray(cols.get("time", np.empty(0, np.int64)), dtype=np.int64)
+        v = np.asarray(cols.get(field_name, np.empty(0)), dtype=float)
+        ok = np.isfinite(v)
+        return self._with_state_before(project, asset, field_name, int(days[0]), (ts[ok], v[ok]))
 
     def _with_state_before(self, project: ProjectConfig, asset, field_name: str, start_ns: int, series):
         """Prepend the last sample before ``start_ns`` (within ``state_hold_max``) to a state signal."""
@@ -363,10 +388,31 @@ class Engine:
                     st.counts.update(counts)
                     n += (end - st.done_until_ns) // step
                     st.done_until_ns = end
+                if project.day_category is not None:
+                    n += self._recompute_closed_days(project, st, iv)
                 report[f"{project.id}/{duration_label(iv)}"] = n
                 if n:
                     log.info("event=mrv_computed project=%s interval=%s intervals=%d", project.id, duration_label(iv), n)
         return report
+
+    def _recompute_closed_days(self, project: ProjectConfig, st: _PollState, interval_s: int) -> int:
+        """KH_AM002: an interval computed while its day was open took the conservative EF of a
+        partly unknown day; once the local day has closed (all its intervals computed), its
+        intervals are computed again with the day's category. Returns intervals written."""
+        from .pv import local_day_edges_ns
+
+        days = local_day_edges_ns(st.done_until_ns, st.done_until_ns, project.day_category.utc_offset_h)
+        closed = int(days[0]) if int(days[0]) <= st.done_until_ns else int(days[0]) - DAY_NS
+        if st.day_closed_ns is None:
+            st.day_closed_ns = closed
+            return 0
+        if closed <= st.day_closed_ns:
+            return 0
+        step = interval_s * NS
+        a = (max(st.day_closed_ns, closed - DAY_NS) // step) * step
+        self.process(project, a, closed, interval_s)
+        st.day_closed_ns = closed
+        return (closed - a) // step
 
     def run(self, stop: Callable[[], bool] = lambda: False) -> None:
         """Poll every ``poll_s`` until ``stop()``; errors are logged and retried next poll."""

@@ -155,7 +155,7 @@ def compute(
     pv_ = values(params)
     rollover = next((a.rollover_at for a in project.assets if a.rollover_at), None)
     fill_rate = project.project_fill_rate_kw.value if project.project_fill_rate_kw else None
-    h = params_hash(project.plant_type, project.baseline, project.methodology, params, ef.value_t_co2_per_mwh, ef.source, max_gap_s, fill_rate)
+    h = params_hash(project.plant_type, project.baseline, project.methodology, params, ef.value_t_co2_per_mwh, ef.source, max_gap_s, fill_rate, *([project.day_category] if project.day_category is not None else []))
     cob: dict[str, np.ndarray] = {}
     length_s = np.diff(edges) / 1e9
     credited = True
@@ -210,7 +210,19 @@ def compute(
         g = _integrate(signals, "export_meter", "export_power", edges, max_gap_s, rollover)
         ref_kwh = baselines.generation(g.energy_kwh)  # a missing interval generates 0 (reference low)
         proj_kwh = np.zeros_like(ref_kwh)
-        ref_t = pv.reference_emissions_t_co2(ref_kwh, ef_v)
+        ef_interval = ef_v
+        if project.day_category is not None:
+            # KH_AM002: the EF of the local day d of each interval by the day's category
+            days = pv.local_day_edges_ns(int(edges[0]), int(edges[-1]), project.day_category.utc_offset_h)
+            flags = signals.get("grid_available") or []
+            if flags:
+                per_flag = np.array([pv.day_categories(ts, v, days) for ts, v in flags])
+                cats = np.where(np.all(per_flag == per_flag[0], axis=0), per_flag[0], pv.MIXED_DAY)
+            else:
+                cats = np.full(len(days) - 1, pv.MIXED_DAY)
+            day_of = np.clip(np.searchsorted(days, edges[:-1], side="right") - 1, 0, len(days) - 2)
+            ef_interval = pv.ef_by_day_category(cats[day_of], ef_v, pv_["ef_diesel_t_co2_per_mwh"])
+        ref_t = pv.reference_emissions_t_co2(ref_kwh, ef_interval)
         proj_t = pv.project_emissions_t_co2(ref_kwh)
         coverage, gap = g.covered_s, g.gap_s
     elif t == "wte":

@@ -2,9 +2,14 @@
 
 - ``RE_p = sum_i EG_i,p x EF_RE``; ``PE_p = 0``; ``ER_p = RE_p`` [published, JCM VN_AM007,
   TH_AM001, KH_AM002, MN_AM003 and others]. EG = AC output or export meter [MWh].
-- KH_AM002 variant [published structure]: the emission factor by day category, the grid EF on
-  days with grid supply and the diesel EF on outage days (:func:`day_category_ef`). The diesel
-  EF shipped is a placeholder with its source; the project sets its own.
+- KH_AM002 variant [published structure: JCM KH_AM002 summary, "AC output multiplied by either
+  the conservative EF of National Grid electricity or the conservative EF of diesel power
+  generator in off-grid area"; monitored: "category of the day d"]: the EF of each day d by its
+  category (:func:`day_categories`, :func:`ef_by_day_category`). How a day with both grid
+  supply and an outage is categorised was not in the text available to us; plantmrv's rule
+  [form]: grid supply all day -> grid EF; outage all day (flag known all day) -> diesel EF;
+  mixed or partly unknown -> the lower of the two (conservative). The diesel EF shipped is a
+  placeholder with its source; the project sets the methodology's value.
 - The grid EF is the combined margin with solar weights 0.75/0.25 where OM/BM are published
   [published, CDM TOOL07], see :mod:`.emission_factors`.
 
@@ -42,6 +47,53 @@ def day_category_ef(grid_available, ef_grid_t_co2_per_mwh, ef_diesel_t_co2_per_m
     ef_grid_t_co2_per_mwh, ef_diesel_t_co2_per_mwh : float
     """
     return np.where(np.asarray(grid_available, dtype=bool), ef_grid_t_co2_per_mwh, ef_diesel_t_co2_per_mwh)
+
+
+GRID_DAY, OUTAGE_DAY, MIXED_DAY = 1, 0, -1
+
+
+def local_day_edges_ns(start_ns: int, end_ns: int, utc_offset_h: float) -> np.ndarray:
+    """Local midnights (UTC + ``utc_offset_h``) from the one at or before ``start_ns`` to the
+    first at or after ``end_ns`` [ns]."""
+    day = 86400 * 1_000_000_000
+    off = int(round(utc_offset_h * 3600)) * 1_000_000_000
+    first = ((int(start_ns) + off) // day) * day - off
+    last = -(-(int(end_ns) + off) // day) * day - off
+    return np.arange(first, max(last, first + day) + 1, day, dtype=np.int64)
+
+
+def day_categories(ts_ns, grid_available, day_edges_ns) -> np.ndarray:
+    """KH_AM002 category of each day d from a held 0/1 grid supply flag.
+
+    Parameters
+    ----------
+    ts_ns : array of int64  Flag sample times [ns]; include the last sample before the first
+        day so its state at midnight is known
+    grid_available : array  1 while the grid supplies the site, 0 during an outage [-]
+    day_edges_ns : array of int64  Local midnights (:func:`local_day_edges_ns`) [ns]
+
+    Returns
+    -------
+    ndarray of int  ``GRID_DAY`` (1) grid supply all day, ``OUTAGE_DAY`` (0) outage all day
+    with the flag known all day, ``MIXED_DAY`` (-1) otherwise.
+    """
+    from .energy import held_mean_per_interval
+
+    edges = np.asarray(day_edges_ns, dtype=np.int64)
+    flag = (np.asarray(grid_available, dtype=float) > 0.5).astype(float)
+    flag[~np.isfinite(np.asarray(grid_available, dtype=float))] = np.nan
+    mean, known_s = held_mean_per_interval(ts_ns, flag, edges)
+    length_s = np.diff(edges) / 1e9
+    whole = known_s >= length_s - 1e-9
+    return np.where(whole & (mean >= 1.0 - 1e-12), GRID_DAY, np.where(whole & (mean <= 1e-12), OUTAGE_DAY, MIXED_DAY))
+
+
+def ef_by_day_category(category, ef_grid_t_co2_per_mwh, ef_diesel_t_co2_per_mwh):
+    """KH_AM002 EF of each day (or interval) by category [tCO2/MWh]: grid, diesel, or the
+    lower of the two for mixed and unknown days (conservative)."""
+    c = np.asarray(category)
+    low = min(ef_grid_t_co2_per_mwh, ef_diesel_t_co2_per_mwh)
+    return np.where(c == GRID_DAY, ef_grid_t_co2_per_mwh, np.where(c == OUTAGE_DAY, ef_diesel_t_co2_per_mwh, low)).astype(float)
 
 
 def reference_emissions_t_co2(generation_kwh, ef_t_co2_per_mwh):

@@ -8,9 +8,11 @@ Form of CDM ACM0022 [form]:
   ``sum_j Q_j x FCC_j x FFC_j x 44/12 x OF``, purchased electricity, auxiliary fuel.
 - ``BE_CH4,y`` by first-order decay [published equation, CDM TOOL04], see
   :func:`plantmrv.analytics.baselines.fod_methane`. All of phi, f, OX, F, DOC_f, MCF, DOC_j,
-  k_j and GWP_CH4 are parameters with a source; the values shipped are the TOOL04 / IPCC 2006
-  defaults as recalled by the author, NOT re-checked against the tool text in this session
-  (each ``source`` string says so): a project confirms them in its config.
+  k_j and GWP_CH4 are parameters with a source. Checked against public copies (2026-11): the
+  decay rates k_j (IPCC 2006 Table 3.3, tropical wet) and DOC_j, F, DOC_f (IPCC defaults as also
+  listed by 40 CFR 98 subpart HH) match; phi, OX, MCF, GWP_CH4 and the combustion factors could
+  not be checked against the TOOL04 / IPCC text and say so in their ``source``: a project
+  confirms them in its config.
 
 Interval attribution [derived]: TOOL04 sums over the years x of the crediting period (x = 1 is
 the first year, each year "a consecutive period of 12 months" from the start of the crediting
@@ -48,26 +50,39 @@ from .parameters import Param
 
 C_TO_CO2 = 44.0 / 12.0  # [published]
 WASTE_TYPES = ("food", "paper", "wood", "textiles", "garden")
-_T04 = "CDM TOOL04 / IPCC 2006 Vol.5 default as recalled (not re-checked in this session): confirm per project"
+_UNVERIFIED = (
+    "TOOL04 / IPCC 2006 default as recalled; NOT verified: neither the TOOL04 text nor IPCC 2006 Vol.5 "
+    "was retrievable here (checked by searching public copies, 2026-11); confirm per project"
+)
+_K_SOURCE = (
+    "IPCC 2006 Vol.5 Ch.3 Table 3.3, tropical (MAT > 20 C) moist and wet defaults: food 0.40, paper 0.07, "
+    "wood 0.035, textiles 0.07 (paper/textiles), garden 0.17 [verified against the table's transcription in "
+    "USEPA lfg-calc-py, IPCC_Waste_specific_k-values.csv; TOOL04's own table not retrieved]"
+)
+_DOC_SOURCE = (
+    "IPCC 2006 defaults, wet basis: food 0.15, paper 0.40, wood 0.43, textiles 0.24, garden 0.20 [verified "
+    "against 40 CFR 98 subpart HH Table HH-1, waste composition option, which lists the same values; IPCC "
+    "Vol.5 Table 2.4 and TOOL04 text not retrieved]"
+)
 
 
 @dataclass(frozen=True)
 class WtEParameters:
-    phi: Param = field(default_factory=lambda: Param(0.85, "-", _T04, "A", "phi", "Model correction factor (uncertainty)"))
+    phi: Param = field(default_factory=lambda: Param(0.85, "-", "0.85: " + _UNVERIFIED + " (the value for humid/wet conditions, as recalled)", "A", "phi", "Model correction factor (uncertainty)"))
     f: Param = field(default_factory=lambda: Param(0.0, "-", "no methane capture at the baseline landfill (project assumption)", "A", "f", "Fraction of methane captured and flared"))
-    gwp_ch4: Param = field(default_factory=lambda: Param(25.0, "tCO2e/tCH4", "IPCC AR4 GWP-100 used by CDM from 2013 (recalled)", "A", "GWP_CH4", "Global warming potential of methane"))
-    ox: Param = field(default_factory=lambda: Param(0.0, "-", _T04 + " (0 for unmanaged / no oxidising cover)", "A", "OX", "Oxidation factor"))
-    F: Param = field(default_factory=lambda: Param(0.5, "-", _T04, "A", "F", "Methane fraction of landfill gas"))
-    doc_f: Param = field(default_factory=lambda: Param(0.5, "-", _T04, "A", "DOC_f", "Fraction of DOC that decomposes"))
-    mcf: Param = field(default_factory=lambda: Param(0.8, "-", _T04 + " (0.8 unmanaged deep site)", "A", "MCF", "Methane correction factor"))
+    gwp_ch4: Param = field(default_factory=lambda: Param(25.0, "tCO2e/tCH4", "IPCC AR4 GWP-100 = 25, used by CDM from 2013 (recalled; NOT verified here against the CDM decision)", "A", "GWP_CH4", "Global warming potential of methane"))
+    ox: Param = field(default_factory=lambda: Param(0.0, "-", "0 for a site without an oxidising cover (TOOL04 uses 0.1 where the site is covered with oxidising material): " + _UNVERIFIED, "A", "OX", "Oxidation factor"))
+    F: Param = field(default_factory=lambda: Param(0.5, "-", "0.5 [the IPCC default; verified only against 40 CFR 98 subpart HH Table HH-1 (F 0.5), TOOL04 text not retrieved]", "A", "F", "Methane fraction of landfill gas"))
+    doc_f: Param = field(default_factory=lambda: Param(0.5, "-", "0.5 [the IPCC default; verified only against 40 CFR 98 subpart HH Table HH-1 (DOCF 0.5), TOOL04 text not retrieved]", "A", "DOC_f", "Fraction of DOC that decomposes"))
+    mcf: Param = field(default_factory=lambda: Param(0.8, "-", "0.8 for an unmanaged deep site (IPCC 2006 category as recalled): " + _UNVERIFIED, "A", "MCF", "Methane correction factor"))
     composition: Param = field(default_factory=lambda: Param((0.55, 0.10, 0.03, 0.03, 0.09), "-", "placeholder composition of Yangon MSW by weight (food, paper, wood, textiles, garden); replace with the project's sampling (option C)", "C", "p_j", "Weight fraction of waste type j"))
-    doc_j: Param = field(default_factory=lambda: Param((0.15, 0.40, 0.43, 0.24, 0.20), "-", _T04 + " (wet basis)", "A", "DOC_j", "Degradable organic carbon of type j"))
-    k_j_per_year: Param = field(default_factory=lambda: Param((0.40, 0.07, 0.035, 0.07, 0.17), "1/yr", _T04 + " (tropical, wet)", "A", "k_j", "Decay rate of type j"))
+    doc_j: Param = field(default_factory=lambda: Param((0.15, 0.40, 0.43, 0.24, 0.20), "-", _DOC_SOURCE, "A", "DOC_j", "Degradable organic carbon of type j"))
+    k_j_per_year: Param = field(default_factory=lambda: Param((0.40, 0.07, 0.035, 0.07, 0.17), "1/yr", _K_SOURCE, "A", "k_j", "Decay rate of type j"))
     plastic_fraction: Param = field(default_factory=lambda: Param(0.10, "-", "placeholder plastics share of Yangon MSW; replace with the project's sampling", "C", "p_plastic", "Weight fraction of plastics"))
-    fcc_plastic: Param = field(default_factory=lambda: Param(0.75, "-", "IPCC 2006 Vol.5 Table 2.4 plastics total carbon (recalled)", "A", "FCC_j", "Carbon content of plastics (wet)"))
-    ffc_plastic: Param = field(default_factory=lambda: Param(1.0, "-", "IPCC 2006 Vol.5 Table 2.4 plastics fossil carbon fraction (recalled)", "A", "FFC_j", "Fossil fraction of the carbon"))
-    of: Param = field(default_factory=lambda: Param(1.0, "-", "IPCC 2006 Vol.5 oxidation factor of MSW incineration (recalled)", "A", "OF", "Oxidation factor of combustion"))
-    aux_fuel_ef_t_co2_per_t: Param = field(default_factory=lambda: Param(3.186, "tCO2/t", "IPCC 2006 diesel: 74.1 tCO2/TJ x 43.0 GJ/t (recalled)", "A", "EF_FC", "CO2 per tonne of auxiliary fuel"))
+    fcc_plastic: Param = field(default_factory=lambda: Param(0.75, "-", "IPCC 2006 Vol.5 Table 2.4 plastics total carbon content, wet, as recalled: NOT verified here", "A", "FCC_j", "Carbon content of plastics (wet)"))
+    ffc_plastic: Param = field(default_factory=lambda: Param(1.0, "-", "IPCC 2006 Vol.5 Table 2.4 plastics fossil carbon fraction, as recalled: NOT verified here", "A", "FFC_j", "Fossil fraction of the carbon"))
+    of: Param = field(default_factory=lambda: Param(1.0, "-", "IPCC 2006 Vol.5 Ch.5 oxidation factor of MSW incineration, as recalled: NOT verified here", "A", "OF", "Oxidation factor of combustion"))
+    aux_fuel_ef_t_co2_per_t: Param = field(default_factory=lambda: Param(3.186, "tCO2/t", "IPCC 2006 Vol.2 diesel (gas/diesel oil) 74.1 tCO2/TJ x NCV 43.0 GJ/t, as recalled: NOT verified here", "A", "EF_FC", "CO2 per tonne of auxiliary fuel"))
 
 
 def _v(p):

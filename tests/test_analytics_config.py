@@ -24,6 +24,17 @@ def test_example_config_has_one_project_per_plant_type_for_the_simulated_sites()
         assert ef.source
         p.parameter_set  # overrides apply cleanly
     assert resolve_grid_ef(by_type["vsd"]).value_t_co2_per_mwh == 0.8154
+    # no published Myanmar factor was found: the example says so where it travels with results
+    assert resolve_grid_ef(by_type["wte"]).source.startswith("PLACEHOLDER")
+
+
+def test_engine_logs_a_placeholder_grid_ef(caplog):
+    from plantmrv.analytics.engine import Engine
+
+    cfg = load_config(EXAMPLE)
+    with caplog.at_level("WARNING", logger="plantmrv.analytics"):
+        Engine(cfg.analytics, client=None)
+    assert any("event=grid_ef_placeholder project=yangon-wte" in r.getMessage() for r in caplog.records)
 
 
 def _write(tmp_path, text):

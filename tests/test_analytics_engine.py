@@ -260,3 +260,33 @@ def test_wte_hours_of_a_later_crediting_year_credit_the_decay_of_earlier_waste(i
     pe = float(wte.combustion_emissions_t_co2(20.0, p.parameter_set))
     assert report.reference_t_co2 == pytest.approx(8 * first_year_t_co2e + 2 * 3600 / (365 * 86400) * tail_year2, rel=1e-9)
     assert report.reduction_t_co2 == pytest.approx(report.reference_t_co2 - pe, rel=1e-9)
+
+
+def test_kh_am002_pv_credits_each_local_day_at_its_category_ef(influx_db):
+    """JCM KH_AM002 end to end: export meter + grid flag sent on change -> influxd -> engine."""
+    d0 = T0 - 7 * 3600 * S  # local midnight in Cambodia (UTC+7)
+    ts = d0 + np.arange(0, 2 * 86400 + 1, 10, dtype=np.int64) * S
+    meter = Series.of("pv", "export_energy_kwh", site="phnompenh", asset="pv1")
+    flag = Series.of("pv", "grid_ok", site="phnompenh", asset="pv1")
+    flag_ts = np.array([d0 - 3600 * S, d0 + 86400 * S], dtype=np.int64)  # grid all of day 1, outage all of day 2
+    influx_db.write_batch(SampleBatch.concat([
+        SampleBatch([meter], np.zeros(len(ts), np.int32), ts, np.arange(len(ts)) * (36.0 * 10 / 3600)),  # 36 kW
+        SampleBatch([flag], np.zeros(2, np.int32), flag_ts, np.array([1.0, 0.0])),
+    ]))
+    project = {
+        "id": "phnompenh-pv", "site": "phnompenh", "country": "KH", "plant_type": "pv",
+        "assets": [{"measurement": "pv", "asset": "pv1", "fields": {"export_meter": "export_energy_kwh", "grid_available": "grid_ok"}}],
+        "methodology": {"id": "KH_AM002", "version": "1.0"},
+        "day_category": {"utc_offset_h": 7},
+        "parameters": {"ef_diesel_t_co2_per_mwh": {"value": 0.8, "unit": "tCO2/MWh", "source": "test: the methodology's diesel EF"}},
+        "monitoring_period": {"start": "2025-12-31T17:00:00Z", "end": "2026-01-02T17:00:00Z"},
+        "grid_ef": {"value": 0.6, "source": "test: the methodology's grid EF", "kind": "national"},
+    }
+    eng = Engine(AnalyticsConfig.model_validate({"projects": [project], "max_gap_s": 15}), influx_db)
+    p = eng.config.projects[0]
+    eng.backfill(d0, d0 + 2 * 86400 * S, interval_s=[3600])
+    cols = eng.read_results(p, d0, d0 + 2 * 86400 * S, 3600)
+    np.testing.assert_allclose(cols["reference_energy_kwh"], 36.0, rtol=1e-9)
+    np.testing.assert_allclose(cols["reduction_t_co2"], 0.036 * np.repeat([0.6, 0.8], 24), rtol=1e-9)
+    (r,) = period_reports(eng, "monitoring")
+    assert r.reduction_t_co2 == pytest.approx(0.036 * 24 * (0.6 + 0.8), rel=1e-9)

@@ -327,3 +327,57 @@ def test_splitting_a_period_into_intervals_sums_to_computing_it_whole(seed, cuts
             assert getattr(parts, name).sum() == pytest.approx(getattr(whole, name).sum(), rel=1e-9, abs=1e-9), (project.plant_type, name)
         if project.plant_type == "pv":
             assert np.all(parts.reduction_t_co2 >= 0)  # PV: PE = 0, never negative
+
+
+def _kh_project(**kw):
+    return _project(
+        "pv", fields={"export_meter": "export_energy_kwh", "grid_available": "grid_ok"},
+        methodology={"id": "KH_AM002", "version": "1.0"}, day_category={"utc_offset_h": 7},
+        grid_ef={"value": 0.6, "source": "test grid EF", "kind": "national"},
+        parameters={"ef_diesel_t_co2_per_mwh": {"value": 0.8, "unit": "tCO2/MWh", "source": "test diesel EF"}}, **kw,
+    )
+
+
+def test_kh_am002_day_categories_and_ef_per_local_day():
+    day = 86400 * S
+    d0 = int(np.datetime64("2026-03-01T00:00", "ns").astype(np.int64)) - 7 * 3600 * S  # local midnight, UTC+7
+    days = pv.local_day_edges_ns(d0 + 5 * S, d0 + 3 * day - 5 * S, 7)
+    assert list(days) == [d0, d0 + day, d0 + 2 * day, d0 + 3 * day]
+    # day 0: grid all day; day 1: outage 10:00-12:00; day 2: outage all day
+    ts = np.array([d0 - 60 * S, d0 + day + 10 * 3600 * S, d0 + day + 12 * 3600 * S, d0 + 2 * day], dtype=np.int64)
+    flag = np.array([1.0, 0.0, 1.0, 0.0])
+    cats = pv.day_categories(ts, flag, days)
+    assert list(cats) == [pv.GRID_DAY, pv.MIXED_DAY, pv.OUTAGE_DAY]
+    np.testing.assert_allclose(pv.ef_by_day_category(cats, 0.6, 0.8), [0.6, 0.6, 0.8])
+    # before the first flag sample the state is unknown: not an outage day
+    assert list(pv.day_categories(ts[2:], flag[2:], days)) == [pv.MIXED_DAY, pv.MIXED_DAY, pv.OUTAGE_DAY]
+    # through compute: hourly intervals take their local day's EF
+    project = _kh_project()
+    t = d0 + np.arange(0, 3 * 86400 + 1, 60, dtype=np.int64) * S
+    meter = np.arange(len(t), dtype=float) * 0.5  # 30 kW
+    edges = d0 + np.arange(0, 3 * 24 + 1, dtype=np.int64) * 3600 * S
+    res = compute(project, {"export_meter": [(t, meter)], "grid_available": [(ts, flag)]}, edges, 120)
+    np.testing.assert_allclose(res.reference_energy_kwh, 30.0)
+    np.testing.assert_allclose(res.reference_t_co2, 0.030 * np.repeat([0.6, 0.6, 0.8], 24))
+    assert np.all(res.project_t_co2 == 0)
+
+
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        ({"day_category": None}, "methodology KH_AM002 credits by category of day: add day_category"),
+        ({"fields": {"export_meter": "export_energy_kwh"}}, "day_category needs a 0/1 grid supply flag: set assets\\[\\].fields.grid_available"),
+        ({"day_category": {"utc_offset_h": 30}}, "utc_offset_h"),
+    ],
+)
+def test_kh_am002_config_errors_name_the_key(change, needle):
+    from pydantic import ValidationError
+
+    kw = {"fields": {"export_meter": "export_energy_kwh", "grid_available": "grid_ok"}, "methodology": {"id": "KH_AM002"}, "day_category": {"utc_offset_h": 7}}
+    kw.update(change)
+    if kw["day_category"] is None:
+        del kw["day_category"]
+    with pytest.raises(ValidationError, match=needle):
+        _project("pv", grid_ef={"value": 0.6, "source": "x", "kind": "national"}, **kw)
+    with pytest.raises(ValidationError, match="day_category \\(JCM KH_AM002\\) applies to plant_type pv, not 'pump'"):
+        _project("pump", fields={"energy_meter": "e", "grid_available": "g"}, day_category={}, grid_ef={"value": 0.6, "source": "x", "kind": "national"})
