@@ -249,3 +249,129 @@ def test_gateway_browse_prints_a_pasteable_source_with_units(tmp_path, opcua_ser
         assert len(load_config(p).gateway.sources[0].groups[0].nodes) == 15
     finally:
         srv.kill()
+
+
+def _opcua_yaml(tmp_path, url: str, groups: str, influxd, influx_db, port: int, extra_sources: str = "") -> "Path":
+    text = f"""site: {{id: testsite}}
+influxdb: {{url: "{influxd.url}", database: {influx_db.database}}}
+gateway:
+  id: gw1
+  sources:
+    - type: opcua
+      name: plc
+      url: {url}
+      history_backfill: false
+      reconnect_min_s: 0.5
+      reconnect_max_s: 2
+      groups:
+{groups}{extra_sources}
+  sink: {{type: influxdb}}
+  buffer: {{path: buffer.db, batch_max_age_s: 0.2}}
+  health: {{metrics_port: {port}, status_log_interval_s: 5}}
+"""
+    p = tmp_path / "gw.yaml"
+    p.write_text(text)
+    return p
+
+
+def _steps(points: dict[int, float]) -> list[float]:
+    """Differences between consecutive delivered values (the server's initial 0.0 left out)."""
+    vals = [v for _t, v in sorted(points.items()) if v != 0.0]
+    return [b - a for a, b in zip(vals, vals[1:])]
+
+
+def test_gateway_percent_deadband_is_a_share_of_the_eurange(tmp_path, influx_db, influxd, gateways):
+    """Values rise by 1 per tick. A 0.5 % deadband on an EURange of 0..1000 (5 units) reports every
+    6th tick, an absolute deadband of 2.5 every 3rd, no deadband every tick; a percent deadband on a
+    node without EURange is refused by the server (Bad_DeadbandFilterInvalid) and logged by node."""
+    srv = OpcUaServer(port=free_port(), tags=5, period_s=PERIOD_S, eurange="0:1000", eurange_tags=3,
+                      log_path=tmp_path / "opcua.log").start()
+    try:
+        def group(name: str, deadband: str, nodes: list[int]) -> str:
+            lines = [f"        - name: {name}", "          measurement: pump", "          asset: P1",
+                     f"          publishing_interval_ms: {PERIOD_S * 1000}", "          queue_size: 50"]
+            lines += [f"          {ln}" for ln in deadband.splitlines()] + ["          nodes:"]
+            lines += [f"            - {{field: t{i}_kw, node_id: \"ns=2;s=T{i}\"}}" for i in nodes]
+            return "\n".join(lines) + "\n"
+
+        groups = (group("pct", "deadband_type: percent\ndeadband_value: 0.5", [0, 1])
+                  + group("abs", "deadband_type: absolute\ndeadband_value: 2.5", [2])
+                  + group("plain", "deadband_type: none", [3])
+                  + group("pct_no_range", "deadband_type: percent\ndeadband_value: 0.5", [4]))
+        port = free_port()
+        cfg = _opcua_yaml(tmp_path, srv.url, groups.rstrip("\n"), influxd, influx_db, port)
+        gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+        gateways.append(gw)
+        wait_for(lambda: len([v for v in influx_points(influx_db).get("t0_kw", {}).values() if v]) >= 6, 40,
+                 "6 deadband-filtered samples of t0_kw")
+        assert gw.stop() == 0
+        pts = influx_points(influx_db)
+        for f in ("t0_kw", "t1_kw"):
+            steps = _steps(pts[f])
+            assert len(steps) >= 4 and set(steps) == {6.0}, f"{f}: steps {steps}, expected 6 (change > 0.5 % of 1000)"
+        steps = _steps(pts["t2_kw"])
+        assert len(steps) >= 10 and set(steps) == {3.0}, f"t2_kw: steps {steps}, expected 3 (change > 2.5)"
+        assert_contiguous(pts["t3_kw"], PERIOD_S, "t3_kw (no deadband)")
+        assert "t4_kw" not in pts
+        log = gw.log()
+        assert "event=opcua_monitored_item_failed source=plc group=pct_no_range node=ns=2;s=T4 status=BadDeadbandFilterInvalid" in log, log[-3000:]
+        assert "items=4 failed=1" in log
+    finally:
+        srv.kill()
+
+
+def test_gateway_reads_tags_by_browse_path(tmp_path, influx_db, influxd, gateways):
+    """Tags given by browse path (subscribed and polled) read exactly the node the path names:
+    every node serves its own values (k + 1e6 * index), so a wrong resolution shows. A path that
+    does not exist stops only its own source, with the path and group in the log."""
+    srv = OpcUaServer(port=free_port(), tags=6, period_s=PERIOD_S, distinct=True, log_path=tmp_path / "opcua.log").start()
+    try:
+        def path(i: int) -> str:
+            return f"0:Objects/2:Plant/2:Asset0/2:T{i}"
+
+        groups = f"""        - name: sub
+          measurement: pump
+          asset: P1
+          publishing_interval_ms: {PERIOD_S * 1000}
+          queue_size: 50
+          nodes:
+            - {{field: t0_kw, node_id: "ns=2;s=T0"}}
+            - {{field: t1_kw, browse_path: "{path(1)}"}}
+            - {{field: t4_kw, browse_path: "/{path(4)}"}}
+        - name: poll
+          mode: poll
+          poll_interval_ms: {PERIOD_S * 1000}
+          measurement: pump
+          asset: P2
+          nodes:
+            - {{field: t5_kw, browse_path: "{path(5)}"}}
+            - {{field: t3_kw, browse_path: "{path(3)}"}}"""
+        bad = f"""
+    - type: opcua
+      name: plc_typo
+      url: {srv.url}
+      history_backfill: false
+      reconnect_min_s: 5
+      groups:
+        - name: typo
+          measurement: pump
+          asset: P3
+          nodes:
+            - {{field: t2_kw, browse_path: "0:Objects/2:Plant/2:Asset0/2:T2x"}}"""
+        port = free_port()
+        cfg = _opcua_yaml(tmp_path, srv.url, groups, influxd, influx_db, port, extra_sources=bad)
+        gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+        gateways.append(gw)
+        wait_for(lambda: all(len(influx_points(influx_db).get(f"t{i}_kw", {})) >= 20 for i in (0, 1, 3, 4, 5)), 40,
+                 "20 samples of every tag")
+        assert gw.stop() == 0
+        pts = influx_points(influx_db)
+        assert sorted(pts) == ["t0_kw", "t1_kw", "t3_kw", "t4_kw", "t5_kw"]
+        for i in (0, 1, 3, 4, 5):
+            own = {t: v - 1e6 * i for t, v in pts[f"t{i}_kw"].items() if v != 0.0}
+            assert_contiguous(own, PERIOD_S, f"t{i}_kw (node T{i})")
+        log = gw.log()
+        assert ("event=opcua_connection_lost source=plc_typo" in log
+                and "browse path '0:Objects/2:Plant/2:Asset0/2:T2x' (typo) not found: BadNoMatch" in log), log[-3000:]
+    finally:
+        srv.kill()

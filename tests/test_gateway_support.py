@@ -3,8 +3,18 @@ subprocess, a TCP proxy that can cut the network, and a gateway subprocess runne
 
 The server exposes ``n`` Double variables ``ns=2;s=T<i>`` (folders of 100) whose value at tick
 ``k`` is ``k`` (``k = round(unix_time / period)``) with source timestamp ``k * period``, so a
-test can tell from Influx/MQTT data alone whether a sample is missing or wrong. Run it as
+test can tell from Influx/MQTT data alone whether a sample is missing or wrong (with
+``--distinct`` the value is ``k + 1e6 * i``, so a sample read from the wrong node shows). Run it as
 ``python -m tests.test_gateway_support --port P --tags N --period-s S [--history] [--secure DIR]``.
+
+``--eurange LOW:HIGH --eurange-tags M`` gives T0..T<M-1> an ``EURange`` property, and the server
+then applies data-change deadbands as OPC UA specifies (Part 4 7.22.2, Part 8 6.2): against the
+last *reported* value, the percent deadband as a share of the EURange, refused with
+Bad_DeadbandFilterInvalid on a node without EURange. asyncua 2.1's own server compares with the
+previous sample and passes every value for a percent deadband ("not implemented"), so a test of
+the gateway's deadband settings against it could not fail. ``--mixed`` adds variables of other
+types and qualities (Int32, Boolean, Float, String, Uncertain, Bad without value, no source
+timestamp) under ``Objects/Plant/Mixed`` for the PublishResponse decoder tests.
 """
 
 from __future__ import annotations
@@ -34,6 +44,62 @@ PY = sys.executable
 
 
 # --------------------------------------------------------------------------- server process
+
+MIXED = ("M_int32", "M_bool", "M_float", "M_string", "M_uncertain", "M_bad", "M_no_source_ts")
+
+
+def _install_spec_deadband() -> None:
+    """Deadbands as OPC UA specifies them, in this server process (see the module docstring)."""
+    from asyncua import ua
+    from asyncua.server.monitored_item_service import MonitoredItemService
+
+    orig_create = MonitoredItemService._create_data_change_monitored_item
+    orig_callback = MonitoredItemService.datachange_callback
+    reported: dict[tuple[int, int], ua.DataValue] = {}
+    spans: dict = {}  # NodeId -> EURange high - low
+
+    def eurange_span(aspace, nodeid) -> float | None:
+        nd = aspace.get(nodeid)
+        for ref in nd.references if nd else []:
+            if ref.ReferenceTypeId == ua.NodeId(ua.ObjectIds.HasProperty) and ref.BrowseName.Name == "EURange":
+                rng = aspace.read_attribute_value(ref.NodeId, ua.AttributeIds.Value).Value.Value
+                return float(rng.High - rng.Low)
+        return None
+
+    async def create(self, params):
+        flt = params.RequestedParameters.Filter
+        span = None
+        if getattr(flt, "DeadbandType", None) == ua.DeadbandType.Percent:  # decoded as uaprotocol_auto's class, not ua's
+            span = eurange_span(self.aspace, params.ItemToMonitor.NodeId)
+            if span is None or not 0.0 <= flt.DeadbandValue <= 100.0:
+                result = ua.MonitoredItemCreateResult()
+                result.StatusCode = ua.StatusCode(ua.StatusCodes.BadDeadbandFilterInvalid)
+                return result
+            spans[params.ItemToMonitor.NodeId] = span
+        return await orig_create(self, params)
+
+    async def callback(self, handle, value, error=None):
+        flt = None
+        if not error and handle in self._monitored_datachange:
+            mid = self._monitored_datachange[handle]
+            mdata = self._monitored_items[mid]
+            flt = mdata.filter if hasattr(mdata.filter, "DeadbandType") else None
+        if flt is None or flt.DeadbandType == ua.DeadbandType.None_:
+            return await orig_callback(self, handle, value, error)
+        if mdata.mode == ua.MonitoringMode.Disabled:
+            return
+        last = reported.get((id(self), mid))
+        report = last is None or last.StatusCode != value.StatusCode or last.Value.Value is None or value.Value.Value is None
+        if not report:
+            limit = flt.DeadbandValue if flt.DeadbandType == ua.DeadbandType.Absolute else flt.DeadbandValue / 100.0 * spans[mdata.read_value_id.NodeId]
+            report = abs(value.Value.Value - last.Value.Value) > limit
+        if report:
+            reported[(id(self), mid)] = value
+            await self.isub.enqueue_datachange_event(mid, ua.MonitoredItemNotification(ClientHandle=mdata.client_handle, Value=value),
+                                                     mdata.queue_size)
+
+    MonitoredItemService._create_data_change_monitored_item = create
+    MonitoredItemService.datachange_callback = callback
 
 
 async def _serve(args) -> None:
@@ -77,6 +143,19 @@ async def _serve(args) -> None:
             folder = await plant.add_object(ua.NodeId(f"Asset{i // 100}", ns), ua.QualifiedName(f"Asset{i // 100}", ns))
         v = await folder.add_variable(ua.NodeId(f"T{i}", ns), ua.QualifiedName(f"T{i}", ns), 0.0, ua.VariantType.Double)
         variables.append(v)
+    if args.eurange:
+        lo, hi = (float(x) for x in args.eurange.split(":"))
+        for v in variables[: args.eurange_tags]:
+            await v.add_property(0, "EURange", ua.Range(Low=lo, High=hi))
+        _install_spec_deadband()
+    mixed = {}
+    if args.mixed:
+        mfolder = await plant.add_object(ua.NodeId("Mixed", ns), ua.QualifiedName("Mixed", ns))
+        types = {"M_int32": (0, ua.VariantType.Int32), "M_bool": (False, ua.VariantType.Boolean), "M_float": (0.0, ua.VariantType.Float),
+                 "M_string": ("", ua.VariantType.String)}
+        for name in MIXED:
+            init, vt = types.get(name, (0.0, ua.VariantType.Double))
+            mixed[name] = (await mfolder.add_variable(ua.NodeId(name, ns), ua.QualifiedName(name, ns), init, vt)).nodeid
     if args.units:
         eu = ua.EUInformation(DisplayName=ua.LocalizedText("kW"), Description=ua.LocalizedText("kilowatt"))
         for v in variables[:10]:
@@ -98,10 +177,22 @@ async def _serve(args) -> None:
         delay = k * period - time.time()
         await asyncio.sleep(max(delay, 0.0))
         ts = datetime.fromtimestamp(k * period, timezone.utc)
-        for nid in ids:
+        for i, nid in enumerate(ids):
+            value = float(k) + (1e6 * i if args.distinct else 0.0)
             await server.write_attribute_value(
-                nid, ua.DataValue(ua.Variant(float(k), ua.VariantType.Double), SourceTimestamp=ts, ServerTimestamp=ts)
+                nid, ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=ts, ServerTimestamp=ts)
             )
+        if mixed:
+            w = server.write_attribute_value
+            await w(mixed["M_int32"], ua.DataValue(ua.Variant(k % 100_000, ua.VariantType.Int32), SourceTimestamp=ts, ServerTimestamp=ts))
+            await w(mixed["M_bool"], ua.DataValue(ua.Variant(bool(k % 2), ua.VariantType.Boolean), SourceTimestamp=ts, ServerTimestamp=ts))
+            await w(mixed["M_float"], ua.DataValue(ua.Variant(k % 1000 + 0.5, ua.VariantType.Float), SourceTimestamp=ts, ServerTimestamp=ts))
+            await w(mixed["M_string"], ua.DataValue(ua.Variant(f"k{k}", ua.VariantType.String), SourceTimestamp=ts, ServerTimestamp=ts))
+            await w(mixed["M_uncertain"], ua.DataValue(ua.Variant(float(k), ua.VariantType.Double), ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue),
+                                                       SourceTimestamp=ts, ServerTimestamp=ts))
+            await w(mixed["M_bad"], ua.DataValue(None, ua.StatusCode(ua.StatusCodes.BadSensorFailure) if k % 2 else ua.StatusCode(ua.StatusCodes.BadCommunicationError),
+                                                 ServerTimestamp=ts))
+            await w(mixed["M_no_source_ts"], ua.DataValue(ua.Variant(float(k), ua.VariantType.Double), ServerTimestamp=ts))
         if tick_log:
             tick_log.write(f"{k} {time.time():.3f}\n")  # tick k fully written (the bench's ground truth)
 
@@ -116,6 +207,10 @@ class OpcUaServer:
     user: str | None = None
     password: str | None = None
     units: bool = False
+    eurange: str | None = None
+    eurange_tags: int = 0
+    mixed: bool = False
+    distinct: bool = False
     max_nodes_per_read: int | None = None
     tick_log: Path | None = None
     log_path: Path | None = None
@@ -135,6 +230,12 @@ class OpcUaServer:
             a += ["--user", self.user, "--password", self.password or ""]
         if self.units:
             a.append("--units")
+        if self.eurange:
+            a += ["--eurange", self.eurange, "--eurange-tags", str(self.eurange_tags)]
+        if self.mixed:
+            a.append("--mixed")
+        if self.distinct:
+            a.append("--distinct")
         if self.max_nodes_per_read:
             a += ["--max-nodes-per-read", str(self.max_nodes_per_read)]
         if self.tick_log:
@@ -334,6 +435,10 @@ def main() -> None:
     ap.add_argument("--user")
     ap.add_argument("--password")
     ap.add_argument("--units", action="store_true")
+    ap.add_argument("--eurange", help="LOW:HIGH, an EURange property on the first --eurange-tags variables")
+    ap.add_argument("--eurange-tags", type=int, default=0)
+    ap.add_argument("--mixed", action="store_true")
+    ap.add_argument("--distinct", action="store_true")
     ap.add_argument("--max-nodes-per-read", type=int)
     ap.add_argument("--tick-log")
     args = ap.parse_args()
