@@ -41,7 +41,7 @@ from plantmrv.ingest.deadletter import DeadLetter, DeadLetterStore
 from plantmrv.ingest.device_json import DeviceJsonRouter, JsonDecodeError, topic_matches
 from plantmrv.ingest.metrics import IngestMetrics
 from plantmrv.ingest.validate import Validator, parse_go_duration_s
-from plantmrv.lineprotocol import LineProtocolEncoder, QUALITY_MEASUREMENT, with_quality_series
+from plantmrv.lineprotocol import EncodedBodies, LineProtocolEncoder, QUALITY_MEASUREMENT, with_quality_series
 
 log = logging.getLogger("plantmrv.ingest")
 
@@ -149,14 +149,22 @@ class ResilientWriter:
         self.give_up_after_s = give_up_after_s
         self.encoder = LineProtocolEncoder(max_lines=client.encoder.max_lines)
 
-    def write(self, batch: SampleBatch) -> WriteOutcome:
-        """Write every row of ``batch`` or report it refused; raises :class:`Stopping` or InfluxError (give-up)."""
-        out = WriteOutcome()
-        if not len(batch):
-            return out
+    def encode(self, batch: SampleBatch) -> EncodedBodies:
+        """Line protocol of ``batch`` (not thread-safe: one thread encodes, any thread may write)."""
         enc = self.encoder.encode(batch, route_quality=False)
         if enc.dropped_nonfinite:  # validation refuses these first; never silently drop one
             raise ValueError(f"{enc.dropped_nonfinite} non-finite values reached the writer")
+        return enc
+
+    def write(self, batch: SampleBatch, encoded: EncodedBodies | None = None) -> WriteOutcome:
+        """Write every row of ``batch`` (``encoded``: its bodies, if already made) or report it refused.
+
+        Raises :class:`Stopping` or InfluxError (give-up).
+        """
+        out = WriteOutcome()
+        if not len(batch):
+            return out
+        enc = encoded if encoded is not None else self.encode(batch)
         row = 0
         for body, n in zip(enc.bodies, enc.line_counts):
             self._write_body(body, n, row, out)
@@ -282,6 +290,19 @@ class Job:
     processed: list[Processed] = field(default_factory=list)
     lines: int = 0
     first_mono: float = 0.0
+    batch: SampleBatch | None = None  # the valid samples of all messages, set by seal()
+    origin: np.ndarray | None = None  # message index of every row of batch
+    encoded: EncodedBodies | None = None
+    error: Exception | None = None  # sealing failed (a bug): the write job dead-letters the messages whole
+
+    def seal(self, writer: "ResilientWriter") -> None:
+        """Join the messages' samples and encode them (CPU work, done on the batcher thread)."""
+        parts = [p.batch for p in self.processed if len(p.batch)]
+        if not parts:
+            return
+        self.batch = SampleBatch.concat(parts)
+        self.origin = np.concatenate([np.full(len(p.batch), i, dtype=np.int32) for i, p in enumerate(self.processed) if len(p.batch)])
+        self.encoded = writer.encode(self.batch)
 
 
 class IngestService:
@@ -535,6 +556,12 @@ class IngestService:
         self._release(job.msgs)
 
     def _submit(self, job: Job) -> None:
+        # encoding here, on the one batcher thread, keeps CPU work off the writer threads: they only
+        # wait on InfluxDB, and threads contending for the GIL cost more CPU than the work itself
+        try:
+            job.seal(self.writer)
+        except Exception as exc:
+            job.error = exc
         while not self._slots.acquire(timeout=0.2):
             if self._stop.is_set():
                 self._release(job.msgs)
@@ -553,16 +580,12 @@ class IngestService:
 
     def _write_job(self, job: Job) -> None:
         try:
+            if job.error is not None:
+                raise job.error
             self._store_dead(job.processed)
-            parts, origins = [], []
-            for i, p in enumerate(job.processed):
-                if len(p.batch):
-                    parts.append(p.batch)
-                    origins.append(np.full(len(p.batch), i, dtype=np.int32))
-            if parts:
-                batch = SampleBatch.concat(parts)
-                origin = np.concatenate(origins)
-                outcome = self.writer.write(batch)
+            if job.batch is not None:
+                batch, origin = job.batch, job.origin
+                outcome = self.writer.write(batch, job.encoded)
                 self.metrics.points_written.inc(outcome.lines_written)
                 if outcome.rejected:
                     self._store_influx_rejects(job, batch, origin, outcome.rejected)
