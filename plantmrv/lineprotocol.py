@@ -353,6 +353,9 @@ def render_floats(values: np.ndarray, decimals: np.ndarray | None = None) -> np.
     return chars
 
 
+_FEW = 256  # below this many values, per-call overheads of numpy outweigh vectorization
+
+
 def _runs(n: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(first index of each run of equal values, run number of every element), or None when runs are short."""
     if len(n) < 2:
@@ -373,6 +376,10 @@ def render_ints(n: np.ndarray, before: bytes = b"", after: bytes = b"") -> np.nd
     if runs is not None:
         starts, run = runs
         return np.take(render_ints(n[starts], before, after), run, axis=0)
+    if len(n) <= _FEW:  # a few values (one block's distinct timestamps): Python formats them faster
+        texts = [b"%s%d%s" % (before, v, after) for v in n.tolist()]
+        width = max(map(len, texts))
+        return np.frombuffer(np.array(texts, dtype=f"S{width}").tobytes(), dtype=np.uint8).reshape(len(n), width)
     negative = n < 0
     n_abs = np.where(negative, -n, n)  # int64 min has no positive counterpart; timestamps never reach it
     digits = _render_decimal(n_abs, np.zeros(len(n), dtype=np.int64), negative)
@@ -474,7 +481,7 @@ class LineProtocolEncoder:
             per_series = np.array([self.decimals_by_field.get(s.field, -1) for s in batch.table], dtype=np.int64)
             if (per_series >= 0).any():
                 decimals = per_series
-        block = self.max_lines * 10
+        block = getattr(self, "_block_rows", self.max_lines * 10)
         for start in range(0, len(batch), block):
             stop = min(start + block, len(batch))
             self._encode_block(batch, start, stop, prefix_mat, decimals, out)
