@@ -447,6 +447,8 @@ class LineProtocolEncoder:
         if not 1 <= max_lines <= MAX_LINES_PER_BODY:
             raise ValueError(f"max_lines must be 1..{MAX_LINES_PER_BODY}")
         self.max_lines = max_lines
+        # rows rendered at once: numpy's per-call overhead needs tens of thousands to amortize
+        self.block_rows = max_lines * 10
         self.decimals_by_field = decimals_by_field or {}
         self._prefix_cache: dict[Series, bytes] = {}
 
@@ -481,7 +483,7 @@ class LineProtocolEncoder:
             per_series = np.array([self.decimals_by_field.get(s.field, -1) for s in batch.table], dtype=np.int64)
             if (per_series >= 0).any():
                 decimals = per_series
-        block = getattr(self, "_block_rows", self.max_lines * 10)
+        block = self.block_rows
         for start in range(0, len(batch), block):
             stop = min(start + block, len(batch))
             self._encode_block(batch, start, stop, prefix_mat, decimals, out)
