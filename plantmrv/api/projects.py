@@ -85,7 +85,16 @@ ROLE_INFO = {
     "aux_fuel_rate": ("FC_aux", "Auxiliary fuel", "kg/h"),
     "chlorine_rate": ("Cl", "Chlorine dose", "kg/h"),
     "coagulant_rate": ("Coag", "Coagulant dose", "kg/h"),
+    "grid_available": ("GA_d", "Grid supply flag (day category, JCM KH_AM002)", "0/1"),
 }
+
+#: Reference EF by category of day (JCM KH_AM002), for projects with ``day_category``.
+DAY_CATEGORY_FORMULA = FormulaInfo(
+    symbol="EF_RE,d",
+    expression="EF_RE,d = EF_grid if GA_d = 1 all day d; EF_diesel if GA_d = 0 all day d; min(EF_grid, EF_diesel) otherwise",
+    description="Reference emission factor of local day d by its category; a day not yet closed takes the lower factor and is recomputed when it closes",
+    tag="form",
+)
 ROUNDING_OF_SCHEME = {"jcm": "floor", "j-credit": "floor", "none": "none"}
 
 
@@ -157,7 +166,8 @@ def project_from_analytics(p: Any, ef: EmissionFactorInfo | None = None, max_gap
         country=p.country or "",
         methodology=MethodologyInfo(
             id=p.methodology.id, version=p.methodology.version, title=f"{p.plant_type} / {baseline}", baseline_model=baseline,
-            formulas=formulas_for(baseline), missing_data_rule=_fill_rule(), rounding=ROUNDING_OF_SCHEME.get(p.rounding, "floor"),
+            formulas=formulas_for(baseline) + ([DAY_CATEGORY_FORMULA] if getattr(p, "day_category", None) is not None else []),
+            missing_data_rule=_fill_rule(), rounding=ROUNDING_OF_SCHEME.get(p.rounding, "floor"),
             rounding_scheme=p.rounding, credited=p.plant_type != "ubcf",
         ),
         parameters=params,
