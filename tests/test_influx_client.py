@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 import time
 
@@ -10,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
+import plantmrv.influx as influx_mod
 from plantmrv.batch import SampleBatch, Series
 from plantmrv.influx import InfluxClient, InfluxError, PartialWriteError, quote_ident, quote_literal
 from plantmrv.localservices import influxd_service
@@ -175,3 +177,90 @@ def test_query_retries_while_influxd_is_down_and_fails_clearly_when_it_stays_dow
         with pytest.raises(InfluxError, match="unreachable"):
             c.query("SELECT * FROM pump")
     client.close()
+
+
+def test_msgpack_and_json_queries_give_identical_columns(influx_db, monkeypatch):
+    """Dense float rows (numpy fast path), rows with nulls, strings, booleans, ints, several
+    statements and series, across chunk boundaries: MessagePack and JSON answers decode alike."""
+    t0 = 1_700_000_000_000_000_000
+    lines = [f"pump,site=a,asset=P{i % 2} power_kw={i * 0.1!r},energy_kwh={1e6 + i / 3!r} {t0 + i * 10**9}" for i in range(25_000)]
+    lines += [f"pump,site=a,asset=P0 running={i % 3},state=\"s{i}\",ok={'true' if i % 2 else 'false'},big={2**40 + i}i {t0 + i * 10**9}" for i in range(0, 25_000, 7)]
+    lines += [f"pump,site=a,asset=P1 late={i * 0.25!r} {t0 + i * 10**9}" for i in range(20_001, 25_000, 2)]
+    for i in range(0, len(lines), 5000):
+        influx_db.write_body(("\n".join(lines[i : i + 5000]) + "\n").encode())
+    queries = [
+        "SELECT power_kw, energy_kwh FROM pump WHERE asset = 'P1'",  # every cell a float64
+        "SELECT power_kw, energy_kwh, running FROM pump",  # nulls where running is absent
+        "SELECT power_kw, late FROM pump WHERE asset = 'P1'",  # chunks with nulls, then chunks without
+        "SELECT * FROM pump WHERE asset = 'P0' GROUP BY asset",  # strings, booleans, int64
+        "SELECT count(power_kw) FROM pump GROUP BY asset; SELECT last(energy_kwh) FROM pump",
+        "SELECT mean(power_kw) FROM pump WHERE time >= 1700000000000000000 AND time < 1700000100000000000 GROUP BY time(7s) fill(null)",
+        "SHOW TAG VALUES FROM pump WITH KEY = asset",
+    ]
+    for q in queries:
+        for epoch in ("ns", "ms", "s"):
+            for chunk_size in (100_000, 3_000):
+                got = influx_db.query(q, epoch=epoch, chunk_size=chunk_size)
+                want = influx_db.query(q, epoch=epoch, fmt="json")
+                assert [(r.name, r.tags, list(r.columns)) for r in got] == [(r.name, r.tags, list(r.columns)) for r in want], q
+                for g, w in zip(got, want):
+                    for name in w.columns:
+                        assert g.columns[name].dtype == w.columns[name].dtype, (q, name)
+                        if w.columns[name].dtype == object:
+                            assert g.columns[name].tolist() == w.columns[name].tolist(), (q, name)
+                        else:
+                            assert np.array_equal(g.columns[name], w.columns[name], equal_nan=True), (q, name)
+    fast = []
+    decode = influx_mod._fixed_rows
+    monkeypatch.setattr(influx_mod, "_fixed_rows", lambda *a: fast.append(decode(*a)) or fast[-1])
+    dense = influx_db.query(queries[0], chunk_size=3_000)[0]
+    assert len(dense) == 12_500 and dense.columns["time"].dtype == np.int64
+    assert len(fast) == 5 and all(f is not None for f in fast)  # numpy, no Python object per value
+    fast.clear()
+    influx_db.query(queries[2], chunk_size=3_000)
+    assert any(f is None for f in fast) and any(f is not None for f in fast)  # both decoders, one series
+    assert np.array_equal(dense.columns["power_kw"], np.arange(1, 25_000, 2) * 0.1)
+
+
+def test_query_errors_read_the_same_in_msgpack_and_json(influx_db):
+    for fmt in ("msgpack", "json"):
+        with pytest.raises(InfluxError, match="400: error parsing query: found SELEKT"):
+            influx_db.query("SELEKT * FROM pump", fmt=fmt)
+        with pytest.raises(InfluxError, match="fill\\(none\\) must be used with a function"):
+            influx_db.query("SELECT power_kw FROM pump GROUP BY time(1h) fill(none)", fmt=fmt)
+        with InfluxClient(influx_db.url, "does_not_exist") as c:
+            with pytest.raises(InfluxError, match="database not found: does_not_exist"):
+                c.query("SELECT * FROM pump", fmt=fmt)
+
+
+def test_query_asks_for_uncompressed_msgpack_and_reads_a_json_answer():
+    """A server that ignores ``Accept`` (InfluxDB 3's v1 API answers JSON) is read as JSON; the
+    answer is asked uncompressed unless ``gzip`` is set (gzip costs influxd 1.x ~2x CPU)."""
+    seen = []
+    doc = {"results": [{"statement_id": 0, "series": [{"name": "pump", "columns": ["time", "power_kw"], "values": [[1, 0.5], [2, None]]}]}]}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.headers.get("Accept"), self.headers.get("Accept-Encoding")))
+            body = json.dumps(doc).encode() + b"\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for gzip in (False, True):
+            with InfluxClient(f"http://127.0.0.1:{server.server_port}", "plants", gzip=gzip) as c:
+                (res,) = c.query("SELECT power_kw FROM pump")
+            assert res.columns["time"].tolist() == [1, 2]
+            assert np.array_equal(res.columns["power_kw"], [0.5, np.nan], equal_nan=True)
+        assert seen == [("application/x-msgpack", "identity"), ("application/x-msgpack", "gzip")]
+    finally:
+        server.shutdown()
