@@ -67,6 +67,49 @@ def asset_fields(project: ProjectConfig) -> list[tuple[object, list[tuple[str, s
     return out
 
 
+class _RoleProbe(dict):
+    """Signals that record which roles :func:`compute` looks up (iterating counts as all)."""
+
+    def __init__(self, roles):
+        super().__init__({r: [(np.empty(0, np.int64), np.empty(0))] for r in roles})
+        self.read: set[str] = set()
+
+    def __getitem__(self, role):
+        self.read.add(role)
+        return super().__getitem__(role)
+
+    def get(self, role, default=None):
+        self.read.add(role)
+        return super().get(role, default)
+
+    def __contains__(self, role):
+        self.read.add(role)
+        return super().__contains__(role)
+
+    def __iter__(self):
+        self.read.update(self.keys())
+        return super().__iter__()
+
+
+def roles_read(project: ProjectConfig) -> set[str]:
+    """The configured roles :func:`compute` reads for ``project`` (a field configured but unused
+    by the project's baseline, e.g. ``flow`` under ``constant_power_hours`` or ``power`` beside
+    an energy meter, is not queried: influxd's cost is per raw value).
+
+    Found by running :func:`compute` once on empty signals and recording the roles it looks up:
+    which roles it reads depends on the configuration, not on the data (a test checks that
+    results from these roles alone equal results from all). If that run fails, every role.
+    """
+    roles = {role for _, pairs in asset_fields(project) for role, _ in pairs}
+    probe = _RoleProbe(roles)
+    s = project.monitoring_period.start_ns
+    try:
+        compute(project, probe, np.array([s, s + 3600 * NS], dtype=np.int64), 10.0, resolve_grid_ef(project), None)
+    except Exception:
+        return roles
+    return roles & probe.read
+
+
 def _ranges(starts: list[int], step: int, lo: int, hi: int) -> list[tuple[int, int]]:
     """Merge interval starts (each widened by one neighbour each side) into ``[a, b)`` ranges."""
     out: list[list[int]] = []
@@ -134,13 +177,19 @@ class Engine:
                 log.warning("event=grid_ef_placeholder project=%s ef_t_co2_per_mwh=%s source=%r", pid, ef.value_t_co2_per_mwh, ef.source)
         self._state: dict[tuple[str, int], _PollState] = {}
         self._last_late_ns: int | None = None
+        self._roles = {p.id: roles_read(p) for p in config.projects}
 
     # ------------------------------------------------------------------ query + compute
 
     def query_signals(self, project: ProjectConfig, start_ns: int, end_ns: int) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
-        """Raw samples of the project's asset fields in ``[start_ns, end_ns)`` by role."""
+        """Raw samples of the project's asset fields in ``[start_ns, end_ns)`` by role (the roles
+        :func:`compute` reads for the project, see :func:`roles_read`)."""
         signals: dict[str, list] = {}
+        used = self._roles.get(project.id)
+        if used is None:
+            used = self._roles[project.id] = roles_read(project)
         for asset, pairs in asset_fields(project):
+            pairs = [(role, f) for role, f in pairs if role in used]
             if not pairs:
                 continue
             fields = sorted({f for _, f in pairs})

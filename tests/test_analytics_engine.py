@@ -290,3 +290,43 @@ def test_kh_am002_pv_credits_each_local_day_at_its_category_ef(influx_db):
     np.testing.assert_allclose(cols["reduction_t_co2"], 0.036 * np.repeat([0.6, 0.8], 24), rtol=1e-9)
     (r,) = period_reports(eng, "monitoring")
     assert r.reduction_t_co2 == pytest.approx(0.036 * 24 * (0.6 + 0.8), rel=1e-9)
+
+
+def test_fields_the_methodology_does_not_read_are_not_queried_and_results_are_unchanged():
+    """Every example project, plus one configured with every role: compute() on the roles of
+    roles_read() alone equals compute() on all configured roles, with data in every role."""
+    from pathlib import Path
+
+    import yaml
+
+    from plantmrv.analytics.engine import asset_fields, roles_read
+    from plantmrv.analytics.methodologies import compute, resolve_grid_ef
+
+    raw = yaml.safe_load((Path(__file__).resolve().parent.parent / "examples" / "analytics.yaml").read_text())["analytics"]
+    everything = {"energy_meter": "e", "power": "p", "flow": "q", "volume_meter": "v", "running": "r", "export_meter": "x", "export_power": "xp", "waste_meter": "w", "waste_rate": "wr", "aux_fuel_rate": "f", "chlorine_rate": "c", "coagulant_rate": "k"}
+    raw["projects"].append(pump_project(id="all-roles", baseline="specific_energy", assets=[{"measurement": "pump", "asset": "p1", "fields": everything}],
+                                        parameters={"sec_baseline_kwh_per_m3": {"value": 0.3, "unit": "kWh/m3", "source": "test"}}))
+    cfg = AnalyticsConfig.model_validate({"projects": raw["projects"], "max_gap_s": 10})
+    rng = np.random.default_rng(3)
+    ts = T0 + np.arange(-20, 2 * 3600 + 20, dtype=np.int64) * S
+    ts = np.delete(ts, np.arange(3000, 3100))  # a gap
+    edges = T0 + np.arange(0, 2 * 3600 + 1, 600, dtype=np.int64) * S
+    dropped = {}
+    for p in cfg.projects:
+        signals = {}
+        for _, pairs in asset_fields(p):
+            for role, _ in pairs:
+                v = rng.uniform(0.5, 2.0, len(ts))
+                v = np.cumsum(v) if role.endswith("meter") else (v > 1.0).astype(float) if role == "running" else v
+                signals.setdefault(role, []).append((ts, v))
+        used = roles_read(p)
+        dropped[p.id] = sorted(set(signals) - used)
+        ef = resolve_grid_ef(p)
+        want = compute(p, signals, edges, 10.0, ef)
+        got = compute(p, {r: s for r, s in signals.items() if r in used}, edges, 10.0, ef)
+        for name in ("reference_energy_kwh", "project_energy_kwh", "reference_t_co2", "project_t_co2", "completeness", "gap_filled_s"):
+            assert np.array_equal(getattr(got, name), getattr(want, name)), (p.id, name)
+        assert got.cobenefits.keys() == want.cobenefits.keys() and got.params_hash == want.params_hash
+        assert all(np.array_equal(got.cobenefits[k], want.cobenefits[k], equal_nan=True) for k in want.cobenefits), p.id
+    assert dropped["hcmc-vsd"] == ["flow"] and dropped["danang-pumps"] == ["running", "volume_meter"]
+    assert dropped["all-roles"] == sorted(["aux_fuel_rate", "chlorine_rate", "coagulant_rate", "export_meter", "export_power", "flow", "power", "running", "waste_meter", "waste_rate"])
