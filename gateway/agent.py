@@ -170,6 +170,8 @@ class GatewayAgent:
         stored = 0
         parts = merged.split(self.cfg.buffer.batch_max_samples)
         for i, part in enumerate(parts):
+            if len(part.table) > len(part):  # the header lists only the series this part uses, not the source's table
+                part = part.compact()
             seq = self.buffer.next_id()
             blob = encode_message(part, compress=getattr(self.cfg.sink, "compress", False),
                                   site=self.site, gateway=self.gateway_id, seq=seq)

@@ -72,6 +72,7 @@ class DurableBuffer:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA wal_autocheckpoint=1000")
+        db.execute("PRAGMA cache_size=-512")  # 512 KiB page cache (default 2 MiB): blobs are written once, read once
         db.executescript(_SCHEMA)
         return db
 
