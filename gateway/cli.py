@@ -40,12 +40,9 @@ def load_config_compact(config: Path):
     from plantmrv.config import ConfigError, load_config, root_model
 
     if not hasattr(os, "fork"):
-        try:
-            return load_config(config)
-        except ConfigError as exc:
-            for issue in exc.issues:
-                typer.echo(str(issue), err=True)
-            raise typer.Exit(1)
+        from plantmrv.cli import load_or_exit
+
+        return load_or_exit(config)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns

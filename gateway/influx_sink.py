@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -23,6 +24,35 @@ if TYPE_CHECKING:  # pragma: no cover
     from plantmrv.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("plantmrv.gateway.influx_sink")
+
+
+async def in_daemon_thread(fn, *args):
+    """``await fn(*args)`` run on a daemon thread.
+
+    Unlike ``asyncio.to_thread``, a call stuck on an InfluxDB that accepts connections and never
+    answers does not hold up shutdown: ``asyncio.run`` joins its executor's threads, and
+    interpreter exit joins every executor thread. Abandoning the call loses nothing: its
+    batches leave the buffer only after it returns.
+    """
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def settle(result, error) -> None:
+        if not done.cancelled():
+            done.set_exception(error) if error is not None else done.set_result(result)
+
+    def run() -> None:
+        try:
+            outcome = (fn(*args), None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            outcome = (None, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop is gone (shutdown): nobody waits for this call any more
+            pass
+
+    threading.Thread(target=run, name="influx-sink-send", daemon=True).start()
+    return await done
 
 
 class InfluxSinkConfig(StrictModel):
@@ -71,7 +101,7 @@ class InfluxSink:
 
     async def send(self, blobs: list[bytes]) -> None:
         try:
-            await asyncio.to_thread(self._send_blocking, blobs)
+            await in_daemon_thread(self._send_blocking, blobs)
         except Exception:
             self.metrics.sink_connected(self.name, False)
             raise

@@ -4,6 +4,7 @@ MQTT device source with malformed payloads."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 
@@ -17,6 +18,7 @@ from tests.test_gateway_support import (  # noqa: F401  (gateways is a fixture)
     GatewayProcess,
     OpcUaServer,
     assert_contiguous,
+    buffer_samples,
     free_port,
     influx_points,
     metrics_value,
@@ -197,3 +199,22 @@ def test_gateway_mqtt_source_counts_malformed_payloads_and_keeps_running(tmp_pat
     finally:
         pub.loop_stop()
         pub.disconnect()
+
+
+def test_gateway_stops_promptly_and_keeps_its_buffer_while_influxdb_hangs(tmp_path, opcua_server, gateways):
+    """An InfluxDB that accepts connections and never answers must not hold up a SIGTERM (systemd
+    would SIGKILL after its stop timeout); what was not confirmed stays in the buffer."""
+    silent = socket.create_server(("127.0.0.1", 0), backlog=64)  # the kernel accepts; nobody answers
+    try:
+        port = free_port()
+        cfg = write_gateway_config(tmp_path / "gw.yaml", opcua_url=opcua_server.url, tags=2, period_ms=200,
+                                   influx_url=f"http://127.0.0.1:{silent.getsockname()[1]}", database="hang", metrics_port=port)
+        gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+        gateways.append(gw)
+        wait_for(lambda: metrics_value(port, "plantmrv_gateway_buffer_depth_samples") > 20, 30, "samples buffered while the sink hangs")
+        t0 = time.monotonic()
+        assert gw.stop(timeout_s=30) == 0
+        assert time.monotonic() - t0 < 8, gw.log()[-2000:]
+        assert len(buffer_samples(tmp_path / "buffer.db")) > 20
+    finally:
+        silent.close()
