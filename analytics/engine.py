@@ -25,7 +25,7 @@ import numpy as np
 
 from plantmrv.batch import Series
 from plantmrv.influx import InfluxClient, quote_ident, quote_literal
-from plantmrv.lineprotocol import series_key
+from plantmrv.lineprotocol import EncodedBodies, encode_wide, series_key
 
 from .config import AnalyticsConfig, ProjectConfig, duration_label
 from .methodologies import IntervalResults, compute, parameter_defaults, resolve_grid_ef  # noqa: F401 (re-export)
@@ -122,9 +122,9 @@ def _ranges(starts: list[int], step: int, lo: int, hi: int) -> list[tuple[int, i
     return [(a, b) for a, b in out if b > a]
 
 
-def results_to_lines(project: ProjectConfig, results: IntervalResults, interval_s: int) -> list[str]:
+def results_bodies(project: ProjectConfig, results: IntervalResults, interval_s: int) -> EncodedBodies:
     """Line protocol for measurement ``mrv``: one line per interval, NaN fields left out."""
-    tags = series_key(
+    key = series_key(
         Series.of(
             "mrv",
             "",
@@ -146,15 +146,9 @@ def results_to_lines(project: ProjectConfig, results: IntervalResults, interval_
         "gap_filled_s": results.gap_filled_s,
     }
     cols.update({k: np.asarray(v, dtype=float) for k, v in results.cobenefits.items()})
-    names = list(cols)
-    mat = np.column_stack([np.broadcast_to(cols[n], (len(results),)) for n in names]) if len(results) else np.empty((0, len(names)))
     h = results.params_hash.replace('"', "")
-    tail = f'params_hash="{h}",credited={"true" if results.credited else "false"}'
-    lines = []
-    for ts, row in zip(results.start_ns.tolist(), mat.tolist()):  # one line per interval (not per sample)
-        fields = ",".join(f"{n}={v!r}" for n, v in zip(names, row) if math.isfinite(v))
-        lines.append(f"{tags} {fields},{tail} {ts}" if fields else f"{tags} {tail} {ts}")
-    return lines
+    constant = f'params_hash="{h}",credited={"true" if results.credited else "false"}'
+    return encode_wide(key, cols, results.start_ns, constant)
 
 
 @dataclass
@@ -298,10 +292,10 @@ class Engine:
         return out
 
     def write_results(self, project: ProjectConfig, results: IntervalResults, interval_s: int) -> int:
-        lines = results_to_lines(project, results, interval_s)
-        for i in range(0, len(lines), 5000):
-            self.client.write_body(("\n".join(lines[i : i + 5000]) + "\n").encode())
-        return len(lines)
+        encoded = results_bodies(project, results, interval_s)
+        for body in encoded.bodies:
+            self.client.write_body(body)
+        return encoded.lines
 
     def process(self, project: ProjectConfig, start_ns: int, end_ns: int, interval_s: int) -> IntervalResults:
         """Compute and write ``[start_ns, end_ns)``; returns the results."""

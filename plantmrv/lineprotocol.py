@@ -520,3 +520,57 @@ class LineProtocolEncoder:
 def encode_batch(batch: SampleBatch, max_lines: int = MAX_LINES_PER_BODY) -> EncodedBodies:
     """Encode ``batch`` into ``/write`` bodies of at most ``max_lines`` lines."""
     return LineProtocolEncoder(max_lines).encode(batch)
+
+
+def _constant_rows(text: bytes, rows: int) -> np.ndarray:
+    return np.broadcast_to(np.frombuffer(text, dtype=np.uint8), (rows, len(text)))
+
+
+def encode_wide(key: str, columns: dict[str, np.ndarray], ts_ns: np.ndarray, constant_fields: str = "",
+                max_lines: int = MAX_LINES_PER_BODY) -> EncodedBodies:
+    """Bodies of one multi-field line per row: ``key f1=v1,f2=v2,...[,constant_fields] ts``.
+
+    For result tables (one row per interval, many float fields). ``key`` is an escaped series
+    key (:func:`series_key`), ``columns`` float arrays by (unescaped) field name, and
+    ``constant_fields`` ready line-protocol fields written on every line. A non-finite value
+    leaves its field out of that line; a line left with no field at all is dropped and counted.
+    """
+    ts_ns = np.asarray(ts_ns, dtype=np.int64)
+    rows = len(ts_ns)
+    out = EncodedBodies()
+    parts: list[np.ndarray] = []
+    present_cols = []
+    for name, col in columns.items():
+        series = Series.of("m", name)
+        _check_name(name, "field key", series)
+        values = np.broadcast_to(np.asarray(col, dtype=np.float64), (rows,))
+        present = np.isfinite(values)
+        chars = np.zeros((rows, 1), dtype=np.uint8)
+        if present.any():
+            idx = np.flatnonzero(present)
+            rendered = np.ascontiguousarray(render_floats(values[idx]))
+            chars = np.zeros((rows, rendered.shape[1]), dtype=np.uint8)
+            chars[idx] = rendered
+        label = _constant_rows((_escape(name, ",= ") + "=").encode(), rows) * present[:, None].astype(np.uint8)
+        comma = np.full((rows, 1), ord(","), dtype=np.uint8) * present[:, None].astype(np.uint8)
+        parts += [label, chars, comma]
+        present_cols.append(present)
+    present = np.stack(present_cols, axis=1) if present_cols else np.zeros((rows, 0), dtype=bool)
+    if constant_fields:
+        parts.append(_constant_rows(constant_fields.encode(), rows))
+    elif present_cols:
+        # the last field written on a line takes no comma after it
+        later = np.zeros(rows, dtype=bool)
+        for j in range(len(present_cols) - 1, -1, -1):
+            parts[3 * j + 2] = parts[3 * j + 2] * later[:, None].astype(np.uint8)
+            later |= present[:, j]
+    keep = present.any(axis=1) if not constant_fields else np.ones(rows, dtype=bool)
+    out.dropped_nonfinite = int(rows - keep.sum())
+    chars = np.concatenate([_constant_rows((key + " ").encode(), rows), *parts, render_ints(ts_ns, b" ", b"\n")], axis=1)
+    chars = chars[keep] if out.dropped_nonfinite else chars
+    for first in range(0, len(chars), max_lines):
+        block = chars[first : first + max_lines]
+        out.bodies.append(block.tobytes().translate(None, b"\0"))
+        out.line_counts.append(len(block))
+        out.lines += len(block)
+    return out

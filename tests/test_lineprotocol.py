@@ -16,6 +16,7 @@ from plantmrv.lineprotocol import (
     LineProtocolEncoder,
     LineProtocolError,
     encode_batch,
+    encode_wide,
     render_floats,
     series_prefix,
 )
@@ -249,3 +250,31 @@ def test_digits_equal_numpys_shortest_positional_form():
     expected = [np.format_float_positional(v, unique=True, trim="-") for v in values]
     mismatches = [(v, o, e) for v, o, e in zip(values, ours, expected) if o != e]
     assert not mismatches, mismatches[:5]
+
+
+def test_wide_rows_leave_out_missing_fields_and_keep_constant_ones():
+    cols = {"a": [1.5, np.nan, 3.0, np.nan], "b c": [np.nan, np.nan, 0.25, 2e-7]}
+    out = encode_wide("mrv,project=p", cols, [1, 2, 3, 4])
+    assert out.bodies == [b"mrv,project=p a=1.5 1\nmrv,project=p a=3,b\\ c=0.25 3\nmrv,project=p b\\ c=0.0000002 4\n"]
+    assert out.dropped_nonfinite == 1 and out.lines == 3
+    out = encode_wide("mrv,project=p", cols, [1, 2, 3, 4], 'h="x",ok=true')
+    assert b"".join(out.bodies).decode().splitlines() == [
+        'mrv,project=p a=1.5,h="x",ok=true 1', 'mrv,project=p h="x",ok=true 2',
+        'mrv,project=p a=3,b\\ c=0.25,h="x",ok=true 3', 'mrv,project=p b\\ c=0.0000002,h="x",ok=true 4',
+    ]
+    assert [b.count(b"\n") for b in encode_wide("m", {"a": np.arange(12.0)}, np.arange(12), max_lines=5).bodies] == [5, 5, 2]
+
+
+def test_wide_rows_round_trip_through_real_influxd(influx_db):
+    rng = np.random.default_rng(5)
+    n = 3_000
+    cols = {f"f{j}": rng.normal(0, 1, n) * 10.0 ** rng.integers(-9, 12, n) for j in range(4)}
+    cols["f0"][::7] = np.nan
+    ts = 1_700_000_000_000_000_000 + np.arange(n, dtype=np.int64) * 60_000_000_000
+    out = encode_wide("wide,site=a\\ b", cols, ts, 'tag_like="x"')
+    for body in out.bodies:
+        influx_db.write_body(body)
+    res = influx_db.query('SELECT * FROM wide')[0].columns
+    assert np.array_equal(res["time"], ts)
+    for name, values in cols.items():
+        assert np.array_equal(np.asarray(res[name], dtype=float), values, equal_nan=True), name
