@@ -536,14 +536,24 @@ def encode_wide(key: str, columns: dict[str, np.ndarray], ts_ns: np.ndarray, con
     leaves its field out of that line; a line left with no field at all is dropped and counted.
     """
     ts_ns = np.asarray(ts_ns, dtype=np.int64)
-    rows = len(ts_ns)
+    columns = {name: np.broadcast_to(np.asarray(col, dtype=np.float64), ts_ns.shape) for name, col in columns.items()}
     out = EncodedBodies()
+    block = max_lines * 10  # bounded memory: a year of 1 min rows is ~250 MB as one matrix
+    for start in range(0, len(ts_ns), block):
+        part = {name: col[start : start + block] for name, col in columns.items()}
+        _encode_wide_block(key, part, ts_ns[start : start + block], constant_fields, max_lines, out)
+    return out
+
+
+def _encode_wide_block(key: str, columns: dict[str, np.ndarray], ts_ns: np.ndarray, constant_fields: str,
+                       max_lines: int, out: EncodedBodies) -> None:
+    rows = len(ts_ns)
     parts: list[np.ndarray] = []
     present_cols = []
     for name, col in columns.items():
         series = Series.of("m", name)
         _check_name(name, "field key", series)
-        values = np.broadcast_to(np.asarray(col, dtype=np.float64), (rows,))
+        values = col
         present = np.isfinite(values)
         chars = np.zeros((rows, 1), dtype=np.uint8)
         if present.any():
@@ -565,12 +575,12 @@ def encode_wide(key: str, columns: dict[str, np.ndarray], ts_ns: np.ndarray, con
             parts[3 * j + 2] = parts[3 * j + 2] * later[:, None].astype(np.uint8)
             later |= present[:, j]
     keep = present.any(axis=1) if not constant_fields else np.ones(rows, dtype=bool)
-    out.dropped_nonfinite = int(rows - keep.sum())
+    dropped = int(rows - keep.sum())
+    out.dropped_nonfinite += dropped
     chars = np.concatenate([_constant_rows((key + " ").encode(), rows), *parts, render_ints(ts_ns, b" ", b"\n")], axis=1)
-    chars = chars[keep] if out.dropped_nonfinite else chars
+    chars = chars[keep] if dropped else chars
     for first in range(0, len(chars), max_lines):
-        block = chars[first : first + max_lines]
-        out.bodies.append(block.tobytes().translate(None, b"\0"))
-        out.line_counts.append(len(block))
-        out.lines += len(block)
-    return out
+        lines = chars[first : first + max_lines]
+        out.bodies.append(lines.tobytes().translate(None, b"\0"))
+        out.line_counts.append(len(lines))
+        out.lines += len(lines)
