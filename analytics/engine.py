@@ -122,6 +122,26 @@ def _ranges(starts: list[int], step: int, lo: int, hi: int) -> list[tuple[int, i
     return [(a, b) for a, b in out if b > a]
 
 
+def asset_select(project: ProjectConfig, asset, select: str, start_ns: int, end_ns: int, tail: str = "") -> str:
+    """InfluxQL: ``select`` over one asset's raw samples in ``[start_ns, end_ns)``."""
+    return (
+        f"SELECT {select} FROM {quote_ident(asset.measurement)} "
+        f"WHERE {quote_ident('site')} = {quote_literal(asset.site or project.site)} AND {quote_ident('asset')} = {quote_literal(asset.asset)} "
+        f"AND time >= {int(start_ns)} AND time < {int(end_ns)}{tail}"
+    )
+
+
+def finite_column(cols: dict, field_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ts_ns, values) of one queried field, rows without a finite value left out."""
+    v = cols.get(field_name)
+    if v is None:
+        return np.empty(0, np.int64), np.empty(0)
+    ts = np.asarray(cols["time"], dtype=np.int64)
+    v = np.asarray(v, dtype=float)
+    ok = np.isfinite(v)
+    return ts[ok], v[ok]
+
+
 def results_bodies(project: ProjectConfig, results: IntervalResults, interval_s: int) -> EncodedBodies:
     """Line protocol for measurement ``mrv``: one line per interval, NaN fields left out."""
     key = series_key(
@@ -187,22 +207,10 @@ class Engine:
             if not pairs:
                 continue
             fields = sorted({f for _, f in pairs})
-            q = (
-                f"SELECT {','.join(quote_ident(f) for f in fields)} FROM {quote_ident(asset.measurement)} "
-                f"WHERE {quote_ident('site')} = {quote_literal(asset.site or project.site)} AND {quote_ident('asset')} = {quote_literal(asset.asset)} "
-                f"AND time >= {int(start_ns)} AND time < {int(end_ns)}"
-            )
-            res = self.client.query(q)
+            res = self.client.query(asset_select(project, asset, ",".join(quote_ident(f) for f in fields), start_ns, end_ns))
             cols = res[0].columns if res else {}
-            ts = cols.get("time", np.empty(0, np.int64))
             for role, f in pairs:
-                v = cols.get(f)
-                if v is None:
-                    series = (np.empty(0, np.int64), np.empty(0))
-                else:
-                    v = np.asarray(v, dtype=float)
-                    ok = np.isfinite(v)
-                    series = (ts[ok], v[ok])
+                series = finite_column(cols, f)
                 if role == "grid_available" and project.day_category is not None:
                     series = self._whole_days(project, asset, f, start_ns, end_ns)
                 elif role in HOLD_ROLES:
@@ -217,26 +225,14 @@ class Engine:
         from .pv import local_day_edges_ns
 
         days = local_day_edges_ns(start_ns, end_ns, project.day_category.utc_offset_h)
-        q = (
-            f"SELECT {quote_ident(field_name)} FROM {quote_ident(asset.measurement)} "
-            f"WHERE {quote_ident('site')} = {quote_literal(asset.site or project.site)} AND {quote_ident('asset')} = {quote_literal(asset.asset)} "
-            f"AND time >= {int(days[0])} AND time < {int(days[-1])}"
-        )
-        res = self.client.query(q)
-        cols = res[0].columns if res else {}
-        ts = np.asarray(cols.get("time", np.empty(0, np.int64)), dtype=np.int64)
-        v = np.asarray(cols.get(field_name, np.empty(0)), dtype=float)
-        ok = np.isfinite(v)
-        return self._with_state_before(project, asset, field_name, int(days[0]), (ts[ok], v[ok]))
+        res = self.client.query(asset_select(project, asset, quote_ident(field_name), int(days[0]), int(days[-1])))
+        series = finite_column(res[0].columns if res else {}, field_name)
+        return self._with_state_before(project, asset, field_name, int(days[0]), series)
 
     def _with_state_before(self, project: ProjectConfig, asset, field_name: str, start_ns: int, series):
         """Prepend the last sample before ``start_ns`` (within ``state_hold_max``) to a state signal."""
-        q = (
-            f"SELECT last({quote_ident(field_name)}) FROM {quote_ident(asset.measurement)} "
-            f"WHERE {quote_ident('site')} = {quote_literal(asset.site or project.site)} AND {quote_ident('asset')} = {quote_literal(asset.asset)} "
-            f"AND time < {int(start_ns)} AND time >= {int(start_ns) - self.config.state_hold_max_s * NS}"
-        )
-        res = self.client.query(q)
+        hold_from_ns = int(start_ns) - self.config.state_hold_max_s * NS
+        res = self.client.query(asset_select(project, asset, f"last({quote_ident(field_name)})", hold_from_ns, start_ns))
         if not res or not len(res[0]):
             return series
         t = np.asarray(res[0].columns["time"], dtype=np.int64)[:1]
@@ -362,12 +358,8 @@ class Engine:
             fields = sorted({f for _, f in pairs})
             if not fields:
                 continue
-            q = (
-                f"SELECT {','.join('count(' + quote_ident(f) + ')' for f in fields)} FROM {quote_ident(asset.measurement)} "
-                f"WHERE {quote_ident('site')} = {quote_literal(asset.site or project.site)} AND {quote_ident('asset')} = {quote_literal(asset.asset)} "
-                f"AND time >= {int(start_ns)} AND time < {int(end_ns)} GROUP BY time({int(interval_s)}s)"
-            )
-            for r in self.client.query(q):
+            counts = ",".join(f"count({quote_ident(f)})" for f in fields)
+            for r in self.client.query(asset_select(project, asset, counts, start_ns, end_ns, f" GROUP BY time({int(interval_s)}s)")):
                 t = r.columns.get("time")
                 tot = sum(np.nan_to_num(np.asarray(v, dtype=float)) for k, v in r.columns.items() if k != "time")
                 for ti, ci in zip(np.asarray(t).tolist(), np.atleast_1d(tot).tolist()):
