@@ -459,7 +459,8 @@ def _query_error_text(resp) -> str:
     return _error_text(resp)
 
 
-def _json_series(docs: Iterable[dict], q: str) -> Iterator[_Piece]:
+def json_series(docs: Iterable[dict], q: str) -> Iterator[tuple[int, dict]]:
+    """(statement id, series) of every series in JSON ``/query`` documents; an error raises, naming the query."""
     for doc in docs:
         if "error" in doc:
             raise InfluxError(f"InfluxDB query error: {doc['error']} (query: {q})")
@@ -467,8 +468,13 @@ def _json_series(docs: Iterable[dict], q: str) -> Iterator[_Piece]:
             if "error" in result:
                 raise InfluxError(f"InfluxDB query error: {result['error']} (query: {q})")
             for s in result.get("series", []) or []:
-                key = (result.get("statement_id", 0), s.get("name", ""), tuple(sorted((s.get("tags") or {}).items())))
-                yield key, s["columns"], s.get("values", []) or []
+                yield result.get("statement_id", 0), s
+
+
+def _json_series(docs: Iterable[dict], q: str) -> Iterator[_Piece]:
+    for statement_id, s in json_series(docs, q):
+        key = (statement_id, s.get("name", ""), tuple(sorted((s.get("tags") or {}).items())))
+        yield key, s["columns"], s.get("values", []) or []
 
 
 def _msgpack_series(content: bytes, q: str, epoch: str) -> Iterator[_Piece]:

@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from plantmrv.api.models import MonitoringPointInfo
-from plantmrv.influx import InfluxClient, InfluxError, quote_ident, quote_literal
+from plantmrv.influx import InfluxClient, json_series, quote_ident, quote_literal
 
 MRV_MEASUREMENT = "mrv"
 #: Numeric fields of measurement ``mrv`` (docs/data-model.md), in export order.
@@ -156,16 +156,10 @@ def raw_fingerprint(client: InfluxClient, point: MonitoringPointInfo, start_ns: 
 
 
 def _iter_query(client: InfluxClient, q: str, chunk_size: int) -> Iterator[tuple[list[int], list]]:
-    for doc in client.query_chunks(q, epoch="ns", chunk_size=chunk_size):
-        if "error" in doc:
-            raise InfluxError(f"InfluxDB query error: {doc['error']}")
-        for result in doc.get("results", []):
-            if "error" in result:
-                raise InfluxError(f"InfluxDB query error: {result['error']}")
-            for s in result.get("series", []) or []:
-                values = s.get("values") or []
-                if values:
-                    yield [v[0] for v in values], [v[1] for v in values]
+    for _statement, s in json_series(client.query_chunks(q, epoch="ns", chunk_size=chunk_size), q):
+        values = s.get("values") or []
+        if values:
+            yield [v[0] for v in values], [v[1] for v in values]
 
 
 def raw_line(point: MonitoringPointInfo, ts_ns: int, value) -> str:
