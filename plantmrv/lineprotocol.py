@@ -125,9 +125,10 @@ def _write_digits(rows: np.ndarray, n: np.ndarray) -> None:
             if row < 0:
                 break
             q = part // ten
-            np.add(part - q * ten, ord("0"), out=rows[row], casting="unsafe")
+            rows[row] = part - q * ten
             part = q
             row -= 1
+    rows += np.uint8(ord("0"))
 
 
 def _count_digits(n: np.ndarray) -> tuple[np.ndarray, int]:
@@ -149,8 +150,8 @@ def _render_decimal(n_abs: np.ndarray, decimals: np.ndarray, negative: np.ndarra
     rows = len(n_abs)
     if rows == 0:
         return np.zeros((0, 1), dtype=np.uint8)
-    int_part = n_abs // _INT_POW10[decimals]
-    frac_part = n_abs - int_part * _INT_POW10[decimals]
+    int_part = n_abs // np.take(_INT_POW10, decimals)
+    frac_part = n_abs - int_part * np.take(_INT_POW10, decimals)
     int_digits, int_width = _count_digits(int_part)
     frac_width = int(decimals.max())
     sign_width = int(negative.any())
@@ -167,7 +168,7 @@ def _render_decimal(n_abs: np.ndarray, decimals: np.ndarray, negative: np.ndarra
         k8 = decimals.astype(np.uint8)
         np.multiply(k8 > 0, ord("."), out=out[point], casting="unsafe")
         fracs = out[point + 1 :]
-        _write_digits(fracs, frac_part * _INT_POW10[frac_width - decimals])
+        _write_digits(fracs, frac_part * np.take(_INT_POW10, frac_width - decimals))
         for j in range(frac_width):  # decimals beyond k are no characters
             fracs[j] *= k8 > j
     return out.T
@@ -189,8 +190,8 @@ def _round_exact(a: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a * 10**k is formed exactly as hi + lo (Dekker's product; no FMA needed). Selections are
     arithmetic, not np.where: with unpredictable masks that is several times faster.
     """
-    b_hi, b_lo = _POW10_HI[k], _POW10_LO[k]
-    hi = a * _POW10_ALL[k]
+    b_hi, b_lo = np.take(_POW10_HI, k), np.take(_POW10_LO, k)
+    hi = a * np.take(_POW10_ALL, k)
     a_hi, a_lo = _split(a)
     lo = ((a_hi * b_hi - hi) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
     h_int = np.floor(hi)
@@ -220,7 +221,7 @@ def _fewest_decimals(a: np.ndarray, upper: np.ndarray) -> np.ndarray:
         if not len(active):
             return hi
         mid = (lo[active] + hi[active]) // 2
-        p = _POW10_ALL[mid]
+        p = np.take(_POW10_ALL, mid)
         sub = a[active]
         passed = np.rint(sub * p) / p == sub
         hi[active] = np.where(passed, mid, hi[active])
@@ -256,7 +257,7 @@ def _sixteen_or_seventeen(a: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.
     f = (n17 - q * 10) - d17  # 10 * (a * 10**(k17-1) - q), in [-0.5, 9.5]
     up = (f > 5) | ((f == 5) & (q & 1).astype(bool))
     dist16 = up - f / 10  # n16 - a * 10**(k17-1)
-    fits16 = np.abs(dist16) < 0.5 * _float_gap(a, dist16 > 0) * _POW10_ALL[k17 - 1] * (1 - 1e-12)
+    fits16 = np.abs(dist16) < 0.5 * _float_gap(a, dist16 > 0) * np.take(_POW10_ALL, k17 - 1) * (1 - 1e-12)
     k = k17 - fits16
     n = n17 + fits16 * (q + up - n17)
     for _ in range(17):
@@ -276,7 +277,7 @@ def _exp10_estimate(a: np.ndarray) -> np.ndarray:
 def _decimal_exponent(a: np.ndarray, estimate: np.ndarray) -> np.ndarray:
     """e with 10**e <= a < 10**(e+1) for 0.01 <= a < 1e16, from an estimate at most one too low."""
     e = estimate.astype(np.int64)
-    e += a >= _POW10_SIGNED[e + 1 + _NEG]
+    e += a >= np.take(_POW10_SIGNED, e + 1 + _NEG)
     return e
 
 
@@ -293,7 +294,7 @@ def shortest_decimals(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     n = len(a)
     exp10 = _exp10_estimate(a)
     k15 = np.clip(14 - exp10, 0, 16).astype(np.int64)
-    p15 = _POW10_ALL[k15]
+    p15 = np.take(_POW10_ALL, k15)
     with np.errstate(over="ignore"):
         scaled = a * p15
     short = (scaled < _EXACT_LIMIT) & (np.rint(scaled) / p15 == a)
@@ -319,7 +320,7 @@ def shortest_decimals(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
         sub = a[idx]
         k = _fewest_decimals(sub, k15[idx])
         k_out[idx] = k
-        int_out[idx] = np.rint(sub * _POW10_ALL[k]).astype(np.int64)
+        int_out[idx] = np.rint(sub * np.take(_POW10_ALL, k)).astype(np.int64)
     return k_out, int_out, ok
 
 
@@ -332,7 +333,7 @@ def render_floats(values: np.ndarray, decimals: np.ndarray | None = None) -> np.
     else:
         k = np.clip(np.asarray(decimals, dtype=np.int64), 0, 17)
         with np.errstate(over="ignore", invalid="ignore"):
-            scaled = np.rint(np.abs(values) * _POW10_ALL[k])
+            scaled = np.rint(np.abs(values) * np.take(_POW10_ALL, k))
         ok = scaled < _EXACT_LIMIT
         n_abs = np.where(ok, scaled, 0).astype(np.int64)
         for _ in range(17):  # 1.50 is written 1.5
