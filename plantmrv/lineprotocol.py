@@ -393,13 +393,6 @@ def render_ints(n: np.ndarray, before: bytes = b"", after: bytes = b"") -> np.nd
     return out
 
 
-def _without_nul(chars: np.ndarray) -> bytes:
-    """The bytes of ``chars`` with every NUL removed: NUL marks "no character here" (names
-    holding NUL are refused). numpy's boolean compress beats ``bytes.translate`` by ~10% here."""
-    flat = chars.reshape(-1).view(np.uint8)
-    return flat[flat != 0].tobytes()
-
-
 def _pad_to(chars: np.ndarray, width: int) -> np.ndarray:
     pad = width - chars.shape[1]
     return np.pad(chars, ((0, 0), (0, pad))) if pad > 0 else chars
@@ -519,7 +512,8 @@ class LineProtocolEncoder:
         lines["tail"] = tail.view(f"V{widths[2]}").ravel()
         for first in range(0, rows, self.max_lines):
             last = min(first + self.max_lines, rows)
-            out.bodies.append(_without_nul(lines[first:last]))
+            # NUL marks "no character here" (names with NUL are refused): one C-speed pass removes them
+            out.bodies.append(lines[first:last].tobytes().translate(None, b"\0"))
             out.line_counts.append(last - first)
             out.lines += last - first
 
@@ -588,6 +582,6 @@ def _encode_wide_block(key: str, columns: dict[str, np.ndarray], ts_ns: np.ndarr
     chars = chars[keep] if dropped else chars
     for first in range(0, len(chars), max_lines):
         lines = chars[first : first + max_lines]
-        out.bodies.append(_without_nul(lines))
+        out.bodies.append(lines.tobytes().translate(None, b"\0"))
         out.line_counts.append(len(lines))
         out.lines += len(lines)
