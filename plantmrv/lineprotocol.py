@@ -211,9 +211,14 @@ def _round_exact(a: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _fewest_decimals(a: np.ndarray, upper: np.ndarray) -> np.ndarray:
     """Smallest k <= ``upper`` with ``rint(a * 10**k) / 10**k == a`` (``upper`` is known to pass).
 
-    Binary search over k, all values at once; passing is monotone in k while ``a * 10**k`` stays
-    below 2**53, where IEEE division being correctly rounded makes the check exact.
+    Binary search over k, all values at once (or every k at once for a few values); passing is
+    monotone in k while ``a * 10**k`` stays below 2**53, where IEEE division being correctly
+    rounded makes the check exact.
     """
+    if len(a) * 17 <= 65_536:  # few values: test every k at once (fewer numpy calls than the search)
+        p = _POW10_ALL[:17]
+        passed = (np.rint(a[:, None] * p) / p == a[:, None]) & (np.arange(17) <= upper[:, None])
+        return np.argmax(passed, axis=1).astype(np.int64)
     lo = np.zeros(len(a), dtype=np.int64)  # every k < lo fails
     hi = upper.astype(np.int64)  # hi passes
     while True:
