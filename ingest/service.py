@@ -297,11 +297,15 @@ class Job:
 
     def seal(self, writer: "ResilientWriter") -> None:
         """Join the messages' samples and encode them (CPU work, done on the batcher thread)."""
-        parts = [p.batch for p in self.processed if len(p.batch)]
+        parts, origins = [], []
+        for i, p in enumerate(self.processed):
+            if len(p.batch):
+                parts.append(p.batch)
+                origins.append(np.full(len(p.batch), i, dtype=np.int32))
         if not parts:
             return
         self.batch = SampleBatch.concat(parts)
-        self.origin = np.concatenate([np.full(len(p.batch), i, dtype=np.int32) for i, p in enumerate(self.processed) if len(p.batch)])
+        self.origin = np.concatenate(origins)
         self.encoded = writer.encode(self.batch)
 
 

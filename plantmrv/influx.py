@@ -299,9 +299,7 @@ class InfluxClient:
         Connection errors before the first chunk are retried like writes; after it (a stream cut
         mid-way) they raise :class:`InfluxError`, since the caller already holds part of the answer.
         """
-        params = {"q": q, "db": database or self.database, "epoch": epoch, "chunked": "true", "chunk_size": str(chunk_size)}
-        if self.retention_policy:
-            params["rp"] = self.retention_policy
+        params = self._query_params(q, epoch, chunk_size, database)
         attempt = 0
         while True:
             started = False
@@ -328,6 +326,12 @@ class InfluxClient:
             self.retries += 1
             self._sleep(delay)
 
+    def _query_params(self, q: str, epoch: str, chunk_size: int, database: str | None) -> dict[str, str]:
+        params = {"q": q, "db": database or self.database, "epoch": epoch, "chunked": "true", "chunk_size": str(chunk_size)}
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
+        return params
+
     def _query_headers(self, accept: str | None = None) -> dict[str, str]:
         """Query answers uncompressed unless ``gzip`` is set: gzip of a raw-data answer costs
         influxd 1.x about as much CPU as the query itself (loopback and LAN gain nothing)."""
@@ -349,9 +353,7 @@ class InfluxClient:
             return _merge_series(_json_series(self.query_chunks(q, epoch=epoch, database=database), q), epoch)
         if fmt != "msgpack":
             raise ValueError(f"fmt={fmt!r}: use msgpack or json")
-        params = {"q": q, "db": database or self.database, "epoch": epoch, "chunked": "true", "chunk_size": str(chunk_size)}
-        if self.retention_policy:
-            params["rp"] = self.retention_policy
+        params = self._query_params(q, epoch, chunk_size, database)
         # the whole answer is read before decoding, so a connection cut mid-answer is retried too
         resp = self._request("POST", "/query", data=params, headers=self._query_headers(_MSGPACK))
         if resp.status_code != 200:

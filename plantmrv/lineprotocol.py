@@ -82,18 +82,21 @@ def series_key(series: Series) -> str:
     return ",".join(parts)
 
 
-def series_prefix(series: Series) -> bytes:
-    """``measurement,tags field=`` for one series, escaped."""
+def _field_key(series: Series) -> str:
+    """The escaped field key of ``series``, checked."""
     _check_name(series.field, "field key", series)
     if series.field == "time":
         raise LineProtocolError(f"'time' is reserved in InfluxDB and cannot be a field or tag key (series {series.key()!r})")
-    return (series_key(series) + " " + _escape(series.field, ",= ") + "=").encode("utf-8")
+    return _escape(series.field, ",= ")
+
+
+def series_prefix(series: Series) -> bytes:
+    """``measurement,tags field=`` for one series, escaped."""
+    return (series_key(series) + " " + _field_key(series) + "=").encode("utf-8")
 
 
 # --------------------------------------------------------------------------- number rendering
 
-_FRAC_DIGITS = 18  # the 17-digit path is limited to |v| >= 0.01, so k <= 18
-_INT_DIGITS = 19
 _INT_POW10 = np.array([10**i for i in range(19)], dtype=np.int64)
 _POW10_ALL = 10.0 ** np.arange(0, 23)  # exact powers of ten as float64
 _NEG = 4
@@ -265,13 +268,18 @@ def _sixteen_or_seventeen(a: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.
     fits16 = np.abs(dist16) < 0.5 * _float_gap(a, dist16 > 0) * np.take(_POW10_ALL, k17 - 1) * (1 - 1e-12)
     k = k17 - fits16
     n = n17 + fits16 * (q + up - n17)
+    _strip_trailing_zeros(n, k)
+    return k, n
+
+
+def _strip_trailing_zeros(n: np.ndarray, k: np.ndarray) -> None:
+    """In place: ``n / 10**k`` without trailing zero decimals (1.50 is written 1.5)."""
     for _ in range(17):
         strip = np.flatnonzero((n - n // 10 * 10 == 0) & (k > 0))
         if not len(strip):
-            break
+            return
         n[strip] //= 10
         k[strip] -= 1
-    return k, n
 
 
 def _exp10_estimate(a: np.ndarray) -> np.ndarray:
@@ -291,7 +299,7 @@ def shortest_decimals(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
 
     First the 15-significant-digit form is tried (its integer is below 10**15 < 2**53, so the
     round trip check by division is exact); values that pass (clean decimals: PLC scalings,
-    rounded set points) get the fewest decimals by binary search. The others need 16 or 17
+    rounded set points) get the fewest decimals (:func:`_fewest_decimals`). The others need 16 or 17
     digits (:func:`_sixteen_or_seventeen`).
     ``ok`` is False only outside 0.01 <= |v| < 1e16 without a short form (those use repr).
     """
@@ -341,12 +349,7 @@ def render_floats(values: np.ndarray, decimals: np.ndarray | None = None) -> np.
             scaled = np.rint(np.abs(values) * np.take(_POW10_ALL, k))
         ok = scaled < _EXACT_LIMIT
         n_abs = np.where(ok, scaled, 0).astype(np.int64)
-        for _ in range(17):  # 1.50 is written 1.5
-            strip = ok & (k > 0) & (n_abs % 10 == 0)
-            if not strip.any():
-                break
-            n_abs = np.where(strip, n_abs // 10, n_abs)
-            k = np.where(strip, k - 1, k)
+        _strip_trailing_zeros(n_abs, k)
     k = np.where(ok, k, 0)
     n_abs = np.where(ok, n_abs, 0)
     chars = _render_decimal(n_abs, k, negative)
@@ -414,6 +417,15 @@ class EncodedBodies:
     lines: int = 0
     dropped_nonfinite: int = 0
     line_counts: list[int] = field(default_factory=list)
+
+    def add_lines(self, rows: np.ndarray, max_lines: int) -> None:
+        """Append ``rows`` (one line each, NUL-padded) as bodies of at most ``max_lines`` lines."""
+        for first in range(0, len(rows), max_lines):
+            lines = rows[first : first + max_lines]
+            # NUL marks "no character here" (names with NUL are refused): one C-speed pass removes them
+            self.bodies.append(lines.tobytes().translate(None, b"\0"))
+            self.line_counts.append(len(lines))
+            self.lines += len(lines)
 
 
 def with_quality_series(batch: SampleBatch) -> SampleBatch:
@@ -515,12 +527,7 @@ class LineProtocolEncoder:
         np.take(prefix_mat.view(f"V{widths[0]}").ravel(), sid, out=lines["prefix"], mode="clip")
         lines["value"] = np.ascontiguousarray(vchars).view(f"V{widths[1]}").ravel()
         lines["tail"] = tail.view(f"V{widths[2]}").ravel()
-        for first in range(0, rows, self.max_lines):
-            last = min(first + self.max_lines, rows)
-            # NUL marks "no character here" (names with NUL are refused): one C-speed pass removes them
-            out.bodies.append(lines[first:last].tobytes().translate(None, b"\0"))
-            out.line_counts.append(last - first)
-            out.lines += last - first
+        out.add_lines(lines, self.max_lines)
 
 
 def encode_batch(batch: SampleBatch, max_lines: int = MAX_LINES_PER_BODY) -> EncodedBodies:
@@ -542,51 +549,41 @@ def encode_wide(key: str, columns: dict[str, np.ndarray], ts_ns: np.ndarray, con
     leaves its field out of that line; a line left with no field at all is dropped and counted.
     """
     ts_ns = np.asarray(ts_ns, dtype=np.int64)
-    columns = {name: np.broadcast_to(np.asarray(col, dtype=np.float64), ts_ns.shape) for name, col in columns.items()}
+    labels = [(_field_key(Series(key, (), name)) + "=").encode() for name in columns]
+    columns = [np.broadcast_to(np.asarray(col, dtype=np.float64), ts_ns.shape) for col in columns.values()]
     out = EncodedBodies()
     block = max_lines * 10  # bounded memory: a year of 1 min rows is ~250 MB as one matrix
     for start in range(0, len(ts_ns), block):
-        part = {name: col[start : start + block] for name, col in columns.items()}
-        _encode_wide_block(key, part, ts_ns[start : start + block], constant_fields, max_lines, out)
+        part = [col[start : start + block] for col in columns]
+        _encode_wide_block(key, labels, part, ts_ns[start : start + block], constant_fields, max_lines, out)
     return out
 
 
-def _encode_wide_block(key: str, columns: dict[str, np.ndarray], ts_ns: np.ndarray, constant_fields: str,
-                       max_lines: int, out: EncodedBodies) -> None:
+def _encode_wide_block(key: str, labels: list[bytes], columns: list[np.ndarray], ts_ns: np.ndarray,
+                       constant_fields: str, max_lines: int, out: EncodedBodies) -> None:
     rows = len(ts_ns)
-    parts: list[np.ndarray] = []
-    present_cols = []
-    for name, col in columns.items():
-        series = Series.of("m", name)
-        _check_name(name, "field key", series)
-        values = col
-        present = np.isfinite(values)
+    present = np.stack([np.isfinite(col) for col in columns], axis=1) if columns else np.zeros((rows, 0), dtype=bool)
+    # a field takes a comma after it when a later field or the constant fields follow on its line
+    followed = np.zeros((rows, len(columns)), dtype=bool)
+    later = np.full(rows, bool(constant_fields))
+    for j in range(len(columns) - 1, -1, -1):
+        followed[:, j] = later
+        later = later | present[:, j]
+    parts: list[np.ndarray] = [_constant_rows((key + " ").encode(), rows)]
+    for j, (label, col) in enumerate(zip(labels, columns)):
+        idx = np.flatnonzero(present[:, j])
         chars = np.zeros((rows, 1), dtype=np.uint8)
-        if present.any():
-            idx = np.flatnonzero(present)
-            rendered = np.ascontiguousarray(render_floats(values[idx]))
+        if len(idx):
+            rendered = np.ascontiguousarray(render_floats(col[idx]))
             chars = np.zeros((rows, rendered.shape[1]), dtype=np.uint8)
             chars[idx] = rendered
-        label = _constant_rows((_escape(name, ",= ") + "=").encode(), rows) * present[:, None].astype(np.uint8)
-        comma = np.full((rows, 1), ord(","), dtype=np.uint8) * present[:, None].astype(np.uint8)
-        parts += [label, chars, comma]
-        present_cols.append(present)
-    present = np.stack(present_cols, axis=1) if present_cols else np.zeros((rows, 0), dtype=bool)
+        on = present[:, j, None].astype(np.uint8)
+        parts += [_constant_rows(label, rows) * on, chars, (on & followed[:, j, None]) * np.uint8(ord(","))]
     if constant_fields:
         parts.append(_constant_rows(constant_fields.encode(), rows))
-    elif present_cols:
-        # the last field written on a line takes no comma after it
-        later = np.zeros(rows, dtype=bool)
-        for j in range(len(present_cols) - 1, -1, -1):
-            parts[3 * j + 2] = parts[3 * j + 2] * later[:, None].astype(np.uint8)
-            later |= present[:, j]
-    keep = present.any(axis=1) if not constant_fields else np.ones(rows, dtype=bool)
+    parts.append(render_ints(ts_ns, b" ", b"\n"))
+    chars = np.concatenate(parts, axis=1)
+    keep = present.any(axis=1) | bool(constant_fields)
     dropped = int(rows - keep.sum())
     out.dropped_nonfinite += dropped
-    chars = np.concatenate([_constant_rows((key + " ").encode(), rows), *parts, render_ints(ts_ns, b" ", b"\n")], axis=1)
-    chars = chars[keep] if dropped else chars
-    for first in range(0, len(chars), max_lines):
-        lines = chars[first : first + max_lines]
-        out.bodies.append(lines.tobytes().translate(None, b"\0"))
-        out.line_counts.append(len(lines))
-        out.lines += len(lines)
+    out.add_lines(chars[keep] if dropped else chars, max_lines)
