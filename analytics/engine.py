@@ -11,6 +11,8 @@
   closed (plus ``settle_s``) since the last poll, and compares per-interval sample counts over
   the ``late_data_lookback`` window with the counts it computed from: an interval whose raw
   data changed (late data, a gateway replaying its buffer) is recomputed with its neighbours.
+  Waste-to-energy: late data in an earlier crediting year also recomputes the computed intervals
+  of the later years, which credit the decay of that year's waste (TOOL04).
 """
 
 from __future__ import annotations
@@ -256,8 +258,10 @@ class Engine:
         TOOL04 credits in year y the decay of the waste of every earlier year x; the window
         ``[start_ns, end_ns)`` brings its own waste, and the waste of earlier years comes from
         the ``waste_t`` of the project's ``mrv`` points at the MRV interval (one ``sum()`` per
-        year). Years are therefore computed in order (backfill does); after late data in an
-        earlier year, backfill the later ones again. ``cache`` keeps the sums of years that
+        year). Years are therefore computed in order: backfill computes its chunks in order, and
+        :meth:`poll`, after late data in an earlier year, recomputes the later years' computed
+        intervals once the earlier year's ``mrv`` points are rewritten
+        (:meth:`_recompute_later_crediting_years`). ``cache`` keeps the sums of years that
         ended before the window (one backfill run). None for other plant types.
         """
         if project.plant_type != "wte":
@@ -373,7 +377,9 @@ class Engine:
         sample counts of the ``late_data_lookback`` window are queried once per project (at the
         shortest interval, summed up for the longer ones) and compared with the counts each
         interval was computed from; changed intervals are recomputed with their neighbours,
-        consecutive ones as one range.
+        consecutive ones as one range. Waste-to-energy: when a recomputed range lies in an
+        earlier crediting year, the later years' computed intervals are recomputed after it
+        (:meth:`_recompute_later_crediting_years`).
         """
         now_ns = int(self.clock() * NS) if now_ns is None else now_ns
         settle = int(self.config.settle_s * NS)
@@ -394,6 +400,8 @@ class Engine:
                     st = self._state[(project.id, iv)] = _PollState(done_until_ns=first)
                 states[iv] = (st, max(st.done_until_ns - lookback, (mp.start_ns // step) * step))
             small_counts = None
+            written: dict[int, int] = {}
+            late_from_ns = None  # start of the earliest range recomputed for late data
             if late_due and any(st.done_until_ns > lo for st, lo in states.values()):
                 lo_all = min(lo for _, lo in states.values())
                 hi_all = max(st.done_until_ns for st, _ in states.values())
@@ -413,6 +421,7 @@ class Engine:
                     for a, b in _ranges(changed, step, lo, st.done_until_ns):
                         self.process(project, a, b, iv)
                         n += (b - a) // step
+                        late_from_ns = a if late_from_ns is None else min(late_from_ns, a)
                     st.counts.update({t: counts.get(t, 0.0) for t in changed})
                     for t in [t for t in st.counts if t < lo]:
                         del st.counts[t]
@@ -425,10 +434,39 @@ class Engine:
                     st.done_until_ns = end
                 if project.day_category is not None:
                     n += self._recompute_closed_days(project, st, iv)
+                written[iv] = n
+            if late_from_ns is not None and project.plant_type == "wte":
+                for iv, n in self._recompute_later_crediting_years(project, late_from_ns, {iv: st for iv, (st, _) in states.items()}).items():
+                    written[iv] += n
+            for iv, n in written.items():
                 report[f"{project.id}/{duration_label(iv)}"] = n
                 if n:
                     log.info("event=mrv_computed project=%s interval=%s intervals=%d", project.id, duration_label(iv), n)
         return report
+
+    def _recompute_later_crediting_years(self, project: ProjectConfig, changed_from_ns: int, states: dict[int, _PollState]) -> dict[int, int]:
+        """Waste-to-energy: late data recomputed from ``changed_from_ns`` changed the waste of
+        its crediting year, whose decay every later year credits (TOOL04's tail, read back by
+        :meth:`prior_waste_by_year`). The intervals of the later years computed so far (up to
+        each ``done_until_ns``) are computed again, at the MRV interval first (its ``waste_t``
+        is what the sums read), then the others. Call it after the earlier year's intervals
+        were rewritten. No query when no later year has been computed. Returns intervals
+        written per interval length [s].
+        """
+        from .wte import crediting_year_edges_ns, crediting_year_of
+
+        done_until_ns = max(st.done_until_ns for st in states.values())
+        year_edges_ns = crediting_year_edges_ns(project.crediting_start_ns, done_until_ns)
+        year = max(int(crediting_year_of(changed_from_ns, year_edges_ns)), 0)
+        next_year_ns = int(year_edges_ns[year + 1])
+        out: dict[int, int] = {}
+        for iv in sorted(states, key=lambda iv: iv != self.config.mrv_interval_s):
+            step = iv * NS
+            a, b = (next_year_ns // step) * step, states[iv].done_until_ns
+            if b > a:
+                self.process(project, a, b, iv)
+                out[iv] = (b - a) // step
+        return out
 
     def _recompute_closed_days(self, project: ProjectConfig, st: _PollState, interval_s: int) -> int:
         """KH_AM002: an interval computed while its day was open took the conservative EF of a

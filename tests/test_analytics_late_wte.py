@@ -1,0 +1,119 @@
+"""Waste-to-energy across a crediting-year boundary on a real influxd: the later year credits the
+decay of the earlier year's waste (TOOL04), read back from ``mrv``; late data in the earlier year
+and a concurrent backfill must both give the results of computing the years in order."""
+
+import numpy as np
+
+from plantmrv.analytics import wte
+from plantmrv.analytics.config import AnalyticsConfig
+from plantmrv.analytics.engine import Engine
+from plantmrv.batch import SampleBatch, Series
+
+S = 1_000_000_000
+H = 3600 * S
+T0 = 1_767_225_600 * S  # 2026-01-01T00:00:00Z: start of crediting year 2 (year 1 starts 2025-01-01)
+YEAR_S = 365 * 86400
+WASTE_T_PER_H = 2.5
+COMPARED = ("waste_t", "methane_avoided_t_co2e", "reference_t_co2", "reduction_t_co2")
+
+
+def wte_engine(influx_db, **kw):
+    project = {
+        "id": "yangon-wte", "site": "yangon", "plant_type": "wte",
+        "assets": [{"measurement": "wte", "asset": "wte1", "fields": {"waste_rate": "waste_t_per_h"}}],
+        "methodology": {"id": "plantmrv-wte-acm0022-form"},
+        "monitoring_period": {"start": "2025-01-01T00:00:00Z", "end": "2027-01-01T00:00:00Z"},
+        "grid_ef": {"country": "VN", "grid": "national", "year": 2015, "kind": "national"},
+    }
+    cfg = {"projects": [project], "max_gap_s": 10, "settle_s": 0, "late_data_lookback": "6h", "late_data_check_s": 1, **kw}
+    return Engine(AnalyticsConfig.model_validate(cfg), influx_db)
+
+
+def waste_batch(start_ns, end_ns):
+    """The weighbridge rate, one sample a second over ``[start_ns, end_ns]``."""
+    ts = np.arange(start_ns, end_ns + 1, S, dtype=np.int64)
+    s = Series.of("wte", "waste_t_per_h", site="yangon", asset="wte1")
+    return SampleBatch([s], np.zeros(len(ts), np.int32), ts, np.full(len(ts), WASTE_T_PER_H))
+
+
+def results(eng, start_ns, end_ns):
+    p = eng.config.projects[0]
+    return {iv: eng.read_results(p, start_ns, end_ns, iv) for iv in (60, 3600)}
+
+
+def assert_same(got, want):
+    for iv in want:
+        np.testing.assert_array_equal(got[iv]["time"], want[iv]["time"])
+        for name in COMPARED:
+            np.testing.assert_allclose(got[iv][name], want[iv][name], rtol=1e-9, err_msg=f"{iv} s {name}")
+
+
+def test_late_waste_in_an_earlier_crediting_year_recomputes_the_later_years_intervals(influx_db):
+    """A gateway replays an hour of year 1 just after the year ends: the hours and minutes of
+    year 2 already computed take the new decay tail, as a fresh backfill of the same data does."""
+    replayed = waste_batch(T0 - 2 * H, T0 - H - S)  # 22:00-23:00 of the last day of year 1
+    influx_db.write_batch(SampleBatch.concat([waste_batch(T0 - 3 * H, T0 - 2 * H - S), waste_batch(T0 - H, T0 + 2 * H)]))
+    eng = wte_engine(influx_db)
+    p = eng.config.projects[0]
+    first = eng.poll(now_ns=T0 + 2 * H + S)  # from now - lookback: 20:00 of year 1 to 02:00 of year 2
+    assert first == {"yangon-wte/1m": 360, "yangon-wte/1h": 6}
+    stale = results(eng, T0, T0 + 2 * H)
+    assert eng.poll(now_ns=T0 + 2 * H + 2 * S) == {"yangon-wte/1m": 0, "yangon-wte/1h": 0}
+
+    influx_db.write_batch(replayed)
+    done = eng.poll(now_ns=T0 + 2 * H + 3 * S)
+    # the changed hour with its neighbours, then both hours of year 2; minutes likewise
+    assert done == {"yangon-wte/1h": 3 + 2, "yangon-wte/1m": 62 + 120}
+    polled = results(eng, T0, T0 + 2 * H)
+
+    influx_db.execute('DROP MEASUREMENT "mrv"')
+    eng.backfill(T0 - 4 * H, T0 + 2 * H)
+    fresh = results(eng, T0, T0 + 2 * H)
+    assert_same(polled, fresh)
+    # year 2's hours credit the decay of the 7.5 t of year 1; the stale ones had 5 t
+    first_year_t_co2e = float(wte.methane_avoided_t_co2e(WASTE_T_PER_H, p.parameter_set))
+    tail_t_co2e = float(wte.methane_avoided_by_year_t_co2e([3 * WASTE_T_PER_H, 0.0], p.parameter_set)[1])
+    np.testing.assert_allclose(polled[3600]["methane_avoided_t_co2e"], first_year_t_co2e + tail_t_co2e * 3600 / YEAR_S, rtol=1e-9)
+    for iv in (60, 3600):
+        assert not np.allclose(stale[iv]["methane_avoided_t_co2e"], fresh[iv]["methane_avoided_t_co2e"], rtol=1e-6, atol=0)
+    assert eng.poll(now_ns=T0 + 2 * H + 5 * S) == {"yangon-wte/1m": 0, "yangon-wte/1h": 0}
+
+
+def test_late_waste_in_the_latest_crediting_year_recomputes_only_its_neighbours(influx_db):
+    """The common case stays cheap: late data within the current crediting year recomputes the
+    changed intervals and their neighbours, nothing of the years."""
+    replayed = waste_batch(T0 + H, T0 + 2 * H - S)
+    influx_db.write_batch(SampleBatch.concat([waste_batch(T0 - 3 * H, T0 + H - S), waste_batch(T0 + 2 * H, T0 + 3 * H)]))
+    eng = wte_engine(influx_db)
+    eng.poll(now_ns=T0 + 3 * H + S)
+    influx_db.write_batch(replayed)
+    processed = []
+    process = eng.process
+    eng.process = lambda p, a, b, iv: processed.append((a, b, iv)) or process(p, a, b, iv)
+    assert eng.poll(now_ns=T0 + 3 * H + 2 * S) == {"yangon-wte/1m": 62, "yangon-wte/1h": 3}
+    # the 1 h range [00:00, 03:00) starts in year 2 itself: no later year to recompute
+    assert processed == [(T0 + H - 60 * S, T0 + 2 * H + 60 * S, 60), (T0, T0 + 3 * H, 3600)]
+    polled = results(eng, T0, T0 + 3 * H)
+    influx_db.execute('DROP MEASUREMENT "mrv"')
+    eng.backfill(T0 - 3 * H, T0 + 3 * H)
+    assert_same(polled, results(eng, T0, T0 + 3 * H))
+
+
+def test_concurrent_backfill_across_a_crediting_year_equals_computing_hour_by_hour_in_order(influx_db):
+    """Chunks are loaded concurrently but computed and written in order: a chunk straddling the
+    anniversary and the chunks after it (the later ones from the year cache) see year 1's waste."""
+    influx_db.write_batch(waste_batch(T0 - 3 * H, T0 + 5 * H))
+    eng = wte_engine(influx_db)
+    p = eng.config.projects[0]
+    for h in range(T0 - 3 * H, T0 + 5 * H, H):
+        for iv in (3600, 60):
+            eng.process(p, h, h + H, iv)
+    sequential = results(eng, T0 - 3 * H, T0 + 5 * H)
+    influx_db.execute('DROP MEASUREMENT "mrv"')
+    # chunks [21:00, 23:00) [23:00, 01:00) [01:00, 03:00) [03:00, 05:00), four at once
+    eng.backfill(T0 - 3 * H, T0 + 5 * H, chunk_ns=2 * H, workers=4)
+    concurrent = results(eng, T0 - 3 * H, T0 + 5 * H)
+    assert_same(concurrent, sequential)
+    tail_t_co2e = float(wte.methane_avoided_by_year_t_co2e([3 * WASTE_T_PER_H, 0.0], p.parameter_set)[1])
+    first_year_t_co2e = float(wte.methane_avoided_t_co2e(WASTE_T_PER_H, p.parameter_set))
+    np.testing.assert_allclose(concurrent[3600]["methane_avoided_t_co2e"][3:], first_year_t_co2e + tail_t_co2e * 3600 / YEAR_S, rtol=1e-9)
