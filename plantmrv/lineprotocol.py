@@ -191,18 +191,26 @@ def _round_exact(a: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """round-half-even(a * 10**k) as int64, exact (for a * 10**k < 2**63), and n - a * 10**k.
 
     a * 10**k is formed exactly as hi + lo (Dekker's product; no FMA needed). Selections are
-    arithmetic, not np.where: with unpredictable masks that is several times faster.
+    arithmetic, not np.where: with unpredictable masks that is several times faster. Arrays
+    are updated in place where they can be: fewer live temporaries, fewer fresh pages.
     """
     b_hi, b_lo = np.take(_POW10_HI, k), np.take(_POW10_LO, k)
     hi = a * np.take(_POW10_ALL, k)
     a_hi, a_lo = _split(a)
-    lo = ((a_hi * b_hi - hi) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+    # lo = ((a_hi * b_hi - hi) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo, in this order
+    lo = a_hi * b_hi
+    lo -= hi
+    lo += np.multiply(a_hi, b_lo, out=a_hi)
+    lo += np.multiply(a_lo, b_hi, out=b_hi)
+    lo += np.multiply(a_lo, b_lo, out=a_lo)
     h_int = np.floor(hi)
-    t = (hi - h_int) + lo  # the rest of the product, |t| < 2
-    m = np.rint(t)
-    n = h_int.astype(np.int64) + m.astype(np.int64)
-    dist = m - t
-    ties = np.flatnonzero(np.abs(dist) == 0.5)
+    t = np.subtract(hi, h_int, out=hi)
+    t += lo  # the rest of the product, |t| < 2
+    m = np.rint(t, out=lo)
+    n = h_int.astype(np.int64)
+    n += m.astype(np.int64)
+    dist = np.subtract(m, t, out=t)
+    ties = np.flatnonzero(np.abs(dist, out=m) == 0.5)
     if len(ties):  # rint made m even; half-even is about n
         odd = ties[(n[ties] & 1) == 1]
         step = np.sign(dist[odd])
@@ -524,8 +532,9 @@ class LineProtocolEncoder:
         # one record per line (prefix, value, tail as fixed-width byte fields): whole-field copies
         widths = (prefix_mat.shape[1], vchars.shape[1], tail.shape[1])
         lines = np.empty(rows, dtype=[("prefix", f"V{widths[0]}"), ("value", f"V{widths[1]}"), ("tail", f"V{widths[2]}")])
-        np.take(prefix_mat.view(f"V{widths[0]}").ravel(), sid, out=lines["prefix"], mode="clip")
-        lines["value"] = np.ascontiguousarray(vchars).view(f"V{widths[1]}").ravel()
+        # taking into a contiguous array, then copying, beats numpy's buffered take into a strided field
+        lines["prefix"] = np.take(prefix_mat.view(f"V{widths[0]}").ravel(), sid, mode="clip")
+        lines.view(np.uint8).reshape(rows, -1)[:, widths[0] : widths[0] + widths[1]] = vchars
         lines["tail"] = tail.view(f"V{widths[2]}").ravel()
         out.add_lines(lines, self.max_lines)
 
