@@ -11,8 +11,9 @@
   closed (plus ``settle_s``) since the last poll, and compares per-interval sample counts over
   the ``late_data_lookback`` window with the counts it computed from: an interval whose raw
   data changed (late data, a gateway replaying its buffer) is recomputed with its neighbours.
-  Waste-to-energy: late data in an earlier crediting year also recomputes the computed intervals
-  of the later years, which credit the decay of that year's waste (TOOL04).
+  Waste-to-energy: the MRV interval is computed first; late data in an earlier crediting year
+  also recomputes the computed intervals of the later years, which credit the decay of that
+  year's waste (TOOL04, :meth:`Engine.prior_waste_by_year`).
 """
 
 from __future__ import annotations
@@ -244,35 +245,70 @@ class Engine:
         return np.concatenate([t, series[0]]), np.concatenate([v, series[1]])
 
     def compute_window(self, project: ProjectConfig, start_ns: int, end_ns: int, interval_s: int) -> IntervalResults:
-        """Results of ``[start_ns, end_ns)`` in intervals of ``interval_s`` (start aligned by caller)."""
+        """Results of ``[start_ns, end_ns)`` in intervals of ``interval_s`` (start aligned by caller).
+
+        Waste-to-energy, a window straddling an anniversary from a start inside an MRV interval:
+        the raw query begins at that MRV interval's start instead, so the waste of its part
+        before ``start_ns`` comes from the same query (:meth:`prior_waste_by_year`).
+        """
         pad = int(math.ceil(self.config.max_gap_s)) * NS + NS
-        signals = self.query_signals(project, start_ns - pad, end_ns + pad)
+        raw_from_ns = self._raw_waste_from_ns(project, start_ns, end_ns)
+        signals = self.query_signals(project, (start_ns if raw_from_ns is None else raw_from_ns) - pad, end_ns + pad)
         edges = np.arange(start_ns, end_ns, interval_s * NS, dtype=np.int64)
         edges = np.append(edges, np.int64(end_ns))
-        prior = self.prior_waste_by_year(project, start_ns, end_ns)
+        prior = self.prior_waste_by_year(project, start_ns, end_ns, signals=signals)
         return compute(project, signals, edges, self.config.max_gap_s, self._ef[project.id], prior)
 
-    def prior_waste_by_year(self, project: ProjectConfig, start_ns: int, end_ns: int, cache: dict | None = None) -> list[float] | None:
-        """Waste-to-energy: waste diverted in each crediting year before ``start_ns`` [t].
-
-        TOOL04 credits in year y the decay of the waste of every earlier year x; the window
-        ``[start_ns, end_ns)`` brings its own waste, and the waste of earlier years comes from
-        the ``waste_t`` of the project's ``mrv`` points at the MRV interval (one ``sum()`` per
-        year). Years are therefore computed in order: backfill computes its chunks in order, and
-        :meth:`poll`, after late data in an earlier year, recomputes the later years' computed
-        intervals once the earlier year's ``mrv`` points are rewritten
-        (:meth:`_recompute_later_crediting_years`). ``cache`` keeps the sums of years that
-        ended before the window (one backfill run). None for other plant types.
-        """
+    def _raw_waste_from_ns(self, project: ProjectConfig, start_ns: int, end_ns: int) -> int | None:
+        """Waste-to-energy: the start of the MRV interval holding ``start_ns`` when the waste of
+        ``[that start, start_ns)`` belongs to a crediting year before the window's last (its
+        decay is credited in the window) and must come from raw data; else None (no query)."""
         if project.plant_type != "wte":
+            return None
+        step = self.config.mrv_interval_s * NS
+        whole_ns = (start_ns // step) * step
+        if whole_ns == start_ns:
             return None
         from .wte import crediting_year_edges_ns, crediting_year_of
 
         ye = crediting_year_edges_ns(project.crediting_start_ns, end_ns)
+        return whole_ns if max(int(crediting_year_of(whole_ns, ye)), 0) < int(crediting_year_of(end_ns - 1, ye)) else None
+
+    def prior_waste_by_year(
+        self, project: ProjectConfig, start_ns: int, end_ns: int, cache: dict | None = None, signals: dict | None = None
+    ) -> list[float] | None:
+        """Waste-to-energy: waste diverted in each crediting year before ``start_ns`` [t], for
+        the years before the window's last.
+
+        TOOL04 credits in year y the decay of the waste of every earlier year x; the window
+        ``[start_ns, end_ns)`` brings its own waste. The waste of earlier years up to the start
+        of the MRV interval holding ``start_ns`` comes from the ``waste_t`` of the project's
+        ``mrv`` points at the MRV interval that end by then (one ``sum()`` per year); when
+        ``start_ns`` lies inside an MRV interval of such a year, the waste of that interval's
+        part before ``start_ns`` is computed from raw data: from ``signals`` (raw samples as
+        :meth:`query_signals` returns them, covering that part with the ``max_gap_s`` margin, as
+        :meth:`compute_window` queries them), else one query of that part. Exact for any
+        ``start_ns``, aligned or not, and whether the MRV point of that interval exists or not.
+
+        The MRV points read must exist: years are computed in order. Backfill computes its
+        chunks in order (aligned to the longest interval, so no raw part when it is the MRV
+        interval); :meth:`poll` computes the MRV interval first for these projects and, after
+        late data in an earlier year, recomputes the later years' computed intervals once the
+        earlier year's ``mrv`` points are rewritten (:meth:`_recompute_later_crediting_years`).
+        ``cache`` keeps the sums of years that ended before the window (one backfill run).
+        None for other plant types.
+        """
+        if project.plant_type != "wte":
+            return None
+        from .wte import crediting_year_edges_ns, crediting_year_of, waste_by_crediting_year_t
+
+        ye = crediting_year_edges_ns(project.crediting_start_ns, end_ns)
         last = int(crediting_year_of(end_ns - 1, ye))
+        step = self.config.mrv_interval_s * NS
+        whole_ns = (start_ns // step) * step  # MRV points before it end by then
         out = []
         for x in range(max(last, 0)):
-            a, b = int(ye[x]), min(int(ye[x + 1]), start_ns)
+            a, b = int(ye[x]), min(int(ye[x + 1]), whole_ns)
             if b <= a:
                 out.append(0.0)
                 continue
@@ -289,6 +325,14 @@ class Engine:
             if cache is not None and b == int(ye[x + 1]):
                 cache[key] = v
             out.append(v)
+        if self._raw_waste_from_ns(project, start_ns, end_ns) is not None:
+            # [whole_ns, start_ns) from raw data, cut at any anniversary inside it
+            edges = np.unique(np.concatenate(([whole_ns], ye[(ye > whole_ns) & (ye < start_ns)], [start_ns]))).astype(np.int64)
+            if signals is None:
+                pad = int(math.ceil(self.config.max_gap_s)) * NS + NS
+                signals = self.query_signals(project, whole_ns - pad, start_ns + pad)
+            part = compute(project, signals, edges, self.config.max_gap_s, self._ef[project.id], None)
+            out = (np.asarray(out) + waste_by_crediting_year_t(edges, part.cobenefits["waste_t"], ye, last)).tolist()
         return out
 
     def write_results(self, project: ProjectConfig, results: IntervalResults, interval_s: int) -> int:
@@ -377,9 +421,10 @@ class Engine:
         sample counts of the ``late_data_lookback`` window are queried once per project (at the
         shortest interval, summed up for the longer ones) and compared with the counts each
         interval was computed from; changed intervals are recomputed with their neighbours,
-        consecutive ones as one range. Waste-to-energy: when a recomputed range lies in an
-        earlier crediting year, the later years' computed intervals are recomputed after it
-        (:meth:`_recompute_later_crediting_years`).
+        consecutive ones as one range. Waste-to-energy: the MRV interval is computed first (its
+        ``mrv`` points carry the waste :meth:`prior_waste_by_year` reads for later windows);
+        when a recomputed range lies in an earlier crediting year, the later years' computed
+        intervals are recomputed after it (:meth:`_recompute_later_crediting_years`).
         """
         now_ns = int(self.clock() * NS) if now_ns is None else now_ns
         settle = int(self.config.settle_s * NS)
@@ -406,7 +451,10 @@ class Engine:
                 lo_all = min(lo for _, lo in states.values())
                 hi_all = max(st.done_until_ns for st, _ in states.values())
                 small_counts = self._counts(project, lo_all, hi_all, ivs[0])
-            for iv in ivs:
+            # waste-to-energy: the MRV interval first, so that every mrv point the process
+            # interval's windows read back (prior_waste_by_year) is written before it is read
+            order = sorted(ivs, key=lambda iv: iv != self.config.mrv_interval_s) if project.plant_type == "wte" else ivs
+            for iv in order:
                 step = iv * NS
                 st, lo = states[iv]
                 end = min(((now_ns - settle) // step) * step, -(-mp.end_ns // step) * step)

@@ -1,8 +1,10 @@
 """Waste-to-energy across a crediting-year boundary on a real influxd: the later year credits the
-decay of the earlier year's waste (TOOL04), read back from ``mrv``; late data in the earlier year
-and a concurrent backfill must both give the results of computing the years in order."""
+decay of the earlier year's waste (TOOL04), read back from ``mrv``; late data in the earlier year,
+a concurrent backfill, and polls whose minutes straddle the anniversary from mid-hour must all
+give the results of computing the years in order."""
 
 import numpy as np
+import pytest
 
 from plantmrv.analytics import wte
 from plantmrv.analytics.config import AnalyticsConfig
@@ -91,8 +93,9 @@ def test_late_waste_in_the_latest_crediting_year_recomputes_only_its_neighbours(
     process = eng.process
     eng.process = lambda p, a, b, iv: processed.append((a, b, iv)) or process(p, a, b, iv)
     assert eng.poll(now_ns=T0 + 3 * H + 2 * S) == {"yangon-wte/1m": 62, "yangon-wte/1h": 3}
-    # the 1 h range [00:00, 03:00) starts in year 2 itself: no later year to recompute
-    assert processed == [(T0 + H - 60 * S, T0 + 2 * H + 60 * S, 60), (T0, T0 + 3 * H, 3600)]
+    # the MRV interval first; the 1 h range [00:00, 03:00) starts in year 2 itself: no later
+    # year to recompute
+    assert processed == [(T0, T0 + 3 * H, 3600), (T0 + H - 60 * S, T0 + 2 * H + 60 * S, 60)]
     polled = results(eng, T0, T0 + 3 * H)
     influx_db.execute('DROP MEASUREMENT "mrv"')
     eng.backfill(T0 - 3 * H, T0 + 3 * H)
@@ -117,3 +120,91 @@ def test_concurrent_backfill_across_a_crediting_year_equals_computing_hour_by_ho
     tail_t_co2e = float(wte.methane_avoided_by_year_t_co2e([3 * WASTE_T_PER_H, 0.0], p.parameter_set)[1])
     first_year_t_co2e = float(wte.methane_avoided_t_co2e(WASTE_T_PER_H, p.parameter_set))
     np.testing.assert_allclose(concurrent[3600]["methane_avoided_t_co2e"][3:], first_year_t_co2e + tail_t_co2e * 3600 / YEAR_S, rtol=1e-9)
+
+
+
+@pytest.mark.parametrize(
+    "before, waste_from_ns",
+    [
+        ("polls_missed", T0 - 3 * H),
+        ("polls_missed_hour_written", T0 - 3 * H),
+        ("first_poll_hour_written", T0 - 20 * 60 * S),
+    ],
+    ids=["polls_missed", "polls_missed_hour_written", "first_poll_hour_written"],
+)
+def test_minutes_polled_across_the_anniversary_from_mid_hour_equal_a_fresh_backfill(influx_db, before, waste_from_ns):
+    """One poll computes the 1 min window [23:40, 05:40) across the anniversary: year 2's minutes
+    credit the decay of year 1's waste counted once, 23:00-23:40 included, whether the 23:00
+    hour point (which covers 23:40-24:00 too) is not written yet or already is.
+
+    - ``polls_missed``: the engine polled at 23:40, then not until 05:40;
+    - ``polls_missed_hour_written``: likewise, and a backfill of the hours wrote 23:00 meanwhile;
+    - ``first_poll_hour_written``: the plant feeds waste from 23:40 on, a previous run wrote the
+      23:00 hour, and the engine's first poll starts its minutes at 23:40 (now - lookback).
+    """
+    influx_db.write_batch(waste_batch(waste_from_ns, T0 + 6 * H))
+    eng = wte_engine(influx_db)
+    p = eng.config.projects[0]
+    mid = T0 - 20 * 60 * S  # 23:40 of the last day of year 1
+    if before.startswith("polls_missed"):
+        assert eng.poll(now_ns=mid) == {"yangon-wte/1m": 360, "yangon-wte/1h": 6}  # [17:40, 23:40), [17:00, 23:00)
+    if before.endswith("hour_written"):
+        wte_engine(influx_db).backfill(T0 - H, T0, interval_s=[3600])
+    # minutes [23:40, 05:40) in one window, hours [23:00, 05:00)
+    assert eng.poll(now_ns=mid + 6 * H + S) == {"yangon-wte/1m": 360, "yangon-wte/1h": 6}
+    polled = results(eng, T0, T0 + 5 * H)
+    assert len(polled[60]["time"]) == 5 * 60 and len(polled[3600]["time"]) == 5
+
+    influx_db.execute('DROP MEASUREMENT "mrv"')
+    eng.backfill(waste_from_ns, T0 + 6 * H)
+    assert_same(polled, results(eng, T0, T0 + 5 * H))
+    # TOOL04 by hand: year 2 credits the decay of year 1's waste, spread over the year
+    year1_waste_t = WASTE_T_PER_H * (T0 - waste_from_ns) / H
+    tail_t_co2e = float(wte.methane_avoided_by_year_t_co2e([year1_waste_t, 0.0], p.parameter_set)[1])
+    for iv in (60, 3600):
+        first_year_t_co2e = float(wte.methane_avoided_t_co2e(WASTE_T_PER_H * iv / 3600, p.parameter_set))
+        np.testing.assert_allclose(polled[iv]["methane_avoided_t_co2e"], first_year_t_co2e + tail_t_co2e * iv / YEAR_S, rtol=1e-9, err_msg=f"{iv} s")
+    assert eng.poll(now_ns=mid + 6 * H + 2 * S) == {"yangon-wte/1m": 0, "yangon-wte/1h": 0}
+
+
+def test_a_poll_failing_part_way_across_the_anniversary_leaves_no_hour_unread(influx_db):
+    """A poll at 00:05 fails while writing (InfluxDB restarting): the next poll's minutes of
+    year 2 still see the 23:00 hour of year 1, as a fresh backfill does (the MRV interval is
+    computed first, so the minutes never run ahead of the hours they read)."""
+    influx_db.write_batch(waste_batch(T0 - 3 * H, T0 + 2 * H))
+    eng = wte_engine(influx_db)
+    assert eng.poll(now_ns=T0 - 20 * 60 * S) == {"yangon-wte/1m": 360, "yangon-wte/1h": 6}
+    process = eng.process
+    failing = {"left": 1}
+
+    def process_once_failing(p, a, b, iv):
+        if iv == 3600 and failing["left"]:
+            failing["left"] -= 1
+            raise ConnectionError("influxd restarting")
+        return process(p, a, b, iv)
+
+    eng.process = process_once_failing
+    with pytest.raises(ConnectionError):
+        eng.poll(now_ns=T0 + 5 * 60 * S)
+    eng.poll(now_ns=T0 + H + 40 * 60 * S + S)
+    polled = results(eng, T0, T0 + H)
+    influx_db.execute('DROP MEASUREMENT "mrv"')
+    eng.backfill(T0 - 3 * H, T0 + 2 * H)
+    assert_same(polled, results(eng, T0, T0 + H))
+
+
+def test_a_window_from_mid_hour_across_the_anniversary_costs_no_extra_query(influx_db):
+    """The part of the hour before a mid-hour start comes from the window's own raw query,
+    started at the hour instead: as many queries as a window starting on the hour."""
+    influx_db.write_batch(waste_batch(T0 - 3 * H, T0 + H))
+    eng = wte_engine(influx_db)
+    p = eng.config.projects[0]
+    queries = []
+    query = eng.client.query
+    eng.client.query = lambda q, *a, **kw: queries.append(q) or query(q, *a, **kw)
+    aligned = eng.compute_window(p, T0 - H, T0 + H, 60)
+    n_aligned = len(queries)
+    mid = eng.compute_window(p, T0 - 20 * 60 * S, T0 + H, 60)
+    assert len(queries) - n_aligned == n_aligned
+    # no mrv points yet: both count only their own raw data of year 1, the mid-hour one 23:00-24:00
+    np.testing.assert_allclose(mid.cobenefits["methane_avoided_t_co2e"][20:], aligned.cobenefits["methane_avoided_t_co2e"][60:], rtol=1e-9)
