@@ -570,24 +570,25 @@ def encode_wide(key: str, columns: dict[str, np.ndarray], ts_ns: np.ndarray, con
 
 def _encode_wide_block(key: str, labels: list[bytes], columns: list[np.ndarray], ts_ns: np.ndarray,
                        constant_fields: str, max_lines: int, out: EncodedBodies) -> None:
-    rows = len(ts_ns)
-    present = np.stack([np.isfinite(col) for col in columns], axis=1) if columns else np.zeros((rows, 0), dtype=bool)
+    rows, ncols = len(ts_ns), len(columns)
+    values = np.stack(columns, axis=1) if columns else np.zeros((rows, 0))
+    present = np.isfinite(values)
     # a field takes a comma after it when a later field or the constant fields follow on its line
-    followed = np.zeros((rows, len(columns)), dtype=bool)
-    later = np.full(rows, bool(constant_fields))
-    for j in range(len(columns) - 1, -1, -1):
-        followed[:, j] = later
-        later = later | present[:, j]
-    parts: list[np.ndarray] = [_constant_rows((key + " ").encode(), rows)]
-    for j, (label, col) in enumerate(zip(labels, columns)):
-        idx = np.flatnonzero(present[:, j])
-        chars = np.zeros((rows, 1), dtype=np.uint8)
-        if len(idx):
-            rendered = np.ascontiguousarray(render_floats(col[idx]))
-            chars = np.zeros((rows, rendered.shape[1]), dtype=np.uint8)
-            chars[idx] = rendered
-        on = present[:, j, None].astype(np.uint8)
-        parts += [_constant_rows(label, rows) * on, chars, (on & followed[:, j, None]) * np.uint8(ord(","))]
+    later = np.flip(np.logical_or.accumulate(np.flip(present, axis=1), axis=1), axis=1)  # this or a later field
+    followed = np.concatenate([later[:, 1:], np.zeros((rows, 1), dtype=bool)], axis=1) | bool(constant_fields)
+    # every field of the block in one slot layout: label (NUL-padded), value, comma; one render call
+    # for all values (per-call overheads dominate the few rows of a poll or a day's chunk)
+    cells = np.flatnonzero(present.ravel())
+    rendered = np.ascontiguousarray(render_floats(values.ravel()[cells])) if len(cells) else np.zeros((0, 1), np.uint8)
+    label_width, value_width = max(map(len, labels), default=0), rendered.shape[1]
+    label_mat = np.zeros((ncols, label_width), dtype=np.uint8)
+    for j, label in enumerate(labels):
+        label_mat[j, : len(label)] = np.frombuffer(label, dtype=np.uint8)
+    slots = np.zeros((rows * ncols, label_width + value_width + 1), dtype=np.uint8)
+    slots[cells, :label_width] = np.take(label_mat, cells % max(ncols, 1), axis=0)
+    slots[cells, label_width:-1] = rendered
+    slots[:, -1] = (present & followed).ravel() * np.uint8(ord(","))
+    parts = [_constant_rows((key + " ").encode(), rows), slots.reshape(rows, ncols * slots.shape[1])]
     if constant_fields:
         parts.append(_constant_rows(constant_fields.encode(), rows))
     parts.append(render_ints(ts_ns, b" ", b"\n"))
