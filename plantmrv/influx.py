@@ -213,7 +213,7 @@ class InfluxClient:
             self.retries += 1
             self._sleep(delay)
 
-    def _write_connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             cls = http.client.HTTPSConnection if self._url.scheme == "https" else http.client.HTTPConnection
@@ -223,20 +223,24 @@ class InfluxClient:
                 self._conns.append(conn)
         return conn
 
-    def _post_write(self, query: str, content: bytes, headers: dict[str, str]) -> "_Response":
-        """POST /write on this thread's keep-alive ``http.client`` connection.
+    def _post(self, path: str, content: bytes, headers: dict[str, str]) -> "_Response":
+        """POST on this thread's keep-alive ``http.client`` connection; a gzip answer is unpacked.
 
-        Writes are the hot path of ingest and the gateway: ``http.client`` costs about a third of
-        httpx's CPU per request (measured: 0.08 vs 0.27 CPU-s for 200 bodies of 5,000 lines).
+        For the hot paths, writes (ingest, gateway) and raw-data queries (analytics): ``http.client``
+        costs about a third of httpx's CPU per request (measured: 0.08 vs 0.27 CPU-s for 200
+        bodies of 5,000 lines) and less than half of it reading a chunked answer.
         """
-        conn = self._write_connection()
+        conn = self._connection()
         try:
-            conn.request("POST", f"{self._url.path.rstrip('/')}/write?{query}", body=content, headers={**self._write_headers, **headers})
+            conn.request("POST", f"{self._url.path.rstrip('/')}{path}", body=content, headers={**self._write_headers, **headers})
             resp = conn.getresponse()
-            return _Response(resp.status, {k.title(): v for k, v in resp.getheaders()}, resp.read())
+            out = _Response(resp.status, {k.title(): v for k, v in resp.getheaders()}, resp.read())
         except (OSError, http.client.HTTPException):
             conn.close()
             raise
+        if out.headers.get("Content-Encoding", "").lower() == "gzip":
+            out.content = gzip_lib.decompress(out.content)
+        return out
 
     def _params(self, **extra) -> dict[str, str]:
         params = {"db": self.database}
@@ -261,7 +265,7 @@ class InfluxClient:
         if self.gzip:
             headers["Content-Encoding"] = "gzip"
         query = urllib.parse.urlencode(self._params(precision=precision))
-        resp = self._request("POST", "/write", send=lambda: self._post_write(query, content, headers))
+        resp = self._request("POST", "/write", send=lambda: self._post(f"/write?{query}", content, headers))
         if resp.status_code == 204:
             return
         text = _error_text(resp)
@@ -355,7 +359,9 @@ class InfluxClient:
             raise ValueError(f"fmt={fmt!r}: use msgpack or json")
         params = self._query_params(q, epoch, chunk_size, database)
         # the whole answer is read before decoding, so a connection cut mid-answer is retried too
-        resp = self._request("POST", "/query", data=params, headers=self._query_headers(_MSGPACK))
+        form = urllib.parse.urlencode(params).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded", **self._query_headers(_MSGPACK)}
+        resp = self._request("POST", "/query", send=lambda: self._post("/query", form, headers))
         if resp.status_code != 200:
             raise InfluxError(f"InfluxDB /query answered {resp.status_code}: {_query_error_text(resp)} (query: {q})", resp.status_code)
         if resp.headers.get("Content-Type", "").startswith(_MSGPACK):
