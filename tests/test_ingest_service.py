@@ -259,3 +259,30 @@ def test_ingest_session_keeps_messages_published_while_it_was_stopped(tmp_path, 
     finally:
         again.stop()
     assert count_points(influx_db, where=f"WHERE site='{site}'") == 400
+
+
+def test_ingest_encodes_a_backlog_in_bigger_jobs_with_bodies_of_at_most_batch_lines(tmp_path, influx_db, mosquitto, publisher, monkeypatch):
+    """Messages waiting at the broker are joined into jobs of several bodies (one encode call for
+    tens of thousands of lines costs less CPU per line); each body still holds <= batch_lines lines."""
+    from plantmrv.ingest.service import BACKLOG_JOB_BODIES, ResilientWriter
+
+    cfg = write_config(tmp_path, influx_db.url, influx_db.database, mosquitto.url, batch_lines=2000, linger_s=5.0)
+    _service(cfg).stop()  # the persistent session queues what is published next
+    batch = pump_batch("sbacklog", assets=5, ts0_ns=now_base_ns(), steps=2000)  # 40,000 points
+    publisher.publish_all(batch_messages(batch, 1000, "sbacklog"))  # 40 messages
+    encoded: list[int] = []
+    encode = ResilientWriter.encode
+    monkeypatch.setattr(ResilientWriter, "encode", lambda self, b: (encoded.append(len(b)), encode(self, b))[1])
+    svc = _service(cfg)
+    try:
+        wait_until(lambda: svc.metrics.value("plantmrv_ingest_points_written_total") >= 40_000, 60, "backlog written")
+        bodies = svc.metrics.value("plantmrv_ingest_batch_lines_count")
+        full_or_less = svc.metrics.value("plantmrv_ingest_batch_lines_bucket", le="5000.0")
+        at_most_2000 = svc.metrics.value("plantmrv_ingest_batch_lines_bucket", le="2500.0")
+    finally:
+        svc.stop()
+    assert sum(encoded) == 40_000
+    assert max(encoded) > 2000 and max(encoded) <= 2000 * BACKLOG_JOB_BODIES
+    assert len(encoded) <= 40_000 // 2000 // 2  # at least two bodies' worth per encode on average
+    assert bodies >= 20 and full_or_less == bodies and at_most_2000 == bodies
+    assert count_points(influx_db, where="WHERE site='sbacklog'") == 40_000
