@@ -233,14 +233,9 @@ def test_wte_hours_of_a_later_crediting_year_credit_the_decay_of_earlier_waste(i
     s = Series.of("wte", "waste_t_per_h", site="yangon", asset="wte1")
     ts = np.concatenate([t_prev + np.arange(0, 6 * 3600 + 1, dtype=np.int64) * S, T0 + np.arange(0, 2 * 3600 + 1, dtype=np.int64) * S])
     influx_db.write_batch(SampleBatch([s], np.zeros(len(ts), np.int32), ts, np.full(len(ts), 2.5)))
-    project = {
-        "id": "yangon-wte", "site": "yangon", "plant_type": "wte",
-        "assets": [{"measurement": "wte", "asset": "wte1", "fields": {"waste_rate": "waste_t_per_h"}}],
-        "methodology": {"id": "plantmrv-wte-acm0022-form"},
-        "monitoring_period": {"start": "2025-01-01T00:00:00Z", "end": "2027-01-01T00:00:00Z"},
-        "grid_ef": {"country": "VN", "grid": "national", "year": 2015, "kind": "national"},
-    }
-    eng = Engine(AnalyticsConfig.model_validate({"projects": [project], "max_gap_s": 10}), influx_db)
+    from tests.test_analytics_late_wte import wte_engine
+
+    eng = wte_engine(influx_db)
     p = eng.config.projects[0]
     eng.backfill(t_prev, t_prev + 6 * 3600 * S, interval_s=[3600])
     eng.backfill(T0, T0 + 2 * 3600 * S, interval_s=[60, 3600])
