@@ -453,8 +453,7 @@ class Engine:
                 small_counts = self._counts(project, lo_all, hi_all, ivs[0])
             # waste-to-energy: the MRV interval first, so that every mrv point the process
             # interval's windows read back (prior_waste_by_year) is written before it is read
-            order = sorted(ivs, key=lambda iv: iv != self.config.mrv_interval_s) if project.plant_type == "wte" else ivs
-            for iv in order:
+            for iv in self._mrv_interval_first(ivs) if project.plant_type == "wte" else ivs:
                 step = iv * NS
                 st, lo = states[iv]
                 end = min(((now_ns - settle) // step) * step, -(-mp.end_ns // step) * step)
@@ -492,6 +491,9 @@ class Engine:
                     log.info("event=mrv_computed project=%s interval=%s intervals=%d", project.id, duration_label(iv), n)
         return report
 
+    def _mrv_interval_first(self, interval_s: Iterable[int]) -> list[int]:
+        return sorted(interval_s, key=lambda iv: iv != self.config.mrv_interval_s)
+
     def _recompute_later_crediting_years(self, project: ProjectConfig, changed_from_ns: int, states: dict[int, _PollState]) -> dict[int, int]:
         """Waste-to-energy: late data recomputed from ``changed_from_ns`` changed the waste of
         its crediting year, whose decay every later year credits (TOOL04's tail, read back by
@@ -508,7 +510,7 @@ class Engine:
         year = max(int(crediting_year_of(changed_from_ns, year_edges_ns)), 0)
         next_year_ns = int(year_edges_ns[year + 1])
         out: dict[int, int] = {}
-        for iv in sorted(states, key=lambda iv: iv != self.config.mrv_interval_s):
+        for iv in self._mrv_interval_first(states):
             step = iv * NS
             a, b = (next_year_ns // step) * step, states[iv].done_until_ns
             if b > a:
