@@ -73,6 +73,8 @@ def make_params(plant: str, overrides: Mapping[str, Any] | None = None, where: s
     Raises ValueError naming ``where.<key>`` for an unknown key or a value of the wrong type.
     """
     pt = plant_type(plant)
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ValueError(f"{where}: expected a mapping of parameter names to values, got {overrides!r}")
     overrides = dict(overrides or {})
     names = {f.name: f for f in dataclasses.fields(pt.params_cls)}
     kwargs = {}

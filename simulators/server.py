@@ -190,7 +190,7 @@ def build_config(
         unknown = set(p) - {"type", "site", "asset", "seed", "params", "faults"}
         if unknown:
             raise _err(f"{where}.{sorted(unknown)[0]}", "unknown key; known: type, site, asset, seed, params, faults")
-        if p.get("type") not in PLANT_TYPES:
+        if not isinstance(p.get("type"), str) or p["type"] not in PLANT_TYPES:
             raise _err(f"{where}.type", f"{p.get('type')!r} is not a plant type; known: {', '.join(PLANT_TYPES)}")
         items.append({**p, "_where": where})
     if not items:
@@ -220,6 +220,8 @@ def build_config(
         except ValueError as exc:
             raise ValueError(str(exc)) from None
         afaults = []
+        if not isinstance(item.get("faults") or [], list):
+            raise _err(f"{where}.faults", "expected a list of faults")
         for j, fi in enumerate(item.get("faults") or []):
             if not isinstance(fi, dict):
                 raise _err(f"{where}.faults[{j}]", "expected a mapping")
