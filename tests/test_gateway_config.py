@@ -114,3 +114,47 @@ def test_gateway_commands_have_help():
     for args in (["gateway", "--help"], ["gateway", "run", "--help"], ["gateway", "browse", "--help"]):
         r = subprocess.run([sys.executable, "-m", "plantmrv.cli", *args], capture_output=True, text=True, cwd=REPO, timeout=60)
         assert r.returncode == 0 and "Usage" in r.stdout, (args, r.stderr)
+
+
+def test_gateway_run_config_keeps_opcua_nodes_as_tuples_with_the_validated_values():
+    """The forked child validates; the agent gets every node as a NodeRef with the model's values."""
+    from plantmrv.gateway.cli import load_config_compact
+    from plantmrv.gateway.opcua_source import NodeRef, OpcUaSource
+
+    path = REPO / "examples" / "gateway-opcua.yaml"
+    full, compact = load_config(path), load_config_compact(path)
+    check_runnable(compact, str(path))
+    assert compact.site == full.site and compact.mqtt == full.mqtt and compact.influxdb == full.influxdb
+    n = 0
+    for fs, cs in zip(full.gateway.sources, compact.gateway.sources, strict=True):
+        if fs.type != "opcua":
+            assert cs == fs
+            continue
+        for fg, cg in zip(fs.groups, cs.groups, strict=True):
+            assert cg.name == fg.name and cg.mode == fg.mode and cg.measurement == fg.measurement
+            for fn, cn in zip(fg.nodes, cg.nodes, strict=True):
+                assert type(cn) is NodeRef and cn == NodeRef.of(fn)
+                assert (cn.field, cn.node_id, cn.browse_path, cn.asset, cn.measurement) == (
+                    fn.field, fn.node_id, fn.browse_path, fn.asset, fn.measurement)
+                n += 1
+        a = OpcUaSource(fs, "s", None)
+        b = OpcUaSource(cs, "s", None)
+        assert a.table == b.table and [g.name for g in a.node_group] == [g.name for g in b.node_group]
+    assert n > 0
+
+
+def test_gateway_tune_malloc_sets_glibc_parameters_unless_the_environment_does():
+    import os
+    import platform
+
+    code = "from plantmrv.gateway.cli import tune_malloc; print(sorted(tune_malloc().items()))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    if platform.libc_ver()[0] != "glibc":
+        assert r.stdout.strip() == "[]"
+        return
+    assert r.stdout.strip() == "[('malloc_arena_max', 1), ('malloc_mmap_threshold', 131072)]"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
+                       env=dict(env, MALLOC_ARENA_MAX="2"))
+    assert r.stdout.strip() == "[('malloc_mmap_threshold', 131072)]"

@@ -51,7 +51,7 @@ def _rows(src: OpcUaSource, response, now_ns: int = 123) -> tuple[list[tuple], f
         if isinstance(notif, DataChangeColumns):
             cols = src._rows_from_columns(notif, now_ns)
         elif isinstance(notif, ua.DataChangeNotification):
-            pairs = [(it.ClientHandle - 1, it.Value) for it in notif.MonitoredItems if 0 <= it.ClientHandle - 1 < len(src.tags)]
+            pairs = [(it.ClientHandle - 1, it.Value) for it in notif.MonitoredItems if 0 <= it.ClientHandle - 1 < len(src.nodes)]
             cols = src._rows_from_datavalues(pairs, now_ns)
         else:
             continue
