@@ -41,7 +41,7 @@ from plantmrv.ingest.deadletter import DeadLetter, DeadLetterStore
 from plantmrv.ingest.device_json import DeviceJsonRouter, JsonDecodeError, topic_matches
 from plantmrv.ingest.metrics import IngestMetrics
 from plantmrv.ingest.validate import Validator, parse_go_duration_s
-from plantmrv.lineprotocol import EncodedBodies, LineProtocolEncoder, QUALITY_MEASUREMENT, with_quality_series
+from plantmrv.lineprotocol import MAX_LINES_PER_BODY, EncodedBodies, LineProtocolEncoder, QUALITY_MEASUREMENT, with_quality_series
 
 log = logging.getLogger("plantmrv.ingest")
 BACKLOG_JOB_BODIES = 8  # see IngestService._job_lines
@@ -148,7 +148,7 @@ class ResilientWriter:
         self.retry_max_s = retry_max_s
         self.stop_event = stop_event or threading.Event()
         self.give_up_after_s = give_up_after_s
-        self.encoder = LineProtocolEncoder(max_lines=min(client.encoder.max_lines, max_lines or client.encoder.max_lines))
+        self.encoder = LineProtocolEncoder(max_lines=min(client.encoder.max_lines, max_lines or MAX_LINES_PER_BODY))
 
     def encode(self, batch: SampleBatch) -> EncodedBodies:
         """Line protocol of ``batch`` (not thread-safe: one thread encodes, any thread may write)."""

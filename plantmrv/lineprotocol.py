@@ -579,7 +579,7 @@ def _encode_wide_block(key: str, labels: list[bytes], columns: list[np.ndarray],
     # every field of the block in one slot layout: label (NUL-padded), value, comma; one render call
     # for all values (per-call overheads dominate the few rows of a poll or a day's chunk)
     cells = np.flatnonzero(present.ravel())
-    rendered = np.ascontiguousarray(render_floats(values.ravel()[cells])) if len(cells) else np.zeros((0, 1), np.uint8)
+    rendered = render_floats(values.ravel()[cells]) if len(cells) else np.zeros((0, 1), np.uint8)
     label_width, value_width = max(map(len, labels), default=0), rendered.shape[1]
     label_mat = np.zeros((ncols, label_width), dtype=np.uint8)
     for j, label in enumerate(labels):
