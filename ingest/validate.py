@@ -62,6 +62,7 @@ class Validator:
         self.max_future_skew_ns = int(max_future_skew_s * 1e9)
         self.max_age_ns = int(max_age_s * 1e9) if max_age_s else None
         self._series_cache: dict[Series, tuple[str, str] | None] = {}
+        self._last_table: tuple[list[Series], list] = ([], [])  # a gateway sends one table again and again
 
     def _check_series(self, s: Series) -> tuple[str, str] | None:
         try:
@@ -83,6 +84,14 @@ class Validator:
             self._series_cache[s] = verdict
         return verdict
 
+    def _verdicts(self, table: list[Series]) -> list[tuple[str, str] | None]:
+        last_table, last_verdicts = self._last_table
+        if table is last_table and len(table) == len(last_verdicts):
+            return last_verdicts
+        verdicts = [self._check_series(s) for s in table]
+        self._last_table = (table, verdicts)
+        return verdicts
+
     def validate(self, batch: SampleBatch, now_ns: int) -> tuple[SampleBatch, list[Reject]]:
         """Split ``batch`` into its valid rows and the refused ones (grouped by reason)."""
         n = len(batch)
@@ -90,7 +99,7 @@ class Validator:
             return batch, []
         rejects: list[Reject] = []
         bad = np.zeros(n, dtype=bool)
-        verdicts = [self._check_series(s) for s in batch.table]
+        verdicts = self._verdicts(batch.table)
         table_bad = any(v is not None for v in verdicts)  # also unreferenced rows of the table: they must not reach the encoder
         if table_bad:
             bad_series = np.array([v is not None for v in verdicts])

@@ -113,18 +113,16 @@ class SampleBatch:
             return cls.empty()
         if len(batches) == 1:
             return batches[0]
+        columns = [np.concatenate([getattr(b, name) for b in batches]) for name in ("ts_ns", "value", "quality")]
+        table = batches[0].table
+        if all(b.table is table for b in batches):  # one gateway's messages share their decoded table
+            return cls(table, np.concatenate([b.series for b in batches]), *columns)
         index: dict[Series, int] = {}
         series_parts = []
         for b in batches:
             remap = np.array([index.setdefault(s, len(index)) for s in b.table], dtype=np.int32)
             series_parts.append(remap[b.series])
-        return cls(
-            list(index),
-            np.concatenate(series_parts),
-            np.concatenate([b.ts_ns for b in batches]),
-            np.concatenate([b.value for b in batches]),
-            np.concatenate([b.quality for b in batches]),
-        )
+        return cls(list(index), np.concatenate(series_parts), *columns)
 
     def take(self, idx: np.ndarray | slice) -> "SampleBatch":
         """Rows ``idx`` of this batch (series table shared, not compacted)."""

@@ -477,8 +477,12 @@ class LineProtocolEncoder:
         self.block_rows = max_lines * 10
         self.decimals_by_field = decimals_by_field or {}
         self._prefix_cache: dict[Series, bytes] = {}
+        self._last_prefixes: tuple[list[Series], np.ndarray | None] = ([], None)
 
     def _prefix_table(self, table: list[Series]) -> np.ndarray:
+        last_table, last_matrix = self._last_prefixes
+        if table is last_table and len(table) == len(last_matrix):  # one gateway's batches share one decoded table
+            return last_matrix
         prefixes = []
         for s in table:
             p = self._prefix_cache.get(s)
@@ -489,7 +493,9 @@ class LineProtocolEncoder:
             prefixes.append(p)
         width = max((len(p) for p in prefixes), default=1)
         arr = np.array(prefixes, dtype=f"S{width}")
-        return np.frombuffer(arr.tobytes(), dtype=np.uint8).reshape(len(prefixes), width)
+        matrix = np.frombuffer(arr.tobytes(), dtype=np.uint8).reshape(len(prefixes), width)
+        self._last_prefixes = (table, matrix)
+        return matrix
 
     def encode(self, batch: SampleBatch, route_quality: bool = True) -> EncodedBodies:
         if route_quality:

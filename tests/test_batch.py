@@ -40,3 +40,13 @@ def test_from_columns():
     s = Series.of("pump", "power_kw", site="danang", asset="P1")
     batch = SampleBatch.from_columns({s: ([1, 2], [3.0, 4.0])})
     assert batch.table == [s] and batch.ts_ns.tolist() == [1, 2] and batch.quality.tolist() == [0, 0]
+
+
+def test_concat_of_batches_sharing_one_table_keeps_it():
+    table = [Series.of("m", "f", a="1"), Series.of("m", "g", a="1")]
+    a = SampleBatch(table, [0, 1], [1, 2], [1.0, 2.0], [0, 1])
+    b = SampleBatch(table, [1], [3], [3.0], [2])
+    out = SampleBatch.concat([a, b])
+    assert out.table is table
+    assert out.series.tolist() == [0, 1, 1] and out.ts_ns.tolist() == [1, 2, 3]
+    assert out.value.tolist() == [1.0, 2.0, 3.0] and out.quality.tolist() == [0, 1, 2]

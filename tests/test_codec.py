@@ -74,3 +74,52 @@ def test_decode_10k_samples_is_vectorized_and_fast():
         decode_message(payload)
     # generous bound: a per-sample Python decoder needs ~10 ms per message
     assert (time.perf_counter() - t0) / 100 < 0.005
+
+
+def _payload(header: bytes, batch: SampleBatch) -> bytes:
+    """A message with a hand-written header (for headers the encoder never writes)."""
+    import struct
+    import zlib
+
+    columns = b"".join([batch.series.astype("<i4").tobytes(), batch.ts_ns.astype("<i8").tobytes(),
+                        batch.value.astype("<f8").tobytes(), batch.quality.astype("u1").tobytes()])
+    msg = struct.pack("<4sBBI", b"PMRV", 1, 0, len(header)) + header + columns
+    return msg + struct.pack("<I", zlib.crc32(msg))
+
+
+def test_a_gateways_repeated_table_is_decoded_once_and_shared():
+    batch = sample_batch(50)
+    first = decode_message(encode_message(batch, seq=1))
+    second = decode_message(encode_message(batch, seq=2))
+    assert second.batch.table is first.batch.table and second.meta == {"seq": 2}
+    assert np.array_equal(second.batch.value, batch.value)
+    other = SampleBatch([Series.of("pump", "head_m", site="danang", asset="P2")] * 3, batch.series, batch.ts_ns, batch.value)
+    third = decode_message(encode_message(other, seq=3))
+    assert third.batch.table is not first.batch.table and third.batch.table[0].tag_dict["asset"] == "P2"
+
+
+def test_cached_tables_never_misread_a_header_that_resembles_the_cached_text():
+    tricky = [Series.of("m", "f", note='x],"n":1,"y'), Series.of("m", "g", note="plain")]
+    batch = SampleBatch(tricky, [0, 1], [1, 2], [1.0, 2.0])
+    for seq in range(3):  # first fills the cache, the next ones may read from it
+        msg = decode_message(encode_message(batch, seq=seq))
+        assert msg.batch.table == tricky and msg.meta == {"seq": seq}
+    # a header that starts with a cached table's text but names "series" again: JSON's last one wins
+    plain = SampleBatch([Series.of("m", "f", site="a")], [0], [1], [1.0])
+    decode_message(encode_message(plain))
+    cached_text = '[["m",{"site":"a"},"f"]]'
+    header = ('{"series":' + cached_text + ',"n":1,"series":[["m",{"site":"b"},"f"]]}').encode()
+    msg = decode_message(_payload(header, plain))
+    assert msg.batch.table == [Series.of("m", "f", site="b")]
+
+
+def test_table_cache_is_bounded_by_the_length_of_its_keys():
+    from plantmrv.codec import _TableCache
+
+    cache = _TableCache(max_chars=10)
+    cache.put("aaaa", [])
+    cache.put("bbbb", [])
+    cache.put("cccc", [])  # 12 chars: the oldest goes
+    assert cache.get("aaaa") is None and cache.get("bbbb") == [] and cache.get("cccc") == [] and cache.chars == 8
+    cache.put("x" * 11, [])  # longer than the whole cache: not kept
+    assert cache.get("x" * 11) is None

@@ -140,3 +140,14 @@ def test_dead_letters_cli_lists_shows_and_replays_after_the_config_is_fixed(tmp_
     assert "0 not replayed" in res.output
     res = runner.invoke(app, ["ingest", "dead-letters", "replay", "--id", "99", "-c", str(fixed)])
     assert res.exit_code == 1 and "no dead letter with id 99" in res.output
+
+
+def test_validator_checks_series_added_in_place_to_a_table_it_has_seen():
+    v = Validator({"pump": ["power_kw"]}, permissive=False, max_future_skew_s=60, max_age_s=None)
+    table = [Series.of("pump", "power_kw", site="s")]
+    now = time.time_ns()
+    valid, rejects = v.validate(SampleBatch(table, [0], [now], [1.0]), now)
+    assert len(valid) == 1 and not rejects
+    table.append(Series.of("pump", "torque_nm", site="s"))
+    valid, rejects = v.validate(SampleBatch(table, [0, 1], [now, now], [1.0, 2.0]), now)
+    assert len(valid) == 1 and [r.code for r in rejects] == ["unknown_field"]

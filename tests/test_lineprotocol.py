@@ -278,3 +278,14 @@ def test_wide_rows_round_trip_through_real_influxd(influx_db):
     assert np.array_equal(res["time"], ts)
     for name, values in cols.items():
         assert np.array_equal(np.asarray(res[name], dtype=float), values, equal_nan=True), name
+
+
+def test_a_table_grown_in_place_between_encodes_gets_its_new_prefixes():
+    """The encoder reuses the prefixes of the table it saw last; a table that grew since must not reuse them."""
+    table = [Series.of("m", "a", site="s")]
+    enc = LineProtocolEncoder()
+    first = b"".join(enc.encode(SampleBatch(table, [0], [1], [1.0])).bodies)
+    table.append(Series.of("m", "b", site="s"))  # as a gateway source does when a node appears
+    second = b"".join(enc.encode(SampleBatch(table, [0, 1], [2, 2], [2.0, 3.0])).bodies)
+    assert first == b"m,site=s a=1 1\n"
+    assert second == b"m,site=s a=2 2\nm,site=s b=3 2\n"
