@@ -71,7 +71,7 @@ class IngestConfig(StrictModel):
     )
     gateway_topics: bool = Field(True, description="Subscribe to gateway batches on `<mqtt.topic_prefix>/+/+/data`.")
     device_json: list[DeviceJsonTopic] = Field(default_factory=list, description="Mapped device-JSON topics.")
-    batch_lines: int = Field(5000, ge=1, le=5000, description="Lines per InfluxDB write: a batch is written when it holds this many (up to 8 times as many, written as several bodies, while more messages wait)...")
+    batch_lines: int = Field(5000, ge=1, le=5000, description="Lines per InfluxDB write: a batch is written when it holds this many (up to 8 times as many, written as several bodies, while more messages wait or stream in, for at most 0.1 s more)...")
     linger_s: float = Field(0.5, gt=0, le=60, description="...or when its oldest message has waited this long.")
     write_concurrency: int = Field(2, ge=1, le=16, description="Batches written to InfluxDB at once.")
     max_inflight_messages: int = Field(

@@ -24,6 +24,7 @@ broker and written again, harmlessly.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import socket
 import threading
@@ -44,7 +45,8 @@ from plantmrv.ingest.validate import Validator, parse_go_duration_s
 from plantmrv.lineprotocol import MAX_LINES_PER_BODY, EncodedBodies, LineProtocolEncoder, QUALITY_MEASUREMENT, with_quality_series
 
 log = logging.getLogger("plantmrv.ingest")
-BACKLOG_JOB_BODIES = 8  # see IngestService._job_lines
+BACKLOG_JOB_BODIES = 8  # see IngestService._seal_deadline
+COALESCE_S = 0.1
 
 
 # --------------------------------------------------------------------------- processing (no I/O)
@@ -291,6 +293,7 @@ class Job:
     processed: list[Processed] = field(default_factory=list)
     lines: int = 0
     first_mono: float = 0.0
+    full_mono: float = 0.0  # when it first held a body's worth of lines
     batch: SampleBatch | None = None  # the valid samples of all messages, set by seal()
     origin: np.ndarray | None = None  # message index of every row of batch
     encoded: EncodedBodies | None = None
@@ -537,9 +540,10 @@ class IngestService:
 
     def _batch_loop(self) -> None:
         job = Job()
-        linger = self.cfg.linger_s
+        prev_mono = -1e9  # when the message before the last one arrived
+        last_mono = -1e9
         while not self._stop.is_set():
-            timeout = 0.2 if not job.msgs else max(0.0, job.first_mono + linger - time.monotonic())
+            timeout = 0.2 if not job.msgs else min(0.2, max(0.0, self._seal_deadline(job, last_mono - prev_mono) - time.monotonic()))
             try:
                 m = self._queue.get(timeout=timeout)
             except queue.Empty:
@@ -556,18 +560,34 @@ class IngestService:
                 job.msgs.append(m)
                 job.processed.append(p)
                 job.lines += len(p.batch)
-            if job.msgs and (job.lines >= self._job_lines() or time.monotonic() >= job.first_mono + linger):
+                if job.lines >= self.cfg.batch_lines and not job.full_mono:
+                    job.full_mono = time.monotonic()
+                prev_mono, last_mono = last_mono, m.received_mono
+            if job.msgs and (job.lines >= self.cfg.batch_lines * BACKLOG_JOB_BODIES
+                             or time.monotonic() >= self._seal_deadline(job, last_mono - prev_mono)):
                 self._submit(job)
                 job = Job()
         self._release(job.msgs)
 
-    def _job_lines(self) -> int:
-        """Lines that seal a job: one write body's worth, or up to ``BACKLOG_JOB_BODIES`` bodies
-        while more messages wait (encoding tens of thousands of lines at once costs far less CPU
-        per line than 5,000 at a time; without a backlog it would only add latency)."""
+    def _seal_deadline(self, job: Job, last_gap_s: float) -> float:
+        """When ``job`` is written, unless it reaches ``BACKLOG_JOB_BODIES`` bodies first.
+
+        Never while more messages wait in the queue: taking them costs no waiting, however long
+        they waited (after an outage or a burst, all of them have waited longer than ``linger_s``).
+        Otherwise at ``linger_s`` after its first message, or, once it holds a body's worth of
+        lines, at once - unless messages are streaming in (the last two arrived within
+        ``COALESCE_S``): then it waits for them, at most ``COALESCE_S`` more. Encoding tens of
+        thousands of lines at once costs ~15% less CPU per line than 5,000 at a time; at low
+        rates nothing waits.
+        """
         if self._queue.qsize():
-            return self.cfg.batch_lines * BACKLOG_JOB_BODIES
-        return self.cfg.batch_lines
+            return math.inf  # a backlog: taking it costs no waiting, whatever its age
+        linger_deadline = job.first_mono + self.cfg.linger_s
+        if not job.full_mono:
+            return linger_deadline
+        if last_gap_s < COALESCE_S:
+            return min(linger_deadline, job.full_mono + COALESCE_S)
+        return job.full_mono
 
     def _submit(self, job: Job) -> None:
         # encoding here, on the one batcher thread, keeps CPU work off the writer threads: they only

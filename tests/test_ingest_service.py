@@ -261,18 +261,29 @@ def test_ingest_session_keeps_messages_published_while_it_was_stopped(tmp_path, 
     assert count_points(influx_db, where=f"WHERE site='{site}'") == 400
 
 
-def test_ingest_encodes_a_backlog_in_bigger_jobs_with_bodies_of_at_most_batch_lines(tmp_path, influx_db, mosquitto, publisher, monkeypatch):
+@pytest.mark.parametrize("linger_s", [5.0, 0.001])
+def test_ingest_encodes_a_backlog_in_bigger_jobs_with_bodies_of_at_most_batch_lines(tmp_path, influx_db, mosquitto, publisher, monkeypatch, linger_s):
     """Messages waiting at the broker are joined into jobs of several bodies (one encode call for
-    tens of thousands of lines costs less CPU per line); each body still holds <= batch_lines lines."""
-    from plantmrv.ingest.service import BACKLOG_JOB_BODIES, ResilientWriter
+    tens of thousands of lines costs less CPU per line); each body still holds <= batch_lines lines.
+    Also when they waited longer than linger_s (after an outage, a burst): taking a backlog costs no waiting."""
+    from plantmrv.ingest.service import BACKLOG_JOB_BODIES, Processor, ResilientWriter
 
-    cfg = write_config(tmp_path, influx_db.url, influx_db.database, mosquitto.url, batch_lines=2000, linger_s=5.0)
+    cfg = write_config(tmp_path, influx_db.url, influx_db.database, mosquitto.url, batch_lines=2000, linger_s=linger_s)
     _service(cfg).stop()  # the persistent session queues what is published next
     batch = pump_batch("sbacklog", assets=5, ts0_ns=now_base_ns(), steps=2000)  # 40,000 points
     publisher.publish_all(batch_messages(batch, 1000, "sbacklog"))  # 40 messages
     encoded: list[int] = []
     encode = ResilientWriter.encode
     monkeypatch.setattr(ResilientWriter, "encode", lambda self, b: (encoded.append(len(b)), encode(self, b))[1])
+    process = Processor.process
+    first = []
+
+    def slow_first(self, *args, **kwargs):  # the backlog piles up in ingest's queue, older than linger_s
+        if not first:
+            first.append(time.sleep(1.0))
+        return process(self, *args, **kwargs)
+
+    monkeypatch.setattr(Processor, "process", slow_first)
     svc = _service(cfg)
     try:
         wait_until(lambda: svc.metrics.value("plantmrv_ingest_points_written_total") >= 40_000, 60, "backlog written")

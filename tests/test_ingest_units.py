@@ -151,3 +151,24 @@ def test_validator_checks_series_added_in_place_to_a_table_it_has_seen():
     table.append(Series.of("pump", "torque_nm", site="s"))
     valid, rejects = v.validate(SampleBatch(table, [0, 1], [now, now], [1.0, 2.0]), now)
     assert len(valid) == 1 and [r.code for r in rejects] == ["unknown_field"]
+
+
+def test_when_a_batch_is_sealed():
+    """linger_s bounds waiting for data, never taking a backlog; a full batch waits only while messages stream in."""
+    import math
+    import queue
+    from types import SimpleNamespace
+
+    from plantmrv.ingest.service import COALESCE_S, IngestService, Job
+
+    q = queue.Queue()
+    svc = SimpleNamespace(_queue=q, cfg=SimpleNamespace(linger_s=0.5))
+    deadline = lambda job, gap: IngestService._seal_deadline(svc, job, gap)  # noqa: E731
+    partial = Job(first_mono=100.0)
+    assert deadline(partial, 0.01) == 100.5  # not a body's worth yet: up to linger_s
+    full = Job(first_mono=100.0, full_mono=100.2)
+    assert deadline(full, 5.0) == 100.2  # a body's worth and nothing streaming in: at once
+    assert deadline(full, 0.01) == pytest.approx(100.2 + COALESCE_S)  # streaming: a little longer
+    assert deadline(Job(first_mono=100.0, full_mono=100.45), 0.01) == 100.5  # never past linger_s
+    q.put(object())
+    assert deadline(full, 5.0) == math.inf and deadline(partial, 5.0) == math.inf  # a backlog is taken whatever its age
