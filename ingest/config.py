@@ -73,7 +73,7 @@ class IngestConfig(StrictModel):
     device_json: list[DeviceJsonTopic] = Field(default_factory=list, description="Mapped device-JSON topics.")
     batch_lines: int = Field(5000, ge=1, le=5000, description="Lines per InfluxDB write: a batch is written when it holds this many (up to 8 times as many, written as several bodies, while more messages wait or stream in, for at most 0.1 s more)...")
     linger_s: float = Field(0.5, gt=0, le=60, description="...or when its oldest message has waited this long.")
-    write_concurrency: int = Field(2, ge=1, le=16, description="Batches written to InfluxDB at once.")
+    write_concurrency: int = Field(2, ge=1, le=16, description="Writes (bodies POSTed) to InfluxDB at once.")
     max_inflight_messages: int = Field(
         1000, ge=1, le=65535, description="Unacknowledged messages the broker may send before waiting (MQTT 5 Receive Maximum)."
     )

@@ -11,7 +11,8 @@ Threads and the path of a message:
    validates (:mod:`plantmrv.ingest.validate`) and gathers messages until a batch holds
    ``batch_lines`` lines or its oldest message waited ``linger_s``.
 3. A writer thread (``write_concurrency`` of them) commits the batch's refusals to the
-   dead-letter store, writes the valid samples to InfluxDB (bodies of <= 5,000 lines), retrying
+   dead-letter store, writes the valid samples to InfluxDB (bodies of <= 5,000 lines, POSTed by
+   ``write_concurrency`` threads), retrying
    outages until InfluxDB takes them, dead-letters the lines InfluxDB refuses (a partial write
    that does not name its lines is bisected), and only then acknowledges the messages.
 
@@ -143,8 +144,11 @@ class ResilientWriter:
     """Writes a batch through :class:`InfluxClient`: waits out outages, isolates refused lines."""
 
     def __init__(self, client: InfluxClient, metrics: IngestMetrics | None, retry_min_s: float, retry_max_s: float,
-                 stop_event: threading.Event | None = None, give_up_after_s: float | None = None, max_lines: int | None = None):
+                 stop_event: threading.Event | None = None, give_up_after_s: float | None = None, max_lines: int | None = None,
+                 pool: ThreadPoolExecutor | None = None):
+        """``pool``: threads that POST the bodies of one batch in parallel (else one after another)."""
         self.client = client
+        self.pool = pool
         self.metrics = metrics
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
@@ -168,10 +172,20 @@ class ResilientWriter:
         if not len(batch):
             return out
         enc = encoded if encoded is not None else self.encode(batch)
-        row = 0
-        for body, n in zip(enc.bodies, enc.line_counts):
-            self._write_body(body, n, row, out)
-            row += n
+        rows = np.cumsum([0] + enc.line_counts[:-1]).tolist()
+        if self.pool is None or len(enc.bodies) == 1:
+            for body, n, row in zip(enc.bodies, enc.line_counts, rows):
+                self._write_body(body, n, row, out)
+            return out
+        # a batch of several bodies (a backlog) keeps every connection busy, to its last body
+        for part in self.pool.map(self._body_outcome, enc.bodies, enc.line_counts, rows):
+            out.lines_written += part.lines_written
+            out.rejected += part.rejected
+        return out
+
+    def _body_outcome(self, body: bytes, n: int, row: int) -> WriteOutcome:
+        out = WriteOutcome()
+        self._write_body(body, n, row, out)
         return out
 
     def _write_body(self, body: bytes, n: int, row: int, out: WriteOutcome) -> None:
@@ -338,6 +352,7 @@ class IngestService:
         self._subscribed = threading.Event()
         self._slots = threading.Semaphore(self.cfg.write_concurrency)
         self._pool = ThreadPoolExecutor(self.cfg.write_concurrency, thread_name_prefix="ingest-write")
+        self._post_pool = ThreadPoolExecutor(self.cfg.write_concurrency, thread_name_prefix="ingest-post")
         self._batcher: threading.Thread | None = None
         self._mqtt = None
         self.processor: Processor | None = None
@@ -374,7 +389,7 @@ class IngestService:
         max_age = self._prepare_influx()
         self.processor = Processor(self.cfg, self.mqtt_cfg.topic_prefix, max_age)
         self.writer = ResilientWriter(self.influx, self.metrics, self.cfg.retry_min_s, self.cfg.retry_max_s, self._stop,
-                                      max_lines=self.cfg.batch_lines)
+                                      max_lines=self.cfg.batch_lines, pool=self._post_pool)
         if self.cfg.metrics.port is not None:
             port = self.metrics.serve(self.cfg.metrics.host, self.cfg.metrics.port)
             log.info("event=metrics_listening host=%s port=%d", self.cfg.metrics.host, port)
@@ -404,6 +419,7 @@ class IngestService:
         if self._batcher:
             self._batcher.join(10)
         self._pool.shutdown(wait=True)
+        self._post_pool.shutdown(wait=True)
         if self._mqtt is not None:
             self._mqtt.disconnect()
             self._mqtt.loop_stop()

@@ -81,11 +81,13 @@ def test_ingest_metrics_endpoint_reports_messages_points_and_rejects(tmp_path, i
     assert "plantmrv_ingest_lag_seconds" in m and "plantmrv_ingest_influx_errors_total" not in m or True
 
 
-def test_ingest_dead_letters_influx_refused_lines_and_writes_the_rest(tmp_path, influx_db, mosquitto, publisher):
-    """A field type conflict (per measurement and shard in InfluxDB) makes it refuse lines without naming them: ingest isolates them."""
+@pytest.mark.parametrize("batch_lines", [5000, 60])
+def test_ingest_dead_letters_influx_refused_lines_and_writes_the_rest(tmp_path, influx_db, mosquitto, publisher, batch_lines):
+    """A field type conflict (per measurement and shard in InfluxDB) makes it refuse lines without naming them: ingest isolates them.
+    With batch_lines=60 the message is 7 bodies, POSTed in parallel: refusals still map back to their samples."""
     base = now_base_ns()
     influx_db.write_body(f"pump,asset=P0,site=sconf power_kw=1i {base - 10**9}\n".encode())  # power_kw is an integer now
-    cfg = write_config(tmp_path, influx_db.url, influx_db.database, mosquitto.url)
+    cfg = write_config(tmp_path, influx_db.url, influx_db.database, mosquitto.url, batch_lines=batch_lines)
     batch = pump_batch("sconf", assets=2, ts0_ns=base, steps=50)  # 400 samples, 100 of them power_kw
     svc = _service(cfg)
     try:
