@@ -125,23 +125,23 @@ class HttpConnection:
             raise HttpProtocolError("the server closed the connection in the middle of its answer")
         self._buf += chunk
 
-    def _read_head(self) -> bytes:
+    def _read_until(self, sep: bytes, what: str, started: bool = True) -> bytes:
+        """The bytes before ``sep`` (both consumed); ``what`` names them if they exceed 64 KiB."""
         buf = self._buf
-        started = bool(buf)
         while True:
-            end = buf.find(b"\r\n\r\n")
+            end = buf.find(sep)
             if end >= 0:
-                head = bytes(buf[:end])
-                del buf[: end + 4]
-                return head
+                out = bytes(buf[:end])
+                del buf[: end + len(sep)]
+                return out
             if len(buf) > 65536:
-                raise HttpProtocolError("the answer's header exceeds 64 KiB")
+                raise HttpProtocolError(f"{what} exceeds 64 KiB")
             self._recv_more(started)
             started = True
 
     def _read_answer(self, method: str) -> tuple[int, dict[str, str], bytes, bool]:
         while True:
-            lines = self._read_head().split(b"\r\n")
+            lines = self._read_until(b"\r\n\r\n", "the answer's header", started=bool(self._buf)).split(b"\r\n")
             parts = lines[0].split(None, 2)
             if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
                 raise HttpProtocolError(f"not an HTTP/1.x status line: {lines[0][:100]!r}")
@@ -188,31 +188,19 @@ class HttpConnection:
             have += got
         return bytes(out)
 
-    def _read_line(self) -> bytes:
-        buf = self._buf
-        while True:
-            end = buf.find(b"\r\n")
-            if end >= 0:
-                line = bytes(buf[:end])
-                del buf[: end + 2]
-                return line
-            if len(buf) > 65536:
-                raise HttpProtocolError("a chunk-size line exceeds 64 KiB")
-            self._recv_more(True)
-
     def _read_chunked(self) -> bytes:
         parts = []
         while True:
-            size_text = self._read_line().split(b";", 1)[0].strip()
+            size_text = self._read_until(b"\r\n", "a chunk-size line").split(b";", 1)[0].strip()
             if not _HEX.fullmatch(size_text):
                 raise HttpProtocolError(f"bad chunk size {size_text[:40]!r}")
             size = int(size_text, 16)
             if size == 0:
-                while self._read_line():  # trailer fields, up to the empty line
+                while self._read_until(b"\r\n", "a trailer line"):  # trailer fields, up to the empty line
                     pass
                 return b"".join(parts)
             parts.append(self._read_exactly(size))
-            if self._read_line():
+            if self._read_until(b"\r\n", "the line after a chunk"):
                 raise HttpProtocolError("a chunk is not followed by CRLF")
 
     def _read_to_close(self) -> bytes:
