@@ -72,9 +72,10 @@ def decode_message(payload: bytes) -> WireMessage:
     if version != VERSION:
         raise CodecError(f"batch format version {version} is not supported (this build reads version {VERSION})")
     (crc,) = _CRC.unpack_from(payload, len(payload) - _CRC.size)
-    if zlib.crc32(payload[: -_CRC.size]) != crc:
+    view = memoryview(payload)  # slices of a view copy nothing
+    if zlib.crc32(view[: -_CRC.size]) != crc:
         raise CodecError("checksum mismatch: the message is corrupt or truncated")
-    body = payload[_PREFIX.size : -_CRC.size]
+    body = view[_PREFIX.size : -_CRC.size]
     if flags & FLAG_ZLIB:
         try:
             body = zlib.decompress(body)
@@ -83,18 +84,18 @@ def decode_message(payload: bytes) -> WireMessage:
     if header_len > len(body):
         raise CodecError(f"header length {header_len} exceeds the message body ({len(body)} bytes)")
     try:
-        header, table = _decode_header(body[:header_len].decode("utf-8"))
+        header, table = _decode_header(str(body[:header_len], "utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CodecError(f"header is not UTF-8 JSON: {exc}") from None
     n = header["n"]
     if n < 0 or len(body) - header_len != n * (4 + 8 + 8 + 1):
         raise CodecError(f"columns hold {len(body) - header_len} bytes, not the {n * 21} that n={n} samples need")
     off = header_len
-    series = np.frombuffer(body, "<i4", n, off)
+    series = _column(body, "<i4", n, off)
     off += 4 * n
-    ts_ns = np.frombuffer(body, "<i8", n, off)
+    ts_ns = _column(body, "<i8", n, off)
     off += 8 * n
-    value = np.frombuffer(body, "<f8", n, off)
+    value = _column(body, "<f8", n, off)
     off += 8 * n
     quality = np.frombuffer(body, "u1", n, off)
     if n and (series.min() < 0 or series.max() >= len(table)):
@@ -103,6 +104,13 @@ def decode_message(payload: bytes) -> WireMessage:
         raise CodecError(f"quality code {int(quality.max())} is not 0 (good), 1 (uncertain) or 2 (bad)")
     meta = {k: v for k, v in header.items() if k not in ("series", "n")}
     return WireMessage(SampleBatch(table, series, ts_ns, value, quality), meta)
+
+
+def _column(body, dtype: str, n: int, offset: int) -> np.ndarray:
+    """A column read in place, or copied where it does not start on its item size (numpy works
+    on misaligned arrays through buffered copies, op after op)."""
+    column = np.frombuffer(body, dtype, n, offset)
+    return column if column.ctypes.data % column.itemsize == 0 else column.copy()
 
 
 _SERIES_START = '{"series":'
