@@ -24,9 +24,6 @@ def setup_logging(level: str = "INFO") -> None:
 
 AGENT_SECTIONS = ("site", "mqtt", "influxdb", "gateway")  # what GatewayAgent reads from the root config
 
-_M_ARENA_MAX = -8  # glibc mallopt parameter (malloc.h)
-
-
 def tune_malloc() -> dict[str, int]:
     """Set glibc's allocator for a small long-running agent; return what was set.
 
@@ -40,17 +37,9 @@ def tune_malloc() -> dict[str, int]:
     returned instead of fragmenting the heap, but it costs ~1,200 page faults/s and ~20% more CPU
     (bench/gateway.py: 4.7% vs 3.9% of a core); an operator short of RAM can set it.
     """
-    import ctypes
-    import os
-    import platform
+    from plantmrv.malloc import M_ARENA_MAX, set_unless_configured
 
-    if platform.libc_ver()[0] != "glibc" or "MALLOC_ARENA_MAX" in os.environ:
-        return {}
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return {}
-    return {"malloc_arena_max": 1} if mallopt(_M_ARENA_MAX, 1) == 1 else {}
+    return set_unless_configured({M_ARENA_MAX: 1})
 
 
 def _compact_pickler():

@@ -172,3 +172,25 @@ def test_when_a_batch_is_sealed():
     assert deadline(Job(first_mono=100.0, full_mono=100.45), 0.01) == 100.5  # never past linger_s
     q.put(object())
     assert deadline(full, 5.0) == math.inf and deadline(partial, 5.0) == math.inf  # a backlog is taken whatever its age
+
+
+def test_ingest_tune_malloc_keeps_batch_memory_unless_the_environment_sets_it():
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    code = "from plantmrv.ingest.cli import tune_malloc; print(sorted(tune_malloc().items()))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+
+    def tuned(**extra) -> str:
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=dict(env, **extra))
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    if platform.libc_ver()[0] != "glibc":
+        assert tuned() == "[]"
+        return
+    assert tuned() == "[('malloc_mmap_threshold', 33554432), ('malloc_trim_threshold', 536870912)]"
+    assert tuned(MALLOC_TRIM_THRESHOLD_="1000000") == "[('malloc_mmap_threshold', 33554432)]"
+    assert tuned(GLIBC_TUNABLES="glibc.malloc.mmap_threshold=1048576") == "[('malloc_trim_threshold', 536870912)]"
