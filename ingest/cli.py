@@ -46,7 +46,7 @@ def tune_malloc() -> dict[str, int]:
     Each batch allocates tens of MB of numpy arrays and frees them. With glibc's defaults the
     freed memory goes back to the kernel and the next batch faults it in again: at a steady
     200,000 points/s that was ~50,000 page faults and ~0.13 CPU-s per 1M points
-    (``bench/ingest.py --rate 200000``: 0.86-0.91 -> 0.70-0.74 CPU-s per 1M). A 32 MiB
+    (``bench/ingest.py --rate 200000``: 0.86-0.98 -> 0.70-0.83 CPU-s per 1M). A 32 MiB
     ``M_MMAP_THRESHOLD`` (glibc's largest) keeps such arrays in the heap, a 512 MiB
     ``M_TRIM_THRESHOLD`` keeps the heap; the price is that ingest holds its peak (tens of MB).
     Parameters the environment sets are left alone.

@@ -9,12 +9,13 @@ Threads and the path of a message:
    InfluxDB holds the data at the broker.
 2. The batcher thread decodes (:func:`plantmrv.codec.decode_message` or a device-JSON mapping),
    validates (:mod:`plantmrv.ingest.validate`) and gathers messages until a batch holds
-   ``batch_lines`` lines or its oldest message waited ``linger_s``.
+   ``batch_lines`` lines (up to 8 times as many from a backlog or a stream of messages) or its
+   oldest message waited ``linger_s`` (see :meth:`IngestService._seal_deadline`).
 3. A writer thread (``write_concurrency`` of them) commits the batch's refusals to the
-   dead-letter store, writes the valid samples to InfluxDB (bodies of <= 5,000 lines, POSTed by
-   ``write_concurrency`` threads), retrying
-   outages until InfluxDB takes them, dead-letters the lines InfluxDB refuses (a partial write
-   that does not name its lines is bisected), and only then acknowledges the messages.
+   dead-letter store, writes the valid samples to InfluxDB (bodies of <= ``batch_lines`` lines,
+   POSTed in parallel by ``write_concurrency`` threads), retrying outages until InfluxDB takes
+   them, dead-letters the lines InfluxDB refuses (a partial write that does not name its lines
+   is bisected), and only then acknowledges the messages.
 
 Writes are idempotent (a point is identified by series and timestamp), so a message delivered
 twice - after a crash, or a reconnect before its PUBACK - is stored once. Acknowledgements are

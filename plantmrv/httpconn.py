@@ -3,7 +3,9 @@
 ``http.client`` spends about 0.5 ms of Python per request (a buffered reader per answer, the
 answer's headers parsed by the ``email`` package): at 200 writes of 5,000 lines per million
 points that was a fifth of ingest's CPU. This connection sends the request head and body
-together and reads the answer with a few ``recv_into`` calls: ~0.05 ms per request.
+together and reads the answer with a few ``recv`` calls: a write through
+:class:`~plantmrv.influx.InfluxClient` costs 0.14-0.24 ms of CPU, against 0.5-0.65 ms with
+``http.client`` (200 bodies of 5,000 lines to influxd).
 
 It speaks what InfluxDB answers with: ``Content-Length`` or chunked bodies, keep-alive or
 ``Connection: close``, and no body for 204/304 or 1xx. A connection reused after being idle may
@@ -33,16 +35,13 @@ _RECV = 65536  # below glibc's mmap threshold: a bigger read buffer is mapped an
 class HttpConnection:
     """One keep-alive connection (not thread-safe: one per thread)."""
 
-    def __init__(self, host: str, port: int, tls: bool = False, timeout_s: float = 10.0, ssl_context: ssl.SSLContext | None = None):
+    def __init__(self, host: str, port: int, tls: bool = False, timeout_s: float = 10.0):
         self.host = host
         self.port = port
         self.tls = tls
         self.timeout_s = timeout_s
-        self.ssl_context = ssl_context
-        default_port = 443 if tls else 80
-        self._host_header = host if port == default_port else f"{host}:{port}"
-        if ":" in host and not host.startswith("["):  # IPv6 literal
-            self._host_header = f"[{host}]" if port == default_port else f"[{host}]:{port}"
+        name = f"[{host}]" if ":" in host and not host.startswith("[") else host  # an IPv6 literal is bracketed
+        self._host_header = name if port == (443 if tls else 80) else f"{name}:{port}"
         self.sock: socket.socket | None = None
         self._buf = bytearray()
 
@@ -59,8 +58,7 @@ class HttpConnection:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls:
-                context = self.ssl_context or ssl.create_default_context()
-                sock = context.wrap_socket(sock, server_hostname=self.host)
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.host)
         except BaseException:
             sock.close()
             raise
