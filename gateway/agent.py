@@ -29,6 +29,7 @@ from plantmrv.batch import SampleBatch, Series
 from plantmrv.codec import encode_message
 from plantmrv.config import ConfigError, ConfigIssue
 from plantmrv.gateway.buffer import DurableBuffer
+from plantmrv.gateway.coverage import DEFAULT_MAX_SAMPLE_INTERVAL_S, CoverageTracker
 from plantmrv.gateway.metrics import GatewayMetrics
 from plantmrv.gateway.opcua_source import backoff_delay
 
@@ -99,6 +100,36 @@ def merge_batches(batches: list[SampleBatch]) -> SampleBatch:
     return SampleBatch.concat(merge_batches(g) if len(g) > 1 else g[0] for g in by_table.values())
 
 
+class SourceEmitter:
+    """What a source calls with its samples: ``emit(batch, watermark_ns=None, covers=None)``; ``emit.lost()`` on disconnect.
+
+    ``watermark_ns`` is the source time up to which the source observed the series ``covers``
+    (indices into ``batch.table``; default: all of it): unchanged ones are known unchanged until
+    then, and a series that failed is in the batch as a non-GOOD sample. The agent's :class:`~plantmrv.gateway.coverage.CoverageTracker`
+    adds hold points and heartbeats from it, and ``coverage`` points per asset at the next flush.
+    ``lost()`` writes every series once more at the last watermark and forgets the state, so no
+    hold bridges the outage. The newest timestamp is tracked per source and stored with the
+    batch, so a restarted gateway backfills (HistoryRead) from exactly what it durably buffered.
+    """
+
+    def __init__(self, agent: "GatewayAgent", source_name: str, tracker: CoverageTracker):
+        self.agent = agent
+        self.source_name = source_name
+        self.tracker = tracker
+
+    def __call__(self, batch: SampleBatch, watermark_ns: int | None = None, covers: np.ndarray | None = None) -> None:
+        if not len(batch) and watermark_ns is None:
+            return
+        if len(batch):
+            newest = int(batch.ts_ns.max())
+            if newest > self.agent._pending_ts.get(self.source_name, 0):
+                self.agent._pending_ts[self.source_name] = newest
+        self.agent.emit(self.tracker.observe(batch, watermark_ns, covers))
+
+    def lost(self) -> None:
+        self.agent.emit(self.tracker.close())
+
+
 class GatewayAgent:
     def __init__(self, root, config_path: str | Path = "gateway.yaml"):
         check_runnable(root, str(config_path))
@@ -116,6 +147,7 @@ class GatewayAgent:
             if hasattr(s, "last_ts_ns"):
                 s.last_ts_ns = self.resume_ts_ns(s.name)  # backfill from here on the first connect
         self.sink = SINK_TYPES[gw.sink.type](gw.sink, self)
+        self.trackers: dict[str, CoverageTracker] = {}
         self._pending: list[SampleBatch] = []
         self._pending_n = 0
         self._pending_ts: dict[str, int] = {}
@@ -130,18 +162,15 @@ class GatewayAgent:
         ]
 
     # ------------------------------------------------------------------ intake
-    def emitter(self, source_name: str) -> Callable[[SampleBatch], None]:
-        """The ``emit`` a source gets: also tracks its newest timestamp, stored with the batch, so a
-        restarted gateway backfills (HistoryRead) from exactly what it had durably buffered."""
-
-        def emit(batch: SampleBatch) -> None:
-            if len(batch):
-                newest = int(batch.ts_ns.max())
-                if newest > self._pending_ts.get(source_name, 0):
-                    self._pending_ts[source_name] = newest
-                self.emit(batch)
-
-        return emit
+    def emitter(self, source_name: str) -> "SourceEmitter":
+        """The ``emit`` a source gets (see :class:`SourceEmitter`)."""
+        source = next((s for s in self.sources if s.name == source_name), None)
+        per_series = getattr(source, "max_sample_interval_ns", None)
+        default_ns = int(DEFAULT_MAX_SAMPLE_INTERVAL_S * 1e9)
+        tracker = self.trackers[source_name] = CoverageTracker(
+            per_series if per_series is not None else (lambda _s: default_ns), self.gateway_id, source_name
+        )
+        return SourceEmitter(self, source_name, tracker)
 
     def resume_ts_ns(self, source_name: str) -> int:
         v = self.buffer.get_state(f"last_ts_ns:{source_name}")
@@ -160,6 +189,11 @@ class GatewayAgent:
 
     async def flush(self) -> int:
         """Encode pending samples and store them durably; return the number stored."""
+        for tracker in self.trackers.values():  # the assets' watermarks, with the samples they cover
+            cov = tracker.coverage_batch()
+            if len(cov):
+                self._pending.append(cov)
+                self._pending_n += len(cov)
         if not self._pending:
             return 0
         batches, self._pending, self._pending_n = self._pending, [], 0

@@ -16,6 +16,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Callable, Literal
 
+import numpy as np
 from pydantic import Field
 
 from plantmrv.batch import SampleBatch
@@ -68,8 +69,10 @@ class MqttSource:
         if decoded.rejects:
             self.metrics.source_error(self.name, "refused_value", len(decoded.rejects))
         if len(decoded.batch):
-            self.metrics.source_read(self.name, len(decoded.batch))
-            emit(decoded.batch)
+            batch = decoded.batch
+            self.metrics.source_read(self.name, len(batch))
+            # a reading proves only the fields it carries, as of its own time (the watermark)
+            emit(batch, int(batch.ts_ns.max()), np.unique(batch.series))
 
     async def run(self, emit: Callable[[SampleBatch], None]) -> None:
         import aiomqtt

@@ -101,6 +101,9 @@ class OpcUaGroup(StrictModel):
     deadband_type: Literal["none", "absolute", "percent"] = Field("none", description="Data-change deadband.")
     deadband_value: float = Field(0.0, ge=0, description="Deadband in engineering units (absolute) or percent of EURange.")
     poll_interval_ms: float = Field(1000.0, ge=10, description="Poll period; sub-second periods are honoured (mode: poll).")
+    max_sample_interval_s: float | None = Field(
+        None, gt=0, description="Largest time between two stored samples of an unchanged, healthy tag (report by exception: "
+        "the value is stored again at the source's time); null: the source's `max_sample_interval_s`.")
     nodes: list[OpcUaNode] = Field(..., min_length=1)
 
     @model_validator(mode="after")
@@ -156,6 +159,9 @@ class OpcUaSourceConfig(StrictModel):
     history_overlap_s: float = Field(
         5.0, ge=0, description="Backfill starts this long before the newest buffered sample (re-reads are idempotent)."
     )
+    max_sample_interval_s: float = Field(
+        60.0, gt=0, description="Largest time between two stored samples of an unchanged, healthy tag: a subscription reports "
+        "changes only, so the gateway stores the held value again at the server's time (the analytics' `max_gap_s` must exceed it).")
     max_nodes_per_read: int | None = Field(None, ge=1, description="Caps the server's MaxNodesPerRead (null: server's value).")
     max_monitored_items_per_call: int | None = Field(None, ge=1, description="Caps the server's MaxMonitoredItemsPerCall.")
     groups: list[OpcUaGroup] = Field(..., min_length=1)
@@ -302,6 +308,9 @@ class OpcUaSource:
                 self.nodes.append(n)
                 self.node_group.append(g)
                 self.table.append(Series(n.measurement or g.measurement, tagsets.setdefault(key, key), n.field))
+        self._interval_ns = {
+            series: int((g.max_sample_interval_s or cfg.max_sample_interval_s) * 1e9) for series, g in zip(self.table, self.node_group)
+        }
         self.last_ts_ns = 0  # newest sample timestamp seen (for the backfill after an outage)
         # While a backfill is due or running, the resume point the agent persists must not move past
         # the outage start, or a crash mid-backfill would lose the gap for good.
@@ -310,23 +319,40 @@ class OpcUaSource:
         self._lost: asyncio.Event | None = None
         self._emit: Callable[[SampleBatch], None] | None = None
 
+    def max_sample_interval_ns(self, series: Series) -> int:
+        """Largest time between stored samples of an unchanged tag (its group's setting) [ns]."""
+        return self._interval_ns.get(series, int(self.cfg.max_sample_interval_s * 1e9))
+
     # ------------------------------------------------------------------ emit
-    def _emit_rows(self, idx, ts, vals, codes) -> None:
-        """Emit one batch from row columns (lists or numpy arrays of equal length)."""
-        if not len(idx):
+    def _emit_rows(self, idx, ts, vals, codes, server_ts=None, covers: np.ndarray | None = None) -> None:
+        """Emit one batch from row columns (lists or numpy arrays of equal length).
+
+        ``covers`` (tag indices) are the tags the server observed for these rows (a subscription's
+        or a poll group's members): their watermark is the newest source timestamp of the rows,
+        capped by the newest server timestamp (a device clock ahead of the server's does not move
+        it). None: rows read from history, no watermark.
+        """
+        if not len(idx) and covers is None:
             return
         ts_arr = np.asarray(ts, dtype=np.int64)
         batch = SampleBatch(self.table, np.asarray(idx, np.int32), ts_arr, np.asarray(vals, np.float64),
                             quality_from_status_code(np.asarray(codes, np.uint64)))
-        newest = int(ts_arr.max())
-        if newest > self.last_ts_ns:
-            self.last_ts_ns = newest
-        self.metrics.source_read(self.name, len(batch))
-        self._emit(batch)
+        watermark = None
+        if len(batch):
+            newest = int(ts_arr.max())
+            if newest > self.last_ts_ns:
+                self.last_ts_ns = newest
+            self.metrics.source_read(self.name, len(batch))
+            if covers is not None:
+                watermark = newest
+                srv = np.asarray(server_ts, dtype=np.int64) if server_ts is not None else np.empty(0, np.int64)
+                if len(srv) and int(srv.max()) > 0:
+                    watermark = min(watermark, int(srv.max()))
+        self._emit(batch, watermark, covers if watermark is not None else None)
 
     def _rows_from_datavalues(self, pairs, now_ns: int):
-        """(series index, asyncua DataValue) pairs -> row columns; non-numeric good values are counted, not sent."""
-        idx, ts, vals, codes = [], [], [], []
+        """(series index, asyncua DataValue) pairs -> row columns (with server timestamps); non-numeric good values are counted, not sent."""
+        idx, ts, vals, codes, srv_ts = [], [], [], [], []
         skipped = 0
         for series_index, dv in pairs:
             v = to_float(dv.Value.Value if dv.Value is not None else None)
@@ -337,17 +363,17 @@ class OpcUaSource:
                     continue
                 v = float("nan")  # a BAD sample without a value still counts as a BAD sample
             t = dt_to_ns(dv.SourceTimestamp)
+            srv = dt_to_ns(dv.ServerTimestamp)
             if t <= 0:
-                t = dt_to_ns(dv.ServerTimestamp)
-                if t <= 0:
-                    t = now_ns
+                t = srv if srv > 0 else now_ns
             idx.append(series_index)
             ts.append(t)
             vals.append(v)
             codes.append(code)
+            srv_ts.append(srv)
         if skipped:
             self.metrics.source_error(self.name, "non_numeric", skipped)
-        return idx, ts, vals, codes
+        return idx, ts, vals, codes, srv_ts
 
     def _rows_from_columns(self, cols: "DataChangeColumns", now_ns: int):
         """The same rows as :meth:`_rows_from_datavalues`, vectorized over a fast-decoded notification."""
@@ -359,7 +385,7 @@ class OpcUaSource:
             self.metrics.source_error(self.name, "non_numeric", skipped)
         src, srv = cols.source_ts_ns[keep], cols.server_ts_ns[keep]
         ts = np.where(src > 0, src, np.where(srv > 0, srv, now_ns))
-        return h[keep], ts, cols.value[keep], cols.status[keep]
+        return h[keep], ts, cols.value[keep], cols.status[keep], srv
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, emit: Callable[[SampleBatch], None]) -> None:
@@ -388,6 +414,8 @@ class OpcUaSource:
                 self.metrics.source_error(self.name, "connection")
             self.connected = False
             self.metrics.source_connected(self.name, False)
+            if hasattr(emit, "lost"):
+                emit.lost()  # coverage ends at the last watermark: no hold bridges the outage
             if client is not None:
                 await self._disconnect(client)
             delay = backoff_delay(attempt, self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
@@ -578,9 +606,9 @@ class OpcUaSource:
                 if pairs:
                     parts.append(source._rows_from_datavalues(pairs, now_ns))
                 if len(parts) == 1:
-                    source._emit_rows(*parts[0])
+                    source._emit_rows(*parts[0], covers=self.members)
                 elif parts:
-                    source._emit_rows(*(np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(4)))
+                    source._emit_rows(*(np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(5)), covers=self.members)
 
         params = ua.CreateSubscriptionParameters()
         params.RequestedPublishingInterval = interval_ms
@@ -591,6 +619,7 @@ class OpcUaSource:
         params.PublishingEnabled = True
         params.Priority = 0
         sub = _FastSubscription(client.uaclient.session, params, handler=object())
+        sub.members = np.asarray(sorted(i for _g, members in groups for i in members), np.int32)
         await sub.init()
         sub.last_publish_at = time.monotonic()
         sub.keepalive_s = params.RequestedMaxKeepAliveCount * interval_ms / 1000
@@ -657,7 +686,7 @@ class OpcUaSource:
                 rv.AttributeId = ua.AttributeIds.Value
                 params.NodesToRead.append(rv)
             values = await client.uaclient.read(params)
-            self._emit_rows(*self._rows_from_datavalues(zip(part, values), time.time_ns()))
+            self._emit_rows(*self._rows_from_datavalues(zip(part, values), time.time_ns()), covers=np.asarray(part, np.int32))
 
     async def _poll(self, client, g: OpcUaGroup, members: list[int], ids: list, chunk: int) -> None:
         period = g.poll_interval_ms / 1000

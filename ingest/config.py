@@ -29,6 +29,7 @@ DEFAULT_SCHEMA: dict[str, list[str]] = {
     ],
     "pv": ["irradiance_w_per_m2", "module_temp_c", "dc_power_kw", "ac_power_kw", "export_energy_kwh"],
     "gateway": ["buffer_depth", "buffer_bytes", "samples_read", "samples_sent", "samples_dropped", "online"],
+    "coverage": ["tags_total", "tags_bad"],
 }
 
 

@@ -634,8 +634,7 @@ class Simulator:
         t = self.sim_ns(k)
         self._fault_events(t)
         await self._server_faults(t)
-        src_ts = datetime.fromtimestamp(t / NS_PER_S, timezone.utc)
-        now = datetime.now(timezone.utc)
+        src_ts = datetime.fromtimestamp(t / NS_PER_S, timezone.utc)  # plant time is the simulated server's clock
         aspace = self.server.iserver.aspace if self.server else None
         n = 0
         for rt in self.assets:
@@ -650,7 +649,7 @@ class Simulator:
                     statuses[name] = status
                 if aspace is not None:
                     code = ua.StatusCode(getattr(ua.StatusCodes, status)) if status else ua.StatusCode()
-                    dv = ua.DataValue(ua.Variant(v, ua.VariantType.Double), StatusCode=code, SourceTimestamp=src_ts, ServerTimestamp=now)
+                    dv = ua.DataValue(ua.Variant(v, ua.VariantType.Double), StatusCode=code, SourceTimestamp=src_ts, ServerTimestamp=src_ts)
                     await aspace.write_attribute_value(rt.node_ids[i], ua.AttributeIds.Value, dv)
                 if not (status and status.startswith("Bad")):
                     payload[name] = v

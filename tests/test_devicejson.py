@@ -241,12 +241,19 @@ def test_gateway_mqtt_source_sends_the_good_values_and_counts_and_logs_the_bad_o
     cfg = load_config_source(SHARED)
     metrics = GatewayMetrics()
     src = MqttSource(cfg, "bd", metrics, MqttConfig(url="mqtt://127.0.0.1:1883"))
-    sent = []
+    sent, marks = [], []
+
+    def emit(batch, watermark_ns=None, covers=None):
+        sent.append(batch)
+        marks.append((watermark_ns, [batch.table[i].field for i in covers]))
+
     with caplog.at_level(logging.WARNING, logger="plantmrv.gateway.mqtt_source"):
-        src.handle("pv/inv07/telemetry", b'{"ts": 1767225600123, "ac": {"p_w": "high"}, "e": 12}', sent.append, NOW)
-        src.handle("pv/inv07/telemetry", b"{not json", sent.append, NOW)
-        src.handle("pv/inv07/telemetry", b'{"ts": 1767225600123}', sent.append, NOW)
+        src.handle("pv/inv07/telemetry", b'{"ts": 1767225600123, "ac": {"p_w": "high"}, "e": 12}', emit, NOW)
+        src.handle("pv/inv07/telemetry", b"{not json", emit, NOW)
+        src.handle("pv/inv07/telemetry", b'{"ts": 1767225600123}', emit, NOW)
     assert len(sent) == 1 and sent[0].value.tolist() == [12.0] and sent[0].table[0].key() == "pv,asset=inv07,site=bd export_energy_kwh"
+    # the reading vouches for the field it carried, as of its own time, not for the refused one
+    assert marks == [(1767225600123 * 1_000_000, ["export_energy_kwh"])]
     assert metrics.samples_read == 1 and metrics.malformed == 1
     assert metrics.registry.get_sample_value("plantmrv_gateway_source_errors_total", {"source": "d", "kind": "refused_value"}) == 3
     lines = [r.getMessage() for r in caplog.records]

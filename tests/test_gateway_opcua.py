@@ -275,9 +275,21 @@ gateway:
 
 
 def _steps(points: dict[int, float]) -> list[float]:
-    """Differences between consecutive delivered values (the server's initial 0.0 left out)."""
+    """Differences between consecutive delivered values (the server's initial 0.0 and the gateway's
+    hold points, which repeat the previous value, left out)."""
     vals = [v for _t, v in sorted(points.items()) if v != 0.0]
+    vals = [v for i, v in enumerate(vals) if i == 0 or v != vals[i - 1]]
     return [b - a for a, b in zip(vals, vals[1:])]
+
+
+def _holds_one_tick_before_each_change(points: dict[int, float], period_s: float) -> bool:
+    """Report by exception: before each change the gateway stored the previous value again at the
+    last instant the server was seen (here the previous tick), so the series reads flat until then."""
+    pts = [(t, v) for t, v in sorted(points.items()) if v != 0.0]
+    changes = [i for i in range(1, len(pts)) if pts[i][1] != pts[i - 1][1]]
+    return bool(changes) and all(
+        pts[i - 1][1] == pts[i - 2][1] and pts[i][0] - pts[i - 1][0] == round(period_s * 1e9) for i in changes if i >= 2
+    )
 
 
 def test_gateway_percent_deadband_is_a_share_of_the_eurange(tmp_path, influx_db, influxd, gateways):
@@ -302,13 +314,14 @@ def test_gateway_percent_deadband_is_a_share_of_the_eurange(tmp_path, influx_db,
         cfg = _opcua_yaml(tmp_path, srv.url, groups.rstrip("\n"), influxd, influx_db, port)
         gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
         gateways.append(gw)
-        wait_for(lambda: len([v for v in influx_points(influx_db).get("t0_kw", {}).values() if v]) >= 6, 40,
-                 "6 deadband-filtered samples of t0_kw")
+        wait_for(lambda: len({v for v in influx_points(influx_db).get("t0_kw", {}).values() if v}) >= 6, 40,
+                 "6 deadband-filtered values of t0_kw")
         assert gw.stop() == 0
         pts = influx_points(influx_db)
         for f in ("t0_kw", "t1_kw"):
             steps = _steps(pts[f])
             assert len(steps) >= 4 and set(steps) == {6.0}, f"{f}: steps {steps}, expected 6 (change > 0.5 % of 1000)"
+            assert _holds_one_tick_before_each_change(pts[f], PERIOD_S), sorted(pts[f].items())
         steps = _steps(pts["t2_kw"])
         assert len(steps) >= 10 and set(steps) == {3.0}, f"t2_kw: steps {steps}, expected 3 (change > 2.5)"
         assert_contiguous(pts["t3_kw"], PERIOD_S, "t3_kw (no deadband)")

@@ -44,7 +44,7 @@ def _source(n: int) -> OpcUaSource:
 
 
 def _rows(src: OpcUaSource, response, now_ns: int = 123) -> tuple[list[tuple], float]:
-    """Rows (series index, ts_ns, value, status) the source makes from a decoded response, and its non-numeric count."""
+    """Rows (series index, ts_ns, value, status, server ts_ns) the source makes from a decoded response, and its non-numeric count."""
     before = src.metrics._errors.labels("plc", "non_numeric")._value.get()
     rows: list[tuple] = []
     for notif in response.Parameters.NotificationMessage.NotificationData:
@@ -55,8 +55,8 @@ def _rows(src: OpcUaSource, response, now_ns: int = 123) -> tuple[list[tuple], f
             cols = src._rows_from_datavalues(pairs, now_ns)
         else:
             continue
-        for i, t, v, c in zip(*(np.asarray(x).tolist() for x in cols)):
-            rows.append((int(i), int(t), "nan" if math.isnan(v) else float(v), int(c)))
+        for i, t, v, c, srv in zip(*(np.asarray(x).tolist() for x in cols)):
+            rows.append((int(i), int(t), "nan" if math.isnan(v) else float(v), int(c), int(srv)))
     return rows, src.metrics._errors.labels("plc", "non_numeric")._value.get() - before
 
 
