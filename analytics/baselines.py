@@ -101,9 +101,11 @@ def generation(generation_kwh):
 
     Returns
     -------
-    numeric  Reference (displaced grid) energy per interval [kWh]; negative values clipped to 0.
+    numeric  Reference (displaced grid) energy per interval [kWh]. A negative interval (the
+    plant drew more than it supplied, e.g. inverters' standby at night on a net meter) is kept:
+    the methodology nets over the period, never per interval.
     """
-    return np.maximum(np.asarray(generation_kwh, dtype=float), 0.0)
+    return np.asarray(generation_kwh, dtype=float)
 
 
 def fod_methane(

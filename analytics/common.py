@@ -4,16 +4,47 @@
   common frame, ``shared/docs/methodologies.md`` sections 1-2].
 - Missing or bad-quality data [plantmrv rule, methodologies.md section 1, until a methodology
   says otherwise]: never fill silently; the reference side of a missing interval counts 0
-  and the project side counts high (the period's highest observed rate, or a configured
-  maximum plausible rate, over the missing seconds); filled seconds are reported.
+  and the project side counts high: over the missing seconds, the larger of what its meter
+  measured across the gap and the project's configured maximum plausible rate (a parameter
+  with unit and source, e.g. the motor's rated input power, so the fill does not depend on
+  how the computation is cut into windows); filled seconds are reported.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .parameters import Param
+from .registry import Formula
+
 KWH_PER_MWH = 1000.0
-FILL_METHOD = "conservative: reference 0, project at highest observed rate (methodologies.md s.1)"
+FILL_METHOD = (
+    "conservative: over missing time the reference side counts 0 and the project side the larger of its meter's "
+    "increment across the gap and the configured maximum plausible rate x the missing time (methodologies.md s.1)"
+)
+
+
+def fill_power_param(what: str = "project equipment") -> Param:
+    """The maximum plausible power drawn by the project side over a gap (no default: each project states it)."""
+    return Param(None, "kW", f"none shipped: the rated input power of the {what}, the most the project side can draw over a gap", "A",
+                 "P_fill", "Maximum plausible project power charged over missing time", (0.0, None))
+
+
+#: The JCM frame every electricity methodology shares (``methodologies.md`` s.1-2).
+ELECTRICITY_FORMULAS = (
+    Formula("RE_i", "RE_i = E_RE,i / 1000 x EF_grid", "Reference emissions of interval i [tCO2]; E in kWh, EF in tCO2/MWh", "published"),
+    Formula("PE_i", "PE_i = E_PJ,i / 1000 x EF_grid", "Project emissions of interval i [tCO2]", "published"),
+)
+PERIOD_FORMULAS = (
+    Formula("ER_i", "ER_i = RE_i - PE_i", "Emission reductions of interval i [tCO2], negative intervals included", "published"),
+    Formula("ER_p", "ER_p = max(0, floor(sum_i ER_i))", "Reported reductions of period p (JCM, J-Credit): full precision in every interval, "
+            "rounded down to whole tonnes only at the period total, never below 0", "published"),
+)
+FILL_FORMULA = Formula(
+    "E_PJ,i", "E_PJ,i = EC_PJ,i,covered + max(gap_s,i / 3600 x P_fill, EC_PJ,i,gap)",
+    "Project energy: consumption over covered time plus, over missing time, the larger of the meter's increment across the gap "
+    "and the maximum plausible power [kWh]", "form",
+)
 
 
 def emissions_t_co2(energy_kwh, ef_t_co2_per_mwh):
@@ -35,37 +66,3 @@ def emission_reductions_t_co2(reference_t_co2, project_t_co2):
     """``ER = RE - PE`` per interval [tCO2], at full precision (not floored: flooring to zero
     or to whole tonnes applies to the reported period total, see :mod:`.reporting`)."""
     return np.asarray(reference_t_co2, dtype=float) - np.asarray(project_t_co2, dtype=float)
-
-
-def highest_rate_kw(energy_kwh, covered_s):
-    """The period's highest observed rate: ``max(E / covered hours)`` over intervals [kW].
-
-    Intervals covered less than 1 s are ignored; 0 when nothing is covered.
-    """
-    e = np.asarray(energy_kwh, dtype=float)
-    c = np.asarray(covered_s, dtype=float)
-    ok = c >= 1.0
-    if not ok.any():
-        return 0.0
-    return float(np.max(e[ok] / (c[ok] / 3600.0)))
-
-
-def conservative_fill(reference_kwh, project_kwh, gap_s, project_fill_rate_kw):
-    """Fill missing time conservatively: reference side low (0), project side high.
-
-    Parameters
-    ----------
-    reference_kwh : array  Reference energy computed over the covered part of each interval [kWh]
-    project_kwh : array  Project energy over the covered part [kWh]
-    gap_s : array  Missing seconds per interval [s]
-    project_fill_rate_kw : numeric  Rate charged to the project over missing time: the
-        period's highest observed rate or a maximum plausible rate [kW]
-
-    Returns
-    -------
-    (reference_kwh, project_kwh, filled_s)  The reference unchanged (missing time adds 0),
-    the project energy plus ``gap_s / 3600 x rate``, and the filled seconds.
-    """
-    gap = np.maximum(np.asarray(gap_s, dtype=float), 0.0)
-    rate = np.maximum(np.asarray(project_fill_rate_kw, dtype=float), 0.0)
-    return np.asarray(reference_kwh, dtype=float), np.asarray(project_kwh, dtype=float) + gap / 3600.0 * rate, gap

@@ -1,9 +1,12 @@
 """Config section ``analytics``: projects (site + assets + methodology + parameters), intervals.
 
 A project is configured, not coded: a new plant of a known type needs only a new entry here.
-Every parameter carries value, unit, source and JCM monitoring option (A/B/C); unknown keys are
-errors; errors name the key path (``analytics.projects[1].parameters.eta_reference: ...``),
-rendered with the YAML line by :func:`plantmrv.config.load_config`.
+Plant types, baseline models, roles and parameters come from the methodology registry
+(:mod:`.registry`). Every parameter carries value, unit, source and JCM monitoring option
+(A/B/C); units are converted with a dimensional check (pint) and values checked against what
+physics allows; a field mapped to a role must carry a unit of the role's dimension in its name.
+Unknown keys are errors; errors name the key path (``analytics.projects[1].parameters.eta_reference:
+...``), rendered with the YAML line by :func:`plantmrv.config.load_config`.
 """
 
 from __future__ import annotations
@@ -16,15 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from plantmrv.config import StrictModel
 
-PLANT_TYPES = ("pump", "vsd", "wte", "ubcf", "pv")
-#: Baseline models each plant type supports (the first is the default).
-BASELINES_BY_TYPE = {
-    "pump": ("efficiency_ratio", "specific_energy"),
-    "vsd": ("constant_power_hours", "specific_energy"),
-    "wte": ("fod_methane",),
-    "ubcf": ("specific_energy",),
-    "pv": ("generation",),
-}
+from . import registry
 _DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -66,22 +61,92 @@ class ParameterValue(StrictModel):
 
 
 class AssetFields(StrictModel):
-    """Which fields of the asset's measurement play which role (names from docs/data-model.md)."""
+    """Which fields of the asset's measurement play which role (names from docs/data-model.md).
+
+    A field's name carries its unit (`power_kw`, `flow_m3_per_min`); it is converted to the
+    role's unit, and a field of another dimension is refused.
+    """
 
     energy_meter: str | list[str] | None = Field(None, description="Cumulative electricity register(s) consumed, kWh (e.g. `energy_kwh`).")
     power: str | list[str] | None = Field(None, description="Active power consumed, kW (used when no energy meter).")
     flow: str | None = Field(None, description="Flow, m3/h (volume when no volume meter).")
     volume_meter: str | None = Field(None, description="Cumulative volume register, m3.")
-    running: str | None = Field(None, description="0/1 running flag (operating hours).")
+    hours_meter: str | None = Field(None, description="Run-hours counter of the project equipment, h (e.g. `run_time_h`).")
+    running: str | None = Field(None, description="0/1 running flag, integrated to operating hours (when no run-hours counter).")
     export_meter: str | None = Field(None, description="Cumulative electricity exported to the grid, kWh.")
-    export_power: str | None = Field(None, description="Power exported/generated, kW (when no export meter).")
+    export_power: str | None = Field(None, description="Power exported/generated, kW (when no export meter); negative values net off.")
+    import_meter: str | None = Field(None, description="Cumulative electricity purchased from the grid, kWh (waste-to-energy).")
+    import_power: str | None = Field(None, description="Power purchased from the grid, kW (when no import meter).")
     waste_meter: str | None = Field(None, description="Cumulative waste fed, t (weighbridge).")
     waste_rate: str | None = Field(None, description="Waste feed rate, t/h (when no waste meter).")
-    aux_fuel_rate: str | None = Field(None, description="Auxiliary fuel, kg/h.")
+    aux_fuel_meter: str | None = Field(None, description="Auxiliary fuel totaliser, kg (e.g. `aux_fuel_kg`).")
+    aux_fuel_rate: str | None = Field(None, description="Auxiliary fuel, kg/h (when no totaliser).")
     chlorine_rate: str | None = Field(None, description="Chlorine dose, kg/h.")
     coagulant_rate: str | None = Field(None, description="Coagulant dose, kg/h.")
     grid_available: str | None = Field(None, description="0/1 flag, 1 while the grid supplies the site (JCM KH_AM002 day category; held until the next sample).")
     quality_pairs: dict[str, tuple[str, str]] = Field(default_factory=dict, description="Co-benefit removal KPIs: name -> [inflow field, outflow field].")
+
+    @model_validator(mode="after")
+    def _units(self) -> "AssetFields":
+        for role_name, fields in self.by_role().items():
+            for f in fields:
+                role_scale(f, role_name)  # raises with the field and both units
+        return self
+
+    def by_role(self) -> dict[str, list[str]]:
+        """``{role: [field, ...]}`` of the configured roles (quality pairs not included)."""
+        out = {}
+        for role_name in registry.ROLES:
+            v = getattr(self, role_name, None)
+            if v:
+                out[role_name] = [v] if isinstance(v, str) else list(v)
+        return out
+
+
+def role_scale(field_name: str, role_name: str) -> float:
+    """Factor from the unit in ``field_name`` to the unit of ``role_name`` (a flag has none).
+
+    ``ValueError`` naming the field, its unit and the role's when they differ in dimension, or
+    when a quantity field's name carries no unit.
+    """
+    from plantmrv.units import conversion, field_unit
+
+    r = registry.role(role_name)
+    unit = field_unit(field_name)
+    if r.unit == "1":
+        if unit is not None and unit not in ("percent",):
+            raise ValueError(f"{role_name}: field {field_name!r} is in {unit}, but {role_name} is a 0/1 flag")
+        return 0.01 if unit == "percent" else 1.0
+    if unit is None:
+        raise ValueError(f"{role_name}: field {field_name!r} names no unit; {role_name} needs {r.unit} "
+                         f"(name fields with their unit, e.g. `{role_name.split('_')[0]}_{r.unit.lower().replace('/', '_per_')}`)")
+    try:
+        scale, offset = conversion(unit, r.unit)
+    except ValueError as exc:
+        raise ValueError(f"{role_name}: field {field_name!r}: {exc}") from None
+    if offset:
+        raise ValueError(f"{role_name}: field {field_name!r} is in {unit}, an offset unit; {role_name} needs {r.unit}")
+    return scale
+
+
+class MeterEventConfig(StrictModel):
+    """A declared meter replacement or reset, applied exactly (the old register's last reading and the new one's first)."""
+
+    field: str = Field(description="The meter field, e.g. `energy_kwh`.")
+    time: datetime = Field(description="When the meter was replaced or reset (readings taken at or after it are the new meter's).")
+    kind: Literal["replacement", "reset"] = Field("replacement", description="Replacement (new meter) or reset (register cleared).")
+    old_final: float = Field(description="Last reading of the old register, in the field's unit.")
+    new_initial: float = Field(0.0, description="First reading of the new register, in the field's unit.")
+    source: str = Field(min_length=1, description="Evidence: work order, calibration certificate, photo of the registers.")
+
+    @field_validator("time")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        return v if v.tzinfo else v.replace(tzinfo=timezone.utc)
+
+    @property
+    def time_ns(self) -> int:
+        return int(self.time.timestamp() * 1e6) * 1000
 
 
 class AssetConfig(StrictModel):
@@ -90,6 +155,45 @@ class AssetConfig(StrictModel):
     site: str | None = Field(None, description="`site` tag value; defaults to the project's site.")
     fields: AssetFields = Field(default_factory=AssetFields)
     rollover_at: float | None = Field(None, gt=0, description="Register maximum of this asset's meters (they wrap to 0 after it).")
+    max_rate: dict[str, ParameterValue] = Field(
+        default_factory=dict,
+        description="Physical maximum rate of a meter field (e.g. `energy_kwh: {value: 1200, unit: kW, source: ...}`): an increment "
+        "beyond it is a jump, never counted. Project-side meters default to the methodology's fill rate.",
+    )
+    meter_events: list[MeterEventConfig] = Field(default_factory=list, description="Declared meter replacements and resets of this asset.")
+
+    @model_validator(mode="after")
+    def _meters(self) -> "AssetConfig":
+        configured = {f for fields in self.fields.by_role().values() for f in fields}
+        for name, pv in self.max_rate.items():
+            if name not in configured:
+                raise ValueError(f"max_rate.{name}: not a field of this asset's roles ({', '.join(sorted(configured)) or 'none'})")
+            from plantmrv.units import conversion, field_unit
+
+            unit = field_unit(name)
+            try:
+                conversion(pv.unit, f"{unit}/hour")
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"max_rate.{name}: {exc}") from None
+        for i, ev in enumerate(self.meter_events):
+            if ev.field not in configured:
+                raise ValueError(f"meter_events[{i}].field: {ev.field!r} is not a field of this asset's roles")
+        return self
+
+    def max_rate_per_h(self, field_name: str, role_name: str) -> float | None:
+        """The configured maximum rate of a meter field in the role's unit per hour, or None."""
+        pv = self.max_rate.get(field_name)
+        if pv is None:
+            return None
+        from plantmrv.units import conversion
+
+        scale, _ = conversion(pv.unit, f"{registry.role(role_name).unit}/hour")
+        return float(pv.value) * scale
+
+    def events_of(self, field_name: str):
+        from .amounts import MeterEvent
+
+        return [MeterEvent(e.time_ns, e.old_final, e.new_initial, e.kind, e.source) for e in self.meter_events if e.field == field_name]
 
 
 class DayCategoryConfig(StrictModel):
@@ -103,15 +207,21 @@ class MethodologyRef(StrictModel):
     version: str = Field("1.0", description="Methodology version applied.")
 
 
+#: Grid emission factors outside this range are not plausible for any grid [tCO2/MWh].
+EF_BOUNDS_T_CO2_PER_MWH = (0.0, 2.0)
+
+
 class GridEFRef(StrictModel):
-    """The grid emission factor: a row of the shipped table, or an explicit value with a source."""
+    """The grid emission factor: a row of the shipped table, or an explicit value with unit and source."""
 
     country: str | None = None
     grid: str | None = None
     year: int | None = None
     kind: Literal["OM", "BM", "CM", "national"] | None = None
-    generation_type: str = Field("other", description="`solar`/`wind` use TOOL07 weights 0.75/0.25, else 0.5/0.5.")
-    value: float | None = Field(None, ge=0, description="Explicit factor, tCO2/MWh (needs `source`).")
+    generation_type: Literal["solar", "wind", "other"] | None = Field(
+        None, description="TOOL07 combined-margin weights: `solar`/`wind` 0.75/0.25, `other` 0.5/0.5; default from the plant type (pv: solar).")
+    value: float | None = Field(None, description="Explicit factor in `unit` (needs `unit` and `source`).")
+    unit: str | None = Field(None, description="Unit of an explicit `value`, e.g. `tCO2/MWh` or `g/kWh` (converted, dimension checked).")
     source: str | None = None
 
     @model_validator(mode="after")
@@ -119,16 +229,36 @@ class GridEFRef(StrictModel):
         if self.value is not None:
             if not self.source:
                 raise ValueError("an explicit grid EF value needs a source")
+            if not self.unit:
+                raise ValueError("an explicit grid EF value needs a unit (e.g. tCO2/MWh, or g/kWh)")
+            from plantmrv.units import conversion
+
+            try:
+                scale, _ = conversion(self.unit, "tCO2/MWh")
+            except ValueError as exc:
+                raise ValueError(f"unit: {exc}") from None
+            lo, hi = EF_BOUNDS_T_CO2_PER_MWH
+            v = self.value * scale
+            if not lo < v <= hi:
+                raise ValueError(f"value: {self.value} {self.unit} = {v:g} tCO2/MWh is not a plausible grid emission factor ({lo} < EF <= {hi} tCO2/MWh)")
         elif None in (self.country, self.grid, self.year, self.kind):
-            raise ValueError("give country, grid, year and kind of the emission-factor table, or value + source")
+            raise ValueError("give country, grid, year and kind of the emission-factor table, or value + unit + source")
         else:
             from .emission_factors import EmissionFactorError, default_table
 
-            try:  # fail at config check, not at the first computation
-                default_table().lookup(self.country, self.grid, self.year, self.kind, self.generation_type)
+            try:  # fail at config check, not at the first computation (the weights do not change what exists)
+                default_table().lookup(self.country, self.grid, self.year, self.kind, self.generation_type or "other")
             except EmissionFactorError as exc:
                 raise ValueError(str(exc)) from None
         return self
+
+    @property
+    def value_t_co2_per_mwh(self) -> float | None:
+        if self.value is None:
+            return None
+        from plantmrv.units import conversion
+
+        return self.value * conversion(self.unit, "tCO2/MWh")[0]
 
 
 class MonitoringPeriod(StrictModel):
@@ -155,13 +285,23 @@ class MonitoringPeriod(StrictModel):
         return int(self.end.timestamp()) * 1_000_000_000
 
 
+def _zone(name: str):
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. Asia/Ho_Chi_Minh, Asia/Yangon, Asia/Tokyo)") from None
+
+
 class ProjectConfig(StrictModel):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Project id: the `project` tag of `mrv`.")
     name: str | None = Field(None, description="Human-readable project name.")
     site: str = Field(description="Site id (the raw data's `site` tag).")
     city: str | None = Field(None, description="City, for the portfolio roll-up.")
     country: str | None = Field(None, description="Host country (ISO alpha-2), for the portfolio roll-up.")
-    plant_type: Literal["pump", "vsd", "wte", "ubcf", "pv"] = Field(description="Methodology family: pump, vsd, wte, ubcf (KPIs, not credited), pv.")
+    timezone: str = Field(description="IANA time zone of the plant (e.g. `Asia/Ho_Chi_Minh`): calendar years and local days are cut here.")
+    plant_type: str = Field(description="Methodology family: pump, vsd, wte, ubcf (KPIs, not credited), pv (see the methodology registry).")
     assets: list[AssetConfig] = Field(min_length=1, description="Monitored assets and which of their fields feed the methodology.")
     methodology: MethodologyRef = Field(description="Methodology id and version (the `methodology` tag of `mrv`).")
     baseline: str | None = Field(None, description="Baseline model; default per plant type.")
@@ -174,7 +314,26 @@ class ProjectConfig(StrictModel):
     grid_ef: GridEFRef = Field(description="Grid emission factor: a row of analytics/data/emission_factors.csv, or value + source.")
     rounding: Literal["jcm", "j-credit", "none"] = Field("jcm", description="Rounding of the reported period total: jcm and j-credit floor to whole tonnes.")
     electricity_price_per_kwh: ParameterValue | None = Field(None, description="Tariff for the electricity-cost-saved co-benefit.")
-    project_fill_rate_kw: ParameterValue | None = Field(None, description="Maximum plausible project rate for gap filling; default the period's highest observed rate.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data):
+        if isinstance(data, dict) and "project_fill_rate_kw" in data:
+            raise ValueError("project_fill_rate_kw moved to parameters.fill_power_kw (waste-to-energy: fill_waste_t_per_h, "
+                             "fill_aux_fuel_kg_per_h, fill_import_power_kw): the maximum plausible rate, with unit and source")
+        return data
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v):
+        _zone(v)
+        return v
+
+    @field_validator("plant_type")
+    @classmethod
+    def _plant_type(cls, v):
+        registry.baselines(v)  # refuses an unknown plant type, naming the known ones
+        return v
 
     @field_validator("baseline")
     @classmethod
@@ -182,9 +341,7 @@ class ProjectConfig(StrictModel):
         plant_type = info.data.get("plant_type")
         if v is None or plant_type is None:
             return v
-        allowed = BASELINES_BY_TYPE[plant_type]
-        if v not in allowed:
-            raise ValueError(f"baseline {v!r} does not apply to plant_type {plant_type!r}; choose one of {', '.join(allowed)}")
+        registry.get(plant_type, v)
         return v
 
     @field_validator("parameters")
@@ -193,10 +350,9 @@ class ProjectConfig(StrictModel):
         plant_type = info.data.get("plant_type")
         if plant_type is None:
             return v
-        from .methodologies import parameter_defaults
         from .parameters import override
 
-        override(parameter_defaults(plant_type), {k: p.model_dump() for k, p in v.items()}, "parameters")
+        override(registry.get(plant_type).parameters(), {k: p.model_dump() for k, p in v.items()}, "parameters")
         return v
 
     @field_validator("crediting_start")
@@ -237,30 +393,72 @@ class ProjectConfig(StrictModel):
     @model_validator(mode="after")
     def _default_baseline(self) -> "ProjectConfig":
         if self.baseline is None:
-            self.baseline = BASELINES_BY_TYPE[self.plant_type][0]
+            self.baseline = registry.baselines(self.plant_type)[0]
+        return self
+
+    @model_validator(mode="after")
+    def _methodology_inputs(self) -> "ProjectConfig":
+        """Every quantity the methodology requires is measured, every required parameter stated."""
+        m = self.spec
+        configured = {}
+        for a in self.assets:
+            for r, fields in a.fields.by_role().items():
+                configured.setdefault(r, []).extend(fields)
+        unused = set(configured) - set(m.roles())
+        if unused:
+            raise ValueError(f"assets[].fields: {', '.join(sorted(unused))} not used by {m.key} (it reads {', '.join(m.roles())})")
+        for q in m.quantities:
+            if q.required and not any(configured.get(r) for r in (q.meter, q.rate) if r):
+                choices = " or ".join(f"assets[].fields.{r}" for r in (q.meter, q.rate) if r)
+                raise ValueError(f"{m.key} needs {q.description.lower()} ({q.symbol}, {q.unit}): set {choices}")
+        params = self.parameter_set
+        for name in m.required_parameters:
+            prm = getattr(params, name)
+            if prm.value is None:
+                raise ValueError(f"parameters.{name}: required by {m.key} ({prm.description}, {prm.unit}); no default is shipped: {prm.source}")
+        if self.day_category is not None and getattr(params, "ef_diesel_t_co2_per_mwh").value is None:
+            raise ValueError("parameters.ef_diesel_t_co2_per_mwh: required by day_category (JCM KH_AM002), in tCO2/MWh, with its source")
         return self
 
     @property
+    def spec(self):
+        """The project's methodology (:class:`~plantmrv.analytics.registry.Methodology`)."""
+        return registry.get(self.plant_type, self.baseline)
+
+    @property
+    def generation_type(self) -> str:
+        """TOOL07 weights: the grid EF's setting, else from the plant type (solar PV: solar)."""
+        return self.grid_ef.generation_type or ("solar" if self.plant_type == "pv" else "other")
+
+    @property
+    def zone(self):
+        return _zone(self.timezone)
+
+    @property
     def parameter_set(self):
-        """The methodology's parameter dataclass with this project's overrides applied."""
-        from .methodologies import parameter_defaults
+        """The methodology's parameter dataclass with this project's overrides applied (canonical units)."""
         from .parameters import override
 
-        return override(parameter_defaults(self.plant_type), {k: p.model_dump() for k, p in self.parameters.items()}, "parameters")
+        return override(self.spec.parameters(), {k: p.model_dump() for k, p in self.parameters.items()}, "parameters")
 
 
 class AnalyticsConfig(StrictModel):
     projects: list[ProjectConfig] = Field(default_factory=list, description="MRV projects: a plant, its methodology, parameters and monitoring period.")
     process_interval: int | str = Field("1m", description="Interval of process KPIs (`interval` tag `1m`).")
     mrv_interval: int | str = Field("1h", description="Interval of MRV results (`interval` tag `1h`).")
-    max_gap_s: float = Field(10.0, gt=0, description="Longest spacing between samples that is bridged; longer is a gap.")
+    max_gap_s: float = Field(
+        120.0, gt=0, description="Longest spacing between samples that is bridged (the hold limit); longer is a gap. Must exceed the "
+        "gateways' `max_sample_interval_s` (60 s by default): a healthy report-by-exception tag is stored at least that often.")
     late_data_lookback: int | str = Field("6h", description="How far back the continuous engine looks for late data to recompute.")
-    state_hold_max: int | str = Field("1d", description="How far back a state flag's last value (e.g. `running`, sent only on change) is looked up and held.")
+    state_hold_max: int | str = Field("1d", description="How far back a KH_AM002 grid flag's last value is looked up before a window (held until the next sample).")
     late_data_check_s: float = Field(60.0, gt=0, description="How often the continuous engine compares raw sample counts over the lookback window (one count query per project).")
     poll_s: float = Field(5.0, gt=0, description="How often the continuous engine checks for closed intervals and late data.")
-    settle_s: float = Field(10.0, ge=0, description="Wait after an interval closes before computing it (samples in flight).")
+    settle_s: float = Field(10.0, ge=0, description="Event time: an interval is computed once every source of its project has reported (its `coverage` watermark) this far past the interval's end.")
+    lateness: int | str = Field("15m", description="Event time: an interval whose sources have not all reported up to its end is computed anyway, "
+                                "marked provisional, once the newest source of any project is this far past its end; it is recomputed when the data arrives.")
+    max_clock_skew_s: float = Field(300.0, ge=0, description="Source time further ahead of this machine's clock than this is not trusted to close intervals.")
 
-    @field_validator("process_interval", "mrv_interval", "late_data_lookback", "state_hold_max")
+    @field_validator("process_interval", "mrv_interval", "late_data_lookback", "state_hold_max", "lateness")
     @classmethod
     def _duration(cls, v):
         parse_duration_s(v)
@@ -273,6 +471,20 @@ class AnalyticsConfig(StrictModel):
             if p.id in seen:
                 raise ValueError(f"project id {p.id!r} appears twice")
             seen.add(p.id)
+        return self
+
+    @model_validator(mode="after")
+    def _monitoring_periods_align(self) -> "AnalyticsConfig":
+        """A monitoring period starts and ends on interval edges, so its report sums whole intervals."""
+        for iv_name in ("mrv_interval", "process_interval"):
+            step = parse_duration_s(getattr(self, iv_name)) * 1_000_000_000
+            for p in self.projects:
+                for end in ("start", "end"):
+                    t = getattr(p.monitoring_period, f"{end}_ns")
+                    if t % step:
+                        raise ValueError(f"project {p.id}: monitoring_period.{end} {getattr(p.monitoring_period, end).isoformat()} is not on a "
+                                         f"{duration_label(step // 1_000_000_000)} interval edge ({iv_name}): the period's first or last interval "
+                                         "would be cut; start and end it on an edge")
         return self
 
     @property
@@ -288,5 +500,41 @@ class AnalyticsConfig(StrictModel):
         return parse_duration_s(self.state_hold_max)
 
     @property
+    def lateness_s(self) -> int:
+        return parse_duration_s(self.lateness)
+
+    @property
     def late_data_lookback_s(self) -> int:
         return parse_duration_s(self.late_data_lookback)
+
+
+def _gcd_s(offset_s: int) -> int:
+    import math
+
+    return math.gcd(int(offset_s) % 86400 or 86400, 86400)
+
+
+def boundary_offsets(project: ProjectConfig, kind: str) -> list[tuple[str, int]]:
+    """(what, UTC offset in s) of the boundaries a ``kind`` report cuts at: the Japanese fiscal
+    year (00:00 JST on 1 April) or the calendar years of the project's zone (each offset the
+    zone takes over the monitoring period, daylight-saving time included)."""
+    if kind == "fiscal_year":
+        return [("the Japanese fiscal year's start (00:00 JST)", 9 * 3600)]
+    zone = project.zone
+    offsets = set()
+    mp = project.monitoring_period
+    for year in range(mp.start.year, mp.end.year + 2):
+        for month in (1, 7):
+            offsets.add(int(datetime(year, month, 1, tzinfo=zone).utcoffset().total_seconds()))
+    return [(f"calendar years in {project.timezone}", o) for o in sorted(offsets)]
+
+
+def check_report_alignment(project: ProjectConfig, interval_s: int, kind: str) -> None:
+    """``ValueError`` when a ``kind`` report of ``project`` would have to cut an interval of
+    ``interval_s`` at its boundary (the split is refused rather than guessed)."""
+    for what, offset_s in boundary_offsets(project, kind):
+        if offset_s % interval_s:
+            raise ValueError(
+                f"project {project.id}: {duration_label(interval_s)} intervals do not align with {what} (UTC{offset_s / 3600:+g} h): "
+                f"an interval would straddle the boundary. Report this project by monitoring period, or set analytics.mrv_interval "
+                f"to an interval that divides {duration_label(_gcd_s(offset_s))} (e.g. 30m)")

@@ -1,4 +1,4 @@
-"""The analytics engine: query raw data from InfluxDB, compute, write measurement ``mrv``.
+"""The analytics engine: query raw data from InfluxDB, compute, write measurements ``mrv`` and ``mrv_event``.
 
 - :meth:`Engine.compute_window`: one project, ``[start, end)`` cut into intervals; raw samples
   queried with a margin of ``max_gap_s`` on both sides, so a segment straddling an edge is
@@ -7,10 +7,16 @@
   ``methodology``, ``interval``; timestamp = interval start), fields as in docs/data-model.md.
   Rewriting an interval overwrites the same point: idempotent.
 - :meth:`Engine.backfill`: a range in chunks of whole days, with a progress callback.
-- :meth:`Engine.poll` / :meth:`Engine.run`: continuous mode. Each poll computes intervals that
-  closed (plus ``settle_s``) since the last poll, and compares per-interval sample counts over
-  the ``late_data_lookback`` window with the counts it computed from: an interval whose raw
-  data changed (late data, a gateway replaying its buffer) is recomputed with its neighbours.
+- :meth:`Engine.poll` / :meth:`Engine.run`: continuous mode on **event time**. An interval is
+  computed once the watermark of every asset of its project (the newest ``coverage`` point its
+  gateways wrote: data delivered up to there) is ``settle_s`` past its end; an interval whose
+  sources lag is computed anyway, marked ``provisional``, once the newest source of any project
+  is ``lateness`` past its end, and computed again when its own sources catch up. The wall
+  clock never decides which intervals exist (it only caps a source clock running ahead), so
+  an accelerated or replayed plant computes exactly as a live one. Each poll also compares
+  per-interval sample counts over the ``late_data_lookback`` window with the counts it computed
+  from: an interval whose raw data changed (late data, a gateway replaying its buffer) is
+  recomputed with its neighbours.
   Waste-to-energy: the MRV interval is computed first; late data in an earlier crediting year
   also recomputes the computed intervals of the later years, which credit the decay of that
   year's waste (TOOL04, :meth:`Engine.prior_waste_by_year`).
@@ -30,7 +36,8 @@ from plantmrv.batch import Series
 from plantmrv.influx import InfluxClient, quote_ident, quote_literal
 from plantmrv.lineprotocol import EncodedBodies, encode_wide, series_key
 
-from .config import AnalyticsConfig, ProjectConfig, duration_label
+from . import registry
+from .config import AnalyticsConfig, ProjectConfig, duration_label, role_scale
 from .methodologies import IntervalResults, compute, parameter_defaults, resolve_grid_ef  # noqa: F401 (re-export)
 
 log = logging.getLogger("plantmrv.analytics")
@@ -47,70 +54,47 @@ MRV_FIELDS = (
     "completeness",
     "gap_filled_s",
 )
-#: Roles that are states held until the next sample (report by exception), not rates.
-HOLD_ROLES = ("running", "grid_available")
-_ROLE_ATTRS = (
-    "energy_meter", "power", "flow", "volume_meter", "running", "export_meter", "export_power",
-    "waste_meter", "waste_rate", "aux_fuel_rate", "chlorine_rate", "coagulant_rate", "grid_available",
-)
+def roles_read(project: ProjectConfig) -> set[str]:
+    """The roles :func:`compute` reads for ``project``: per quantity of its methodology the meter
+    when one is configured, else the rate (a power field configured beside an energy meter is
+    not queried: influxd's cost is per raw value), and its state roles."""
+    configured = {r for a in project.assets for r in a.fields.by_role()}
+    m = project.spec
+    out = {r for r in registry.quantity_sources(m, {r: True for r in configured}).values() if r}
+    return out | (set(m.states) & configured)
 
 
 def asset_fields(project: ProjectConfig) -> list[tuple[object, list[tuple[str, str]]]]:
-    """Per asset: [(role, field)] including co-benefit quality fields (role ``quality:<field>``)."""
+    """Per asset: [(role, field)] of the roles read, and co-benefit quality fields (role ``quality:<field>``)."""
+    used = roles_read(project)
     out = []
     for a in project.assets:
-        pairs = []
-        for role in _ROLE_ATTRS:
-            v = getattr(a.fields, role)
-            for f in ([v] if isinstance(v, str) else (v or [])):
-                pairs.append((role, f))
+        pairs = [(role, f) for role, fields in a.fields.by_role().items() if role in used for f in fields]
         for fin, fout in a.fields.quality_pairs.values():
             pairs += [(f"quality:{fin}", fin), (f"quality:{fout}", fout)]
         out.append((a, pairs))
     return out
 
 
-class _RoleProbe(dict):
-    """Signals that record which roles :func:`compute` looks up (iterating counts as all)."""
-
-    def __init__(self, roles):
-        super().__init__({r: [(np.empty(0, np.int64), np.empty(0))] for r in roles})
-        self.read: set[str] = set()
-
-    def __getitem__(self, role):
-        self.read.add(role)
-        return super().__getitem__(role)
-
-    def get(self, role, default=None):
-        self.read.add(role)
-        return super().get(role, default)
-
-    def __contains__(self, role):
-        self.read.add(role)
-        return super().__contains__(role)
-
-    def __iter__(self):
-        self.read.update(self.keys())
-        return super().__iter__()
+#: "No interval is final yet" (a project none of whose sources has reported).
+NEVER_NS = -(2**62)
 
 
-def roles_read(project: ProjectConfig) -> set[str]:
-    """The configured roles :func:`compute` reads for ``project`` (a field configured but unused
-    by the project's baseline, e.g. ``flow`` under ``constant_power_hours`` or ``power`` beside
-    an energy meter, is not queried: influxd's cost is per raw value).
+def _iso(ns: int) -> str:
+    from datetime import datetime, timezone
 
-    Found by running :func:`compute` once on empty signals and recording the roles it looks up:
-    which roles it reads depends on the configuration, not on the data (a test checks that
-    results from these roles alone equal results from all). If that run fails, every role.
-    """
-    roles = {role for _, pairs in asset_fields(project) for role, _ in pairs}
-    probe = _RoleProbe(roles)
-    s = project.monitoring_period.start_ns
-    try:
-        compute(project, probe, np.array([s, s + 3600 * NS], dtype=np.int64), 10.0, resolve_grid_ef(project), None)
-    except Exception:
-        return roles
-    return roles & probe.read
+    return datetime.fromtimestamp(ns / NS, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _runs(starts: list[int], step: int) -> list[tuple[int, int]]:
+    """Consecutive interval starts merged into ``[a, b)`` ranges."""
+    out: list[list[int]] = []
+    for t in sorted(starts):
+        if out and t == out[-1][1]:
+            out[-1][1] = t + step
+        else:
+            out.append([t, t + step])
+    return [(a, b) for a, b in out]
 
 
 def _ranges(starts: list[int], step: int, lo: int, hi: int) -> list[tuple[int, int]]:
@@ -145,8 +129,11 @@ def finite_column(cols: dict, field_name: str) -> tuple[np.ndarray, np.ndarray]:
     return ts[ok], v[ok]
 
 
-def results_bodies(project: ProjectConfig, results: IntervalResults, interval_s: int) -> EncodedBodies:
-    """Line protocol for measurement ``mrv``: one line per interval, NaN fields left out."""
+def results_bodies(project: ProjectConfig, results: IntervalResults, interval_s: int, provisional=None) -> EncodedBodies:
+    """Line protocol for measurement ``mrv``: one line per interval, NaN fields left out.
+
+    ``provisional`` (bool per interval): computed before every source had reported up to the
+    interval's end (the lateness limit); recomputed, and written again as final, later."""
     key = series_key(
         Series.of(
             "mrv",
@@ -169,9 +156,35 @@ def results_bodies(project: ProjectConfig, results: IntervalResults, interval_s:
         "gap_filled_s": results.gap_filled_s,
     }
     cols.update({k: np.asarray(v, dtype=float) for k, v in results.cobenefits.items()})
+    cols["provisional"] = np.zeros(len(results)) if provisional is None else np.asarray(provisional, dtype=float)
     h = results.params_hash.replace('"', "")
     constant = f'params_hash="{h}",credited={"true" if results.credited else "false"}'
     return encode_wide(key, cols, results.start_ns, constant)
+
+
+def _string_field(text: str) -> str:
+    """A line-protocol string field value: quotes and backslashes escaped, one line."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ") + '"'
+
+
+def event_bodies(project: ProjectConfig, results: IntervalResults) -> list[bytes]:
+    """Line protocol for measurement ``mrv_event``: one point per meter event found (rollover,
+    declared replacement or reset applied, undeclared drop, jump), stamped at the start of the
+    segment between the two readings and keyed by the meter (tag ``source`` = asset.field), so a
+    recomputation overwrites it (a drop that is later declared becomes a replacement)."""
+    from plantmrv.lineprotocol import render_floats
+
+    if not results.events:
+        return []
+    evs = sorted({(e.detail.split(":", 1)[0], e.start_ns): e for e in results.events}.items())
+    nums = render_floats(np.array([[(e.end_ns - e.start_ns) / NS, e.amount] for _, e in evs], dtype=float).ravel())
+    lines = []
+    for i, ((src, t), e) in enumerate(evs):
+        key = series_key(Series.of("mrv_event", "", project=project.id, site=project.site, source=src))
+        dur, amount = (bytes(nums[2 * i]).replace(b"\0", b"").decode(), bytes(nums[2 * i + 1]).replace(b"\0", b"").decode())
+        lines.append(f"{key} kind={_string_field(e.kind)},detail={_string_field(e.detail)},duration_s={dur},amount={amount},"
+                     f"counted={'true' if e.counted else 'false'} {int(t)}")
+    return [("\n".join(lines) + "\n").encode()]
 
 
 @dataclass
@@ -179,34 +192,35 @@ class _PollState:
     done_until_ns: int
     counts: dict[int, float] = field(default_factory=dict)  # interval start -> sample count used
     day_closed_ns: int | None = None  # KH_AM002: local midnight up to which days were recomputed closed
+    provisional: set[int] = field(default_factory=set)  # starts of intervals written provisional
 
 
 class Engine:
     """Runs the configured projects against one InfluxDB."""
 
-    def __init__(self, config: AnalyticsConfig, client: InfluxClient, clock: Callable[[], float] = time.time):
+    def __init__(self, config: AnalyticsConfig, client: InfluxClient, clock: Callable[[], float] = time.time, metrics=None):
         self.config = config
         self.client = client
         self.clock = clock
+        self.metrics = metrics  # analytics metrics (watermark gauges, intervals written), optional
         self._ef = {p.id: resolve_grid_ef(p) for p in config.projects}
         for pid, ef in self._ef.items():
             if "placeholder" in ef.source.lower():
                 log.warning("event=grid_ef_placeholder project=%s ef_t_co2_per_mwh=%s source=%r", pid, ef.value_t_co2_per_mwh, ef.source)
         self._state: dict[tuple[str, int], _PollState] = {}
         self._last_late_ns: int | None = None
-        self._roles = {p.id: roles_read(p) for p in config.projects}
+        self._marks: dict[str, int | None] = {}
 
     # ------------------------------------------------------------------ query + compute
 
     def query_signals(self, project: ProjectConfig, start_ns: int, end_ns: int) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
         """Raw samples of the project's asset fields in ``[start_ns, end_ns)`` by role (the roles
-        :func:`compute` reads for the project, see :func:`roles_read`)."""
+        :func:`compute` reads for the project, see :func:`roles_read`), converted from each
+        field's unit to its role's. State roles come with their last sample before the window
+        (and, where the methodology says so, over a wider span: KH_AM002's whole local days)."""
         signals: dict[str, list] = {}
-        used = self._roles.get(project.id)
-        if used is None:
-            used = self._roles[project.id] = roles_read(project)
+        states = set(project.spec.states)
         for asset, pairs in asset_fields(project):
-            pairs = [(role, f) for role, f in pairs if role in used]
             if not pairs:
                 continue
             fields = sorted({f for _, f in pairs})
@@ -214,26 +228,24 @@ class Engine:
             cols = res[0].columns if res else {}
             for role, f in pairs:
                 series = finite_column(cols, f)
-                if role == "grid_available" and project.day_category is not None:
-                    series = self._whole_days(project, asset, f, start_ns, end_ns)
-                elif role in HOLD_ROLES:
-                    series = self._with_state_before(project, asset, f, start_ns, series)
+                if role in states:
+                    span = project.spec.state_span
+                    if span is not None:
+                        a, b = span(project, start_ns, end_ns)
+                        res_s = self.client.query(asset_select(project, asset, quote_ident(f), a, b))
+                        series = self._with_state_before(project, asset, f, a, finite_column(res_s[0].columns if res_s else {}, f))
+                    else:
+                        series = self._with_state_before(project, asset, f, start_ns, series)
+                if not role.startswith("quality:"):
+                    scale = role_scale(f, role)
+                    if scale != 1.0:
+                        series = (series[0], series[1] * scale)
                 signals.setdefault(role, []).append(series)
         return signals
 
-    def _whole_days(self, project: ProjectConfig, asset, field_name: str, start_ns: int, end_ns: int):
-        """KH_AM002: a day's category needs its grid flag over the whole local day, whatever
-        the window: the flag over the local days around ``[start_ns, end_ns)``, with its state
-        at the first midnight."""
-        from .pv import local_day_edges_ns
-
-        days = local_day_edges_ns(start_ns, end_ns, project.day_category.utc_offset_h)
-        res = self.client.query(asset_select(project, asset, quote_ident(field_name), int(days[0]), int(days[-1])))
-        series = finite_column(res[0].columns if res else {}, field_name)
-        return self._with_state_before(project, asset, field_name, int(days[0]), series)
-
     def _with_state_before(self, project: ProjectConfig, asset, field_name: str, start_ns: int, series):
-        """Prepend the last sample before ``start_ns`` (within ``state_hold_max``) to a state signal."""
+        """Prepend the last sample before ``start_ns`` (within ``state_hold_max``) to a state signal
+        (its gaps, longer than ``max_gap_s``, still count as gaps)."""
         hold_from_ns = int(start_ns) - self.config.state_hold_max_s * NS
         res = self.client.query(asset_select(project, asset, f"last({quote_ident(field_name)})", hold_from_ns, start_ns))
         if not res or not len(res[0]):
@@ -335,19 +347,72 @@ class Engine:
             out = (np.asarray(out) + waste_by_crediting_year_t(edges, part.cobenefits["waste_t"], ye, last)).tolist()
         return out
 
-    def write_results(self, project: ProjectConfig, results: IntervalResults, interval_s: int) -> int:
-        encoded = results_bodies(project, results, interval_s)
+    def write_results(self, project: ProjectConfig, results: IntervalResults, interval_s: int, final_until_ns: int | None = None) -> int:
+        """Write the ``mrv`` points (intervals ending after ``final_until_ns`` marked provisional)
+        and, for the MRV interval, the ``mrv_event`` points of the meter events found."""
+        provisional = None
+        if final_until_ns is not None:
+            provisional = results.edges_ns[1:] > final_until_ns
+        encoded = results_bodies(project, results, interval_s, provisional)
         for body in encoded.bodies:
             self.client.write_body(body)
+        if interval_s == self.config.mrv_interval_s:
+            for body in event_bodies(project, results):
+                self.client.write_body(body)
+        if self.metrics is not None and hasattr(self.metrics, "intervals_written"):
+            n_prov = int(np.count_nonzero(provisional)) if provisional is not None else 0
+            if encoded.lines - n_prov:
+                self.metrics.intervals_written(project.id, duration_label(interval_s), False, encoded.lines - n_prov)
+            if n_prov:
+                self.metrics.intervals_written(project.id, duration_label(interval_s), True, n_prov)
         return encoded.lines
 
-    def process(self, project: ProjectConfig, start_ns: int, end_ns: int, interval_s: int) -> IntervalResults:
+    def process(self, project: ProjectConfig, start_ns: int, end_ns: int, interval_s: int, final_until_ns: int | None = None) -> IntervalResults:
         """Compute and write ``[start_ns, end_ns)``; returns the results."""
         res = self.compute_window(project, start_ns, end_ns, interval_s)
-        self.write_results(project, res, interval_s)
+        self.write_results(project, res, interval_s, final_until_ns)
         return res
 
-    # ------------------------------------------------------------------ backfill
+    # ------------------------------------------------------------------ event time
+
+    def watermarks(self) -> dict[str, int | None]:
+        """Per project: the source time up to which every one of its assets has delivered its
+        data (the oldest of its assets' newest ``coverage`` points), or None when an asset has
+        none. An asset no gateway writes coverage for (data written by another tool) counts
+        with its newest raw sample."""
+        out: dict[str, int | None] = {}
+        for p in self.config.projects:
+            keys = [(a.measurement, a.site or p.site, a.asset) for a in p.assets]
+            cond = " OR ".join(
+                f"({quote_ident('measurement')} = {quote_literal(m)} AND {quote_ident('site')} = {quote_literal(site)} AND {quote_ident('asset')} = {quote_literal(asset)})"
+                for m, site, asset in keys
+            )
+            marks: dict[tuple, int] = {}
+            try:
+                res = self.client.query(f"SELECT last({quote_ident('tags_total')}) FROM {quote_ident('coverage')} WHERE {cond} "
+                                        f"GROUP BY {quote_ident('measurement')}, {quote_ident('site')}, {quote_ident('asset')}")
+            except Exception as exc:  # noqa: BLE001 - no coverage measurement yet
+                log.debug("event=watermark_query_failed project=%s error=%s", p.id, str(exc)[:200])
+                res = []
+            for r in res:
+                t = r.columns.get("time")
+                if t is not None and len(t):
+                    marks[(r.tags.get("measurement"), r.tags.get("site"), r.tags.get("asset"))] = int(np.asarray(t)[0])
+            for (m, site, asset), a in zip(keys, p.assets):
+                if (m, site, asset) not in marks:
+                    r = self.client.query(asset_select(p, a, "*", 0, 2**62, " ORDER BY time DESC LIMIT 1"))
+                    if r and len(r[0]):
+                        marks[(m, site, asset)] = int(np.asarray(r[0].columns["time"])[0])
+            out[p.id] = min(marks[k] for k in keys) if all(k in marks for k in keys) else None
+        self._marks = out
+        return out
+
+    def _engine_time_ns(self, marks: dict[str, int | None], wall_ns: int) -> int | None:
+        """The newest source time of any project, never beyond this machine's clock + ``max_clock_skew_s``."""
+        known = [m for m in marks.values() if m is not None]
+        if not known:
+            return None
+        return min(max(known), wall_ns + int(self.config.max_clock_skew_s * NS))
 
     def intervals(self) -> list[int]:
         return sorted({self.config.process_interval_s, self.config.mrv_interval_s})
@@ -386,13 +451,16 @@ class Engine:
 
         written = 0
         waste_cache: dict = {}
+        marks = self.watermarks()
+        settle = int(self.config.settle_s * NS)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             for (p, c0, c1), signals in pool.map(load, tasks):
+                final_until = marks[p.id] - settle if marks.get(p.id) is not None else NEVER_NS
                 for iv in ivs:
                     edges = np.append(np.arange(c0, c1, iv * NS, dtype=np.int64), np.int64(c1))
                     prior = self.prior_waste_by_year(p, c0, c1, waste_cache)
                     res = compute(p, signals, edges, self.config.max_gap_s, self._ef[p.id], prior)
-                    written += self.write_results(p, res, iv)
+                    written += self.write_results(p, res, iv, final_until)
                 if progress:
                     progress(c1 - c0)
         return written
@@ -417,31 +485,49 @@ class Engine:
     def poll(self, now_ns: int | None = None) -> dict[str, int]:
         """One step of continuous mode; returns ``{project/interval: intervals written}``.
 
-        New closed intervals are computed at every poll. Every ``late_data_check_s`` the raw
-        sample counts of the ``late_data_lookback`` window are queried once per project (at the
-        shortest interval, summed up for the longer ones) and compared with the counts each
-        interval was computed from; changed intervals are recomputed with their neighbours,
-        consecutive ones as one range. Waste-to-energy: the MRV interval is computed first (its
-        ``mrv`` points carry the waste :meth:`prior_waste_by_year` reads for later windows);
-        when a recomputed range lies in an earlier crediting year, the later years' computed
-        intervals are recomputed after it (:meth:`_recompute_later_crediting_years`).
+        Event time decides what is computed (:meth:`watermarks`): an interval is final once its
+        project's watermark is ``settle_s`` past its end; it is computed earlier, marked
+        provisional, once the newest source of any project (the engine's event time) is
+        ``lateness`` past its end, and computed again as final when its own watermark passes.
+        ``now_ns`` (default: the clock) is the wall clock, used only for the cadence of the
+        late-data check and to cap a source clock running ahead.
+
+        Every ``late_data_check_s`` the raw sample counts of the ``late_data_lookback`` window
+        are queried once per project (at the shortest interval, summed up for the longer ones)
+        and compared with the counts each interval was computed from; changed intervals are
+        recomputed with their neighbours, consecutive ones as one range. Waste-to-energy: the
+        MRV interval is computed first (its ``mrv`` points carry the waste
+        :meth:`prior_waste_by_year` reads for later windows); when a recomputed range lies in an
+        earlier crediting year, the later years' computed intervals are recomputed after it
+        (:meth:`_recompute_later_crediting_years`).
         """
         now_ns = int(self.clock() * NS) if now_ns is None else now_ns
+        marks = self.watermarks()
+        engine_ns = self._engine_time_ns(marks, now_ns)
+        if self.metrics is not None and hasattr(self.metrics, "watermark"):
+            for pid, m in marks.items():
+                if m is not None:
+                    self.metrics.watermark(pid, m, (now_ns - m) / NS)
+        report: dict[str, int] = {}
+        if engine_ns is None:
+            return report  # no source has reported yet: nothing can close
         settle = int(self.config.settle_s * NS)
+        lateness = self.config.lateness_s * NS
         lookback = self.config.late_data_lookback_s * NS
         ivs = self.intervals()
         late_due = self._last_late_ns is None or now_ns - self._last_late_ns >= int(self.config.late_data_check_s * NS)
         if late_due:
             self._last_late_ns = now_ns
-        report: dict[str, int] = {}
         for project in self.config.projects:
             mp = project.monitoring_period
+            mark = marks.get(project.id)
+            final_until = min(mark - settle, engine_ns) if mark is not None else NEVER_NS
             states = {}
             for iv in ivs:
                 step = iv * NS
                 st = self._state.get((project.id, iv))
                 if st is None:
-                    first = max((mp.start_ns // step) * step, ((now_ns - lookback) // step) * step)
+                    first = max((mp.start_ns // step) * step, ((engine_ns - lookback) // step) * step)
                     st = self._state[(project.id, iv)] = _PollState(done_until_ns=first)
                 states[iv] = (st, max(st.done_until_ns - lookback, (mp.start_ns // step) * step))
             small_counts = None
@@ -456,7 +542,9 @@ class Engine:
             for iv in self._mrv_interval_first(ivs) if project.plant_type == "wte" else ivs:
                 step = iv * NS
                 st, lo = states[iv]
-                end = min(((now_ns - settle) // step) * step, -(-mp.end_ns // step) * step)
+                period_end = -(-mp.end_ns // step) * step
+                end_final = min((final_until // step) * step, period_end)
+                end = max(end_final, min(((engine_ns - lateness) // step) * step, period_end))
                 n = 0
                 if small_counts is not None and st.done_until_ns > lo:
                     counts: dict[int, float] = {}
@@ -466,35 +554,45 @@ class Engine:
                             counts[b] = counts.get(b, 0.0) + c
                     changed = sorted(t for t in set(counts) | {t for t in st.counts if lo <= t < st.done_until_ns} if st.counts.get(t, 0.0) != counts.get(t, 0.0))
                     for a, b in _ranges(changed, step, lo, st.done_until_ns):
-                        self.process(project, a, b, iv)
+                        self.process(project, a, b, iv, final_until)
+                        st.provisional.difference_update(t for t in range(a, b, step) if t + step <= end_final)
                         n += (b - a) // step
                         late_from_ns = a if late_from_ns is None else min(late_from_ns, a)
                     st.counts.update({t: counts.get(t, 0.0) for t in changed})
                     for t in [t for t in st.counts if t < lo]:
                         del st.counts[t]
+                # provisional intervals whose sources have now reported: computed again, final
+                ready = sorted(t for t in st.provisional if t + step <= end_final)
+                for a, b in _runs(ready, step):
+                    self.process(project, a, b, iv, final_until)
+                    n += (b - a) // step
+                st.provisional.difference_update(ready)
                 if end > st.done_until_ns:
                     # count first: data landing between count and compute only causes a recompute
                     counts = self._counts(project, st.done_until_ns, end, iv)
-                    self.process(project, st.done_until_ns, end, iv)
+                    self.process(project, st.done_until_ns, end, iv, final_until)
                     st.counts.update(counts)
+                    st.provisional.update(range(max(st.done_until_ns, end_final), end, step))
                     n += (end - st.done_until_ns) // step
                     st.done_until_ns = end
                 if project.day_category is not None:
-                    n += self._recompute_closed_days(project, st, iv)
+                    n += self._recompute_closed_days(project, st, iv, final_until)
                 written[iv] = n
             if late_from_ns is not None and project.plant_type == "wte":
-                for iv, n in self._recompute_later_crediting_years(project, late_from_ns, {iv: st for iv, (st, _) in states.items()}).items():
+                for iv, n in self._recompute_later_crediting_years(project, late_from_ns, {iv: st for iv, (st, _) in states.items()}, final_until).items():
                     written[iv] += n
             for iv, n in written.items():
                 report[f"{project.id}/{duration_label(iv)}"] = n
                 if n:
-                    log.info("event=mrv_computed project=%s interval=%s intervals=%d", project.id, duration_label(iv), n)
+                    log.info("event=mrv_computed project=%s interval=%s intervals=%d provisional=%d watermark=%s", project.id, duration_label(iv), n,
+                             len(states[iv][0].provisional), _iso(mark) if mark is not None else "none")
         return report
 
     def _mrv_interval_first(self, interval_s: Iterable[int]) -> list[int]:
         return sorted(interval_s, key=lambda iv: iv != self.config.mrv_interval_s)
 
-    def _recompute_later_crediting_years(self, project: ProjectConfig, changed_from_ns: int, states: dict[int, _PollState]) -> dict[int, int]:
+    def _recompute_later_crediting_years(self, project: ProjectConfig, changed_from_ns: int, states: dict[int, _PollState],
+                                         final_until_ns: int | None = None) -> dict[int, int]:
         """Waste-to-energy: late data recomputed from ``changed_from_ns`` changed the waste of
         its crediting year, whose decay every later year credits (TOOL04's tail, read back by
         :meth:`prior_waste_by_year`). The intervals of the later years computed so far (up to
@@ -514,11 +612,11 @@ class Engine:
             step = iv * NS
             a, b = (next_year_ns // step) * step, states[iv].done_until_ns
             if b > a:
-                self.process(project, a, b, iv)
+                self.process(project, a, b, iv, final_until_ns)
                 out[iv] = (b - a) // step
         return out
 
-    def _recompute_closed_days(self, project: ProjectConfig, st: _PollState, interval_s: int) -> int:
+    def _recompute_closed_days(self, project: ProjectConfig, st: _PollState, interval_s: int, final_until_ns: int | None = None) -> int:
         """KH_AM002: an interval computed while its day was open took the conservative EF of a
         partly unknown day; once the local day has closed (all its intervals computed), its
         intervals are computed again with the day's category. Returns intervals written."""
@@ -533,7 +631,7 @@ class Engine:
             return 0
         step = interval_s * NS
         a = (max(st.day_closed_ns, closed - DAY_NS) // step) * step
-        self.process(project, a, closed, interval_s)
+        self.process(project, a, closed, interval_s, final_until_ns)
         st.day_closed_ns = closed
         return (closed - a) // step
 
@@ -581,7 +679,7 @@ def period_reports(engine: Engine, by: str = "monitoring") -> list:
 
         common = dict(
             energy_saved_kwh=col("energy_saved_kwh"), completeness=col("completeness"), gap_filled_s=col("gap_filled_s"),
-            japan_share=p.japan_share, rounding=p.rounding, credited=p.plant_type != "ubcf", city=p.city, country=p.country,
+            japan_share=p.japan_share, rounding=p.rounding, credited=p.spec.credited, city=p.city, country=p.country,
         )
         # an interval never computed counts as missing (completeness 0) in the period's completeness
         expected = max(1, -(-(mp.end_ns - mp.start_ns) // (iv * NS)))
@@ -597,5 +695,8 @@ def period_reports(engine: Engine, by: str = "monitoring") -> list:
             r.cobenefits = cob
             out.append(r)
         elif n:
-            out += reports_by(by, p.id, ts, iv, col("reference_t_co2"), col("project_t_co2"), **common)
+            from .config import check_report_alignment
+
+            check_report_alignment(p, iv, by)
+            out += reports_by(by, p.id, ts, iv, col("reference_t_co2"), col("project_t_co2"), zone=p.zone, **common)
     return out

@@ -1,15 +1,21 @@
-"""From a project's raw signals to interval results: the per-plant-type glue, still pure numpy.
+"""From a project's raw signals to interval results, through the methodology registry (pure numpy).
 
 :func:`compute` takes a :class:`~plantmrv.analytics.config.ProjectConfig`, the raw samples of
-its assets by role (``energy_meter``, ``power``, ``volume_meter``, ...), interval edges and the
-grid emission factor, and returns :class:`IntervalResults`: reference / project energy and
-emissions, reductions, completeness and gap-filled seconds per interval, plus co-benefits.
-No I/O: the engine (:mod:`.engine`) queries InfluxDB and writes the results.
+its assets by role (``energy_meter``, ``power``, ``volume_meter``, ...; in each role's unit,
+in the order of :func:`role_fields`), interval edges and the grid emission factor, and returns
+:class:`IntervalResults`: reference / project energy and emissions, reductions, completeness,
+gap seconds and co-benefits per interval, the meter events and the gap spans. No I/O: the
+engine (:mod:`.engine`) queries InfluxDB and writes the results.
 
-Missing and bad-quality data follow the conservative rule of :mod:`.common`
-(``methodologies.md`` section 1): the reference side counts only covered time; the project side
-counts its covered energy plus, over missing time, the larger of what a meter measured across
-the gap and the highest observed rate (or the project's configured maximum plausible rate).
+What is plant-type specific lives in the methodology's module and reaches this driver through
+the registry (:mod:`.registry`): the quantities it needs and on which side of ER they sit, its
+parameters, its compute function. The driver integrates every quantity from its meter (or
+rate), applies declared meter events, refuses undeclared drops and jumps (they become gaps),
+and applies the conservative rule of ``methodologies.md`` section 1 the same way for every
+methodology: a reference quantity counts covered time only; a project quantity adds, over its
+gaps, the larger of its meter's increment across the gap and the configured maximum plausible
+rate. Neither depends on how the computation is cut into windows. Completeness and
+``gap_filled_s`` count the union of the gaps of every input.
 """
 
 from __future__ import annotations
@@ -19,29 +25,19 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from . import baselines, pumps, pv, ubcf, vsd, wte
-from .common import FILL_METHOD, conservative_fill, emissions_t_co2, highest_rate_kw
+from . import registry
+from .amounts import IntervalAmount, _gap_spans, integrate_meter, integrate_rate, merge_spans, union_gap_s
+from .common import FILL_METHOD
 from .emission_factors import EmissionFactor, default_table
-from .energy import IntervalEnergy, energy_from_meter, energy_from_power, held_mean_per_interval, mean_per_interval
-from .parameters import params_hash, values
+from .parameters import params_hash
 
 Series = tuple[np.ndarray, np.ndarray]  # (ts_ns, values)
-
-_DEFAULTS = {
-    "pump": pumps.PumpParameters,
-    "vsd": vsd.VSDParameters,
-    "wte": wte.WtEParameters,
-    "ubcf": ubcf.UBCFParameters,
-    "pv": pv.PVParameters,
-}
+NS = 1_000_000_000
 
 
-def parameter_defaults(plant_type: str):
+def parameter_defaults(plant_type: str, baseline: str | None = None):
     """The methodology's default parameter set for a plant type."""
-    try:
-        return _DEFAULTS[plant_type]()
-    except KeyError:
-        raise ValueError(f"plant_type {plant_type!r} unknown; choose one of {', '.join(_DEFAULTS)}") from None
+    return registry.get(plant_type, baseline).parameters()
 
 
 @dataclass
@@ -59,6 +55,8 @@ class IntervalResults:
     credited: bool = True
     fill_method: str = FILL_METHOD
     cobenefits: dict[str, np.ndarray] = field(default_factory=dict)
+    events: list = field(default_factory=list)  # MeterEventFound of every meter
+    gap_spans_ns: np.ndarray = field(default_factory=lambda: np.empty((0, 2), np.int64))  # union of every input's gaps
 
     @property
     def energy_saved_kwh(self) -> np.ndarray:
@@ -80,45 +78,41 @@ def resolve_grid_ef(project) -> EmissionFactor:
     """The project's grid emission factor (explicit value or a row of the shipped table)."""
     g = project.grid_ef
     if g.value is not None:
-        return EmissionFactor(g.country or "", g.grid or "", g.year or 0, g.kind or "explicit", g.value, g.source)
-    return default_table().lookup(g.country, g.grid, g.year, g.kind, g.generation_type)
+        return EmissionFactor(g.country or "", g.grid or "", g.year or 0, g.kind or "explicit", g.value_t_co2_per_mwh, g.source)
+    return default_table().lookup(g.country, g.grid, g.year, g.kind, project.generation_type)
 
 
-def _sum_energy(parts: Sequence[IntervalEnergy], nint: int) -> IntervalEnergy:
-    if not parts:
-        z = np.zeros(nint)
-        return IntervalEnergy(z, z.copy(), z.copy(), z.copy())
-    return IntervalEnergy(
-        np.sum([p.energy_kwh for p in parts], axis=0),
-        np.min([p.covered_s for p in parts], axis=0),
-        np.max([p.gap_s for p in parts], axis=0),
-        np.sum([p.gap_energy_kwh for p in parts], axis=0),
-    )
+def role_fields(project) -> dict[str, list[tuple[object, str]]]:
+    """``{role: [(asset, field), ...]}`` in the order the engine lists a role's signals."""
+    out: dict[str, list] = {}
+    for a in project.assets:
+        for role, fields in a.fields.by_role().items():
+            out.setdefault(role, []).extend((a, f) for f in fields)
+    return out
 
 
-def _integrate(signals, meter_role, rate_role, edges, max_gap_s, rollover_at=None, required=True, what="") -> IntervalEnergy | None:
-    """Interval amounts from a cumulative register role, else by integrating a rate role."""
+def _integrate_role(project, role: str, series: Sequence[Series], edges, max_gap_s: float, params, max_rate_default: float | None):
+    """One role's signals integrated and summed over its fields: (amount, covered, gap spans, gap amount, events)."""
+    fields = role_fields(project).get(role, [])
+    kind = registry.role(role).kind
+    parts: list[IntervalAmount] = []
+    for i, (ts, v) in enumerate(series):
+        asset, fname = fields[i] if i < len(fields) else (None, role)
+        if kind == "meter":
+            max_rate = (asset.max_rate_per_h(fname, role) if asset is not None else None) or max_rate_default
+            parts.append(integrate_meter(ts, v, edges, max_gap_s, getattr(asset, "rollover_at", None), events=asset.events_of(fname) if asset is not None else (),
+                                         max_rate_per_h=max_rate, field_name=f"{getattr(asset, 'asset', '?')}.{fname}"))
+        else:
+            if role == "running":  # a flag counts as running above the methodology's threshold
+                thr = getattr(params, "running_threshold", None)
+                v = np.where(np.isfinite(v), (np.asarray(v, float) > (thr.value if thr is not None else 0.5)).astype(float), np.nan)
+            parts.append(integrate_rate(ts, v, edges, max_gap_s))
     nint = len(edges) - 1
-    if signals.get(meter_role):
-        parts = [energy_from_meter(ts, v, edges, max_gap_s, rollover_at) for ts, v in signals[meter_role]]
-        return _sum_energy(parts, nint)
-    if rate_role and signals.get(rate_role):
-        parts = [energy_from_power(ts, v, edges, max_gap_s) for ts, v in signals[rate_role]]
-        return _sum_energy(parts, nint)
-    if required:
-        # configured but no data at all: everything is a gap
-        z = np.zeros(nint)
-        return IntervalEnergy(z, z.copy(), np.diff(edges) / 1e9, z.copy())
-    return None
-
-
-def _project_side(e: IntervalEnergy, fill_rate_kw: float | None):
-    """Covered energy plus the conservative fill of missing time; returns (energy, filled_s)."""
-    rate = fill_rate_kw if fill_rate_kw is not None else highest_rate_kw(e.energy_kwh, e.covered_s)
-    _, filled, gap = conservative_fill(e.energy_kwh, e.energy_kwh, e.gap_s, rate)
-    # a meter that measured across the gap may say more: take the higher (project side high)
-    filled = np.maximum(filled, e.energy_kwh + e.gap_energy_kwh)
-    return filled, gap
+    if not parts:  # configured but no data at all: everything is a gap
+        return np.zeros(nint), np.array([[int(edges[0]), int(edges[-1])]], np.int64), np.zeros(nint), []
+    spans = merge_spans([p.gap_spans_ns for p in parts])
+    return (np.sum([p.amount for p in parts], axis=0), spans, np.sum([p.gap_amount for p in parts], axis=0),
+            [e for p in parts for e in p.events])
 
 
 def compute(
@@ -134,15 +128,16 @@ def compute(
     Parameters
     ----------
     project : ProjectConfig
-    signals : mapping role -> list of (ts_ns, values)  One entry per configured asset field
-        (roles as in :class:`~plantmrv.analytics.config.AssetFields`); BAD samples already removed
+    signals : mapping role -> list of (ts_ns, values)  One entry per configured asset field, in
+        the order of :func:`role_fields`, values in the role's unit (the engine converts from the
+        field's unit); BAD samples already removed; state roles with their last sample before
+        the window; quality-pair fields under ``quality:<field>``
     edges_ns : array of int64  Interval edges [ns]
     max_gap_s : float  Longest spacing bridged [s]
     ef : EmissionFactor, optional  Grid factor; resolved from the project's config if omitted
     prior_waste_t_by_year : sequence of float, optional  Waste-to-energy: waste diverted in
         each crediting year (0 = the first) *outside* ``edges_ns`` [t], whose decay in later
-        years (TOOL04's y > x terms) is credited; the window's own waste is added here. None:
-        no waste outside the window
+        years (TOOL04's y > x terms) is credited. None: no waste outside the window
 
     Returns
     -------
@@ -150,123 +145,53 @@ def compute(
     """
     edges = np.asarray(edges_ns, dtype=np.int64)
     ef = ef or resolve_grid_ef(project)
-    ef_v = ef.value_t_co2_per_mwh
+    m = project.spec
     params = project.parameter_set
-    pv_ = values(params)
-    rollover = next((a.rollover_at for a in project.assets if a.rollover_at), None)
-    fill_rate = project.project_fill_rate_kw.value if project.project_fill_rate_kw else None
-    h = params_hash(project.plant_type, project.baseline, project.methodology, params, ef.value_t_co2_per_mwh, ef.source, max_gap_s, fill_rate, *([project.day_category] if project.day_category is not None else []))
-    cob: dict[str, np.ndarray] = {}
     length_s = np.diff(edges) / 1e9
-    credited = True
-    t = project.plant_type
-    base = project.baseline
-
-    if t in ("pump", "vsd", "ubcf"):
-        e = _integrate(signals, "energy_meter", "power", edges, max_gap_s, rollover)
-        proj_kwh, gap = _project_side(e, fill_rate)
-        coverage = e.covered_s
-        if base == "efficiency_ratio":
-            ref_kwh = baselines.efficiency_ratio(e.energy_kwh, pv_["eta_project"], pv_["eta_reference"])
-        elif base == "specific_energy":
-            vol = _integrate(signals, "volume_meter", "flow", edges, max_gap_s, rollover)
-            sec = pv_["sec_baseline_kwh_per_m3"]
-            if sec is None:
-                raise ValueError(f"projects[{project.id}].parameters.sec_baseline_kwh_per_m3: required by baseline specific_energy")
-            ref_kwh = baselines.specific_energy(vol.energy_kwh, sec)
-            coverage = np.minimum(coverage, vol.covered_s)
-            cob["volume_m3"] = vol.energy_kwh
-        elif base == "constant_power_hours":
-            p_bl = pv_["baseline_power_kw"]
-            if p_bl is None:
-                raise ValueError(f"projects[{project.id}].parameters.baseline_power_kw: required by baseline constant_power_hours")
-            if signals.get("running") and any(len(ts) for ts, _ in signals["running"]):
-                # a state flag holds its last value (report by exception); counted only over
-                # time the energy data cover (reference low over missing time)
-                fracs = [held_mean_per_interval(ts, (v > pv_["running_threshold"]).astype(float), edges)[0] for ts, v in signals["running"]]
-                hours = np.mean(fracs, axis=0) * e.covered_s / 3600.0
-            else:
-                hours = e.covered_s / 3600.0
-            ref_kwh = baselines.constant_power_hours(hours, p_bl)
-            cob["operating_h"] = np.asarray(hours, dtype=float)
+    amounts: dict[str, np.ndarray] = {}
+    covered: dict[str, np.ndarray] = {}
+    all_spans: list[np.ndarray] = []
+    events: list = []
+    cache: dict[str, tuple] = {}
+    configured = {r: True for a in project.assets for r in a.fields.by_role()}
+    sources = registry.quantity_sources(m, configured)
+    for q in m.quantities:
+        role = sources[q.name]
+        if role is None:  # an optional quantity the project does not measure
+            continue
+        fill_rate = getattr(params, q.fill).value if q.fill else None
+        if role not in cache:  # configured without any sample: the whole window is a gap
+            cache[role] = _integrate_role(project, role, signals.get(role) or [], edges, max_gap_s, params,
+                                          fill_rate if q.side == "project" else None)
+            events += cache[role][3]
+        amount, spans, gap_amount, _ = cache[role]
+        gap_s = union_gap_s([spans], edges)
+        all_spans.append(spans)
+        covered[q.name] = amount
+        if q.side == "project":
+            amounts[q.name] = amount + np.maximum(gap_s / 3600.0 * (fill_rate or 0.0), gap_amount)
         else:
-            raise ValueError(f"projects[{project.id}].baseline: {base!r} does not apply to {t}")
-        if t == "ubcf":
-            credited = ubcf.CREDITED
-            for role, name in (("chlorine_rate", "chlorine_kg"), ("coagulant_rate", "coagulant_kg")):
-                c = _integrate(signals, "", role, edges, max_gap_s, required=False)
-                if c is not None:
-                    cob[name] = c.energy_kwh
-            for kpi, (fin, fout) in _quality_pairs(project).items():
-                cin = signals.get(f"quality:{fin}")
-                cout = signals.get(f"quality:{fout}")
-                if cin and cout:
-                    mi, _ = mean_per_interval(*cin[0], edges)
-                    mo, _ = mean_per_interval(*cout[0], edges)
-                    cob[f"{kpi}_removal"] = ubcf.removal_fraction(mi, mo)
-        ref_t = emissions_t_co2(ref_kwh, ef_v)
-        proj_t = emissions_t_co2(proj_kwh, ef_v)
-    elif t == "pv":
-        g = _integrate(signals, "export_meter", "export_power", edges, max_gap_s, rollover)
-        ref_kwh = baselines.generation(g.energy_kwh)  # a missing interval generates 0 (reference low)
-        proj_kwh = np.zeros_like(ref_kwh)
-        ef_interval = ef_v
-        if project.day_category is not None:
-            # KH_AM002: the EF of the local day d of each interval by the day's category
-            days = pv.local_day_edges_ns(int(edges[0]), int(edges[-1]), project.day_category.utc_offset_h)
-            flags = signals.get("grid_available") or []
-            if flags:
-                per_flag = np.array([pv.day_categories(ts, v, days) for ts, v in flags])
-                cats = np.where(np.all(per_flag == per_flag[0], axis=0), per_flag[0], pv.MIXED_DAY)
-            else:
-                cats = np.full(len(days) - 1, pv.MIXED_DAY)
-            day_of = np.clip(np.searchsorted(days, edges[:-1], side="right") - 1, 0, len(days) - 2)
-            ef_interval = pv.ef_by_day_category(cats[day_of], ef_v, pv_["ef_diesel_t_co2_per_mwh"])
-        ref_t = pv.reference_emissions_t_co2(ref_kwh, ef_interval)
-        proj_t = pv.project_emissions_t_co2(ref_kwh)
-        coverage, gap = g.covered_s, g.gap_s
-    elif t == "wte":
-        w = _integrate(signals, "waste_meter", "waste_rate", edges, max_gap_s, rollover)
-        g = _integrate(signals, "export_meter", "export_power", edges, max_gap_s, rollover)
-        fuel = _integrate(signals, "", "aux_fuel_rate", edges, max_gap_s, required=False)
-        ref_kwh = np.maximum(g.energy_kwh, 0.0)
-        proj_kwh = np.zeros_like(ref_kwh)
-        waste_t = w.energy_kwh  # covered only: waste of a missing interval is not credited
-        # plastics burned in missing time still count in PE (project side high)
-        waste_burned_t = np.maximum(w.energy_kwh + w.gap_energy_kwh, conservative_fill(0, w.energy_kwh, w.gap_s, highest_rate_kw(w.energy_kwh, w.covered_s))[1])
-        fuel_t = np.zeros_like(ref_kwh)
-        if fuel is not None:
-            fuel_kg, _ = _project_side(fuel, None)
-            fuel_t = fuel_kg / 1000.0
-        # TOOL04: the first-year decay of the interval's own waste, plus the decay in this
-        # crediting year of the waste diverted in earlier years (the tail)
-        year_edges = wte.crediting_year_edges_ns(project.crediting_start_ns, int(edges[-1]))
-        n_years = len(year_edges) - 1
-        waste_by_year = wte.waste_by_crediting_year_t(edges, waste_t, year_edges, n_years)
-        if prior_waste_t_by_year is not None:
-            given = np.asarray(prior_waste_t_by_year, dtype=float)[:n_years]
-            waste_by_year[: len(given)] += given
-        tail_t = wte.methane_tail_t_co2e(edges, year_edges, waste_by_year, params)
-        ch4_t = wte.methane_avoided_t_co2e(waste_t, params) + tail_t
-        ref_t = ch4_t + wte.electricity_displaced_t_co2(ref_kwh, ef_v)
-        proj_t = wte.project_emissions_t_co2(waste_burned_t, fuel_t, 0.0, ef_v, params)
-        coverage = np.minimum(w.covered_s, g.covered_s)
-        gap = length_s - coverage
-        cob.update(waste_t=waste_t, methane_avoided_t_co2e=ch4_t, net_export_kwh=ref_kwh)
-    else:  # pragma: no cover - config validation prevents it
-        raise ValueError(f"plant_type {t!r} unknown")
-
-    if project.electricity_price_per_kwh is not None and t != "wte":
-        cob["electricity_cost_saved"] = (ref_kwh - proj_kwh) * project.electricity_price_per_kwh.value
-    completeness = np.divide(coverage, length_s, out=np.zeros_like(length_s), where=length_s > 0)
+            amounts[q.name] = amount
+    states = {r: list(signals.get(r) or []) for r in m.states if signals.get(r)}
+    for r, series in states.items():  # a state's own gaps count too (its samples held up to the hold limit)
+        max_gap_ns = int(round(max_gap_s * NS))
+        for ts, v in series:
+            ts = np.asarray(ts, np.int64)[np.isfinite(np.asarray(v, float))]
+            all_spans.append(_gap_spans(ts, edges, np.ones(1), lambda seg, dt: dt <= max_gap_ns))
+    extra = {k: v for k, v in signals.items() if k.startswith("quality:")}
+    inp = registry.Inputs(project, edges, amounts, covered, states, params, ef.value_t_co2_per_mwh, prior_waste_t_by_year, extra, max_gap_s)
+    out = m.compute(inp)
+    union = merge_spans(all_spans)
+    gap = union_gap_s([union], edges)
+    cob = dict(out.cobenefits)
+    if project.electricity_price_per_kwh is not None and m.plant_type != "wte":
+        cob["electricity_cost_saved"] = (np.asarray(out.reference_energy_kwh) - np.asarray(out.project_energy_kwh)) * project.electricity_price_per_kwh.value
+    completeness = np.divide(length_s - gap, length_s, out=np.zeros_like(length_s), where=length_s > 0)
+    meters = [(a.asset, a.rollover_at, sorted(a.max_rate), [e.model_dump(mode="json") for e in a.meter_events]) for a in project.assets]
+    h = params_hash(m.key, project.methodology, params, ef.value_t_co2_per_mwh, ef.source, max_gap_s, meters,
+                    *([project.day_category] if project.day_category is not None else []))
     return IntervalResults(
-        edges, np.asarray(ref_kwh, float), np.asarray(proj_kwh, float), np.asarray(ref_t, float), np.asarray(proj_t, float),
-        np.clip(completeness, 0.0, 1.0), np.asarray(gap, float), h, credited, FILL_METHOD, cob,
+        edges, np.asarray(out.reference_energy_kwh, float), np.asarray(out.project_energy_kwh, float), np.asarray(out.reference_t_co2, float),
+        np.asarray(out.project_t_co2, float), np.clip(completeness, 0.0, 1.0), np.asarray(gap, float), h, m.credited, FILL_METHOD, cob,
+        events, union,
     )
-
-
-def _quality_pairs(project) -> dict[str, tuple[str, str]]:
-    out = {}
-    for a in project.assets:
-        out.update(a.fields.quality_pairs)
-    return out

@@ -61,22 +61,36 @@ def round_reported_t_co2(total_t_co2: float, scheme: str = "jcm") -> float:
     return total
 
 
-def calendar_year(ts_ns, tz_offset_h: float = 0.0) -> np.ndarray:
-    """Calendar year of each timestamp (local time = UTC + ``tz_offset_h``)."""
-    t = (np.asarray(ts_ns, dtype=np.int64) + np.int64(round(tz_offset_h * 3600)) * NS_PER_S).astype("datetime64[ns]")
-    return t.astype("datetime64[Y]").astype(np.int64) + 1970
+def _year_starts_ns(zone, first_year: int, last_year: int, month: int) -> np.ndarray:
+    """UTC ns of local midnight on the 1st of ``month`` for each year (``zone`` a tzinfo)."""
+    from datetime import datetime
+
+    return np.array([int(datetime(y, month, 1, tzinfo=zone).timestamp()) * NS_PER_S for y in range(first_year, last_year + 1)], np.int64)
 
 
-def japanese_fiscal_year(ts_ns, tz_offset_h: float = 9.0) -> np.ndarray:
-    """Japanese fiscal year (1 April - 31 March) labelled by its starting year.
+def _local_year(ts_ns, zone, month: int) -> np.ndarray:
+    """The year whose local ``month``-1 midnight is the latest at or before each timestamp."""
+    ts = np.asarray(ts_ns, dtype=np.int64)
+    if not len(ts):
+        return np.zeros(0, np.int64)
+    lo = int(ts.min() // (365 * 86400 * NS_PER_S)) + 1970 - 2
+    hi = int(ts.max() // (365 * 86400 * NS_PER_S)) + 1970 + 2
+    starts = _year_starts_ns(zone, lo, hi, month)
+    return lo + np.searchsorted(starts, ts, side="right") - 1
 
-    ``tz_offset_h`` defaults to JST (+9 h), in which the fiscal year is defined.
-    """
-    t = (np.asarray(ts_ns, dtype=np.int64) + np.int64(round(tz_offset_h * 3600)) * NS_PER_S).astype("datetime64[ns]")
-    months = t.astype("datetime64[M]").astype(np.int64)  # months since 1970-01
-    year = months // 12 + 1970
-    month = months % 12 + 1
-    return np.where(month >= 4, year, year - 1)
+
+def calendar_year(ts_ns, zone=None) -> np.ndarray:
+    """Calendar year of each timestamp in ``zone`` (a tzinfo, e.g. ``ZoneInfo("Asia/Yangon")``; UTC by default)."""
+    from datetime import timezone
+
+    return _local_year(ts_ns, zone or timezone.utc, 1)
+
+
+def japanese_fiscal_year(ts_ns) -> np.ndarray:
+    """Japanese fiscal year (1 April 00:00 JST - 31 March) labelled by its starting year."""
+    from datetime import timedelta, timezone
+
+    return _local_year(ts_ns, timezone(timedelta(hours=9), "JST"), 4)
 
 
 @dataclass
@@ -178,16 +192,18 @@ def reports_by(
     interval_s,
     reference_t_co2,
     project_t_co2,
-    tz_offset_h: float = 0.0,
+    zone=None,
     **kwargs,
 ) -> list[PeriodReport]:
-    """Period reports per ``kind`` = ``fiscal_year`` (Japanese, JST) or ``calendar_year``."""
+    """Period reports per ``kind`` = ``fiscal_year`` (Japanese, JST) or ``calendar_year`` (in
+    ``zone``, the project's time zone). Intervals are assigned by their start, which is exact
+    when they align with the boundaries (:func:`plantmrv.analytics.config.check_report_alignment`)."""
     ts = np.asarray(interval_start_ns, dtype=np.int64)
     if kind == "fiscal_year":
         labels = japanese_fiscal_year(ts)
         name = "FY{}"
     elif kind == "calendar_year":
-        labels = calendar_year(ts, tz_offset_h)
+        labels = calendar_year(ts, zone)
         name = "CY{}"
     else:
         raise ValueError(f"report kind {kind!r}: use fiscal_year or calendar_year")

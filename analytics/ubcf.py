@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .baselines import specific_energy
-from .common import emission_reductions_t_co2, emissions_t_co2
+from .common import ELECTRICITY_FORMULAS, FILL_FORMULA, PERIOD_FORMULAS, emission_reductions_t_co2, emissions_t_co2, fill_power_param
 from .parameters import Param
+from .registry import Formula, Inputs, Methodology, Outputs, Quantity, register
 
 CREDITED = False
 LABEL = "NOT CREDITED: no crediting methodology exists for U-BCF; KPIs against a declared baseline"
@@ -42,6 +43,7 @@ class UBCFParameters:
     coagulant_baseline_kg_per_m3: Param = field(default_factory=lambda: Param(None, "kg/m3", "none shipped: the project's pre-project coagulant dose", "B", "", "Baseline coagulant per m3"))
     chlorine_ef_t_co2_per_t: Param = field(default_factory=lambda: Param(None, "tCO2/t", "empty by default (methodologies.md s.3): no CO2 shown for chemicals", "A", "", "CO2 per tonne of chlorine"))
     coagulant_ef_t_co2_per_t: Param = field(default_factory=lambda: Param(None, "tCO2/t", "empty by default (methodologies.md s.3): no CO2 shown for chemicals", "A", "", "CO2 per tonne of coagulant"))
+    fill_power_kw: Param = field(default_factory=lambda: fill_power_param("plant's pumps and blowers"))
 
 
 def specific_energy_kwh_per_m3(energy_kwh, volume_m3):
@@ -90,3 +92,51 @@ def removal_fraction(inflow_mg_per_l, outflow_mg_per_l):
     cout = np.asarray(outflow_mg_per_l, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(cin > 0, 1.0 - cout / np.where(cin > 0, cin, 1.0), np.nan)
+
+
+# --------------------------------------------------------------------------- registry
+
+def compute_kpis(inp: Inputs) -> Outputs:
+    """U-BCF KPIs against the declared baseline (NOT CREDITED): energy, chemicals, water quality."""
+    vol = inp.covered["volume"]
+    ref_kwh = reference_energy_kwh(vol, inp.value("sec_baseline_kwh_per_m3"))
+    proj_kwh = inp.amounts["project_energy"]
+    ef = inp.ef_t_co2_per_mwh
+    cob = {"volume_m3": vol}
+    for q, name in (("chlorine", "chlorine_kg"), ("coagulant", "coagulant_kg")):
+        if q in inp.covered:
+            cob[name] = inp.covered[q]
+    from .amounts import mean_per_interval
+
+    for kpi, (fin, fout) in _quality_pairs(inp.project).items():
+        cin, cout = inp.extra_signals.get(f"quality:{fin}"), inp.extra_signals.get(f"quality:{fout}")
+        if cin and cout:
+            mi, _ = mean_per_interval(*cin[0], inp.edges_ns)
+            mo, _ = mean_per_interval(*cout[0], inp.edges_ns)
+            cob[f"{kpi}_removal"] = removal_fraction(mi, mo)
+    return Outputs(ref_kwh, proj_kwh, reference_emissions_t_co2(vol, inp.value("sec_baseline_kwh_per_m3"), ef), project_emissions_t_co2(proj_kwh, ef), cob)
+
+
+def _quality_pairs(project) -> dict[str, tuple[str, str]]:
+    out = {}
+    for a in project.assets:
+        out.update(a.fields.quality_pairs)
+    return out
+
+
+register(Methodology(
+    plant_type="ubcf", baseline="specific_energy", title="U-BCF drinking-water pre-treatment (KPIs, not credited)", credited=CREDITED,
+    quantities=(
+        Quantity("project_energy", "kWh", "energy_meter", "power", "project", "E_PJ", "Electricity of pumps and blowers", fill="fill_power_kw"),
+        Quantity("volume", "m3", "volume_meter", "flow", "reference", "V", "Water treated"),
+        Quantity("chlorine", "kg", None, "chlorine_rate", "kpi", "Cl", "Chlorine dosed (co-benefit)", required=False),
+        Quantity("coagulant", "kg", None, "coagulant_rate", "kpi", "Coag", "Coagulant dosed (co-benefit)", required=False),
+    ),
+    parameters=UBCFParameters, required_parameters=("sec_baseline_kwh_per_m3", "fill_power_kw"),
+    formulas=(
+        Formula("E_RE,i", "E_RE,i = SEC_BL x V_i,covered", "Declared-baseline energy for the water treated over covered time [kWh] (NOT CREDITED)", "form"),
+        FILL_FORMULA, *ELECTRICITY_FORMULAS, *PERIOD_FORMULAS,
+        Formula("removal_i", "removal_i = 1 - mean(C_out,i) / mean(C_in,i)", "Co-benefit: ammonium / turbidity / manganese removal [-]", "form"),
+    ),
+    compute=compute_kpis, source="methodologies.md s.3 'U-BCF drinking-water pre-treatment': no crediting methodology exists; KPIs", label=LABEL,
+))

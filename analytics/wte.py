@@ -45,8 +45,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .baselines import fod_methane
-from .common import emission_reductions_t_co2, emissions_t_co2
+from .common import PERIOD_FORMULAS, emission_reductions_t_co2, emissions_t_co2
 from .parameters import Param
+from .registry import Formula, Inputs, Methodology, Outputs, Quantity, register
 
 C_TO_CO2 = 44.0 / 12.0  # [published]
 WASTE_TYPES = ("food", "paper", "wood", "textiles", "garden")
@@ -82,7 +83,10 @@ class WtEParameters:
     fcc_plastic: Param = field(default_factory=lambda: Param(0.75, "-", "IPCC 2006 Vol.5 Table 2.4 plastics total carbon content, wet, as recalled: NOT verified here", "A", "FCC_j", "Carbon content of plastics (wet)"))
     ffc_plastic: Param = field(default_factory=lambda: Param(1.0, "-", "IPCC 2006 Vol.5 Table 2.4 plastics fossil carbon fraction, as recalled: NOT verified here", "A", "FFC_j", "Fossil fraction of the carbon"))
     of: Param = field(default_factory=lambda: Param(1.0, "-", "IPCC 2006 Vol.5 Ch.5 oxidation factor of MSW incineration, as recalled: NOT verified here", "A", "OF", "Oxidation factor of combustion"))
-    aux_fuel_ef_t_co2_per_t: Param = field(default_factory=lambda: Param(3.186, "tCO2/t", "IPCC 2006 Vol.2 diesel (gas/diesel oil) 74.1 tCO2/TJ x NCV 43.0 GJ/t, as recalled: NOT verified here", "A", "EF_FC", "CO2 per tonne of auxiliary fuel"))
+    aux_fuel_ef_t_co2_per_t: Param = field(default_factory=lambda: Param(3.186, "tCO2/t", "IPCC 2006 Vol.2 diesel (gas/diesel oil) 74.1 tCO2/TJ x NCV 43.0 GJ/t, as recalled: NOT verified here", "A", "EF_FC", "CO2 per tonne of auxiliary fuel", (0.0, 5.0)))
+    fill_waste_t_per_h: Param = field(default_factory=lambda: Param(None, "t/h", "none shipped: the furnace's maximum feed rate (waste burned over a gap counts in PE at this rate)", "A", "W_fill", "Maximum plausible waste feed over missing time", (0.0, None)))
+    fill_aux_fuel_kg_per_h: Param = field(default_factory=lambda: Param(None, "kg/h", "none shipped: the auxiliary burners' maximum fuel rate", "A", "FC_fill", "Maximum plausible auxiliary fuel over missing time", (0.0, None)))
+    fill_import_power_kw: Param = field(default_factory=lambda: Param(None, "kW", "none shipped: the plant's maximum import (auxiliary load with the generator off)", "A", "P_import,fill", "Maximum plausible purchased power over missing time", (0.0, None)))
 
 
 def _v(p):
@@ -226,6 +230,8 @@ def methane_tail_t_co2e(edges_ns, year_edges_ns, waste_t_by_year, params: WtEPar
     edges = np.asarray(edges_ns, dtype=np.int64)
     ye = np.asarray(year_edges_ns, dtype=np.int64)
     n_years = len(ye) - 1
+    if n_years < 1:  # the whole window lies before the crediting period: no tail
+        return np.zeros(len(edges) - 1)
     w = np.zeros(max(n_years, 0))
     given = np.asarray(waste_t_by_year, dtype=float)[:n_years]
     w[: len(given)] = given
@@ -240,8 +246,9 @@ def methane_tail_t_co2e(edges_ns, year_edges_ns, waste_t_by_year, params: WtEPar
 
 
 def electricity_displaced_t_co2(net_export_kwh, ef_t_co2_per_mwh):
-    """BE_EC = EG_net x EF_grid [tCO2]; negative net export (import) is not credited."""
-    return emissions_t_co2(np.maximum(np.asarray(net_export_kwh, dtype=float), 0.0), ef_t_co2_per_mwh)
+    """BE_EC = EG_net x EF_grid [tCO2]; an interval of net import (negative) is carried into the
+    period total, never clipped (the methodology nets over the period)."""
+    return emissions_t_co2(np.asarray(net_export_kwh, dtype=float), ef_t_co2_per_mwh)
 
 
 def reference_emissions_t_co2(waste_t, net_export_kwh, ef_t_co2_per_mwh, params: WtEParameters | None = None):
@@ -270,3 +277,59 @@ def project_emissions_t_co2(waste_t, aux_fuel_t, purchased_kwh, ef_t_co2_per_mwh
 def emission_reductions(reference_t_co2, project_t_co2):
     """ER = BE - PE [tCO2e], full precision per interval."""
     return emission_reductions_t_co2(reference_t_co2, project_t_co2)
+
+
+# --------------------------------------------------------------------------- registry
+
+def compute_fod(inp: Inputs) -> Outputs:
+    """Waste-to-energy: BE = BE_CH4 (first-order decay, with earlier years' tail) + EG_net x EF;
+    PE = fossil CO2 of plastics burned + purchased electricity x EF + auxiliary fuel x EF_FC.
+
+    The reference side counts what was measured over covered time (waste diverted, export);
+    the project side is filled high over gaps (waste burned, purchased electricity, fuel).
+    """
+    p = inp.params
+    edges = inp.edges_ns
+    waste_t = inp.covered["waste"]  # waste of a missing interval is not credited
+    export_kwh = inp.covered["export"]
+    ef = inp.ef_t_co2_per_mwh
+    # TOOL04: the first-year decay of the interval's own waste, plus the decay in this
+    # crediting year of the waste diverted in earlier years (the tail)
+    year_edges = crediting_year_edges_ns(inp.project.crediting_start_ns, int(edges[-1]))
+    n_years = len(year_edges) - 1
+    waste_by_year = waste_by_crediting_year_t(edges, waste_t, year_edges, n_years)
+    if inp.prior_waste_t_by_year is not None:
+        given = np.asarray(inp.prior_waste_t_by_year, dtype=float)[:n_years]
+        waste_by_year[: len(given)] += given
+    ch4 = methane_avoided_t_co2e(waste_t, p) + methane_tail_t_co2e(edges, year_edges, waste_by_year, p)
+    ref_t = ch4 + electricity_displaced_t_co2(export_kwh, ef)
+    import_kwh = inp.amounts["import"]
+    proj_t = project_emissions_t_co2(inp.amounts["waste_burned"], inp.amounts["aux_fuel"] / 1000.0, import_kwh, ef, p)
+    cob = {"waste_t": waste_t, "methane_avoided_t_co2e": ch4, "net_export_kwh": export_kwh, "import_kwh": import_kwh,
+           "aux_fuel_kg": inp.amounts["aux_fuel"]}
+    return Outputs(export_kwh, import_kwh, ref_t, proj_t, cob)
+
+
+_WASTE = dict(meter="waste_meter", rate="waste_rate", symbol="W")
+register(Methodology(
+    plant_type="wte", baseline="fod_methane", title="Waste-to-energy (ACM0022 form, TOOL04 first-order decay)", credited=True,
+    quantities=(
+        Quantity("waste", "t", side="reference", description="Waste diverted from landfill (credited by first-order decay)", **_WASTE),
+        Quantity("waste_burned", "t", side="project", description="Waste burned (fossil CO2 of its plastics)", fill="fill_waste_t_per_h", **_WASTE),
+        Quantity("export", "kWh", "export_meter", "export_power", "reference", "EG_net", "Electricity supplied to the grid"),
+        Quantity("import", "kWh", "import_meter", "import_power", "project", "EC_PJ", "Electricity purchased from the grid", fill="fill_import_power_kw"),
+        Quantity("aux_fuel", "kg", "aux_fuel_meter", "aux_fuel_rate", "project", "FC_aux", "Auxiliary fossil fuel", fill="fill_aux_fuel_kg_per_h"),
+    ),
+    parameters=WtEParameters, required_parameters=("fill_waste_t_per_h", "fill_aux_fuel_kg_per_h", "fill_import_power_kw"),
+    formulas=(
+        Formula("BE_CH4,y", "BE_CH4,y = phi x (1 - f) x GWP_CH4 x (1 - OX) x 16/12 x F x DOC_f x MCF x sum_x sum_j W_j,x x DOC_j x exp(-k_j (y - x)) x (1 - exp(-k_j))",
+                "Methane avoided from landfill, first-order decay; W over covered time; year y's tail of earlier years spread over the year in proportion to time [tCO2e]", "published"),
+        Formula("BE_EC,i", "BE_EC,i = EG_net,i,covered / 1000 x EF_grid", "Grid electricity displaced [tCO2]", "form"),
+        Formula("PE_COM,i", "PE_COM,i = W_burned,i x p_plastic x FCC x FFC x 44/12 x OF", "Fossil CO2 of plastics burned; W_burned filled at W_fill over missing time [tCO2]", "form"),
+        Formula("PE_EC,i", "PE_EC,i = EC_import,i / 1000 x EF_grid", "Purchased electricity; filled at P_import,fill over missing time [tCO2]", "form"),
+        Formula("PE_FC,i", "PE_FC,i = FC_aux,i / 1000 x EF_FC", "Auxiliary fossil fuel; filled at FC_fill over missing time [tCO2]", "form"),
+        Formula("ER_i", "ER_i = BE_CH4,i + BE_EC,i - PE_COM,i - PE_EC,i - PE_FC,i", "Emission reductions of interval i [tCO2e]", "form"),
+        PERIOD_FORMULAS[1],
+    ),
+    compute=compute_fod, source="CDM ACM0022 [form], CDM TOOL04 [published equation], methodologies.md s.3 'Waste-to-energy'",
+))

@@ -41,7 +41,7 @@ NS = 1_000_000_000
 DAY = 86400 * NS
 T0 = 1_767_225_600 * NS  # 2026-01-01T00:00:00Z
 ROOT = Path(__file__).resolve().parent.parent
-FIELDS = ("energy_kwh", "running", "flow_m3_per_h")
+FIELDS = ("energy_kwh", "run_time_h", "flow_m3_per_h")
 
 
 def iso(ns: int) -> str:

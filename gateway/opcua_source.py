@@ -324,30 +324,33 @@ class OpcUaSource:
         return self._interval_ns.get(series, int(self.cfg.max_sample_interval_s * 1e9))
 
     # ------------------------------------------------------------------ emit
-    def _emit_rows(self, idx, ts, vals, codes, server_ts=None, covers: np.ndarray | None = None) -> None:
+    def _emit_rows(self, idx, ts, vals, codes, server_ts=None, covers: np.ndarray | None = None, server_clock_ns: int = 0) -> None:
         """Emit one batch from row columns (lists or numpy arrays of equal length).
 
         ``covers`` (tag indices) are the tags the server observed for these rows (a subscription's
         or a poll group's members): their watermark is the newest source timestamp of the rows,
         capped by the newest server timestamp (a device clock ahead of the server's does not move
-        it). None: rows read from history, no watermark.
+        it), or the server's own clock (``server_clock_ns``: a publish's PublishTime less the
+        sampling interval) where that is later, so an unchanged subscription still reaches
+        forward. None: rows read from history, no watermark.
         """
-        if not len(idx) and covers is None:
+        if not len(idx) and (covers is None or server_clock_ns <= 0):
             return
         ts_arr = np.asarray(ts, dtype=np.int64)
         batch = SampleBatch(self.table, np.asarray(idx, np.int32), ts_arr, np.asarray(vals, np.float64),
                             quality_from_status_code(np.asarray(codes, np.uint64)))
-        watermark = None
+        watermark = server_clock_ns if covers is not None and server_clock_ns > 0 else None
         if len(batch):
             newest = int(ts_arr.max())
             if newest > self.last_ts_ns:
                 self.last_ts_ns = newest
             self.metrics.source_read(self.name, len(batch))
             if covers is not None:
-                watermark = newest
+                w = newest
                 srv = np.asarray(server_ts, dtype=np.int64) if server_ts is not None else np.empty(0, np.int64)
                 if len(srv) and int(srv.max()) > 0:
-                    watermark = min(watermark, int(srv.max()))
+                    w = min(w, int(srv.max()))
+                watermark = max(w, watermark or 0)
         self._emit(batch, watermark, covers if watermark is not None else None)
 
     def _rows_from_datavalues(self, pairs, now_ns: int):
@@ -585,8 +588,13 @@ class OpcUaSource:
 
             async def publish_callback(self, publish_result) -> None:
                 self.last_publish_at = time.monotonic()
-                data = publish_result.NotificationMessage.NotificationData
+                msg = publish_result.NotificationMessage
+                data = msg.NotificationData
+                # the server's clock at this publish, less a sampling interval: every change it
+                # sampled before then is in this or an earlier publish (keep-alives included)
+                clock_ns = dt_to_ns(msg.PublishTime) - self.sampling_ns if msg.PublishTime is not None else 0
                 if not data:
+                    source._emit_rows([], [], [], [], [], covers=self.members, server_clock_ns=clock_ns)
                     return
                 now_ns = time.time_ns()
                 pairs = []
@@ -606,9 +614,10 @@ class OpcUaSource:
                 if pairs:
                     parts.append(source._rows_from_datavalues(pairs, now_ns))
                 if len(parts) == 1:
-                    source._emit_rows(*parts[0], covers=self.members)
+                    source._emit_rows(*parts[0], covers=self.members, server_clock_ns=clock_ns)
                 elif parts:
-                    source._emit_rows(*(np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(5)), covers=self.members)
+                    source._emit_rows(*(np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(5)), covers=self.members,
+                                      server_clock_ns=clock_ns)
 
         params = ua.CreateSubscriptionParameters()
         params.RequestedPublishingInterval = interval_ms
@@ -620,6 +629,7 @@ class OpcUaSource:
         params.Priority = 0
         sub = _FastSubscription(client.uaclient.session, params, handler=object())
         sub.members = np.asarray(sorted(i for _g, members in groups for i in members), np.int32)
+        sub.sampling_ns = int(max(g.publishing_interval_ms if g.sampling_interval_ms < 0 else g.sampling_interval_ms for g, _ in groups) * 1e6)
         await sub.init()
         sub.last_publish_at = time.monotonic()
         sub.keepalive_s = params.RequestedMaxKeepAliveCount * interval_ms / 1000

@@ -6,13 +6,15 @@ pump, VSD, U-BCF and waste-to-energy; the solar PV plant as MQTT device JSON), o
 plant (OPC UA subscriptions for four, the MQTT device-JSON source for PV), ingest, the
 analytics engine (continuous) and the verifier API.
 
-Plant time is accelerated (``--speed``, default 120: two plant minutes per second) and runs in
-the past so that it never passes the wall clock: a demo of ``--duration`` seconds covers
-``speed x duration`` seconds of plant time that ends before now, starting at a plant-time hour
-so that the hourly MRV intervals are whole. The comparison window starts at that hour, after
-every gateway came online. At the end the engine backfills the window once more (idempotent),
-each project's reductions are compared with the simulator's ground truth, the API is asked for
-the same numbers, a report (Markdown + PNG) is written, and every process is stopped by PID.
+Plant time is accelerated (``--speed``, default 120: two plant minutes per second) and starts
+at ``--start`` (default: 02:00 UTC of a day that keeps plant time in the past), so that the
+hourly MRV intervals are whole. The comparison window starts at that hour, after every gateway
+came online. The engine closes intervals on event time (the gateways' watermarks), so it
+computes each plant hour once the plants have reported past it, whatever the wall clock says;
+each hour closed is printed live beside the simulator's ground truth. At the end the engine
+backfills the window once more (idempotent), each project's reductions are compared with the
+ground truth, the API is asked for the same numbers, a report (Markdown + PNG) is written, and
+every process is stopped by PID.
 """
 
 from __future__ import annotations
@@ -69,9 +71,14 @@ class TimePlan:
         return int(self.sim_start_ns + wall_elapsed_s * self.speed * S)
 
 
-def plan_times(now_ns: int, speed: float, duration_s: float, warmup_s: float) -> TimePlan:
-    """Choose plant times: an hour ``H`` at 02:00 UTC, far enough back that plant time stays past."""
+def plan_times(now_ns: int, speed: float, duration_s: float, warmup_s: float, start_ns: int | None = None) -> TimePlan:
+    """Choose plant times: the window starts at ``start_ns`` (a whole hour), or by default at an
+    hour at 02:00 UTC far enough back that plant time stays in the past."""
     window_hours = max(1, int(speed * duration_s // 3600))
+    if start_ns is not None:
+        if start_ns % HOUR_NS:
+            raise DemoError(f"--start {iso(start_ns)} is not a whole hour: the compared window is whole MRV hours")
+        return TimePlan(speed, start_ns - int(speed * warmup_s * S), start_ns, window_hours)
     needed_ns = int(speed * (warmup_s + duration_s + 60) * S)
     day = (now_ns - needed_ns) // (24 * HOUR_NS) * (24 * HOUR_NS)
     window_start = day + LOCAL_DAY_START_UTC_H * HOUR_NS
@@ -297,22 +304,43 @@ def gateways_online(mqtt_host: str, mqtt_port: int, prefix: str = "plantmrv/v1",
     return states
 
 
-def mrv_totals(client, window_start_ns: int, until_ns: int) -> dict[str, dict[str, float]]:
-    """Sum the engine's hourly results per project over ``[window_start, until)``."""
+def mrv_totals(client, window_start_ns: int, until_ns: int, final_only: bool = False) -> dict[str, dict[str, float]]:
+    """Sum the engine's hourly results per project over ``[window_start, until)`` (``final_only``:
+    leave out hours computed provisionally, before their plant had reported past them)."""
     from plantmrv.influx import InfluxError
 
+    final = " AND provisional = 0" if final_only else ""
     q = (
-        "SELECT sum(energy_saved_kwh) AS e, sum(reduction_t_co2) AS r, mean(completeness) AS c FROM mrv "
-        f"WHERE \"interval\" = '1h' AND time >= {window_start_ns} AND time < {until_ns} GROUP BY project"
+        "SELECT sum(energy_saved_kwh) AS e, sum(reduction_t_co2) AS r, mean(completeness) AS c, count(reduction_t_co2) AS n FROM mrv "
+        f"WHERE \"interval\" = '1h' AND time >= {window_start_ns} AND time < {until_ns}{final} GROUP BY project"
     )
     try:
         results = client.query(q)
     except InfluxError:
         return {}
     return {
-        r.tags["project"]: {"energy_saved_kwh": float(r.columns["e"][0]), "reduction_t_co2": float(r.columns["r"][0]), "completeness": float(r.columns["c"][0])}
+        r.tags["project"]: {"energy_saved_kwh": float(r.columns["e"][0]), "reduction_t_co2": float(r.columns["r"][0]),
+                            "completeness": float(r.columns["c"][0]), "hours": int(r.columns["n"][0])}
         for r in results
     }
+
+
+def hourly_results(client, start_ns: int, end_ns: int) -> dict[tuple[str, int], float]:
+    """``{(project, hour start): reduction_t_co2}`` of the final (not provisional) hours."""
+    from plantmrv.influx import InfluxError
+
+    try:
+        res = client.query(f"SELECT reduction_t_co2, provisional FROM mrv WHERE \"interval\" = '1h' AND time >= {start_ns} "
+                           f"AND time < {end_ns} GROUP BY project")
+    except InfluxError:
+        return {}
+    out = {}
+    for r in res:
+        prov = np.nan_to_num(np.asarray(r.columns.get("provisional", np.zeros(len(r.columns["time"]))), dtype=float))
+        for t, v, pv in zip(r.columns["time"], r.columns["reduction_t_co2"], prov):
+            if not pv:
+                out[(r.tags["project"], int(t))] = float(v)
+    return out
 
 
 def truth_totals(projects_cfg, start_ns: int, end_ns: int) -> dict[str, dict[str, float]]:
@@ -324,7 +352,7 @@ def truth_totals(projects_cfg, start_ns: int, end_ns: int) -> dict[str, dict[str
     for p in projects_cfg:
         asset = p.assets[0].asset
         t = truth(p.plant_type, start_ns, end_ns, rng=SEEDS[p.plant_type], site=p.site, asset=asset)
-        out[p.id] = expected_from_truth(p, t.inputs, resolve_grid_ef(p).value_t_co2_per_mwh)
+        out[p.id] = expected_from_truth(p, t.inputs, resolve_grid_ef(p).value_t_co2_per_mwh, start_ns, end_ns)
     return out
 
 
@@ -338,6 +366,7 @@ def run(
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for data, logs, configs and the report (a fresh subfolder per run)."),
     warmup: float = typer.Option(20.0, "--warmup", min=5, help="Wall seconds for every process to come up before the compared window starts."),
     tolerance_pct: float = typer.Option(1.0, "--tolerance", help="Largest acceptable gap to ground truth per project [%] (exit code 1 beyond)."),
+    start: str | None = typer.Option(None, "--start", help="Plant time of the compared window's start, a whole hour (ISO-8601, e.g. 2026-12-04T02:00:00Z); default: 02:00 UTC of a recent day."),
 ) -> None:
     """Start influxd, mosquitto, simulators, gateways, ingest, analytics and the API; stream; report; stop all.
 
@@ -353,7 +382,15 @@ def run(
     interrupted = False
     summary = None
     try:
-        summary = _run(stack, run_dir, duration, speed, warmup)
+        start_ns = None
+        if start is not None:
+            from plantmrv.simulators.meters import parse_time_ns
+
+            try:
+                start_ns = parse_time_ns(start)
+            except ValueError as exc:
+                raise typer.BadParameter(f"{start!r} is not an ISO-8601 time ({exc})", param_hint="--start") from None
+        summary = _run(stack, run_dir, duration, speed, warmup, start_ns)
     except KeyboardInterrupt:
         interrupted = True
         typer.echo("\ninterrupted: stopping everything the demo started ...")
@@ -376,13 +413,13 @@ def run(
         raise typer.Exit(1)
 
 
-def _run(stack: Stack, run_dir: Path, duration: float, speed: float, warmup: float) -> dict:
+def _run(stack: Stack, run_dir: Path, duration: float, speed: float, warmup: float, start_ns: int | None = None) -> dict:
     from plantmrv.analytics.config import AnalyticsConfig
     from plantmrv.demoreport import ProjectOutcome, write_report
 
     if speed * duration < 3600:
         raise DemoError(f"--speed {speed:g} x --duration {duration:g} covers less than one plant hour; raise either")
-    plan = plan_times(time.time_ns(), speed, duration, warmup)
+    plan = plan_times(time.time_ns(), speed, duration, warmup, start_ns)
     echo = typer.echo
     echo(f"plantmrv demo: plant time {iso(plan.sim_start_ns)} .. {iso(plan.window_end_ns)} at {speed:g}x; compared window {plan.window_hours} h from {iso(plan.window_start_ns)}")
     state = run_dir / "state"
@@ -463,6 +500,8 @@ def _run(stack: Stack, run_dir: Path, duration: float, speed: float, warmup: flo
 
     end_wall = wall_t0 + warmup + duration
     last_points, last_t = prometheus_value(f"http://127.0.0.1:{ingest_metrics}/metrics", "plantmrv_ingest_points_written_total") or 0.0, time.monotonic()
+    printed: set[tuple[str, int]] = set()
+    live_checks: list[dict] = []
     try:
         while time.monotonic() < end_wall:
             time.sleep(min(5.0, max(0.1, end_wall - time.monotonic())))
@@ -473,13 +512,22 @@ def _run(stack: Stack, run_dir: Path, duration: float, speed: float, warmup: flo
             last_points, last_t = points, now
             plant_now = plan.plant_time_ns(now - wall_t0)
             online = sum(s == "online" for s in gateways_online(mosq.host, mosq.port, wait_s=0.3).values())
-            closed = min(plan.window_end_ns, plant_now // HOUR_NS * HOUR_NS)
-            got = mrv_totals(client, plan.window_start_ns, closed) if closed > plan.window_start_ns else {}
+            # only hours the engine closed on event time (final): a running total never counts a
+            # provisional hour computed before its plant reported past it
+            got = mrv_totals(client, plan.window_start_ns, plan.window_end_ns, final_only=True)
             echo(
                 f"[{now - wall_t0:5.0f}s] plant time {iso(plant_now)}  gateways online {online}/{n_gw}  "
                 f"ingest {rate:8,.0f} points/s  "
-                + "  ".join(f"{pid}: {v['reduction_t_co2']:.3f} t" for pid, v in sorted(got.items()))
+                + "  ".join(f"{pid}: {v['reduction_t_co2']:.3f} t ({v['hours']} h)" for pid, v in sorted(got.items()))
             )
+            for (pid, hour), value in sorted(hourly_results(client, plan.window_start_ns, plan.window_end_ns).items()):
+                if (pid, hour) in printed:
+                    continue
+                printed.add((pid, hour))
+                want = truth_totals([p for p in projects_cfg if p.id == pid], hour, hour + HOUR_NS)[pid]["reduction_t_co2"]
+                err = 100.0 * (value - want) / abs(want) if want else 0.0
+                live_checks.append({"project": pid, "hour": iso(hour), "reduction_t_co2": value, "truth_t_co2": want, "error_pct": err})
+                echo(f"    hour {iso(hour)} closed  {pid:<16} {value:10.4f} t  truth {want:10.4f} t  {err:+7.3f}%")
     except KeyboardInterrupt:
         echo("Ctrl-C: finishing with the data so far ...")
 
@@ -541,6 +589,7 @@ def _run(stack: Stack, run_dir: Path, duration: float, speed: float, warmup: flo
             for o in outcomes
         ],
         "pids": [p.popen.pid for p in stack.procs] + [s.pid for s in stack.services],
+        "live_hours": live_checks,
     }
 
 

@@ -39,8 +39,9 @@ FIELDS = {
     "efficiency": ("1", "Wire-to-water efficiency rho g Q H / P_el (0 when stopped)"),
     "energy_kwh": ("kWh", "Electricity meter register of the pump motor"),
     "running": ("1", "1 when the pump runs, 0 when stopped"),
+    "run_time_h": ("h", "Run-hours counter of the pump motor (register)"),
 }
-METERS = {"volume_m3": "flow_m3_per_h", "energy_kwh": "power_kw"}
+METERS = {"volume_m3": "flow_m3_per_h", "energy_kwh": "power_kw", "run_time_h": "running"}
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def meter_rates(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "energy_kwh": f["power_kw"],
         # integrated for ground truth only
         "hydraulic_energy_kwh": hydraulic_power_kw(f["flow_m3_per_h"], f["head_m"]),
-        "running_h": f["running"],
+        "run_time_h": f["running"],
     }
 
 

@@ -49,6 +49,7 @@ from .plants import PLANT_TYPES, make_params, plant_type
 from .signals import NS_PER_DAY, NS_PER_S
 
 log = logging.getLogger("plantmrv.simulators")
+_PLANT_CLOCKS: dict[int, "Simulator"] = {}  # id(address space) -> the simulator serving it
 NAMESPACE_URI = "urn:plantmrv:simulator"
 APP_URI = "urn:plantmrv:simulator:server"
 
@@ -367,6 +368,29 @@ class Simulator:
     def sim_ns(self, k: int) -> int:
         return self.cfg.start_ns + k * self.step_ns
 
+    def _plant_clock_on_publishes(self) -> None:
+        """The simulated server's clock is plant time: every PublishResponse (data or keep-alive)
+        carries the plant time of the tick last served as its PublishTime, as a real server
+        carries its own clock, so a client can tell how far an unchanged subscription reaches.
+        (asyncua stamps the wall clock; the patch maps each subscription to its simulator by the
+        address space it serves, so several simulators in one process keep their own clocks.)"""
+        from asyncua.server.internal_subscription import InternalSubscription
+
+        _PLANT_CLOCKS[id(self.server.iserver.aspace)] = self
+        if getattr(InternalSubscription, "_plantmrv_original_pop", None) is not None:
+            return
+        original = InternalSubscription._pop_publish_result
+
+        def pop_publish_result(sub):
+            result = original(sub)
+            sim = _PLANT_CLOCKS.get(id(getattr(sub.monitored_item_srv, "aspace", None)))
+            if sim is not None and getattr(sim, "k", None) is not None:
+                result.NotificationMessage.PublishTime = datetime.fromtimestamp(sim.sim_ns(sim.k) / NS_PER_S, timezone.utc)
+            return result
+
+        InternalSubscription._plantmrv_original_pop = original
+        InternalSubscription._pop_publish_result = pop_publish_result
+
     # --- samples
     def _compute_chunk(self, rt: _AssetRuntime, k0: int) -> np.ndarray:
         ts = self.sim_ns(k0) + np.arange(self.opts.chunk_ticks, dtype=np.int64) * self.step_ns
@@ -450,6 +474,7 @@ class Simulator:
         if opts.history:
             server.iserver.history_manager.set_storage(_ModelHistory(self))
         self.server = server
+        self._plant_clock_on_publishes()
         return server
 
     async def _add_nodes(self, server) -> None:

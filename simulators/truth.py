@@ -21,7 +21,7 @@ vsd    ``project_energy_kwh``, ``operating_hours_h``, ``baseline_power_kw`` (thr
        counterfactual energy / operating hours), ``baseline_energy_kwh``, ``energy_saved_kwh``,
        ``volume_m3``
 wte    ``waste_fed_t``, ``net_export_mwh``, ``gross_generation_mwh``, ``aux_consumption_mwh``,
-       ``aux_fuel_kg``, ``incineration_hours_h``
+       ``aux_fuel_kg``, ``import_mwh``, ``incineration_hours_h``
 pv     ``ac_energy_mwh``, ``export_mwh``, ``dc_energy_mwh``
 ubcf   ``energy_kwh`` (pump + blower), ``pump_energy_kwh``, ``blower_energy_kwh``,
        ``volume_m3``, ``energy_kwh_per_m3``, ``chlorine_kg``, ``coagulant_kg``
@@ -114,7 +114,7 @@ def truth(
     I = period_integrals(plant, t0, t1, rng, params)
     inp: dict[str, float] = {}
     if plant == "pump":
-        e, v, h = I["energy_kwh"], I["volume_m3"], I["running_h"]
+        e, v, h = I["energy_kwh"], I["volume_m3"], I["run_time_h"]
         inp = {
             "project_energy_kwh": e,
             "volume_m3": v,
@@ -125,7 +125,7 @@ def truth(
             "specific_energy_kwh_per_m3": e / v if v > 0 else 0.0,
         }
     elif plant == "vsd":
-        e, h, b = I["energy_kwh"], I["running_h"], I["throttle_energy_kwh"]
+        e, h, b = I["energy_kwh"], I["run_time_h"], I["throttle_energy_kwh"]
         inp = {
             "project_energy_kwh": e,
             "operating_hours_h": h,
@@ -141,6 +141,7 @@ def truth(
             "gross_generation_mwh": I["gross_energy_kwh"] / 1000.0,
             "aux_consumption_mwh": I["aux_energy_kwh"] / 1000.0,
             "aux_fuel_kg": I["aux_fuel_kg"],
+            "import_mwh": I["import_energy_kwh"] / 1000.0,
             "incineration_hours_h": I["incineration_h"],
         }
     elif plant == "pv":

@@ -42,8 +42,9 @@ FIELDS = {
     "energy_kwh": ("kWh", "Electricity meter register of the drive"),
     "throttle_power_kw": ("kW", "Counterfactual: power of the same pump at full speed, throttled to the same flow"),
     "running": ("1", "1 when the pump runs, 0 when stopped"),
+    "run_time_h": ("h", "Run-hours counter of the drive (register)"),
 }
-METERS = {"energy_kwh": "power_kw"}
+METERS = {"energy_kwh": "power_kw", "run_time_h": "running"}
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def meter_rates(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "energy_kwh": f["power_kw"],
         # integrated for ground truth only
         "throttle_energy_kwh": f["throttle_power_kw"],
-        "running_h": f["running"],
+        "run_time_h": f["running"],
         "volume_m3": f["flow_m3_per_h"],
     }
 

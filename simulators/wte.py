@@ -43,8 +43,15 @@ FIELDS = {
     "net_export_energy_kwh": ("kWh", "Net export meter register (export direction)"),
     "incinerating": ("1", "1 while waste is incinerated"),
     "aux_fuel_kg_per_h": ("kg/h", "Fossil auxiliary fuel (diesel) co-firing rate"),
+    "aux_fuel_kg": ("kg", "Auxiliary fuel flow totaliser (register)"),
+    "import_energy_kwh": ("kWh", "Import meter register: electricity purchased from the grid (aux load above generation)"),
 }
-METERS = {"waste_fed_t": "waste_feed_t_per_h", "net_export_energy_kwh": "gross_power_kw - aux_power_kw"}
+METERS = {
+    "waste_fed_t": "waste_feed_t_per_h",
+    "net_export_energy_kwh": "gross_power_kw - aux_power_kw",
+    "aux_fuel_kg": "aux_fuel_kg_per_h",
+    "import_energy_kwh": "aux_power_kw - gross_power_kw",
+}
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,7 @@ def meter_rates(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {
         "waste_fed_t": f["waste_feed_t_per_h"],
         "net_export_energy_kwh": np.maximum(f["gross_power_kw"] - f["aux_power_kw"], 0.0),
+        "import_energy_kwh": np.maximum(f["aux_power_kw"] - f["gross_power_kw"], 0.0),
         # integrated for ground truth only
         "gross_energy_kwh": f["gross_power_kw"],
         "aux_energy_kwh": f["aux_power_kw"],

@@ -18,18 +18,19 @@ def pump_project(**extra):
         "city": "Da Nang",
         "country": "VN",
         "plant_type": "pump",
+        "timezone": "Asia/Ho_Chi_Minh",
         "assets": [{"measurement": "pump", "asset": "pump1", "fields": {"energy_meter": "energy_kwh"}, "rollover_at": 1e6}],
         "methodology": {"id": "plantmrv-pump", "version": "1.0"},
         "baseline": "efficiency_ratio",
         "parameters": {
             "eta_project": {"value": 0.808, "unit": "-", "source": "certificate"},
             "eta_reference": {"value": 0.791, "unit": "-", "source": "ex-ante default"},
+            "fill_power_kw": {"value": 900.0, "unit": "kW", "source": "motor rating"},
         },
         "monitoring_period": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"},
         "ex_ante_t_co2": 1.0,
         "japan_share": 0.5,
         "grid_ef": {"country": "VN", "grid": "national", "year": 2015, "kind": "national"},
-        "project_fill_rate_kw": {"value": 900.0, "unit": "kW", "source": "motor rating"},
     }
     p.update(extra)
     return p
@@ -116,6 +117,8 @@ def test_continuous_poll_recomputes_intervals_that_receive_late_data(influx_db):
 
 
 def test_late_data_check_runs_at_its_own_cadence(influx_db):
+    ts = T0 + np.arange(0, 3600 + 1, 1, dtype=np.int64) * S
+    influx_db.write_batch(meter_batch(ts, np.full(len(ts), 500.0), start_reading=0.0)[0])
     eng = Engine(config(late_data_check_s=60), influx_db)
     calls = []
     eng._counts = lambda *a: calls.append(a[1:]) or {}
@@ -203,23 +206,37 @@ def test_cli_run_once_computes_closed_intervals(influx_db, tmp_path):
     np.testing.assert_allclose(cols["project_energy_kwh"], 500.0, rtol=1e-9)
 
 
-def test_running_flag_sent_only_on_change_is_held(influx_db):
-    """OPC UA subscriptions report by exception: a pump running all day sends `running` once."""
-    ts = T0 + np.arange(0, 3 * 3600 + 1, 1, dtype=np.int64) * S
+def test_running_flag_sent_only_on_change_is_held_through_the_gateways_coverage(influx_db):
+    """OPC UA subscriptions report by exception: a pump running for hours sends `running` only
+    when it changes. The gateway's coverage (hold points, a heartbeat every minute) makes the
+    stored flag exact, so the hours are exact; without it, the silence would be a gap."""
+    from plantmrv.gateway.coverage import CoverageTracker
+
+    ts = T0 + np.arange(-600, 3 * 3600 + 1, 1, dtype=np.int64) * S
     batch, _ = meter_batch(ts, np.full(len(ts), 500.0), start_reading=0.0)
-    meter = Series.of("pump", "energy_kwh", site="danang", asset="pump1")
     run = Series.of("pump", "running", site="danang", asset="pump1")
-    # running = 1 sent at T0 - 2 h (before any queried window), 0 at 01:30, 1 at 02:00
-    flag_ts = np.array([T0 - 7200 * S, T0 + 5400 * S, T0 + 7200 * S])
-    influx_db.write_batch(SampleBatch.concat([batch, SampleBatch([run], np.zeros(3, np.int32), flag_ts, np.array([1.0, 0.0, 1.0]))]))
+    flag = np.where((ts >= T0 + 5400 * S) & (ts < T0 + 7200 * S), 0.0, 1.0)  # off 01:30-02:00
+    changed = np.ones(len(ts), bool)
+    changed[1:] = flag[1:] != flag[:-1]
+    tracker = CoverageTracker(lambda _s: 60 * S, "gw", "plc")
+    stored = []
+    for k in range(len(ts)):  # one publish a second; the meter moves every second (the watermark)
+        rows = SampleBatch([run, batch.table[0]], np.array([0, 1] if changed[k] else [1], np.int32), ts[k:k + 1].repeat(2 if changed[k] else 1),
+                           np.array([flag[k], batch.value[k]] if changed[k] else [batch.value[k]]))
+        stored.append(tracker.observe(rows, int(ts[k])))
+    stored = SampleBatch.concat(stored)
+    assert (stored.series == stored.table.index(run)).sum() < 250  # vs 11,401 samples at full rate
+    influx_db.write_batch(stored)
     vsd = pump_project(
         plant_type="vsd", baseline="constant_power_hours",
         assets=[{"measurement": "pump", "asset": "pump1", "fields": {"energy_meter": "energy_kwh", "running": "running"}}],
-        parameters={"baseline_power_kw": {"value": 700.0, "unit": "kW", "source": "pre-retrofit measurement"}},
+        parameters={"baseline_power_kw": {"value": 700.0, "unit": "kW", "source": "pre-retrofit measurement"},
+                    "fill_power_kw": {"value": 900.0, "unit": "kW", "source": "motor rating"}},
     )
     eng = Engine(AnalyticsConfig.model_validate({"projects": [vsd]}), influx_db)
     eng.backfill(T0, T0 + 3 * 3600 * S, interval_s=[3600])
     cols = eng.read_results(eng.config.projects[0], T0, T0 + 3 * 3600 * S, 3600)
+    # the flag ramps over the one second of each change, as the full-rate series does: the two ramps add to one second
     np.testing.assert_allclose(cols["reference_energy_kwh"], [700.0, 350.0, 700.0], rtol=1e-9)
     np.testing.assert_allclose(cols["completeness"], 1.0)
 
@@ -252,8 +269,10 @@ def test_wte_hours_of_a_later_crediting_year_credit_the_decay_of_earlier_waste(i
     minutes = eng.read_results(p, T0, T0 + 2 * 3600 * S, 60)
     assert minutes["methane_avoided_t_co2e"].sum() == pytest.approx(now["methane_avoided_t_co2e"].sum(), rel=1e-9)
     (report,) = period_reports(eng, "monitoring")
-    pe = float(wte.combustion_emissions_t_co2(20.0, p.parameter_set))
+    # export, import and fuel were never written: the project side carries their fills (8 h)
+    pe = float(wte.project_emissions_t_co2(20.0, 150.0 * 8 / 1000, 250.0 * 8, 0.8154, p.parameter_set))
     assert report.reference_t_co2 == pytest.approx(8 * first_year_t_co2e + 2 * 3600 / (365 * 86400) * tail_year2, rel=1e-9)
+    assert report.project_t_co2 == pytest.approx(pe, rel=1e-9)
     assert report.reduction_t_co2 == pytest.approx(report.reference_t_co2 - pe, rel=1e-9)
 
 
@@ -263,19 +282,20 @@ def test_kh_am002_pv_credits_each_local_day_at_its_category_ef(influx_db):
     ts = d0 + np.arange(0, 2 * 86400 + 1, 10, dtype=np.int64) * S
     meter = Series.of("pv", "export_energy_kwh", site="phnompenh", asset="pv1")
     flag = Series.of("pv", "grid_ok", site="phnompenh", asset="pv1")
-    flag_ts = np.array([d0 - 3600 * S, d0 + 86400 * S], dtype=np.int64)  # grid all of day 1, outage all of day 2
+    # grid all of day 1, outage all of day 2 (the gateway stores the unchanged flag every 10 s here)
+    flag_ts = np.concatenate(([d0 - 10 * S], ts))
     influx_db.write_batch(SampleBatch.concat([
         SampleBatch([meter], np.zeros(len(ts), np.int32), ts, np.arange(len(ts)) * (36.0 * 10 / 3600)),  # 36 kW
-        SampleBatch([flag], np.zeros(2, np.int32), flag_ts, np.array([1.0, 0.0])),
+        SampleBatch([flag], np.zeros(len(flag_ts), np.int32), flag_ts, (flag_ts < d0 + 86400 * S).astype(float)),
     ]))
     project = {
-        "id": "phnompenh-pv", "site": "phnompenh", "country": "KH", "plant_type": "pv",
+        "id": "phnompenh-pv", "site": "phnompenh", "country": "KH", "plant_type": "pv", "timezone": "Asia/Phnom_Penh",
         "assets": [{"measurement": "pv", "asset": "pv1", "fields": {"export_meter": "export_energy_kwh", "grid_available": "grid_ok"}}],
         "methodology": {"id": "KH_AM002", "version": "1.0"},
         "day_category": {"utc_offset_h": 7},
         "parameters": {"ef_diesel_t_co2_per_mwh": {"value": 0.8, "unit": "tCO2/MWh", "source": "test: the methodology's diesel EF"}},
         "monitoring_period": {"start": "2025-12-31T17:00:00Z", "end": "2026-01-02T17:00:00Z"},
-        "grid_ef": {"value": 0.6, "source": "test: the methodology's grid EF", "kind": "national"},
+        "grid_ef": {"value": 0.6, "unit": "tCO2/MWh", "source": "test: the methodology's grid EF", "kind": "national"},
     }
     eng = Engine(AnalyticsConfig.model_validate({"projects": [project], "max_gap_s": 15}), influx_db)
     p = eng.config.projects[0]
@@ -288,8 +308,8 @@ def test_kh_am002_pv_credits_each_local_day_at_its_category_ef(influx_db):
 
 
 def test_fields_the_methodology_does_not_read_are_not_queried_and_results_are_unchanged():
-    """Every example project, plus one configured with every role: compute() on the roles of
-    roles_read() alone equals compute() on all configured roles, with data in every role."""
+    """A rate configured beside its meter is not queried (influxd's cost is per raw value): per
+    quantity the meter is read, and results from the roles read equal results from all."""
     from pathlib import Path
 
     import yaml
@@ -298,30 +318,26 @@ def test_fields_the_methodology_does_not_read_are_not_queried_and_results_are_un
     from plantmrv.analytics.methodologies import compute, resolve_grid_ef
 
     raw = yaml.safe_load((Path(__file__).resolve().parent.parent / "examples" / "analytics.yaml").read_text())["analytics"]
-    everything = {"energy_meter": "e", "power": "p", "flow": "q", "volume_meter": "v", "running": "r", "export_meter": "x", "export_power": "xp", "waste_meter": "w", "waste_rate": "wr", "aux_fuel_rate": "f", "chlorine_rate": "c", "coagulant_rate": "k"}
-    raw["projects"].append(pump_project(id="all-roles", baseline="specific_energy", assets=[{"measurement": "pump", "asset": "p1", "fields": everything}],
-                                        parameters={"sec_baseline_kwh_per_m3": {"value": 0.3, "unit": "kWh/m3", "source": "test"}}))
+    raw["projects"].append(pump_project(id="both", baseline="specific_energy", assets=[{"measurement": "pump", "asset": "p1", "fields": {
+        "energy_meter": "energy_kwh", "power": "power_kw", "volume_meter": "volume_m3", "flow": "flow_m3_per_h", "hours_meter": "run_time_h", "running": "running"}}],
+        parameters={"sec_baseline_kwh_per_m3": {"value": 0.3, "unit": "kWh/m3", "source": "test"}, "fill_power_kw": {"value": 900, "unit": "kW", "source": "t"}}))
     cfg = AnalyticsConfig.model_validate({"projects": raw["projects"], "max_gap_s": 10})
     rng = np.random.default_rng(3)
     ts = T0 + np.arange(-20, 2 * 3600 + 20, dtype=np.int64) * S
     ts = np.delete(ts, np.arange(3000, 3100))  # a gap
     edges = T0 + np.arange(0, 2 * 3600 + 1, 600, dtype=np.int64) * S
-    dropped = {}
-    for p in cfg.projects:
-        signals = {}
-        for _, pairs in asset_fields(p):
-            for role, _ in pairs:
-                v = rng.uniform(0.5, 2.0, len(ts))
-                v = np.cumsum(v) if role.endswith("meter") else (v > 1.0).astype(float) if role == "running" else v
-                signals.setdefault(role, []).append((ts, v))
-        used = roles_read(p)
-        dropped[p.id] = sorted(set(signals) - used)
-        ef = resolve_grid_ef(p)
-        want = compute(p, signals, edges, 10.0, ef)
-        got = compute(p, {r: s for r, s in signals.items() if r in used}, edges, 10.0, ef)
-        for name in ("reference_energy_kwh", "project_energy_kwh", "reference_t_co2", "project_t_co2", "completeness", "gap_filled_s"):
-            assert np.array_equal(getattr(got, name), getattr(want, name)), (p.id, name)
-        assert got.cobenefits.keys() == want.cobenefits.keys() and got.params_hash == want.params_hash
-        assert all(np.array_equal(got.cobenefits[k], want.cobenefits[k], equal_nan=True) for k in want.cobenefits), p.id
-    assert dropped["hcmc-vsd"] == ["flow"] and dropped["danang-pumps"] == ["running", "volume_meter"]
-    assert dropped["all-roles"] == sorted(["aux_fuel_rate", "chlorine_rate", "coagulant_rate", "export_meter", "export_power", "flow", "power", "running", "waste_meter", "waste_rate"])
+    p = cfg.projects[-1]
+    assert roles_read(p) == {"energy_meter", "volume_meter", "hours_meter"}
+    assert [r for _, pairs in asset_fields(p) for r, _ in pairs] == ["energy_meter", "volume_meter", "hours_meter"]
+    signals = {}
+    for role in ("energy_meter", "power", "volume_meter", "flow", "hours_meter", "running"):
+        v = rng.uniform(0.5, 2.0, len(ts))
+        signals[role] = [(ts, np.cumsum(v) if role.endswith("meter") else (v > 1.0).astype(float) if role == "running" else v)]
+    ef = resolve_grid_ef(p)
+    want = compute(p, signals, edges, 10.0, ef)
+    got = compute(p, {r: x for r, x in signals.items() if r in roles_read(p)}, edges, 10.0, ef)
+    for name in ("reference_energy_kwh", "project_energy_kwh", "reference_t_co2", "project_t_co2", "completeness", "gap_filled_s"):
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name
+    assert got.params_hash == want.params_hash
+    by_id = {q.id: roles_read(q) for q in cfg.projects}
+    assert by_id["hcmc-vsd"] == {"energy_meter", "hours_meter"} and by_id["danang-pumps"] == {"energy_meter", "volume_meter", "running"}

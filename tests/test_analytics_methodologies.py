@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plantmrv.analytics import baselines, common, emission_factors, pumps, pv, ubcf, vsd, wte
+from plantmrv.analytics import baselines, emission_factors, pumps, pv, ubcf, vsd, wte
 from plantmrv.analytics.config import AnalyticsConfig
 from plantmrv.analytics.emission_factors import EmissionFactorError, combined_margin, grid_emission_factor
 from plantmrv.analytics.methodologies import compute
@@ -177,7 +177,8 @@ def test_fod_decay_fractions_sum_to_one():
 
 def _wte_project(**kw):
     return _project(
-        "wte", fields={"waste_rate": "waste_t_per_h"},
+        "wte", fields={"waste_rate": "waste_t_per_h", "export_meter": "net_export_energy_kwh", "import_meter": "import_energy_kwh",
+                       "aux_fuel_meter": "aux_fuel_kg"},
         crediting_start=kw.pop("crediting_start", "2025-01-01T00:00:00Z"),
         monitoring_period={"start": "2025-01-01T00:00:00Z", "end": "2029-01-01T00:00:00Z"}, **kw,
     )
@@ -204,7 +205,9 @@ def test_wte_interval_credits_add_up_to_tool04_crediting_years():
     w_by_year = np.bincount(year, weights=w, minlength=3)[:3]
     ch4_by_year = np.bincount(year, weights=ch4, minlength=3)[:3]
     np.testing.assert_allclose(ch4_by_year, wte.methane_avoided_by_year_t_co2e(w_by_year, project.parameter_set), rtol=1e-9)
-    np.testing.assert_allclose(res.reference_t_co2, ch4, rtol=1e-12)  # no export configured
+    np.testing.assert_allclose(res.reference_t_co2, ch4, rtol=1e-12)  # no export data: counted 0 (reference low)
+    assert np.all(res.completeness == 0.0)  # and export, import and fuel are missing throughout
+    assert np.all(res.project_t_co2 > 0)  # so they are charged at their fill rates
     # the same in windows of 30 days, each told the waste of the windows before
     got = []
     for a in range(0, len(edges) - 1, 24 * 30):
@@ -256,39 +259,94 @@ def test_every_default_parameter_has_a_source():
             assert row["source"], (cls.__name__, row["name"])
 
 
-def test_parameter_override_needs_source_and_matching_unit():
+def test_parameter_override_needs_source_unit_of_the_right_dimension_and_a_plausible_value():
     p = pumps.PumpParameters()
     q = override(p, {"eta_reference": {"value": 0.7, "unit": "-", "source": "ex-ante default of the PDD"}})
     assert q.eta_reference.value == 0.7 and params_hash(p) != params_hash(q)
+    assert override(p, {"eta_reference": {"value": 70, "unit": "%", "source": "x"}}).eta_reference.value == pytest.approx(0.7)
+    assert override(p, {"fill_power_kw": {"value": 0.9, "unit": "MW", "source": "x"}}).fill_power_kw.value == pytest.approx(900.0)
     with pytest.raises(ValueError, match="eta_reference: an override needs a source"):
-        override(p, {"eta_reference": {"value": 0.7}})
-    with pytest.raises(ValueError, match="unit '%' does not match"):
-        override(p, {"eta_reference": {"value": 70, "unit": "%", "source": "x"}})
+        override(p, {"eta_reference": {"value": 0.7, "unit": "-"}})
+    with pytest.raises(ValueError, match="eta_reference: a unit is required"):
+        override(p, {"eta_reference": {"value": 0.7, "source": "x"}})
+    with pytest.raises(ValueError, match=r"fill_power_kw: 'm3/h' cannot be converted to 'kW' \(volume flow vs power\)"):
+        override(p, {"fill_power_kw": {"value": 900, "unit": "m3/h", "source": "x"}})
+    with pytest.raises(ValueError, match="eta_project: 1.2 - is not plausible: must be at most 1.0"):
+        override(p, {"eta_project": {"value": 1.2, "unit": "-", "source": "x"}})
     with pytest.raises(ValueError, match="params.eta: unknown parameter"):
-        override(p, {"eta": {"value": 1, "source": "x"}}, "params")
+        override(p, {"eta": {"value": 1, "unit": "-", "source": "x"}}, "params")
     with pytest.raises(ValueError, match="a source is required"):
         Param(1.0, "-", "")
 
 
-def test_conservative_fill_lowers_reference_and_raises_project():
-    ref, proj, filled = common.conservative_fill([10.0, 5.0], [8.0, 4.0], [0.0, 1800.0], 20.0)
-    np.testing.assert_allclose(ref, [10.0, 5.0])
-    np.testing.assert_allclose(proj, [8.0, 14.0])
-    np.testing.assert_allclose(filled, [0.0, 1800.0])
-    assert common.highest_rate_kw([10.0, 30.0, 5.0], [3600.0, 1800.0, 0.0]) == 60.0
-
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    gaps=st.lists(st.tuples(st.integers(0, 7100), st.integers(1, 1500)), min_size=1, max_size=4),
+    plant=st.sampled_from(["pump", "vsd", "wte", "pv"]),
+    by_meter=st.booleans(),
+)
+def test_a_fill_never_increases_reductions(seed, gaps, plant, by_meter):
+    """Any data missing (a dropout of every input, or of one) never raises the tonnes above
+    those of the complete data, as long as the fill rates bound the real rates."""
+    rng = np.random.default_rng(seed)
+    t0 = 1_772_323_200 * S  # 2026-03-01, inside the monitoring period
+    ts = t0 + np.arange(0, 7201, 5, dtype=np.int64) * S
+    power = rng.uniform(0, 800, len(ts))  # below every fill rate
+    meter = np.concatenate(([1000.0], 1000.0 + np.cumsum((power[1:] + power[:-1]) / 2 * 5 / 3600)))
+    flag = (power > 200).astype(float)
+    role_data = {
+        "energy_meter": meter, "power": power, "running": flag, "export_meter": meter, "export_power": power,
+        "waste_meter": meter / 500.0, "waste_rate": power / 500.0, "import_meter": meter / 10.0, "import_power": power / 10.0,
+        "aux_fuel_meter": meter / 8.0, "aux_fuel_rate": power / 8.0,
+    }
+    fields = {
+        "pump": {"energy_meter": "energy_kwh"} if by_meter else {"power": "power_kw"},
+        "vsd": {("energy_meter" if by_meter else "power"): "energy_kwh" if by_meter else "power_kw", "running": "running"},
+        "pv": {"export_meter": "export_energy_kwh"} if by_meter else {"export_power": "ac_power_kw"},
+        "wte": ({"waste_meter": "waste_fed_t", "export_meter": "net_export_energy_kwh", "import_meter": "import_energy_kwh", "aux_fuel_meter": "aux_fuel_kg"}
+                if by_meter else {"waste_rate": "waste_feed_t_per_h", "export_power": "net_export_power_kw", "import_power": "import_power_kw",
+                                  "aux_fuel_rate": "aux_fuel_kg_per_h"}),
+    }[plant]
+    project = _project(plant, fields=fields)
+    full = {r: [(ts, role_data[r])] for r in fields}
+    keep = np.ones(len(ts), bool)
+    for start, length in gaps:
+        keep &= ~((ts >= t0 + start * S) & (ts < t0 + (start + length) * S))
+    only = rng.choice(sorted(fields))  # sometimes one input drops out, sometimes all
+    gappy = {r: [(ts[keep], role_data[r][keep])] if (rng.random() < 0.5 or r == only) else [(ts, role_data[r])] for r in fields}
+    edges = t0 + np.arange(0, 7201, 3600, dtype=np.int64) * S
+    whole = compute(project, full, edges, 30)
+    holed = compute(project, gappy, edges, 30)
+    assert holed.reduction_t_co2.sum() <= whole.reduction_t_co2.sum() + 1e-9
+    assert np.all(holed.completeness <= whole.completeness + 1e-12)
+    assert holed.gap_filled_s.sum() >= whole.gap_filled_s.sum()
 
 
 S = 1_000_000_000
 
 
+#: Parameters a test project states unless it sets its own (no methodology ships them).
+TEST_PARAMETERS = {
+    "pump": {"eta_project": {"value": 0.81, "unit": "-", "source": "t"}, "eta_reference": {"value": 0.75, "unit": "-", "source": "t"},
+             "fill_power_kw": {"value": 900, "unit": "kW", "source": "rating"}},
+    "vsd": {"baseline_power_kw": {"value": 800, "unit": "kW", "source": "t"}, "fill_power_kw": {"value": 900, "unit": "kW", "source": "rating"}},
+    "ubcf": {"sec_baseline_kwh_per_m3": {"value": 0.12, "unit": "kWh/m3", "source": "t"}, "fill_power_kw": {"value": 60, "unit": "kW", "source": "rating"}},
+    "wte": {"fill_waste_t_per_h": {"value": 4, "unit": "t/h", "source": "rating"}, "fill_aux_fuel_kg_per_h": {"value": 150, "unit": "kg/h", "source": "rating"},
+            "fill_import_power_kw": {"value": 250, "unit": "kW", "source": "rating"}},
+    "pv": {},
+}
+
+
 def _project(plant_type, **kw):
+    params = {**TEST_PARAMETERS[plant_type], **kw.pop("parameters", {})}
     base = {
-        "id": "p", "site": "s", "plant_type": plant_type,
+        "id": "p", "site": "s", "plant_type": plant_type, "timezone": "Asia/Ho_Chi_Minh",
         "assets": [{"measurement": plant_type, "asset": "a", "fields": kw.pop("fields")}],
         "methodology": {"id": "m"},
         "monitoring_period": {"start": "2026-01-01T00:00:00Z", "end": "2027-01-01T00:00:00Z"},
         "grid_ef": {"country": "VN", "grid": "national", "year": 2020, "kind": "national"},
+        "parameters": params,
         **kw,
     }
     return AnalyticsConfig.model_validate({"projects": [base]}).projects[0]
@@ -307,15 +365,13 @@ def test_splitting_a_period_into_intervals_sums_to_computing_it_whole(seed, cuts
     power = rng.uniform(100, 900, len(ts))
     meter = np.concatenate(([0.0], np.cumsum((power[1:] + power[:-1]) / 2 / 3600)))
     projects = [
-        _project("pump", fields={"energy_meter": "energy_kwh"}, project_fill_rate_kw={"value": 900, "unit": "kW", "source": "rating"},
-                 parameters={"eta_project": {"value": 0.81, "unit": "-", "source": "t"}, "eta_reference": {"value": 0.75, "unit": "-", "source": "t"}}),
-        _project("vsd", fields={"power": "power_kw"}, project_fill_rate_kw={"value": 900, "unit": "kW", "source": "rating"},
-                 parameters={"baseline_power_kw": {"value": 800, "unit": "kW", "source": "t"}}),
+        _project("pump", fields={"energy_meter": "energy_kwh"}),
+        _project("vsd", fields={"power": "power_kw", "running": "running"}),
         _project("pv", fields={"export_meter": "export_energy_kwh"}),
     ]
     signals = [
         {"energy_meter": [(ts[keep], meter[keep])]},
-        {"power": [(ts[keep], power[keep])]},
+        {"power": [(ts[keep], power[keep])], "running": [(ts[keep], (power[keep] > 300).astype(float))]},
         {"export_meter": [(ts[keep], meter[keep])]},
     ]
     whole_edges = np.array([0, 7200 * S])
@@ -333,7 +389,7 @@ def _kh_project(**kw):
     return _project(
         "pv", fields={"export_meter": "export_energy_kwh", "grid_available": "grid_ok"},
         methodology={"id": "KH_AM002", "version": "1.0"}, day_category={"utc_offset_h": 7},
-        grid_ef={"value": 0.6, "source": "test grid EF", "kind": "national"},
+        grid_ef={"value": 0.6, "unit": "tCO2/MWh", "source": "test grid EF", "kind": "national"},
         parameters={"ef_diesel_t_co2_per_mwh": {"value": 0.8, "unit": "tCO2/MWh", "source": "test diesel EF"}}, **kw,
     )
 
@@ -351,12 +407,17 @@ def test_kh_am002_day_categories_and_ef_per_local_day():
     np.testing.assert_allclose(pv.ef_by_day_category(cats, 0.6, 0.8), [0.6, 0.6, 0.8])
     # before the first flag sample the state is unknown: not an outage day
     assert list(pv.day_categories(ts[2:], flag[2:], days)) == [pv.MIXED_DAY, pv.MIXED_DAY, pv.OUTAGE_DAY]
-    # through compute: hourly intervals take their local day's EF
+    # with a hold limit, a flag silent longer than it is unknown: no day is known all day
+    assert list(pv.day_categories(ts, flag, days, max_hold_s=120)) == [pv.MIXED_DAY] * 3
+    # through compute: hourly intervals take their local day's EF (the flag as the gateway stores
+    # it: the changes, and the unchanged value again every minute)
     project = _kh_project()
     t = d0 + np.arange(0, 3 * 86400 + 1, 60, dtype=np.int64) * S
     meter = np.arange(len(t), dtype=float) * 0.5  # 30 kW
     edges = d0 + np.arange(0, 3 * 24 + 1, dtype=np.int64) * 3600 * S
-    res = compute(project, {"export_meter": [(t, meter)], "grid_available": [(ts, flag)]}, edges, 120)
+    dense_ts = np.unique(np.concatenate([ts, t]))
+    dense_flag = flag[np.searchsorted(ts, dense_ts, side="right") - 1]
+    res = compute(project, {"export_meter": [(t, meter)], "grid_available": [(dense_ts, dense_flag)]}, edges, 120)
     np.testing.assert_allclose(res.reference_energy_kwh, 30.0)
     np.testing.assert_allclose(res.reference_t_co2, 0.030 * np.repeat([0.6, 0.6, 0.8], 24))
     assert np.all(res.project_t_co2 == 0)
@@ -378,6 +439,6 @@ def test_kh_am002_config_errors_name_the_key(change, needle):
     if kw["day_category"] is None:
         del kw["day_category"]
     with pytest.raises(ValidationError, match=needle):
-        _project("pv", grid_ef={"value": 0.6, "source": "x", "kind": "national"}, **kw)
+        _project("pv", grid_ef={"value": 0.6, "unit": "tCO2/MWh", "source": "x", "kind": "national"}, parameters={"ef_diesel_t_co2_per_mwh": {"value": 0.8, "unit": "tCO2/MWh", "source": "x"}}, **kw)
     with pytest.raises(ValidationError, match="day_category \\(JCM KH_AM002\\) applies to plant_type pv, not 'pump'"):
-        _project("pump", fields={"energy_meter": "e", "grid_available": "g"}, day_category={}, grid_ef={"value": 0.6, "source": "x", "kind": "national"})
+        _project("pump", fields={"energy_meter": "energy_kwh", "grid_available": "grid_ok"}, day_category={}, grid_ef={"value": 0.6, "unit": "tCO2/MWh", "source": "x", "kind": "national"})

@@ -83,3 +83,33 @@ def test_ex_ante_and_ex_post_side_by_side_and_portfolio_rollup():
     assert roll[0]["ex_ante_t_co2"] == 32.0
     assert {g["city"] for g in portfolio_rollup([a, b, c], by="city")} == {"Da Nang", "Ho Chi Minh City", "Hai Phong"}
     assert c.reported_t_co2 == 0 and c.japan_t_co2 is None
+
+
+@pytest.mark.parametrize("zone,offset_h", [("Asia/Ho_Chi_Minh", 7), ("Asia/Yangon", 6.5), ("America/Santiago", -3), ("UTC", 0)])
+def test_calendar_years_cut_exactly_at_local_midnight_for_many_years(zone, offset_h):
+    """Hourly (half-hourly where the zone needs it) intervals around every New Year 2026-2045:
+    the first interval starting at local midnight is the new year's, the one before the old year's
+    (daylight-saving zones included: Santiago is UTC-3 in January)."""
+    from zoneinfo import ZoneInfo
+
+    step = 1800 if offset_h % 1 else 3600
+    for year in range(2026, 2046):
+        boundary = int(np.datetime64(f"{year}-01-01T00:00", "ns").astype(np.int64)) - int(offset_h * 3600) * S
+        ts = boundary + np.arange(-3, 3, dtype=np.int64) * step * S
+        np.testing.assert_array_equal(calendar_year(ts, ZoneInfo(zone)), [year - 1] * 3 + [year] * 3, err_msg=f"{zone} {year}")
+
+
+def test_japanese_fiscal_years_start_at_00_00_jst_on_1_april_for_many_years():
+    for year in range(2026, 2046):
+        boundary = int(np.datetime64(f"{year}-03-31T15:00", "ns").astype(np.int64))
+        ts = boundary + np.arange(-2, 2, dtype=np.int64) * 3600 * S
+        np.testing.assert_array_equal(japanese_fiscal_year(ts), [year - 1, year - 1, year, year], err_msg=str(year))
+
+
+def test_fiscal_year_reports_of_hourly_intervals_split_exactly_at_the_boundary():
+    # 2027-03-31T12:00Z .. 18:00Z: three hours before 00:00 JST, three after
+    t0 = int(np.datetime64("2027-03-31T12:00", "ns").astype(np.int64))
+    ts = t0 + np.arange(6, dtype=np.int64) * 3600 * S
+    er = np.array([1.0, 2.0, 3.0, 10.0, 20.0, 30.0])
+    fy = reports_by("fiscal_year", "p", ts, 3600, er, np.zeros(6))
+    assert [(r.period, r.reduction_t_co2) for r in fy] == [("FY2026", 6.0), ("FY2027", 60.0)]

@@ -94,7 +94,7 @@ def test_simulated_dropout_flagged_in_exactly_its_intervals_and_filled_conservat
     assert minute["gap_filled_s"].sum() == pytest.approx((hi - lo) / S)
     np.testing.assert_allclose(minute["completeness"], 1.0 - minute["gap_filled_s"] / 60.0)
     # conservative fill: the reference counts only covered time, the project the plausible maximum
-    rate_kw = project.project_fill_rate_kw.value
+    rate_kw = project.parameter_set.fill_power_kw.value
     full = minute["time"][touched & (minute["gap_filled_s"] == 60)]
     assert len(full) == 19
     sel = np.isin(minute["time"], full)
@@ -105,12 +105,12 @@ def test_simulated_dropout_flagged_in_exactly_its_intervals_and_filled_conservat
     np.testing.assert_array_equal(hourly["gap_filled_s"] > 0, [False, True, False])
 
 
-def test_meter_replacement_and_bad_quality_samples(influx_db):
-    """A meter replaced mid-day loses no energy; BAD samples (only in sample_quality) are gaps."""
+def test_meter_replacement_is_a_gap_until_declared_then_exact_and_bad_quality_samples_are_gaps(influx_db):
+    """A meter replaced mid-day without a declaration is never counted as generation: its segment
+    is a gap (reference low) and an event; declared (old final and new initial readings), it
+    loses no energy. BAD samples (only in sample_quality) are gaps."""
     raw = [p for p in example_projects() if p["plant_type"] == "pv"]
     raw[0]["monitoring_period"] = {"start": "2026-03-10T00:00:00Z", "end": "2026-03-11T00:00:00Z"}
-    cfg = AnalyticsConfig.model_validate({"projects": raw, "max_gap_s": 10})
-    project = cfg.projects[0]
     reset_at = DAY0 + (5 * 3600 + 17) * S  # 12:00 local, mid-generation
     bad_at = DAY0 + (7 * 3600 + 10 * 60) * S
     fl = [
@@ -122,23 +122,43 @@ def test_meter_replacement_and_bad_quality_samples(influx_db):
     fields = plants.generate("pv", ts, SEED, params=params)
     used, quality = faults.apply_faults(fl, "binhduong", "pv1", ts, {"export_energy_kwh": fields["export_energy_kwh"]})
     influx_db.write_batch(plants.to_batch("binhduong", "pv1", "pv", ts, used, quality))
-    eng = Engine(cfg, influx_db)
-    eng.backfill(DAY0, DAY0 + 86400 * S, interval_s=[3600])
-    cols = eng.read_results(project, DAY0, DAY0 + 86400 * S, 3600)
-    flagged = cols["time"][cols["gap_filled_s"] > 0]
-    np.testing.assert_array_equal(flagged, [DAY0 + 7 * 3600 * S])  # only the hour with BAD samples
-    assert cols["gap_filled_s"].sum() == pytest.approx(301.0)
-    ef = resolve_grid_ef(project).value_t_co2_per_mwh
+    ef = None
     t = truth("pv", DAY0, DAY0 + 86400 * S, rng=SEED).inputs
-    got = float(np.sum(cols["reduction_t_co2"]))
-    want = float(pv.reference_emissions_t_co2(t["export_mwh"] * 1000, ef))
-    # the reset hour is complete (the register restarts from 0, increments stay positive);
-    # the BAD stretch (last good sample before to first after) is not credited: reference low
-    lost = truth("pv", bad_at - S, bad_at + 300 * S, rng=SEED).inputs["export_mwh"]
-    assert lost > 0
-    assert got == pytest.approx(want - float(pv.reference_emissions_t_co2(lost * 1000, ef)), rel=1e-3)
-    assert got < want
-    assert np.all(cols["reduction_t_co2"] >= 0)
+    lost_bad = truth("pv", bad_at - S, bad_at + 300 * S, rng=SEED).inputs["export_mwh"]
+    # the old register's last reading: the meter as if never replaced, at the replacement time
+    old_final = float(plants.generate("pv", np.array([reset_at]), SEED)["export_energy_kwh"][0])
+    for declared in (False, True):
+        p = dict(raw[0])
+        if declared:
+            p["assets"] = [dict(raw[0]["assets"][0], meter_events=[{
+                "field": "export_energy_kwh", "time": "2026-03-10T05:00:17Z", "kind": "replacement",
+                "old_final": old_final, "new_initial": 0.0, "source": "test: work order of the meter swap"}])]
+        cfg = AnalyticsConfig.model_validate({"projects": [p], "max_gap_s": 10})
+        project = cfg.projects[0]
+        ef = resolve_grid_ef(project).value_t_co2_per_mwh
+        eng = Engine(cfg, influx_db)
+        eng.backfill(DAY0, DAY0 + 86400 * S, interval_s=[3600])
+        cols = eng.read_results(project, DAY0, DAY0 + 86400 * S, 3600)
+        flagged = cols["time"][cols["gap_filled_s"] > 0]
+        got = float(np.sum(cols["reduction_t_co2"]))
+        want = float(pv.reference_emissions_t_co2(t["export_mwh"] * 1000, ef))
+        lost = lost_bad
+        if declared:
+            np.testing.assert_array_equal(flagged, [DAY0 + 7 * 3600 * S])  # only the hour with BAD samples
+            assert cols["gap_filled_s"].sum() == pytest.approx(301.0)
+        else:
+            # the second across the swap is unknown, a gap, never the new register's reading
+            np.testing.assert_array_equal(flagged, [DAY0 + 5 * 3600 * S, DAY0 + 7 * 3600 * S])
+            assert cols["gap_filled_s"].sum() == pytest.approx(302.0)
+            lost += truth("pv", reset_at - S, reset_at, rng=SEED).inputs["export_mwh"]
+        events = eng.client.query(f"SELECT * FROM mrv_event WHERE project = '{project.id}'")
+        kinds = list(events[0].columns["kind"]) if events else []
+        assert kinds == (["meter_replacement"] if declared else ["meter_drop"]), kinds
+        # the BAD stretch (last good sample before to first after) is not credited: reference low
+        assert lost > 0
+        assert got == pytest.approx(want - float(pv.reference_emissions_t_co2(lost * 1000, ef)), rel=1e-3)
+        assert got < want
+        assert np.all(cols["reduction_t_co2"] >= 0)
 
 
 def test_fault_schedule_dropouts_flagged_exactly_and_filled(influx_db):
@@ -169,7 +189,7 @@ def test_fault_schedule_dropouts_flagged_exactly_and_filled(influx_db):
         expected += (hi - lo) / S
     np.testing.assert_allclose(minute["gap_filled_s"], expected, atol=1e-6)
     sel = expected > 0
-    rate = project.project_fill_rate_kw.value
+    rate = project.parameter_set.fill_power_kw.value
     # project side charged the plausible maximum over missing time; reference only over covered time
     covered_kwh = minute["project_energy_kwh"][sel] - rate * expected[sel] / 3600
     np.testing.assert_allclose(minute["reference_energy_kwh"][sel], covered_kwh * 0.808 / 0.791, rtol=1e-6)

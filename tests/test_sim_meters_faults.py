@@ -230,7 +230,7 @@ def test_simulate_batch_applies_faults_like_the_server():
     b = simulate_batch("pump", ts, 3, faults=faults)
     names = [s.field for s in b.table]
     n = len(ts)
-    assert len(b) == 8 * n - 10
+    assert len(b) == 9 * n - 10
     power = b.series == names.index("power_kw")
     assert power.sum() == n - 10
     head = b.series == names.index("head_m")

@@ -319,7 +319,7 @@ def test_mqtt_device_json_reaches_a_real_mosquitto(shared_sim, mosquitto):
 
 def test_scale_serves_many_assets_from_one_process(simulator):
     sim = simulator(["--plants", "pump,vsd", "--scale", "60", "--speed", "60", "--start", "2026-07-01T00:00:00Z"], ready_timeout_s=90)
-    assert sim.tags == 60 * (8 + 7)
+    assert sim.tags == 60 * (9 + 8)
 
     async def go():
         async with Client(sim.endpoint, timeout=10) as c:

@@ -28,73 +28,19 @@ MISSING_DATA_RULE = (
     "seconds are reported per interval (plantmrv rule, methodologies.md s.1)."
 )
 
-_COMMON = [
-    FormulaInfo(symbol="RE_i", expression="RE_i = E_RE,i / 1000 x EF_grid", description="Reference emissions of interval i [tCO2]; E in kWh, EF in tCO2/MWh", tag="published"),
-    FormulaInfo(symbol="PE_i", expression="PE_i = E_PJ,i / 1000 x EF_grid", description="Project emissions of interval i [tCO2]", tag="published"),
-    FormulaInfo(symbol="ER_i", expression="ER_i = RE_i - PE_i", description="Emission reductions of interval i [tCO2]", tag="published"),
-    FormulaInfo(symbol="ER_p", expression="ER_p = max(0, floor(sum_i ER_i))", description="Reported reductions of period p (JCM, J-Credit): full precision in every interval, rounded down to whole tonnes only at the period total, never below 0", tag="published"),
-]
-
-#: Reference-energy formula of each baseline model (``methodologies.md`` s.2).
-BASELINE_FORMULAS: dict[str, list[FormulaInfo]] = {
-    "efficiency_ratio": [
-        FormulaInfo(symbol="E_RE,i", expression="E_RE,i = EC_PJ,i,covered x (eta_PJ / eta_RE)", description="Reference energy: metered consumption over covered time scaled by the efficiency ratio [kWh]", tag="form"),
-        FormulaInfo(symbol="E_PJ,i", expression="E_PJ,i = max(EC_PJ,i,covered + gap_s,i / 3600 x P_fill, EC_PJ,i,covered + EC_PJ,i,gap)", description="Project energy: covered consumption plus the conservative fill of missing time [kWh]", tag="form"),
-        FormulaInfo(symbol="EC_PJ,i,covered", expression="sum over meter readings k, k+1 no more than max_gap_s apart of (r_k+1 - r_k) x overlap with interval i / (t_k+1 - t_k)", description="Meter increments placed linearly in time, split at interval edges [kWh]", tag="form"),
-    ],
-    "specific_energy": [
-        FormulaInfo(symbol="E_RE,i", expression="E_RE,i = SEC_BL x V_PJ,i", description="Reference energy: baseline kWh per m3 times the project's volume [kWh]", tag="form"),
-        FormulaInfo(symbol="E_PJ,i", expression="E_PJ,i = EC_PJ,i", description="Project energy: metered consumption [kWh]", tag="form"),
-    ],
-    "constant_power_hours": [
-        FormulaInfo(symbol="E_RE,i", expression="E_RE,i = P_BL x t_PJ,i", description="Reference energy: pre-retrofit power times operating hours [kWh]", tag="form"),
-        FormulaInfo(symbol="E_PJ,i", expression="E_PJ,i = EC_PJ,i", description="Project energy: metered consumption [kWh]", tag="form"),
-    ],
-    "generation": [
-        FormulaInfo(symbol="E_RE,i", expression="E_RE,i = EG_i", description="Reference energy: electricity generated or exported, displacing grid electricity [kWh]", tag="published"),
-        FormulaInfo(symbol="E_PJ,i", expression="E_PJ,i = 0", description="Project emissions are zero", tag="published"),
-    ],
-    "fod_methane": [
-        FormulaInfo(
-            symbol="BE_CH4,y",
-            expression="BE_CH4,y = phi x (1 - f) x GWP_CH4 x (1 - OX) x 16/12 x F x DOC_f x MCF x sum_x sum_j W_j,x x DOC_j x exp(-k_j (y - x)) x (1 - exp(-k_j))",
-            description="Methane avoided from landfill, first-order decay [tCO2e]",
-            tag="published",
-        ),
-    ],
-}
+def _formulas(p: Any) -> list[FormulaInfo]:
+    """The project's methodology's formulas, as the methodology registry states them."""
+    return [FormulaInfo(symbol=f.symbol, expression=f.expression, description=f.description, tag=f.tag) for f in p.spec.formulas_for(p)]
 
 
-def formulas_for(baseline_model: str) -> list[FormulaInfo]:
-    return BASELINE_FORMULAS.get(baseline_model, []) + _COMMON
+def _role_info(role: str) -> tuple[str, str, str]:
+    """(symbol, description, unit) of an asset-field role, from the methodology registry."""
+    from plantmrv.analytics.registry import role as registry_role
+
+    r = registry_role(role)
+    return r.symbol, r.description, "0/1" if r.unit == "1" else r.unit
 
 
-# --------------------------------------------------------------------------- analytics adapter
-
-#: Symbol, description and unit of each asset-field role of ``analytics.projects[].assets[].fields``.
-ROLE_INFO = {
-    "energy_meter": ("EC_PJ", "Electricity consumed (cumulative register)", "kWh"),
-    "power": ("P_PJ", "Active power consumed", "kW"),
-    "flow": ("Q_PJ", "Flow", "m3/h"),
-    "volume_meter": ("V_PJ", "Volume delivered (cumulative register)", "m3"),
-    "running": ("t_PJ", "Running flag (operating hours)", "0/1"),
-    "export_meter": ("EG", "Electricity exported to the grid (cumulative register)", "kWh"),
-    "export_power": ("P_EG", "Power exported / generated", "kW"),
-    "waste_meter": ("W", "Waste fed (weighbridge, cumulative)", "t"),
-    "waste_rate": ("W_rate", "Waste feed rate", "t/h"),
-    "aux_fuel_rate": ("FC_aux", "Auxiliary fuel", "kg/h"),
-    "chlorine_rate": ("Cl", "Chlorine dose", "kg/h"),
-    "coagulant_rate": ("Coag", "Coagulant dose", "kg/h"),
-    "grid_available": ("GA_d", "Grid supply flag (day category, JCM KH_AM002)", "0/1"),
-}
-
-#: Reference EF by category of day (JCM KH_AM002), for projects with ``day_category``.
-DAY_CATEGORY_FORMULA = FormulaInfo(
-    symbol="EF_RE,d",
-    expression="EF_RE,d = EF_grid if GA_d = 1 all day d; EF_diesel if GA_d = 0 all day d; min(EF_grid, EF_diesel) otherwise",
-    description="Reference emission factor of local day d by its category; a day not yet closed takes the lower factor and is recomputed when it closes",
-    tag="form",
-)
 ROUNDING_OF_SCHEME = {"jcm": "floor", "j-credit": "floor", "none": "none"}
 
 
@@ -131,8 +77,7 @@ def project_from_analytics(p: Any, ef: EmissionFactorInfo | None = None, max_gap
                 comments=(ov.comments if ov else None) or ("methodology default" if ov is None else "project value"),
             )
         )
-    for name, symbol, desc in (("project_fill_rate_kw", "P_fill", "Maximum plausible project rate charged over missing time"),
-                               ("electricity_price_per_kwh", "price_elec", "Electricity tariff (co-benefit: cost saved)")):
+    for name, symbol, desc in (("electricity_price_per_kwh", "price_elec", "Electricity tariff (co-benefit: cost saved)"),):
         pv = getattr(p, name, None)
         if pv is not None:
             params.append(ParameterInfo(name=name, symbol=pv.symbol or symbol, description=pv.description or desc, value=pv.value if isinstance(pv.value, (int, float)) else None,
@@ -143,10 +88,9 @@ def project_from_analytics(p: Any, ef: EmissionFactorInfo | None = None, max_gap
                                     unit="s", option=None, kind="other", source="analytics.max_gap_s (plantmrv config)", frequency="Fixed", comments="data-processing setting"))
     points = []
     for a in p.assets:
-        for role, info in ROLE_INFO.items():
-            v = getattr(a.fields, role)
-            for field in ([v] if isinstance(v, str) else (v or [])):
-                symbol, desc, unit = info
+        for role, fields in a.fields.by_role().items():
+            for field in fields:
+                symbol, desc, unit = _role_info(role)
                 points.append(MonitoringPointInfo(
                     symbol=symbol, description=f"{desc}: {a.asset}.{field}", measurement=a.measurement, site=a.site or p.site,
                     asset=a.asset, field=field, unit=unit, option="C", measurement_method=f"role {role} of asset {a.asset}",
@@ -166,9 +110,9 @@ def project_from_analytics(p: Any, ef: EmissionFactorInfo | None = None, max_gap
         country=p.country or "",
         methodology=MethodologyInfo(
             id=p.methodology.id, version=p.methodology.version, title=f"{p.plant_type} / {baseline}", baseline_model=baseline,
-            formulas=formulas_for(baseline) + ([DAY_CATEGORY_FORMULA] if getattr(p, "day_category", None) is not None else []),
+            formulas=_formulas(p),
             missing_data_rule=_fill_rule(), rounding=ROUNDING_OF_SCHEME.get(p.rounding, "floor"),
-            rounding_scheme=p.rounding, credited=p.plant_type != "ubcf",
+            rounding_scheme=p.rounding, credited=p.spec.credited,
         ),
         parameters=params,
         grid_emission_factor=ef,
