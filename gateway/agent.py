@@ -48,6 +48,12 @@ def _mqtt(cfg, agent: "GatewayAgent"):
     return MqttSource(cfg, agent.site, agent.metrics, cfg.broker or agent.root.mqtt)
 
 
+def _modbus(cfg, agent: "GatewayAgent"):
+    from plantmrv.gateway.modbus_source import ModbusSource
+
+    return ModbusSource(cfg, agent.site, agent.metrics)
+
+
 def _mqtt_sink(cfg, agent: "GatewayAgent"):
     from plantmrv.gateway.mqtt_sink import MqttSink
 
@@ -60,7 +66,7 @@ def _influx_sink(cfg, agent: "GatewayAgent"):
     return InfluxSink(cfg, agent.root.influxdb, agent.metrics)
 
 
-SOURCE_TYPES: dict[str, Callable[[Any, "GatewayAgent"], Any]] = {"opcua": _opcua, "mqtt": _mqtt}
+SOURCE_TYPES: dict[str, Callable[[Any, "GatewayAgent"], Any]] = {"opcua": _opcua, "mqtt": _mqtt, "modbus": _modbus}
 SINK_TYPES: dict[str, Callable[[Any, "GatewayAgent"], Any]] = {"mqtt": _mqtt_sink, "influxdb": _influx_sink}
 
 
