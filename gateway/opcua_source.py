@@ -34,6 +34,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from plantmrv.batch import SampleBatch, Series, quality_from_status_code
 from plantmrv.config import StrictModel
+from plantmrv.scaling import Scaling, compose
 
 if TYPE_CHECKING:  # pragma: no cover
     from plantmrv.gateway.metrics import GatewayMetrics
@@ -49,7 +50,10 @@ DEFAULT_CHUNK = 1000  # per call when the server announces no limit (0): keeps m
 # --------------------------------------------------------------------------- config
 
 
-class OpcUaNode(StrictModel):
+class OpcUaNode(Scaling):
+    """A tag; ``scale``/``offset``/``unit`` turn the server's raw value into the field's unit (before
+    buffering; an absolute deadband stays in the field's unit: the server gets it divided by the scale)."""
+
     field: str = Field(..., description="Field name with its unit (`flow_m3_per_h`).")
     node_id: str | None = Field(None, description="NodeId, e.g. `ns=2;s=P1.Flow` or `ns=3;i=1042`.")
     browse_path: str | None = Field(
@@ -86,6 +90,10 @@ class OpcUaNode(StrictModel):
     def _one_address(self) -> "OpcUaNode":
         if (self.node_id is None) == (self.browse_path is None):
             raise ValueError("set exactly one of node_id or browse_path")
+        try:
+            self.effective(self.field)
+        except ValueError as exc:
+            raise ValueError(f"unit: {exc}") from None
         return self
 
 
@@ -252,10 +260,13 @@ class NodeRef(NamedTuple):
     browse_path: str | None
     asset: str | None
     measurement: str | None
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str | None = None
 
     @classmethod
     def of(cls, n: OpcUaNode) -> "NodeRef":
-        return cls(n.field, n.node_id, n.browse_path, n.asset, n.measurement)
+        return cls(n.field, n.node_id, n.browse_path, n.asset, n.measurement, n.scale, n.offset, n.unit)
 
 
 class _NodeIds:
@@ -311,6 +322,11 @@ class OpcUaSource:
         self._interval_ns = {
             series: int((g.max_sample_interval_s or cfg.max_sample_interval_s) * 1e9) for series, g in zip(self.table, self.node_group)
         }
+        # per tag: value = raw * a + b (scale, offset, unit); None when no tag is scaled (the common case)
+        ab = [compose(n.scale, n.offset, n.field, n.unit) for n in self.nodes]
+        self._scaled = any(x != (1.0, 0.0) for x in ab)
+        self._a = np.array([x[0] for x in ab]) if self._scaled else None
+        self._b = np.array([x[1] for x in ab]) if self._scaled else None
         self.last_ts_ns = 0  # newest sample timestamp seen (for the backfill after an outage)
         # While a backfill is due or running, the resume point the agent persists must not move past
         # the outage start, or a crash mid-backfill would lose the gap for good.
@@ -335,8 +351,11 @@ class OpcUaSource:
         if not len(idx) and covers is None:
             return
         ts_arr = np.asarray(ts, dtype=np.int64)
-        batch = SampleBatch(self.table, np.asarray(idx, np.int32), ts_arr, np.asarray(vals, np.float64),
-                            quality_from_status_code(np.asarray(codes, np.uint64)))
+        idx = np.asarray(idx, np.int32)
+        vals = np.asarray(vals, np.float64)
+        if self._scaled and len(idx):
+            vals = vals * self._a[idx] + self._b[idx]
+        batch = SampleBatch(self.table, idx, ts_arr, vals, quality_from_status_code(np.asarray(codes, np.uint64)))
         watermark = None
         if len(batch):
             newest = int(ts_arr.max())
@@ -648,7 +667,13 @@ class OpcUaSource:
                 mfilter.Trigger = ua.DataChangeTrigger.StatusValue
                 mfilter.DeadbandType = 1 if g.deadband_type == "absolute" else 2
                 mfilter.DeadbandValue = g.deadband_value
-            items += [(i, g, mfilter) for i in members]
+            for i in members:
+                f = mfilter
+                if f is not None and g.deadband_type == "absolute" and self._scaled and self._a[i] not in (0.0, 1.0):
+                    f = ua.DataChangeFilter()  # the server compares raw values: the deadband in raw units
+                    f.Trigger, f.DeadbandType = mfilter.Trigger, mfilter.DeadbandType
+                    f.DeadbandValue = g.deadband_value / abs(float(self._a[i]))
+                items.append((i, g, f))
         failed = []
         session = client.uaclient.session
         for k in range(0, len(items), mi_chunk):
