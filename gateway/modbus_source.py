@@ -16,9 +16,10 @@ an RS-485 gateway, a PV inverter, a meter. Per device:
 * **timing**: ``poll_interval_s``, ``timeout_s``, ``retries`` and ``inter_request_delay_ms``
   (slow serial gateways need a pause between requests);
 * **quality**: a point whose read failed (exception response, timeout, connection down) is a
-  BAD sample (NaN) stamped with the poll time: never a silent gap. Every poll's batch lists
-  all the device's points, GOOD or BAD; its poll time is the watermark up to which every point
-  of the device was observed;
+  BAD sample (NaN) stamped with the poll time: never a silent gap. Every poll's batch has the
+  device's table (all its points) and its poll time is the watermark (``emit(batch,
+  watermark_ns)``) up to which every point was observed: a point left out by its deadband is
+  known unchanged until then (the agent's coverage tracker writes holds and heartbeats);
 * **SunSpec** (``sunspec:``): the model chain is discovered at connect (:mod:`.sunspec`) and the
   ``pv`` fields are polled with their scale-factor registers.
 
@@ -511,9 +512,9 @@ class ModbusSource:
         if bad:
             self.metrics.source_error(self.name, "bad_sample", bad)
         self.last_watermark_ns[d.cfg.name] = ts_ns
-        # watermark_ns=ts_ns: every point of d.table was observed at ts_ns (GOOD, BAD or unchanged
-        # within its deadband); passed once the agent's emit takes it (report-by-exception coverage)
-        self._emit(batch)
+        # the watermark: every point of d.table was observed at ts_ns (GOOD, BAD, or unchanged within
+        # its deadband and so left out of the batch: the agent's coverage tracker holds it)
+        self._emit(batch, ts_ns)
 
     def emit_all_bad(self, ts_ns: int, reason: str) -> None:
         for d in self.devices:
@@ -663,6 +664,8 @@ class ModbusSource:
             client.close()
             self.connected = False
             self.metrics.source_connected(self.name, False)
+            if hasattr(emit, "lost"):
+                emit.lost()  # coverage ends at the last poll: no hold bridges the outage
             self.emit_all_bad(time.time_ns(), "connection")
             delay = backoff_delay(attempt, self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
             attempt += 1

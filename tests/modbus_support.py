@@ -20,9 +20,15 @@ class Recorder:
     """Batches a source emitted, with helpers to read the last value/quality per field."""
 
     batches: list[SampleBatch] = field(default_factory=list)
+    watermarks: list[int | None] = field(default_factory=list)
+    losses: int = 0
 
-    def __call__(self, batch: SampleBatch, watermark_ns: int | None = None) -> None:
+    def __call__(self, batch: SampleBatch, watermark_ns: int | None = None, covers=None) -> None:
         self.batches.append(batch)
+        self.watermarks.append(watermark_ns)
+
+    def lost(self) -> None:
+        self.losses += 1
 
     def rows(self) -> list[tuple[str, int, float, int]]:
         out = []

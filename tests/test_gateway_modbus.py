@@ -103,6 +103,9 @@ def test_exception_02_on_a_hole_splits_the_block_and_the_missing_register_is_bad
     assert math.isnan(v) and q == Quality.BAD
     # the first poll already split and re-read: a, b and c never had a BAD sample
     assert all(q == 0 for f in "abc" for _t, _v, q in rec.series(f))
+    # every poll's batch lists the device's 4 points and carries its poll time as the watermark
+    for b, w in zip(rec.batches, rec.watermarks):
+        assert len(b.table) == 4 and w is not None and (not len(b) or set(b.ts_ns.tolist()) == {w})
 
 
 def test_device_failure_timeout_and_a_device_that_disappears_and_returns_are_bad_never_a_gap():

@@ -222,7 +222,7 @@ def test_opcua_node_scale_offset_unit_apply_before_buffering():
             {"field": "head_m", "node_id": "ns=2;s=H"}]}]})
     src = OpcUaSource(cfg, "s", GatewayMetrics())
     got = []
-    src._emit = got.append
+    src._emit = lambda batch, watermark_ns=None, covers=None: got.append(batch)
     src._emit_rows([0, 1, 2], [1, 1, 1], [48210.0, 655.0, 31.5], [0, 0, 0])
     assert got[0].value.tolist() == pytest.approx([48.21, 25.5, 31.5])
 
