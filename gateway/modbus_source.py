@@ -33,10 +33,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -56,20 +55,20 @@ from plantmrv.gateway.modbus_codec import (
     plan_blocks,
     register_count,
 )
-from plantmrv.scaling import Scaling, compose
+from plantmrv.scaling import ScaledTag, check_unique_series, compose
 
 if TYPE_CHECKING:  # pragma: no cover
     from plantmrv.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("plantmrv.gateway.modbus")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 GATEWAY_EXCEPTIONS = (0x0A, 0x0B)  # gateway path unavailable / target failed to respond: the device is absent
 
 # --------------------------------------------------------------------------- config
 
 
-class ModbusPoint(Scaling):
-    field: str = Field(..., description="Field name with its unit (`power_kw`); for a `string`, a label for logs.")
+class ModbusPoint(ScaledTag):
+    """A register, coil or input (``field``: with its unit; for a ``string``, a label for logs)."""
+
     kind: Kind = Field("holding", description="Table: `holding` (FC 3), `input` (FC 4), `coil` (FC 1), `discrete` (FC 2).")
     address: int = Field(..., ge=0, le=65535, description="Protocol address, 0-based: a manual's register 40001 (or 30001) is 0.")
     type: DataType | None = Field(
@@ -82,15 +81,6 @@ class ModbusPoint(Scaling):
     byte_order: Order | None = Field(None, description="`big` (as sent) or `little` (bytes swapped in each register); default: the device's.")
     deadband: float = Field(0.0, ge=0, description="Send a value only when it moved this much (field units) since the last one sent.")
     expect: str | None = Field(None, description="`string` only: the text the device must report (else all its samples are BAD).")
-    asset: str | None = Field(None, description="Overrides the device's `asset` tag.")
-    measurement: str | None = Field(None, description="Overrides the device's measurement.")
-
-    @field_validator("field")
-    @classmethod
-    def _field_name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError(f"{v!r} is not a field name (letters, digits, underscore; unit in the name: power_kw)")
-        return v
 
     @model_validator(mode="after")
     def _check(self) -> "ModbusPoint":
@@ -113,10 +103,7 @@ class ModbusPoint(Scaling):
         if self.expect is not None and self.type != "string":
             raise ValueError("`expect` is for strings only")
         if self.type != "string":
-            try:
-                self.effective(self.field)
-            except ValueError as exc:
-                raise ValueError(f"unit: {exc}") from None
+            self.check_unit(self.field)
         return self
 
     @property
@@ -202,19 +189,12 @@ class ModbusSourceConfig(StrictModel):
         if self.transport != "rtu" and not self.host:
             raise ValueError(f"transport {self.transport} needs `host`")
         seen_unit: dict[int, int] = {}
-        seen: dict[tuple, str] = {}
         for di, d in enumerate(self.devices):
             if d.unit_id in seen_unit:
                 raise ValueError(f"devices[{di}].unit_id {d.unit_id} repeats devices[{seen_unit[d.unit_id]}].unit_id")
             seen_unit[d.unit_id] = di
-            for pi, p in enumerate(d.points):
-                if p.type == "string":
-                    continue
-                key = (p.measurement or d.measurement, p.asset or d.asset, tuple(sorted(d.tags.items())), p.field)
-                where = f"devices[{di}].points[{pi}]"
-                if key in seen:
-                    raise ValueError(f"{where}: series {key[0]} asset={key[1]} field={key[3]} is already read by {seen[key]}")
-                seen[key] = where
+        check_unique_series((f"devices[{di}].points[{pi}]", p, d.measurement, d.asset, d.tags)
+                            for di, d in enumerate(self.devices) for pi, p in enumerate(d.points) if p.type != "string")
         return self
 
     @property
@@ -605,9 +585,7 @@ class ModbusSource:
             if regs is None:
                 notes.append(f"{p.field}: {p.model}.{p.name} unreadable")
                 continue
-            from plantmrv.gateway.modbus_codec import decode as _dec
-
-            raw = float(_dec(np.asarray(regs, np.uint16).reshape(1, -1), p.dtype)[0])
+            raw = float(decode(np.asarray(regs, np.uint16).reshape(1, -1), p.dtype)[0])
             if (p.invalid is None and math.isnan(raw)) or (p.invalid is not None and raw == p.invalid):
                 notes.append(f"{p.field}: {p.model}.{p.name} not implemented")
                 continue

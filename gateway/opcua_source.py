@@ -34,7 +34,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from plantmrv.batch import SampleBatch, Series, quality_from_status_code
 from plantmrv.config import StrictModel
-from plantmrv.scaling import Scaling, compose
+from plantmrv.scaling import ScaledTag, check_unique_series, compose
 
 if TYPE_CHECKING:  # pragma: no cover
     from plantmrv.gateway.metrics import GatewayMetrics
@@ -44,30 +44,19 @@ log = logging.getLogger("plantmrv.gateway.opcua")
 
 _NODEID = re.compile(r"^(ns=\d+;|nsu=[^;]+;)?(i=\d+|s=.+|g=[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}|b=[A-Za-z0-9+/=]+)$")
 _BROWSE_ELEMENT = re.compile(r"^\d+:[^/]+$")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_CHUNK = 1000  # per call when the server announces no limit (0): keeps messages reasonable
 
 # --------------------------------------------------------------------------- config
 
 
-class OpcUaNode(Scaling):
+class OpcUaNode(ScaledTag):
     """A tag; ``scale``/``offset``/``unit`` turn the server's raw value into the field's unit (before
     buffering; an absolute deadband stays in the field's unit: the server gets it divided by the scale)."""
 
-    field: str = Field(..., description="Field name with its unit (`flow_m3_per_h`).")
     node_id: str | None = Field(None, description="NodeId, e.g. `ns=2;s=P1.Flow` or `ns=3;i=1042`.")
     browse_path: str | None = Field(
         None, description="Browse path from the Root folder, e.g. `0:Objects/2:PumpStation/2:P1/2:Flow`."
     )
-    asset: str | None = Field(None, description="Overrides the group's `asset` tag.")
-    measurement: str | None = Field(None, description="Overrides the group's measurement.")
-
-    @field_validator("field")
-    @classmethod
-    def _field_name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError(f"{v!r} is not a field name (letters, digits, underscore; unit in the name: flow_m3_per_h)")
-        return v
 
     @field_validator("node_id")
     @classmethod
@@ -90,10 +79,7 @@ class OpcUaNode(Scaling):
     def _one_address(self) -> "OpcUaNode":
         if (self.node_id is None) == (self.browse_path is None):
             raise ValueError("set exactly one of node_id or browse_path")
-        try:
-            self.effective(self.field)
-        except ValueError as exc:
-            raise ValueError(f"unit: {exc}") from None
+        self.check_unit(self.field)
         return self
 
 
@@ -185,14 +171,8 @@ class OpcUaSourceConfig(StrictModel):
     def _checks(self) -> "OpcUaSourceConfig":
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
-        seen: dict[tuple, str] = {}
-        for gi, g in enumerate(self.groups):
-            for ni, n in enumerate(g.nodes):
-                key = (n.measurement or g.measurement, n.asset or g.asset, tuple(sorted(g.tags.items())), n.field)
-                where = f"groups[{gi}].nodes[{ni}]"
-                if key in seen:
-                    raise ValueError(f"{where}: series {key[0]} asset={key[1]} field={key[3]} is already read by {seen[key]}")
-                seen[key] = where
+        check_unique_series((f"groups[{gi}].nodes[{ni}]", n, g.measurement, g.asset, g.tags)
+                            for gi, g in enumerate(self.groups) for ni, n in enumerate(g.nodes))
         return self
 
 

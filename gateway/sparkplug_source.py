@@ -23,7 +23,6 @@ Unmapped metrics are counted, not sent.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -35,7 +34,8 @@ from pydantic import Field, field_validator, model_validator
 
 from plantmrv.batch import Quality, SampleBatch, Series
 from plantmrv.config import MqttConfig, StrictModel
-from plantmrv.scaling import Scaling
+from plantmrv.gateway.mqtt_source import BrokerSubscriber
+from plantmrv.scaling import Scaling, check_field_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from plantmrv.gateway.metrics import GatewayMetrics
@@ -43,7 +43,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("plantmrv.gateway.sparkplug")
 _LEVEL = re.compile(r"^[^/+#]+$")
 _TEMPLATE = re.compile(r"\{(group|edge_node|device)\}")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class SparkplugMetric(Scaling):
@@ -63,13 +62,9 @@ class SparkplugMapping(StrictModel):
     @classmethod
     def _metrics(cls, v):
         for fld, spec in v.items():
-            if not _NAME.match(fld):
-                raise ValueError(f"{fld!r} is not a field name (letters, digits, underscore; unit in the name: power_kw)")
+            check_field_name(fld)
             if isinstance(spec, SparkplugMetric):
-                try:
-                    spec.effective(fld)
-                except ValueError as exc:
-                    raise ValueError(f"{fld}.unit: {exc}") from None
+                spec.check_unit(fld, f"{fld}.")
         return v
 
     @model_validator(mode="after")
@@ -125,19 +120,14 @@ class _Node:
     last_rebirth: float = -1e18
 
 
-class SparkplugSource:
+class SparkplugSource(BrokerSubscriber):
     type = "sparkplug"
+    lost_on_disconnect = True
 
     def __init__(self, cfg: SparkplugSourceConfig, site: str, metrics: "GatewayMetrics", broker: MqttConfig | None):
-        if broker is None:
-            raise ValueError(f"source {cfg.name}: no broker (set sources[].broker or the top-level mqtt section)")
-        self.cfg = cfg
-        self.name = cfg.name
+        super().__init__(cfg, metrics, broker)
         self.site = site
-        self.broker = broker
-        self.metrics = metrics
         self.nodes: dict[str, _Node] = {}
-        self.connected = False
         self.last_watermark_ns = 0
 
     # ------------------------------------------------------------------ mapping
@@ -288,44 +278,17 @@ class SparkplugSource:
         set_value(m, 11, True)
         return f"spBv1.0/{self.cfg.group}/NCMD/{edge}", p.SerializeToString()
 
-    # ------------------------------------------------------------------ run
-    async def run(self, emit: Callable[..., None]) -> None:
-        import aiomqtt
+    # ------------------------------------------------------------------ session
+    def topics(self) -> list[str]:
+        return [self.cfg.topic_filter]
 
-        from plantmrv.gateway.mqtt_sink import tls_context
-        from plantmrv.gateway.opcua_source import backoff_delay
+    async def on_connected(self, client) -> None:
+        # a node already online published its BIRTH before we subscribed: ask it again
+        if self.cfg.edge_node != "+":
+            topic, data = self.rebirth_message(self.cfg.edge_node)
+            await client.publish(topic, data, qos=0)
 
-        b = self.broker
-        attempt = 0
-        while True:
-            try:
-                async with aiomqtt.Client(
-                    b.host, b.port, username=b.username, password=b.password.get_secret_value() if b.password else None,
-                    identifier=(b.client_id or None), keepalive=b.keepalive_s, tls_context=tls_context(b) if b.use_tls else None,
-                ) as client:
-                    await client.subscribe(self.cfg.topic_filter, qos=self.cfg.qos)
-                    self.connected = True
-                    attempt = 0
-                    self.metrics.source_connected(self.name, True)
-                    log.info("event=sparkplug_connected source=%s broker=%s filter=%s", self.name, b.url, self.cfg.topic_filter)
-                    # nodes already online published their BIRTH before we subscribed: ask them again
-                    if self.cfg.edge_node != "+":
-                        topic, data = self.rebirth_message(self.cfg.edge_node)
-                        await client.publish(topic, data, qos=0)
-                    async for msg in client.messages:
-                        for edge in self.handle(str(msg.topic), bytes(msg.payload or b""), emit):
-                            topic, data = self.rebirth_message(edge)
-                            await client.publish(topic, data, qos=0)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                log.warning("event=sparkplug_source_lost source=%s broker=%s error=%s: %s", self.name, b.url, type(exc).__name__, exc)
-                self.metrics.source_error(self.name, "connection")
-            self.connected = False
-            self.metrics.source_connected(self.name, False)
-            if hasattr(emit, "lost"):
-                emit.lost()  # coverage ends at the last message: no hold bridges the outage
-            delay = backoff_delay(attempt, self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
-            attempt += 1
-            self.metrics.source_reconnect(self.name)
-            await asyncio.sleep(delay)
+    async def on_message(self, client, topic: str, payload: bytes, emit) -> None:
+        for edge in self.handle(topic, payload, emit):
+            rtopic, data = self.rebirth_message(edge)
+            await client.publish(rtopic, data, qos=0)

@@ -131,10 +131,7 @@ class DeviceJsonTopic(StrictModel):
             if not _PATH.match(path):
                 raise ValueError(f"field {name!r}: {path!r} is not a dotted JSON path like 'data.flow'")
             if not isinstance(spec, str):
-                try:
-                    spec.effective(name)
-                except ValueError as exc:
-                    raise ValueError(f"field {name!r}: unit: {exc}") from None
+                spec.check_unit(name, f"field {name!r}: ")
         return v
 
     @model_validator(mode="after")

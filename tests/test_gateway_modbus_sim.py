@@ -6,9 +6,6 @@ values; kill -9 of a polling gateway loses no buffered sample."""
 from __future__ import annotations
 
 import asyncio
-import math
-import re
-import sqlite3
 import time
 
 import numpy as np
@@ -20,7 +17,7 @@ from plantmrv.simulators.meters import parse_time_ns
 from plantmrv.simulators.plants import generate, make_params
 from tests.modbus_support import run_source, source_config
 from tests.test_gateway_support import (  # noqa: F401  (gateways is a fixture)
-    REPO, GatewayProcess, gateways, influx_keys, metrics_value, wait_for,
+    REPO, GatewayProcess, buffer_samples, gateways, influx_keys, metrics_value, wait_for,
 )
 
 START = "2026-03-10T05:00:00Z"  # noon at the pv site: the inverter produces
@@ -120,7 +117,7 @@ def test_kill_9_while_polling_loses_no_buffered_sample(simulator, tmp_path, infl
         gateways.append(gw)
         time.sleep(3.0 + 0.4 * i)
         gw.kill9()
-        buffered |= _good_buffered(tmp_path / "buffer.db")
+        buffered |= buffer_samples(tmp_path / "buffer.db", good_only=True)
     assert buffered, "the buffer never held data at a kill: the test would prove nothing"
     cfg["gateway"]["buffer"]["replay_max_samples_per_s"] = 100_000
     cfg["gateway"]["health"]["metrics_port"] = mport
@@ -134,23 +131,6 @@ def test_kill_9_while_polling_loses_no_buffered_sample(simulator, tmp_path, infl
     assert not lost, f"{len(lost)} of {len(buffered)} buffered samples never reached InfluxDB, e.g. {sorted(lost)[:3]}"
     log = gw.log()
     assert "event=modbus_connected" in log and "Traceback" not in log, log[-3000:]
-
-
-def _good_buffered(path) -> set:
-    from plantmrv.codec import decode_message
-
-    out = set()
-    if not path.exists():
-        return out
-    db = sqlite3.connect(path)
-    try:
-        for (blob,) in db.execute("SELECT blob FROM batches"):
-            b = decode_message(blob).batch
-            keys = [s.key() for s in b.table]
-            out |= {(keys[s], int(t)) for s, t, q in zip(b.series.tolist(), b.ts_ns.tolist(), b.quality.tolist()) if q == 0}
-    finally:
-        db.close()
-    return out
 
 
 def test_scan_lists_answering_ranges_and_sunspec_models_and_writes_a_loadable_source(simulator, tmp_path):
