@@ -56,8 +56,9 @@ class PymodbusServer:
     None, an ExcCodes member, or "silent" (no answer). ``requests`` counts the read requests received.
     """
 
-    def __init__(self, devices: dict[int, list], fail: dict[int, Any] | None = None):
+    def __init__(self, devices: dict[int, list], fail: dict[int, Any] | None = None, framer: str = "socket"):
         self.port = free_port()
+        self.framer = framer
         self.devices = devices
         self.fail = fail or {}
         self.requests = 0
@@ -65,6 +66,7 @@ class PymodbusServer:
 
     async def start(self) -> "PymodbusServer":
         from pymodbus.exceptions import NoSuchIdException
+        from pymodbus.framer import FramerType
         from pymodbus.server import ModbusTcpServer
         from pymodbus.simulator import SimDevice
 
@@ -82,7 +84,8 @@ class PymodbusServer:
             return pdu
 
         sims = [SimDevice(uid, simdata=data, action=make_action(uid)) for uid, data in self.devices.items()]
-        self.server = ModbusTcpServer(sims, address=("127.0.0.1", self.port), ignore_missing_devices=True, trace_pdu=trace)
+        self.server = ModbusTcpServer(sims, address=("127.0.0.1", self.port), ignore_missing_devices=True, trace_pdu=trace,
+                                      framer=FramerType.RTU if self.framer == "rtu" else FramerType.SOCKET)
         await self.server.serve_forever(background=True)
         return self
 

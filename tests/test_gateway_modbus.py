@@ -233,3 +233,30 @@ def test_sunspec_scale_factors_match_pysunspec2_on_pymodbus_server():
         assert got[("inv2", fld)][0] == pytest.approx(v, rel=1e-6) and got[("inv2", fld)][1] == 0, fld
     assert ("inv1", "irradiance_w_per_m2") not in got  # no model 302: not in the table, not a BAD stream
     assert {b.table[0].measurement for b in rec.batches} == {"pv"}
+
+
+def test_sunspec_701_der_measurement_and_rtu_framing_through_a_serial_server():
+    """Model 701 (DER AC measurement: W with W_SF, TotWhInj uint64 with TotWh_SF) encoded by
+    pysunspec2, served with RTU framing over TCP (a transparent serial server), read by unit 7."""
+    from pymodbus.simulator import DataType, SimData
+    from sunspec2.device import Model
+
+    common = Model(model_id=1)
+    der = Model(model_id=701)
+    der.W.value, der.W_SF.value = -1500, 1               # -15000 W (absorbing)
+    der.TotWhInj.value, der.TotWh_SF.value = 2**40 + 5, 0  # beyond 32 bits: no rollover in a 64-bit register
+    img = _sunspec_image([common, der])
+
+    async def main():
+        srv = await PymodbusServer({7: [SimData(50000, values=img, datatype=DataType.REGISTERS)]}, framer="rtu").start()
+        try:
+            cfg = source_config(srv.port, [{"name": "der", "unit_id": 7, "asset": "pv9", "poll_interval_s": 0.5,
+                                            "sunspec": {"fields": ["ac_power_kw", "export_energy_kwh"]}}], transport="rtu_over_tcp")
+            return await run_source(cfg, 2.0)
+        finally:
+            await srv.stop()
+
+    rec, _src = asyncio.run(main())
+    last = rec.last()
+    assert last["ac_power_kw"] == (der.W.cvalue / 1000, 0) == (-15.0, 0)
+    assert last["export_energy_kwh"] == (pytest.approx((2**40 + 5) / 1000), 0)

@@ -113,9 +113,11 @@ def test_kill_9_while_polling_loses_no_buffered_sample(simulator, tmp_path, infl
     path.write_text(yaml.safe_dump(cfg))
     buffered: set = set()
     for i in range(3):
-        gw = GatewayProcess(path, tmp_path / "gw.log").start()
+        log = tmp_path / f"gw{i}.log"
+        gw = GatewayProcess(path, log).start()
         gateways.append(gw)
-        time.sleep(3.0 + 0.4 * i)
+        wait_for(lambda: "event=modbus_connected" in log.read_text(errors="replace"), 60, "gateway polling")
+        time.sleep(1.5 + 0.4 * i)  # polling at 5 Hz into a buffer drained at 8 samples/s
         gw.kill9()
         buffered |= buffer_samples(tmp_path / "buffer.db", good_only=True)
     assert buffered, "the buffer never held data at a kill: the test would prove nothing"
