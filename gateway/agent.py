@@ -48,6 +48,18 @@ def _mqtt(cfg, agent: "GatewayAgent"):
     return MqttSource(cfg, agent.site, agent.metrics, cfg.broker or agent.root.mqtt)
 
 
+def _modbus(cfg, agent: "GatewayAgent"):
+    from plantmrv.gateway.modbus_source import ModbusSource
+
+    return ModbusSource(cfg, agent.site, agent.metrics)
+
+
+def _sparkplug(cfg, agent: "GatewayAgent"):
+    from plantmrv.gateway.sparkplug_source import SparkplugSource
+
+    return SparkplugSource(cfg, agent.site, agent.metrics, cfg.broker or agent.root.mqtt)
+
+
 def _mqtt_sink(cfg, agent: "GatewayAgent"):
     from plantmrv.gateway.mqtt_sink import MqttSink
 
@@ -60,7 +72,7 @@ def _influx_sink(cfg, agent: "GatewayAgent"):
     return InfluxSink(cfg, agent.root.influxdb, agent.metrics)
 
 
-SOURCE_TYPES: dict[str, Callable[[Any, "GatewayAgent"], Any]] = {"opcua": _opcua, "mqtt": _mqtt}
+SOURCE_TYPES: dict[str, Callable[[Any, "GatewayAgent"], Any]] = {"opcua": _opcua, "mqtt": _mqtt, "modbus": _modbus, "sparkplug": _sparkplug}
 SINK_TYPES: dict[str, Callable[[Any, "GatewayAgent"], Any]] = {"mqtt": _mqtt_sink, "influxdb": _influx_sink}
 
 
@@ -75,7 +87,7 @@ def check_runnable(root, filename: str) -> None:
     if gw.sink.type == "mqtt" and root.mqtt is None:
         issues.append(ConfigIssue(filename, "mqtt", None, "sink type mqtt needs the top-level `mqtt:` section"))
     for i, s in enumerate(gw.sources):
-        if s.type == "mqtt" and s.broker is None and root.mqtt is None:
+        if s.type in ("mqtt", "sparkplug") and s.broker is None and root.mqtt is None:
             issues.append(ConfigIssue(filename, f"gateway.sources[{i}].broker", None, "no broker: set it or the top-level `mqtt:` section"))
     if issues:
         raise ConfigError(issues)

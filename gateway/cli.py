@@ -1,4 +1,4 @@
-"""``plantmrv gateway``: run the agent, browse an OPC UA server."""
+"""``plantmrv gateway``: run the agent, browse an OPC UA server, scan a Modbus device."""
 
 from __future__ import annotations
 
@@ -172,3 +172,46 @@ def browse(
     else:
         typer.echo(text, nl=False)
         typer.echo(f"# {n} variables in {len(groups)} groups", err=True)
+
+
+@app.command("scan")
+def scan(
+    url: str = typer.Argument(..., help="Device or gateway, modbus://host[:port] (Modbus TCP)."),
+    unit: int = typer.Option(1, "--unit", help="Unit id (slave address) to scan."),
+    ranges: str = typer.Option("0-9999", "--range", help="Register address ranges to probe, e.g. 0-9999,15000-16600."),
+    timeout: float = typer.Option(1.0, "--timeout", help="Answer timeout per request [s]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write a pasteable `type: modbus` source here."),
+) -> None:
+    """Probe a Modbus device: register ranges that answer (holding, input) and SunSpec models.
+
+    Prints the findings; with --out, writes a ready-to-paste source (SunSpec devices as
+    `sunspec: {}`, other registers as point stubs to name and type from the manual).
+    """
+    import asyncio
+
+    from plantmrv.gateway.modbus_scan import parse_ranges, render_text, render_yaml
+    from plantmrv.gateway.modbus_scan import scan as do_scan
+
+    try:
+        spans = parse_ranges(ranges)
+    except ValueError as exc:
+        typer.echo(f"--range: {exc}", err=True)
+        raise typer.Exit(2)
+    if not 0 <= unit <= 255:
+        typer.echo("--unit: 0..255", err=True)
+        raise typer.Exit(2)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    try:
+        result = asyncio.run(do_scan(url, unit, spans, timeout))
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2)
+    except (OSError, ConnectionError) as exc:
+        typer.echo(f"cannot scan {url}: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1)
+    if out:
+        out.write_text(render_yaml(result))
+        typer.echo(render_text(result), nl=False)
+        typer.echo(f"wrote {out}", err=True)
+    else:
+        typer.echo(render_yaml(result), nl=False)

@@ -17,8 +17,10 @@ from pydantic import Discriminator, Field, Tag, model_validator
 from plantmrv.config import StrictModel
 from plantmrv.gateway.influx_sink import InfluxSinkConfig
 from plantmrv.gateway.mqtt_sink import MqttSinkConfig
+from plantmrv.gateway.modbus_source import ModbusSourceConfig
 from plantmrv.gateway.mqtt_source import MqttSourceConfig
 from plantmrv.gateway.opcua_source import OpcUaSourceConfig
+from plantmrv.gateway.sparkplug_source import SparkplugSourceConfig
 
 
 
@@ -29,10 +31,11 @@ def _type_tag(value: Any) -> str | None:
     return f"[{t}]" if isinstance(t, str) else None
 
 
-SOURCE_TYPES = ("opcua", "mqtt")
+SOURCE_TYPES = ("opcua", "mqtt", "modbus", "sparkplug")
 SINK_TYPES = ("mqtt", "influxdb")
 SourceConfig = Annotated[
-    Union[Annotated[OpcUaSourceConfig, Tag("[opcua]")], Annotated[MqttSourceConfig, Tag("[mqtt]")]],
+    Union[Annotated[OpcUaSourceConfig, Tag("[opcua]")], Annotated[MqttSourceConfig, Tag("[mqtt]")],
+          Annotated[ModbusSourceConfig, Tag("[modbus]")], Annotated[SparkplugSourceConfig, Tag("[sparkplug]")]],
     Discriminator(_type_tag, custom_error_type="source_type",
                   custom_error_message=f"`type` must be one of: {', '.join(SOURCE_TYPES)}"),
 ]
@@ -73,7 +76,7 @@ class GatewayConfig(StrictModel):
     site: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_.-]+$", description="Site id (`site` tag); defaults to the top-level `site.id`."
     )
-    sources: list[SourceConfig] = Field(..., min_length=1, description="Where samples come from (`type: opcua` or `type: mqtt`).")
+    sources: list[SourceConfig] = Field(..., min_length=1, description="Where samples come from (`type: opcua`, `mqtt`, `modbus` or `sparkplug`).")
     sink: SinkConfig = Field(default_factory=lambda: MqttSinkConfig(type="mqtt"), description="Where batches go.")
     buffer: BufferConfig = Field(default_factory=BufferConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)

@@ -42,18 +42,88 @@ class MqttSourceConfig(StrictModel):
 # --------------------------------------------------------------------------- the source
 
 
-class MqttSource:
-    type = "mqtt"
+class BrokerSubscriber:
+    """What the MQTT-borne sources share (``mqtt``, ``sparkplug``): the broker check, one aiomqtt
+    session at a time with reconnect (exponential backoff, full jitter) and the connection metrics.
+    A subclass lists its :meth:`topics` and handles each message in :meth:`on_message`."""
 
-    def __init__(self, cfg: MqttSourceConfig, site: str, metrics: "GatewayMetrics", broker: MqttConfig | None):
+    type = "mqtt"
+    lost_on_disconnect = False  # call emit.lost() when the session ends (coverage closes)
+
+    def __init__(self, cfg, metrics: "GatewayMetrics", broker: MqttConfig | None):
         if broker is None:
             raise ValueError(f"source {cfg.name}: no broker (set sources[].broker or the top-level mqtt section)")
         self.cfg = cfg
         self.name = cfg.name
         self.broker = broker
         self.metrics = metrics
-        self.router = DeviceJsonRouter(cfg.mappings, default_tags={"site": site})
         self.connected = False
+
+    def topics(self) -> list[str]:
+        raise NotImplementedError
+
+    async def on_connected(self, client) -> None:
+        """Called once subscribed (e.g. to ask edge nodes for their state)."""
+
+    async def on_message(self, client, topic: str, payload: bytes, emit) -> None:
+        raise NotImplementedError
+
+    async def run(self, emit: Callable[..., None]) -> None:
+        import aiomqtt
+
+        from plantmrv.gateway.mqtt_sink import tls_context
+        from plantmrv.gateway.opcua_source import backoff_delay
+
+        b = self.broker
+        attempt = 0
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    b.host,
+                    b.port,
+                    username=b.username,
+                    password=b.password.get_secret_value() if b.password else None,
+                    identifier=(b.client_id or None),
+                    keepalive=b.keepalive_s,
+                    tls_context=tls_context(b) if b.use_tls else None,
+                ) as client:
+                    topics = self.topics()
+                    for t in topics:
+                        await client.subscribe(t, qos=self.cfg.qos)
+                    self.connected = True
+                    attempt = 0
+                    self.metrics.source_connected(self.name, True)
+                    log.info("event=%s_source_connected source=%s broker=%s topics=%d", self.type, self.name, b.url, len(topics))
+                    await self.on_connected(client)
+                    async for msg in client.messages:
+                        await self.on_message(client, str(msg.topic), bytes(msg.payload or b""), emit)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                log.warning("event=%s_source_lost source=%s broker=%s error=%s: %s", self.type, self.name, b.url, type(exc).__name__, exc)
+                self.metrics.source_error(self.name, "connection")
+            self.connected = False
+            self.metrics.source_connected(self.name, False)
+            if self.lost_on_disconnect and hasattr(emit, "lost"):
+                emit.lost()  # coverage ends at the last message: no hold bridges the outage
+            delay = backoff_delay(attempt, self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
+            attempt += 1
+            self.metrics.source_reconnect(self.name)
+            await asyncio.sleep(delay)
+
+
+class MqttSource(BrokerSubscriber):
+    type = "mqtt"
+
+    def __init__(self, cfg: MqttSourceConfig, site: str, metrics: "GatewayMetrics", broker: MqttConfig | None):
+        super().__init__(cfg, metrics, broker)
+        self.router = DeviceJsonRouter(cfg.mappings, default_tags={"site": site})
+
+    def topics(self) -> list[str]:
+        return [m.topic for m in self.cfg.mappings]
+
+    async def on_message(self, client, topic: str, payload: bytes, emit) -> None:
+        self.handle(topic, payload, emit)
 
     def handle(self, topic: str, payload: bytes, emit: Callable[[SampleBatch], None], received_ns: int | None = None) -> None:
         try:
@@ -73,42 +143,3 @@ class MqttSource:
             self.metrics.source_read(self.name, len(batch))
             # a reading proves only the fields it carries, as of its own time (the watermark)
             emit(batch, int(batch.ts_ns.max()), np.unique(batch.series))
-
-    async def run(self, emit: Callable[[SampleBatch], None]) -> None:
-        import aiomqtt
-
-        from plantmrv.gateway.opcua_source import backoff_delay
-        from plantmrv.gateway.mqtt_sink import tls_context
-
-        b = self.broker
-        attempt = 0
-        while True:
-            try:
-                async with aiomqtt.Client(
-                    b.host,
-                    b.port,
-                    username=b.username,
-                    password=b.password.get_secret_value() if b.password else None,
-                    identifier=(b.client_id or None),
-                    keepalive=b.keepalive_s,
-                    tls_context=tls_context(b) if b.use_tls else None,
-                ) as client:
-                    for m in self.cfg.mappings:
-                        await client.subscribe(m.topic, qos=self.cfg.qos)
-                    self.connected = True
-                    attempt = 0
-                    self.metrics.source_connected(self.name, True)
-                    log.info("event=mqtt_source_connected source=%s broker=%s topics=%d", self.name, b.url, len(self.cfg.mappings))
-                    async for msg in client.messages:
-                        self.handle(str(msg.topic), bytes(msg.payload or b""), emit)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                log.warning("event=mqtt_source_lost source=%s broker=%s error=%s: %s", self.name, b.url, type(exc).__name__, exc)
-                self.metrics.source_error(self.name, "connection")
-            self.connected = False
-            self.metrics.source_connected(self.name, False)
-            delay = backoff_delay(attempt, self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
-            attempt += 1
-            self.metrics.source_reconnect(self.name)
-            await asyncio.sleep(delay)

@@ -34,6 +34,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from plantmrv.batch import SampleBatch, Series, quality_from_status_code
 from plantmrv.config import StrictModel
+from plantmrv.scaling import ScaledTag, check_unique_series, compose
 
 if TYPE_CHECKING:  # pragma: no cover
     from plantmrv.gateway.metrics import GatewayMetrics
@@ -43,27 +44,19 @@ log = logging.getLogger("plantmrv.gateway.opcua")
 
 _NODEID = re.compile(r"^(ns=\d+;|nsu=[^;]+;)?(i=\d+|s=.+|g=[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}|b=[A-Za-z0-9+/=]+)$")
 _BROWSE_ELEMENT = re.compile(r"^\d+:[^/]+$")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_CHUNK = 1000  # per call when the server announces no limit (0): keeps messages reasonable
 
 # --------------------------------------------------------------------------- config
 
 
-class OpcUaNode(StrictModel):
-    field: str = Field(..., description="Field name with its unit (`flow_m3_per_h`).")
+class OpcUaNode(ScaledTag):
+    """A tag; ``scale``/``offset``/``unit`` turn the server's raw value into the field's unit (before
+    buffering; an absolute deadband stays in the field's unit: the server gets it divided by the scale)."""
+
     node_id: str | None = Field(None, description="NodeId, e.g. `ns=2;s=P1.Flow` or `ns=3;i=1042`.")
     browse_path: str | None = Field(
         None, description="Browse path from the Root folder, e.g. `0:Objects/2:PumpStation/2:P1/2:Flow`."
     )
-    asset: str | None = Field(None, description="Overrides the group's `asset` tag.")
-    measurement: str | None = Field(None, description="Overrides the group's measurement.")
-
-    @field_validator("field")
-    @classmethod
-    def _field_name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError(f"{v!r} is not a field name (letters, digits, underscore; unit in the name: flow_m3_per_h)")
-        return v
 
     @field_validator("node_id")
     @classmethod
@@ -86,6 +79,7 @@ class OpcUaNode(StrictModel):
     def _one_address(self) -> "OpcUaNode":
         if (self.node_id is None) == (self.browse_path is None):
             raise ValueError("set exactly one of node_id or browse_path")
+        self.check_unit(self.field)
         return self
 
 
@@ -177,14 +171,8 @@ class OpcUaSourceConfig(StrictModel):
     def _checks(self) -> "OpcUaSourceConfig":
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
-        seen: dict[tuple, str] = {}
-        for gi, g in enumerate(self.groups):
-            for ni, n in enumerate(g.nodes):
-                key = (n.measurement or g.measurement, n.asset or g.asset, tuple(sorted(g.tags.items())), n.field)
-                where = f"groups[{gi}].nodes[{ni}]"
-                if key in seen:
-                    raise ValueError(f"{where}: series {key[0]} asset={key[1]} field={key[3]} is already read by {seen[key]}")
-                seen[key] = where
+        check_unique_series((f"groups[{gi}].nodes[{ni}]", n, g.measurement, g.asset, g.tags)
+                            for gi, g in enumerate(self.groups) for ni, n in enumerate(g.nodes))
         return self
 
 
@@ -252,10 +240,13 @@ class NodeRef(NamedTuple):
     browse_path: str | None
     asset: str | None
     measurement: str | None
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str | None = None
 
     @classmethod
     def of(cls, n: OpcUaNode) -> "NodeRef":
-        return cls(n.field, n.node_id, n.browse_path, n.asset, n.measurement)
+        return cls(n.field, n.node_id, n.browse_path, n.asset, n.measurement, n.scale, n.offset, n.unit)
 
 
 class _NodeIds:
@@ -311,6 +302,11 @@ class OpcUaSource:
         self._interval_ns = {
             series: int((g.max_sample_interval_s or cfg.max_sample_interval_s) * 1e9) for series, g in zip(self.table, self.node_group)
         }
+        # per tag: value = raw * a + b (scale, offset, unit); None when no tag is scaled (the common case)
+        ab = [compose(n.scale, n.offset, n.field, n.unit) for n in self.nodes]
+        self._scaled = any(x != (1.0, 0.0) for x in ab)
+        self._a = np.array([x[0] for x in ab]) if self._scaled else None
+        self._b = np.array([x[1] for x in ab]) if self._scaled else None
         self.last_ts_ns = 0  # newest sample timestamp seen (for the backfill after an outage)
         # While a backfill is due or running, the resume point the agent persists must not move past
         # the outage start, or a crash mid-backfill would lose the gap for good.
@@ -337,8 +333,11 @@ class OpcUaSource:
         if not len(idx) and (covers is None or server_clock_ns <= 0):
             return
         ts_arr = np.asarray(ts, dtype=np.int64)
-        batch = SampleBatch(self.table, np.asarray(idx, np.int32), ts_arr, np.asarray(vals, np.float64),
-                            quality_from_status_code(np.asarray(codes, np.uint64)))
+        idx = np.asarray(idx, np.int32)
+        vals = np.asarray(vals, np.float64)
+        if self._scaled and len(idx):
+            vals = vals * self._a[idx] + self._b[idx]
+        batch = SampleBatch(self.table, idx, ts_arr, vals, quality_from_status_code(np.asarray(codes, np.uint64)))
         watermark = server_clock_ns if covers is not None and server_clock_ns > 0 else None
         if len(batch):
             newest = int(ts_arr.max())
@@ -658,7 +657,13 @@ class OpcUaSource:
                 mfilter.Trigger = ua.DataChangeTrigger.StatusValue
                 mfilter.DeadbandType = 1 if g.deadband_type == "absolute" else 2
                 mfilter.DeadbandValue = g.deadband_value
-            items += [(i, g, mfilter) for i in members]
+            for i in members:
+                f = mfilter
+                if f is not None and g.deadband_type == "absolute" and self._scaled and self._a[i] not in (0.0, 1.0):
+                    f = ua.DataChangeFilter()  # the server compares raw values: the deadband in raw units
+                    f.Trigger, f.DeadbandType = mfilter.Trigger, mfilter.DeadbandType
+                    f.DeadbandValue = g.deadband_value / abs(float(self._a[i]))
+                items.append((i, g, f))
         failed = []
         session = client.uaclient.session
         for k in range(0, len(items), mi_chunk):

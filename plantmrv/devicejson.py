@@ -10,7 +10,7 @@ inverters, Node-RED flows) publish JSON such as ``{"ts": 1700000000000, "data": 
       tags: {site: danang, asset: "{topic[1]}"}   # {topic[N]}: topic level N (0-based)
       fields:                               # field (with unit): dotted JSON path ...
         flow_m3_per_h: data.flow
-        power_kw: {path: data.w, scale: 0.001}    # ... or {path, scale, offset}
+        power_kw: {path: data.w, unit: W}         # ... or {path, scale, offset, unit}
       timestamp: {path: ts, unit: ms}       # omitted: the time the message was received
 
 A payload is one JSON object or a list of them (several readings). Paths are dotted keys,
@@ -35,6 +35,7 @@ from pydantic import Field, field_validator, model_validator
 
 from plantmrv.batch import SampleBatch, Series
 from plantmrv.config import StrictModel
+from plantmrv.scaling import Scaling
 
 _TEMPLATE = re.compile(r"\{topic\[(\d+)\]\}")
 _PATH = re.compile(r"^[^.\s]+(\.[^.\s]+)*$")
@@ -96,12 +97,10 @@ class TimestampConfig(StrictModel):
         return v
 
 
-class FieldMap(StrictModel):
-    """A field whose raw value needs converting: ``value = raw * scale + offset``."""
+class FieldMap(Scaling):
+    """A field whose raw value needs converting: ``raw * scale + offset`` in ``unit``, then to the field's unit."""
 
     path: str = Field(..., description="Dotted JSON path of the raw value (`ac.p_w`, `pumps.0.kw`).")
-    scale: float = Field(1.0, description="Multiplier applied to the raw value (e.g. 0.001 for W -> kW).")
-    offset: float = Field(0.0, description="Added after scaling (e.g. -273.15 for K -> degC).")
 
 
 class DeviceJsonTopic(StrictModel):
@@ -115,7 +114,7 @@ class DeviceJsonTopic(StrictModel):
         "In a gateway, `site` defaults to `site.id`.",
     )
     fields: dict[str, str | FieldMap] = Field(
-        ..., min_length=1, description="Field name (with unit) -> dotted JSON path of its value, or `{path, scale, offset}`."
+        ..., min_length=1, description="Field name (with unit) -> dotted JSON path of its value, or `{path, scale, offset, unit}`."
     )
     timestamp: TimestampConfig | None = Field(None, description="Where the reading's time is; null: the time the message was received.")
 
@@ -131,6 +130,8 @@ class DeviceJsonTopic(StrictModel):
             path = spec if isinstance(spec, str) else spec.path
             if not _PATH.match(path):
                 raise ValueError(f"field {name!r}: {path!r} is not a dotted JSON path like 'data.flow'")
+            if not isinstance(spec, str):
+                spec.check_unit(name, f"field {name!r}: ")
         return v
 
     @model_validator(mode="after")
@@ -237,7 +238,7 @@ class DeviceJsonMapping:
         self._fixed_tags = {k: v for k, v in tags.items() if not _TEMPLATE.search(v)}
         self._templated = {k: v for k, v in tags.items() if _TEMPLATE.search(v)}
         self._fields = [
-            (name, spec, 1.0, 0.0) if isinstance(spec, str) else (name, spec.path, spec.scale, spec.offset)
+            (name, spec, 1.0, 0.0) if isinstance(spec, str) else (name, spec.path, *spec.effective(name))
             for name, spec in cfg.fields.items()
         ]
 

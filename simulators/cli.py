@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-SHORT_HELP = "Simulated plants served over OPC UA and MQTT, with faults and ground truth."
+SHORT_HELP = "Simulated plants served over OPC UA, MQTT and Modbus TCP, with faults and ground truth."
 
 HELP = """Run simulated plants (U-BCF, pump station, VSD, waste-to-energy, PV)
 in one process; serve them over OPC UA (asyncua) and, with --mqtt, as device
@@ -35,6 +35,18 @@ per asset per update:
    "status": {"<field>": "<StatusCode>"}}
 A field in dropout is left out; "status" lists non-good fields (bad ones
 carry no value).
+
+\b
+Modbus TCP (--modbus PORT): every vsd and pv plant is one unit id (1, 2,
+... in plant order). A vsd answers with a Danfoss VLT FC-series map
+(holding register = parameter number x 10 - 1): 15019 kWh counter
+(uint32), 16029 status word (bit 11 running), 16049 main actual value
+(int16, 16384 = 100 %), 16099 power (int32, 0.01 kW), 16129 frequency
+(uint16, 0.1 Hz), 16519 feedback = flow (int32, 0.001 m3/h). A pv plant is
+a SunSpec inverter at 40000: models 1, 103 (W, DCW, WH with scale
+factors), 302 (POAI irradiance), 303 (module temperature). Faults: a
+dropout goes unanswered (timeout), bad_status answers exception 04,
+server_restart closes the listener.
 
 \b
 Config file (--config FILE, YAML; see examples/simulate.yaml):
@@ -87,7 +99,8 @@ def simulate(
     fault_log: Optional[Path] = typer.Option(None, "--fault-log", help="JSONL file receiving one line per fault start/end."),
     mqtt: Optional[str] = typer.Option(None, "--mqtt", help="Also publish device JSON to this broker, mqtt://host:port."),
     mqtt_qos: int = typer.Option(0, "--mqtt-qos", help="QoS of the MQTT publishes (0, 1 or 2)."),
-    no_opcua: bool = typer.Option(False, "--no-opcua", help="Do not start the OPC UA server (MQTT only)."),
+    no_opcua: bool = typer.Option(False, "--no-opcua", help="Do not start the OPC UA server (MQTT or Modbus only)."),
+    modbus: Optional[int] = typer.Option(None, "--modbus", help="Also serve the vsd and pv plants over Modbus TCP on this port (unit ids 1, 2, ... in plant order)."),
     history: bool = typer.Option(True, "--history/--no-history", help="Answer OPC UA HistoryRead from the models."),
     security: list[str] = typer.Option(["none"], "--security", help="OPC UA security mode, repeatable: none, sign, encrypt."),
     cert_dir: Optional[Path] = typer.Option(None, "--cert-dir", help="Where the server certificate/key are kept (generated if absent; default a temp dir)."),
@@ -101,7 +114,7 @@ def simulate(
     from .server import ServeOptions, Simulator, build_config
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-    for noisy in ("asyncua", "paho"):
+    for noisy in ("asyncua", "paho", "pymodbus"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     modes = []
     for m in security:
@@ -139,7 +152,7 @@ def simulate(
     opts = ServeOptions(
         host=host, port=port, rate_hz=rate, speed=speed, history=history, security=tuple(modes),
         cert_dir=str(cert_dir) if cert_dir else None, user=user, password=password, mqtt_url=mqtt,
-        mqtt_qos=mqtt_qos, opcua=not no_opcua, fault_log=str(fault_log) if fault_log else None, duration_s=duration,
+        mqtt_qos=mqtt_qos, opcua=not no_opcua, modbus_port=modbus, fault_log=str(fault_log) if fault_log else None, duration_s=duration,
     )
     sim = Simulator(cfg, opts)
     try:

@@ -321,6 +321,7 @@ class ServeOptions:
     mqtt_url: str | None = None
     mqtt_qos: int = 0
     opcua: bool = True
+    modbus_port: int | None = None
     fault_log: str | None = None
     duration_s: float | None = None
     chunk_ticks: int = 60
@@ -356,6 +357,7 @@ class Simulator:
         self.assets: list[_AssetRuntime] = [_AssetRuntime(spec, self.ns) for spec in config.assets]
         self.by_node: dict[Any, tuple[_AssetRuntime, int]] = {}
         self.mqtt = None
+        self.modbus = None
         self.tags = sum(len(a.fields) for a in config.assets)
         self._fault_state: dict[int, bool] = {}
         self._wall0 = 0.0
@@ -611,11 +613,17 @@ class Simulator:
             if f.kind == "network_stall":
                 log.info(kv(event="network_stall", wall_s=wall_s))
                 time.sleep(wall_s)  # deliberately blocks the whole process: no reply, no publish
-            elif self.server is not None:
+            else:
                 log.info(kv(event="server_restart", wall_s=wall_s))
-                await self.server.bserver.stop()
+                if self.server is not None:
+                    await self.server.bserver.stop()
+                if self.modbus is not None:
+                    await self.modbus.stop()
                 await asyncio.sleep(wall_s)
-                await self.server.bserver.start()
+                if self.server is not None:
+                    await self.server.bserver.start()
+                if self.modbus is not None:
+                    await self.modbus.start()
 
     # --- tick
     def asset_values(self, rt: _AssetRuntime, k: int) -> list[tuple[int, float | None, str | None]]:
@@ -693,6 +701,11 @@ class Simulator:
             await server.start()
         if opts.mqtt_url:
             self.start_mqtt()
+        if opts.modbus_port is not None:
+            from .modbus_server import ModbusPlantServer
+
+            self.modbus = ModbusPlantServer(self, opts.host, opts.modbus_port)
+            await self.modbus.start()
         # no explicit start: the simulated start is the next whole second after start-up, so
         # faults given as at_s count from when serving begins, and at --speed 1 sample times
         # are the wall clock. With --start, tick 0 is served now and time runs at --speed.
@@ -720,7 +733,12 @@ class Simulator:
                  speed=opts.speed, rate_hz=opts.rate_hz, start=datetime.fromtimestamp(self.cfg.start_ns / NS_PER_S, timezone.utc).isoformat()), file=out)
         if opts.mqtt_url:
             print(kv(event="mqtt", topics="devices/<site>/<asset>"), file=out)
-        print(f"plantmrv-sim ready endpoint={endpoint} tags={self.tags}", file=out, flush=True)
+        modbus = ""
+        if self.modbus is not None:
+            modbus = f" modbus=modbus://{opts.host}:{opts.modbus_port}"
+            for line in self.modbus.describe():
+                print(f"event=modbus {line}", file=out)
+        print(f"plantmrv-sim ready endpoint={endpoint} tags={self.tags}{modbus}", file=out, flush=True)
         t_end = None if opts.duration_s is None else time.time() + opts.duration_s
         self._stopping = False
         loop = asyncio.get_running_loop()
@@ -761,6 +779,9 @@ class Simulator:
             except Exception:  # pragma: no cover - best effort on shutdown
                 pass
             self.mqtt = None
+        if self.modbus is not None:
+            await self.modbus.stop()
+            self.modbus = None
         if self.server is not None:
             try:
                 await self.server.stop()

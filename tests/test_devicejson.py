@@ -266,3 +266,26 @@ def load_config_source(mapping: dict):
     from plantmrv.gateway.mqtt_source import MqttSourceConfig
 
     return MqttSourceConfig(type="mqtt", name="d", mappings=[mapping])
+
+
+def test_field_unit_converts_to_the_unit_the_field_name_states():
+    from plantmrv.devicejson import DeviceJsonMapping, DeviceJsonTopic
+
+    m = DeviceJsonMapping(DeviceJsonTopic.model_validate({
+        "topic": "pv/+", "measurement": "pv",
+        "fields": {"ac_power_kw": {"path": "ac.p_w", "unit": "W"}, "module_temp_c": {"path": "t", "unit": "degF"},
+                   "flow_m3_per_h": {"path": "q", "scale": 0.1, "unit": "L/s"}}}))
+    d = m.decode("pv/inv1", b'{"ac": {"p_w": 48210.5}, "t": 212, "q": 100}', 1_767_225_600 * 10**9)
+    vals = {d.batch.table[s].field: v for s, v in zip(d.batch.series, d.batch.value)}
+    assert vals["ac_power_kw"] == pytest.approx(48.2105)
+    assert vals["module_temp_c"] == pytest.approx(100.0)
+    assert vals["flow_m3_per_h"] == pytest.approx(36.0)
+
+
+def test_field_unit_mismatch_is_a_located_error():
+    from pydantic import ValidationError
+
+    from plantmrv.devicejson import DeviceJsonTopic
+
+    with pytest.raises(ValidationError, match=r"field 'flow_m3_per_h': unit: 'MW' cannot be converted to 'm3/h' \(power vs volume flow\)"):
+        DeviceJsonTopic.model_validate({"topic": "a", "measurement": "pump", "fields": {"flow_m3_per_h": {"path": "q", "unit": "MW"}}})

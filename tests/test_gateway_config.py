@@ -13,7 +13,7 @@ from plantmrv.gateway.agent import check_runnable
 from tests.test_gateway_support import REPO
 
 
-@pytest.mark.parametrize("name", ["gateway-opcua.yaml", "gateway-mqtt.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "examples").glob("gateway-*.yaml")))
 def test_gateway_example_configs_load_and_are_runnable(name, monkeypatch):
     cfg = load_config(REPO / "examples" / name)
     check_runnable(cfg, name)
@@ -158,3 +158,28 @@ def test_gateway_tune_malloc_sets_one_glibc_arena_unless_the_environment_does():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
                        env=dict(env, MALLOC_ARENA_MAX="2"))
     assert r.stdout.strip() == "[]"
+
+
+def test_modbus_config_errors_are_located(tmp_path):
+    errs = _errors(tmp_path, """site: {id: s}
+influxdb: {url: "http://127.0.0.1:1"}
+gateway:
+  id: g
+  sink: {type: influxdb}
+  sources:
+    - type: modbus
+      name: m
+      host: 10.0.0.1
+      devices:
+        - name: d
+          measurement: vsd
+          points:
+            - {field: flow_m3_per_h, address: 1, unit: MW}
+            - {field: power_kw, kind: coil, address: 2, type: int32}
+            - {field: energy_kwh, address: 3, type: string}
+""")
+    text = "\n".join(errs)
+    assert "gateway.sources[0].devices[0].points[0] (line 14)" in text
+    assert "'MW' cannot be converted to 'm3/h' (power vs volume flow)" in text
+    assert "gateway.sources[0].devices[0].points[1] (line 15)" in text and "type must be bool" in text
+    assert "points[2]" in text and "a string needs `length`" in text

@@ -209,3 +209,28 @@ def _responses(draw):
 @given(_responses())
 def test_fast_decoder_matches_asyncua_on_generated_responses(resp):
     _assert_same(struct_to_binary(resp))
+
+
+def test_opcua_node_scale_offset_unit_apply_before_buffering():
+    from plantmrv.gateway.metrics import GatewayMetrics
+    from plantmrv.gateway.opcua_source import OpcUaSource, OpcUaSourceConfig
+
+    cfg = OpcUaSourceConfig.model_validate({"type": "opcua", "name": "p", "url": "opc.tcp://127.0.0.1:4840", "groups": [
+        {"name": "g", "measurement": "pump", "nodes": [
+            {"field": "power_kw", "node_id": "ns=2;s=P", "unit": "W"},
+            {"field": "temp_c", "node_id": "ns=2;s=T", "scale": 0.1, "offset": -40},
+            {"field": "head_m", "node_id": "ns=2;s=H"}]}]})
+    src = OpcUaSource(cfg, "s", GatewayMetrics())
+    got = []
+    src._emit = lambda batch, watermark_ns=None, covers=None: got.append(batch)
+    src._emit_rows([0, 1, 2], [1, 1, 1], [48210.0, 655.0, 31.5], [0, 0, 0])
+    assert got[0].value.tolist() == pytest.approx([48.21, 25.5, 31.5])
+
+
+def test_opcua_node_unit_mismatch_is_located():
+    from pydantic import ValidationError
+
+    from plantmrv.gateway.opcua_source import OpcUaNode
+
+    with pytest.raises(ValidationError, match=r"unit: 'm3/h' cannot be converted to 'kW' \(volume flow vs power\)"):
+        OpcUaNode.model_validate({"field": "power_kw", "node_id": "ns=2;s=P", "unit": "m3/h"})

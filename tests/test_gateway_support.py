@@ -405,8 +405,9 @@ def metrics_value(port: int, name: str) -> float:
     return total
 
 
-def buffer_samples(path: Path) -> set[tuple[str, int]]:
-    """(series key, ts_ns) of every sample pending in a gateway buffer file (opened after the gateway died)."""
+def buffer_samples(path: Path, good_only: bool = False) -> set[tuple[str, int]]:
+    """(series key, ts_ns) of every sample (``good_only``: every GOOD one) pending in a gateway buffer file
+    (opened after the gateway died)."""
     import sqlite3
 
     from plantmrv.codec import decode_message
@@ -419,7 +420,8 @@ def buffer_samples(path: Path) -> set[tuple[str, int]]:
         for (blob,) in db.execute("SELECT blob FROM batches"):
             b = decode_message(blob).batch
             keys = [s.key() for s in b.table]
-            out |= {(keys[s], int(t)) for s, t in zip(b.series.tolist(), b.ts_ns.tolist())}
+            out |= {(keys[s], int(t)) for s, t, q in zip(b.series.tolist(), b.ts_ns.tolist(), b.quality.tolist())
+                    if q == 0 or not good_only}
     finally:
         db.close()
     return out
