@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from plantmrv.config import StrictModel
+from plantmrv.config import StrictModel, check_timezone
 
 PLANT_TYPES = ("pump", "vsd", "wte", "ubcf", "pv")
 #: Baseline models each plant type supports (the first is the default).
@@ -161,6 +161,7 @@ class ProjectConfig(StrictModel):
     site: str = Field(description="Site id (the raw data's `site` tag).")
     city: str | None = Field(None, description="City, for the portfolio roll-up.")
     country: str | None = Field(None, description="Host country (ISO alpha-2), for the portfolio roll-up.")
+    timezone: str = Field("utc", description="IANA time zone of the site (e.g. `Asia/Ho_Chi_Minh`): the plant dashboard's zone; reports state it.")
     plant_type: Literal["pump", "vsd", "wte", "ubcf", "pv"] = Field(description="Methodology family: pump, vsd, wte, ubcf (KPIs, not credited), pv.")
     assets: list[AssetConfig] = Field(min_length=1, description="Monitored assets and which of their fields feed the methodology.")
     methodology: MethodologyRef = Field(description="Methodology id and version (the `methodology` tag of `mrv`).")
@@ -175,6 +176,11 @@ class ProjectConfig(StrictModel):
     rounding: Literal["jcm", "j-credit", "none"] = Field("jcm", description="Rounding of the reported period total: jcm and j-credit floor to whole tonnes.")
     electricity_price_per_kwh: ParameterValue | None = Field(None, description="Tariff for the electricity-cost-saved co-benefit.")
     project_fill_rate_kw: ParameterValue | None = Field(None, description="Maximum plausible project rate for gap filling; default the period's highest observed rate.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        return check_timezone(v)
 
     @field_validator("baseline")
     @classmethod

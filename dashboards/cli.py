@@ -10,19 +10,49 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False, context_settings={"help_option_names": ["-h", "--help"]})
 
 DEFAULT_OUT = Path("dashboards/generated")
+DEFAULT_ALERTING = Path("dashboards/provisioning/alerting")
+
+
+def load_settings(config: Optional[Path]):
+    """Build settings from a config file (sections `dashboards` and `analytics`), or the defaults."""
+    from plantmrv.config import ConfigError
+
+    from .settings import BuildSettings
+
+    if config is None:
+        return BuildSettings.default()
+    try:
+        return BuildSettings.load(config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(1)
+
+
+def check_lang(lang: str) -> str:
+    from plantmrv.i18n import UnknownLanguage, check_language
+
+    try:
+        return check_language(lang)
+    except UnknownLanguage as exc:
+        raise typer.BadParameter(str(exc), param_hint="--lang")
 
 
 @app.command("build")
 def build_cmd(
     out: Path = typer.Option(DEFAULT_OUT, "--out", "-o", help="Directory for the generated <uid>.json files and PANELS.md (created if missing)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="plantmrv YAML with the `dashboards` and `analytics` sections (time zones, targets, thresholds, projects); default: built-in defaults, no projects."),
+    lang: str = typer.Option("en", "--lang", help="Language of titles, descriptions, labels and alert texts (en, ja, or any catalogue in plantmrv/i18n/catalogues)."),
+    alerting: Optional[Path] = typer.Option(DEFAULT_ALERTING, "--alerting-dir", help="Directory for plantmrv-alerting.yaml (Grafana alerting provisioning: rules, contact points, policy)."),
 ) -> None:
-    """Generate one dashboard per plant type (ubcf, pump, vsd, wte, pv) and the portfolio dashboard.
+    """Generate one dashboard per plant type (ubcf, pump, vsd, wte, pv), the portfolio dashboard and the alert rules.
 
-    Writes `<out>/<uid>.json` (stable: sorted keys, same input gives the same bytes) and `<out>/PANELS.md` (every panel with unit, thresholds and query), removes stale `plantmrv-*.json` files, and prints created/updated/unchanged/removed per file.
+    Writes `<out>/<uid>.json` (stable: sorted keys, same input gives the same bytes), `<out>/PANELS.md` (every panel with unit, thresholds and query) and `<alerting-dir>/plantmrv-alerting.yaml`, removes stale `plantmrv-*.json` files, and prints created/updated/unchanged/removed per file. The committed files are built with `-c examples/analytics.yaml`.
     """
     from .build import write_all
 
-    results = write_all(out)
+    lang = check_lang(lang)
+    results = write_all(out, load_settings(config), lang, alerting)
     for path, action in results:
         typer.echo(f"{path}: {action}")
     changed = sum(1 for _, a in results if a != "unchanged")

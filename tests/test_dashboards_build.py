@@ -14,9 +14,13 @@ from typer.testing import CliRunner
 
 from grafana_foundation_sdk.models import units as sdk_units
 from plantmrv.cli import app as cli_app
-from plantmrv.dashboards import build, panels
+from plantmrv.dashboards import alerts, build, panels
+from plantmrv.dashboards.settings import BuildSettings
 
 ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "analytics.yaml"
+SETTINGS = BuildSettings.load(EXAMPLE)
+ALERTING = ROOT / "dashboards" / "provisioning" / "alerting" / "plantmrv-alerting.yaml"
 GENERATED = ROOT / "dashboards" / "generated"
 PROVISIONING = ROOT / "dashboards" / "provisioning"
 EXPECTED_UIDS = {"plantmrv-ubcf", "plantmrv-pump", "plantmrv-vsd", "plantmrv-wte", "plantmrv-pv", "plantmrv-portfolio"}
@@ -29,29 +33,30 @@ def _data_panels(dash):
 
 
 def test_build_twice_gives_identical_json():
-    a = {uid: build.render(d) for uid, d in build.build_all().items()}
-    b = {uid: build.render(d) for uid, d in build.build_all().items()}
+    a = {uid: build.render(d) for uid, d in build.build_all(SETTINGS).items()}
+    b = {uid: build.render(d) for uid, d in build.build_all(SETTINGS).items()}
     assert a == b
     assert set(a) == EXPECTED_UIDS
 
 
 def test_committed_json_and_inventory_equal_a_fresh_build():
-    dashboards = build.build_all()
+    dashboards = build.build_all(SETTINGS)
     fresh = {f"{uid}.json": build.render(d) for uid, d in dashboards.items()}
     fresh["PANELS.md"] = build.inventory(dashboards)
     committed = {p.name: p.read_text(encoding="utf-8") for p in GENERATED.iterdir() if p.is_file()}
-    assert set(committed) == set(fresh), "run: plantmrv dashboards build --out dashboards/generated"
+    assert set(committed) == set(fresh), "run: plantmrv dashboards build -c examples/analytics.yaml"
     for name, text in fresh.items():
-        assert committed[name] == text, f"{name} is stale: run `plantmrv dashboards build --out dashboards/generated`"
+        assert committed[name] == text, f"{name} is stale: run `plantmrv dashboards build -c examples/analytics.yaml`"
+    assert ALERTING.read_text(encoding="utf-8") == alerts.render_alerting(SETTINGS), "alert rules stale: run `plantmrv dashboards build -c examples/analytics.yaml`"
 
 
 @pytest.mark.parametrize("uid", sorted(EXPECTED_UIDS))
 def test_generated_dashboard_passes_the_sdk_schema(uid):
-    assert build.schema_errors(build.build_all()[uid]) == []
+    assert build.schema_errors(build.build_all(SETTINGS)[uid]) == []
 
 
 def test_schema_check_rejects_unknown_keys_bad_enums_foreign_targets_and_overlaps():
-    dash = copy.deepcopy(build.build_all()["plantmrv-pump"])
+    dash = copy.deepcopy(build.build_all(SETTINGS)["plantmrv-pump"])
     ts = [p for p in dash["panels"] if p["type"] == "timeseries"]
     ts[0]["fieldConfig"]["defaults"]["colour"] = "red"
     ts[0]["fieldConfig"]["defaults"]["custom"]["drawStyle"] = "zigzag"
@@ -65,20 +70,20 @@ def test_schema_check_rejects_unknown_keys_bad_enums_foreign_targets_and_overlap
 
 
 def test_uids_are_stable_and_every_dashboard_has_a_version():
-    for uid, dash in build.build_all().items():
+    for uid, dash in build.build_all(SETTINGS).items():
         assert dash["uid"] == uid and re.fullmatch(r"plantmrv-[a-z]+", uid)
         assert isinstance(dash["version"], int) and dash["version"] >= 1
         assert "plantmrv" in dash["tags"]
 
 
 def test_every_panel_tells_the_operator_what_it_shows():
-    for uid, dash in build.build_all().items():
+    for uid, dash in build.build_all(SETTINGS).items():
         for p in _data_panels(dash):
             assert len(p.get("description", "")) >= 20, f"{uid}: panel {p['title']!r} has no description"
 
 
 def test_every_panel_has_a_valid_unit_and_every_axis_a_label():
-    for uid, dash in build.build_all().items():
+    for uid, dash in build.build_all(SETTINGS).items():
         for p in _data_panels(dash):
             unit = p["fieldConfig"]["defaults"].get("unit")
             assert unit, f"{uid}: panel {p['title']!r} has no unit"
@@ -99,8 +104,8 @@ def test_operator_thresholds_are_on_the_panels_an_operator_acts_on():
         "plantmrv-vsd": {"Output frequency": 50.5},
         "plantmrv-wte": {"Auxiliary fuel": 50},
     }
-    shared = {"MRV data completeness": 0.9, "Gateway buffer size": 0.9 * 512e6, "Samples dropped": 1, "Non-GOOD samples": 1, "Gateway online": 0.01}
-    for uid, dash in build.build_all().items():
+    shared = {"MRV data completeness": 0.9, "Gateway buffer fill": 0.8, "Samples dropped": 1, "Non-GOOD samples": 1, "Gateway online": 0.01}
+    for uid, dash in build.build_all(SETTINGS).items():
         by_title = {p["title"]: p for p in _data_panels(dash)}
         for title, value in {**want.get(uid, {}), **(shared if uid != "plantmrv-portfolio" else {})}.items():
             steps = by_title[title]["fieldConfig"]["defaults"]["thresholds"]["steps"]
@@ -109,19 +114,20 @@ def test_operator_thresholds_are_on_the_panels_an_operator_acts_on():
                 assert by_title[title]["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] != "off"
 
 
-def test_plant_dashboards_have_the_five_rows_and_four_variables():
+def test_plant_dashboards_have_their_rows_and_five_variables():
     for key, pt in build.PLANT_TYPES.items():
-        dash = build.build_all()[f"plantmrv-{key}"]
+        dash = build.build_all(SETTINGS)[f"plantmrv-{key}"]
         rows = [p["title"] for p in dash["panels"] if p["type"] == "row"]
-        assert rows == ["Process", "Energy", "MRV results", "Data quality", "Gateway health"]
+        assert rows == ["Process", "Energy", "MRV results", "Co-benefits", "Data quality", "Gateway health"]
         variables = {v["name"]: v for v in dash["templating"]["list"]}
-        assert list(variables) == ["datasource", "site", "asset", "project"]
+        assert list(variables) == ["datasource", "site", "asset", "project", "gateway"]
+        assert variables["gateway"]["query"] == 'SHOW TAG VALUES FROM "gateway" WITH KEY = "gateway" WHERE "site" =~ /^$site$/'
         assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "influxdb"
         assert variables["site"]["query"] == f'SHOW TAG VALUES FROM "{pt.measurement}" WITH KEY = "site"'
         assert variables["project"]["query"] == (
             f'SHOW TAG VALUES FROM "mrv" WITH KEY = "project" WHERE "plant_type" = \'{key}\' AND "site" =~ /^$site$/'
         )
-        for v in ("site", "asset", "project"):
+        for v in ("site", "asset", "project", "gateway"):
             assert variables[v]["datasource"] == {"type": "influxdb", "uid": "${datasource}"}
             assert variables[v]["multi"] and variables[v]["includeAll"]
         measurements = {m for p in _data_panels(dash) for t in p["targets"] for m in re.findall(r'FROM "(\w+)"', t["query"])}
@@ -129,7 +135,7 @@ def test_plant_dashboards_have_the_five_rows_and_four_variables():
 
 
 def test_portfolio_shows_today_month_period_energy_completeness_gateways():
-    dash = build.build_all()["plantmrv-portfolio"]
+    dash = build.build_all(SETTINGS)["plantmrv-portfolio"]
     by_title = {p["title"]: p for p in _data_panels(dash)}
     assert by_title["tCO2 reduced today"]["timeFrom"] == "now/d"
     assert by_title["tCO2 reduced this month"]["timeFrom"] == "now/M"
@@ -140,7 +146,7 @@ def test_portfolio_shows_today_month_period_energy_completeness_gateways():
 
 
 def test_every_query_is_raw_influxql_on_the_datasource_variable():
-    for uid, dash in build.build_all().items():
+    for uid, dash in build.build_all(SETTINGS).items():
         for p in _data_panels(dash):
             assert p["datasource"] == {"type": "influxdb", "uid": "${datasource}"}
             assert p["targets"], f"{uid}: {p['title']!r} has no query"
@@ -159,7 +165,7 @@ def test_provisioning_datasource_is_influxql_on_the_compose_influxdb_with_env_to
     assert ds["jsonData"]["version"] == "InfluxQL" and ds["jsonData"]["dbName"] == "plantmrv"
     assert ds["jsonData"]["httpHeaderName1"] == "Authorization"
     assert ds["secureJsonData"]["httpHeaderValue1"] == "Token $INFLUX_TOKEN"
-    for dash in build.build_all().values():
+    for dash in build.build_all(SETTINGS).values():
         current = next(v for v in dash["templating"]["list"] if v["name"] == "datasource")["current"]
         assert current["value"] == ds["uid"]
 
@@ -178,16 +184,18 @@ def test_provisioning_provider_reads_the_directory_compose_mounts_the_generated_
 def test_cli_build_writes_reports_and_removes_stale_files(tmp_path):
     runner = CliRunner()
     out = tmp_path / "gen"
-    r = runner.invoke(cli_app, ["dashboards", "build", "--out", str(out)])
+    args = ["dashboards", "build", "--out", str(out), "-c", str(EXAMPLE), "--alerting-dir", str(tmp_path / "alerting")]
+    r = runner.invoke(cli_app, args)
     assert r.exit_code == 0, r.output
     assert {p.stem for p in out.glob("*.json")} == EXPECTED_UIDS
-    assert r.output.count(": created") == 7  # 6 dashboards + PANELS.md
+    assert r.output.count(": created") == 8  # 6 dashboards + PANELS.md + alerting
+    assert (tmp_path / "alerting" / "plantmrv-alerting.yaml").read_text() == ALERTING.read_text()
     (out / "plantmrv-retired.json").write_text("{}")
     (out / "plantmrv-pump.json").write_text("{}")
-    r = runner.invoke(cli_app, ["dashboards", "build", "--out", str(out)])
+    r = runner.invoke(cli_app, args)
     assert r.exit_code == 0, r.output
     assert "plantmrv-pump.json: updated" in r.output and "plantmrv-retired.json: removed" in r.output
-    assert r.output.count(": unchanged") == 6
+    assert r.output.count(": unchanged") == 7
     assert not (out / "plantmrv-retired.json").exists()
     for uid in EXPECTED_UIDS:
         assert (out / f"{uid}.json").read_text() == (GENERATED / f"{uid}.json").read_text()
