@@ -18,8 +18,8 @@ analytics lag              a project has no minute result for ``analytics_lag_mi
 data stopped (per type)    an asset sent no sample for ``data_lag_min``
 reductions below plan      a project's reductions over ``reductions_days`` days are below
                            ``reductions_ratio`` x its ex-ante daily rate x days
-pump efficiency (pump)     a pump's wire-to-water efficiency stays below its project's
-                           ``eta_reference`` (the baseline's) for ``efficiency_for_min``
+pump efficiency (pump)     a pump's mean wire-to-water efficiency over ``efficiency_window_h``
+                           is below its project's ``eta_reference`` (the baseline's)
 treated turbidity (ubcf)   treated-water turbidity above ``treated_turbidity_ntu`` for
                            ``turbidity_for_min``
 =========================  ====================================================================
@@ -161,8 +161,8 @@ def plant_rules(settings: BuildSettings) -> list[RuleSpec]:
         out.append(RuleSpec(
             f"plantmrv-pump-efficiency-{p.id}"[:40], "pump", _("Pump efficiency below the baseline's"),
             f'SELECT mean("efficiency") AS "efficiency" FROM "pump" WHERE "site" = {_lit(p.site)} AND "asset" =~ /^({assets})$/ AND "efficiency" > 0 AND $timeFilter GROUP BY "site", "asset"',
-            a.efficiency_for_min * 60, "last", "lt", float(eta),
-            fill(_("{{ $labels.site }}/{{ $labels.asset }}: efficiency below the baseline's {eta:.1%} for {n} min"), eta=float(eta), n=a.efficiency_for_min),
+            a.efficiency_window_h * 3600, "last", "lt", float(eta),
+            fill(_("{{ $labels.site }}/{{ $labels.asset }}: mean efficiency of the last {n} h below the baseline's {eta:.1%}"), eta=float(eta), n=a.efficiency_window_h),
             fill(_("The running pump's wire-to-water efficiency is below the reference pump's (eta_reference of project {project}): the project emits more than its baseline assumes. Check impeller wear and the duty point."), project=p.id),
             dashboard_uid="plantmrv-pump", labels={"plant_type": "pump", "project": p.id},
         ))
@@ -171,7 +171,7 @@ def plant_rules(settings: BuildSettings) -> list[RuleSpec]:
         'SELECT mean("treated_turbidity_ntu") AS "treated_turbidity" FROM "ubcf" WHERE $timeFilter GROUP BY "site", "asset"',
         a.turbidity_for_min * 60, "last", "gt", a.treated_turbidity_ntu,
         fill(_("{{ $labels.site }}/{{ $labels.asset }}: treated turbidity above {limit:g} NTU for {n} min"), limit=a.treated_turbidity_ntu, n=a.turbidity_for_min),
-        _("Treated water exceeds the drinking-water turbidity limit (QCVN 01-1:2018). Check backwash and coagulant dosing."),
+        _("Treated water exceeds the configured turbidity limit. Check backwash and coagulant dosing."),
         severity="critical", dashboard_uid="plantmrv-ubcf", labels={"plant_type": "ubcf"},
     ))
     return out

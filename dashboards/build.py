@@ -32,7 +32,7 @@ from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dash_m
 
-from plantmrv.i18n import N_
+from plantmrv.i18n import N_, fill
 from plantmrv.i18n import gettext as _
 
 from . import panels as P
@@ -56,7 +56,7 @@ class PlantType:
     measurement: str
     #: a field every sample row carries, used for samples-per-interval and last-data panels
     heartbeat_field: str
-    process: Callable[[str], list]
+    process: Callable[[str, BuildSettings], list]
     energy: Callable[[str], list]
     description: str = ""
     cobenefits: Callable[[], list] = lambda: []
@@ -75,7 +75,7 @@ def _meter_per_interval(meter: str, alias: str, m: str) -> InfluxQL:
     return _q([(f'non_negative_difference(max("{meter}"))', alias)], m)
 
 
-def _pump_process(m: str) -> list:
+def _pump_process(m: str, settings: BuildSettings) -> list:
     return [
         P.timeseries(_("Flow"), P.U_M3_H, [_q([('mean("flow_m3_per_h")', "flow")], m)], description=_("Pumped flow per pump [m3/h]."), axis_label=_("flow [m³/h]")),
         P.timeseries(_("Head"), P.U_M, [_q([('mean("head_m")', "head")], m)], description=_("Total dynamic head per pump [m]."), axis_label=_("head [m]")),
@@ -127,7 +127,7 @@ def _meter_energy_panel(m: str, description: str):
     )
 
 
-def _vsd_process(m: str) -> list:
+def _vsd_process(m: str, settings: BuildSettings) -> list:
     return [
         P.timeseries(_("Speed"), P.U_PERCENT, [_q([('mean("speed_pct")', "speed")], m)], description=_("Drive speed [% of rated]."), axis_label=_("speed [%]"), max_val=100),
         P.timeseries(
@@ -151,16 +151,17 @@ def _vsd_energy(m: str) -> list:
     ]
 
 
-def _ubcf_process(m: str) -> list:
+def _ubcf_process(m: str, settings: BuildSettings) -> list:
+    limit = settings.dashboards.alerts.treated_turbidity_ntu
     return [
         P.timeseries(_("Treated flow"), P.U_M3_H, [_q([('mean("flow_m3_per_h")', "flow")], m)], description=_("Flow through the U-BCF [m3/h]."), axis_label=_("flow [m³/h]")),
         P.timeseries(
             _("Turbidity"),
             P.U_NTU,
             [_q([('mean("raw_turbidity_ntu")', "raw"), ('mean("treated_turbidity_ntu")', "treated")], m)],
-            description=_("Raw and treated turbidity [NTU]. Treated water above 2 NTU exceeds the Vietnamese drinking-water limit (QCVN 01-1:2018): check backwash and coagulant dosing."),
+            description=fill(_("Raw and treated turbidity [NTU]. Treated water above {limit:g} NTU exceeds the configured limit (QCVN 01-1:2018: 2 NTU for drinking water): check backwash and coagulant dosing."), limit=limit),
             axis_label=_("turbidity [NTU]"),
-            thresholds=P.steps((None, "green"), (1.5, "orange"), (2, "red")),
+            thresholds=P.steps((None, "green"), (0.75 * limit, "orange"), (limit, "red")),
         ),
         P.timeseries(
             _("Ammonium"),
@@ -209,7 +210,7 @@ def _ubcf_energy(m: str) -> list:
     ]
 
 
-def _wte_process(m: str) -> list:
+def _wte_process(m: str, settings: BuildSettings) -> list:
     return [
         P.timeseries(_("Waste feed"), P.U_T_H, [_q([('mean("waste_feed_t_per_h")', "waste_feed")], m)], description=_("Waste fed to the furnace [t/h]."), axis_label=_("feed [t/h]")),
         P.timeseries(
@@ -263,7 +264,7 @@ def _wte_energy(m: str) -> list:
     ]
 
 
-def _pv_process(m: str) -> list:
+def _pv_process(m: str, settings: BuildSettings) -> list:
     return [
         P.timeseries(_("Irradiance"), P.U_W_M2, [_q([('mean("irradiance_w_per_m2")', "irradiance")], m)], description=_("Plane-of-array irradiance [W/m2]."), axis_label=_("irradiance [W/m²]")),
         P.timeseries(
@@ -622,7 +623,7 @@ def plant_dashboard(pt: PlantType, settings: BuildSettings) -> dash_b.Dashboard:
     for a in plant_annotations(pt):
         d = d.annotation(a.builder())
     for title, items in (
-        (_("Process"), pt.process(m)),
+        (_("Process"), pt.process(m, settings)),
         (_("Energy"), pt.energy(m)),
         (_("MRV results"), mrv_row(settings)),
         (_("Co-benefits"), pt.cobenefits()),

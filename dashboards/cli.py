@@ -59,6 +59,43 @@ def build_cmd(
     typer.echo(f"{len(results)} file(s), {changed} changed")
 
 
+@app.command("plan")
+def plan_cmd(
+    config: Path = typer.Option(..., "--config", "-c", help="plantmrv YAML with `influxdb`, `analytics` (projects, ex-ante) and `dashboards` (targets)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the line protocol instead of writing it."),
+) -> None:
+    """Write the ex-ante estimates (`mrv_plan`, per project and local day) and the targets (`mrv_target`) the portfolio compares with the monitored reductions.
+
+    Idempotent: the same config writes the same points. Run it again after changing a project's ex-ante estimate or a target.
+    """
+    from plantmrv.cli import load_or_exit
+
+    from .plan import plan_lines
+    from .settings import BuildSettings
+
+    cfg = load_or_exit(config)
+    try:
+        settings = BuildSettings.from_config(cfg, str(config))
+    except Exception as exc:  # ConfigError: located issues
+        for issue in getattr(exc, "issues", [exc]):
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(1)
+    lines = plan_lines(settings)
+    if dry_run:
+        typer.echo("\n".join(lines))
+        return
+    client = cfg.influxdb.client()
+    try:
+        if cfg.influxdb.create_database:
+            client.create_database()
+        for i in range(0, len(lines), 5000):
+            client.write_body(("\n".join(lines[i : i + 5000]) + "\n").encode())
+    except Exception as exc:
+        typer.echo(f"influxdb.url: {cfg.influxdb.url}: {exc}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"wrote {len(lines)} plan and target point(s) to {cfg.influxdb.url} database {cfg.influxdb.database}")
+
+
 @app.command("push")
 def push_cmd(
     url: str = typer.Option(..., "--url", help="Grafana base URL, e.g. http://localhost:3000"),

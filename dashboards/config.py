@@ -29,8 +29,8 @@ class AlertThresholds(StrictModel):
     data_lag_min: int = Field(15, ge=1, description="Alert when no data delivery (`coverage`) came for an asset for this many minutes.")
     reductions_ratio: float = Field(0.5, gt=0, le=1, description="Alert when a project's daily reductions stay below this fraction of its ex-ante daily rate ...")
     reductions_days: int = Field(3, ge=1, le=31, description="... on each of this many days.")
-    efficiency_for_min: int = Field(30, ge=1, description="Pump efficiency below the baseline's for this many minutes while running.")
-    treated_turbidity_ntu: float = Field(2.0, gt=0, description="Treated-water turbidity limit [NTU] (QCVN 01-1:2018: 2 NTU).")
+    efficiency_window_h: int = Field(24, ge=1, le=168, description="Alert when a pump's mean wire-to-water efficiency while running over this many hours is below its project's `eta_reference` (the baseline pump's); shorter windows catch the normal swing around the best-efficiency point.")
+    treated_turbidity_ntu: float = Field(2.0, gt=0, description="Treated-water turbidity limit [NTU] of the turbidity panel and alert (QCVN 01-1:2018: 2 NTU for drinking water; a pre-treatment stage uses its design outlet value).")
     turbidity_for_min: int = Field(10, ge=1, description="Turbidity above the limit for this many minutes.")
 
 

@@ -79,9 +79,13 @@ class BuildSettings:
             unknown = [i for i in t.projects or [] if i not in known]
             if unknown:
                 raise ValueError(f"projects {', '.join(unknown)} are not analytics projects (known: {', '.join(sorted(known)) or 'none'})")
+            kpi = [i for i in t.projects or [] if known[i].plant_type == "ubcf"]
+            if kpi:
+                raise ValueError(f"projects {', '.join(kpi)} are U-BCF KPI projects, which no methodology credits: they count toward no target")
             return sorted(t.projects or [])
         attr = "city" if t.scope == "city" else "country"
-        ids = sorted(p.id for p in self.projects if getattr(p, attr) == t.name)
+        # U-BCF results are KPIs no methodology credits: they count toward no target
+        ids = sorted(p.id for p in self.projects if getattr(p, attr) == t.name and p.plant_type != "ubcf")
         if not ids:
             have = sorted({getattr(p, attr) for p in self.projects if getattr(p, attr)})
             raise ValueError(f"no analytics project has {attr} {t.name!r} (known: {', '.join(have) or 'none'})")

@@ -98,7 +98,7 @@ def test_every_panel_has_a_valid_unit_and_every_axis_a_label():
 
 def test_operator_thresholds_are_on_the_panels_an_operator_acts_on():
     want = {
-        "plantmrv-ubcf": {"Turbidity": 2, "Ammonium": 0.3},
+        "plantmrv-ubcf": {"Turbidity": SETTINGS.dashboards.alerts.treated_turbidity_ntu, "Ammonium": 0.3},
         "plantmrv-pump": {"Wire-to-water efficiency": 0.6},
         "plantmrv-pv": {"Module temperature": 75, "Inverter efficiency": 0.94},
         "plantmrv-vsd": {"Output frequency": 50.5},
@@ -199,3 +199,88 @@ def test_cli_build_writes_reports_and_removes_stale_files(tmp_path):
     assert not (out / "plantmrv-retired.json").exists()
     for uid in EXPECTED_UIDS:
         assert (out / f"{uid}.json").read_text() == (GENERATED / f"{uid}.json").read_text()
+
+
+# --------------------------------------------------------------------------- alert rules
+
+
+def test_alerting_provisioning_passes_the_sdk_rule_model_and_grafanas_file_keys():
+    doc = yaml.safe_load(ALERTING.read_text())
+    assert alerts.alerting_schema_errors(doc) == []
+    assert {g["name"] for g in doc["groups"]} == {"plantmrv platform", "plantmrv portfolio"} | {f"plantmrv {k}" for k in build.PLANT_TYPES}
+    assert doc["policies"][0]["receiver"] == doc["contactPoints"][0]["name"]
+    assert doc["contactPoints"][0]["receivers"][0]["settings"] == {"addresses": "$PLANTMRV_ALERT_EMAIL"}
+
+
+def test_alerting_schema_check_rejects_unknown_keys_bad_states_variables_and_dangling_receivers():
+    doc = yaml.safe_load(ALERTING.read_text())
+    rule = doc["groups"][0]["rules"][0]
+    rule["noDataState"] = "Maybe"
+    rule["colour"] = "red"
+    rule["data"][0]["model"]["query"] = rule["data"][0]["model"]["query"].replace("WHERE", 'WHERE "site" =~ /^$site$/ AND')
+    rule["condition"] = "Z"
+    doc["policies"][0]["receiver"] = "nobody"
+    doc["groups"][1]["rules"][0]["uid"] = rule["uid"]
+    errors = "\n".join(alerts.alerting_schema_errors(doc))
+    for text in ("does not round-trip", "noDataState/execErrState", "no template variable", "condition 'Z'", "receiver 'nobody'", "not unique"):
+        assert text in errors, text
+
+
+def test_alert_summaries_use_only_the_labels_their_query_groups_by():
+    doc = yaml.safe_load(ALERTING.read_text())
+    for g in doc["groups"]:
+        for r in g["rules"]:
+            q = r["data"][0]["model"]["query"]
+            group_by = set(re.findall(r'"(\w+)"', q.split("GROUP BY", 1)[1])) if "GROUP BY" in q else set()
+            used = set(re.findall(r"\$labels\.(\w+)", r["annotations"]["summary"]))
+            assert used and used <= group_by, (r["uid"], used, group_by)
+            assert r["annotations"]["__dashboardUid__"] in EXPECTED_UIDS
+
+
+def test_rules_come_from_the_plant_types_and_projects():
+    uids = {r["uid"] for g in yaml.safe_load(ALERTING.read_text())["groups"] for r in g["rules"]}
+    assert {f"plantmrv-{k}-data-stopped" for k in build.PLANT_TYPES} <= uids
+    credited = {p.id for p in SETTINGS.projects if p.ex_ante_t_co2 is not None and p.plant_type != "ubcf"}
+    assert {u.removeprefix("plantmrv-below-plan-") for u in uids if u.startswith("plantmrv-below-plan-")} == credited
+    pump = next(r for g in yaml.safe_load(ALERTING.read_text())["groups"] for r in g["rules"] if r["uid"] == "plantmrv-pump-efficiency-danang-pumps")
+    assert pump["data"][2]["model"]["conditions"][0]["evaluator"] == {"params": [0.791], "type": "lt"}  # eta_reference of danang-pumps
+
+
+# --------------------------------------------------------------------------- links, zones, targets
+
+
+def test_plant_dashboards_are_in_their_sites_zone_and_link_back_to_the_portfolio():
+    dashboards = build.build_all(SETTINGS)
+    assert dashboards["plantmrv-pump"]["timezone"] == "Asia/Ho_Chi_Minh"
+    assert dashboards["plantmrv-wte"]["timezone"] == "Asia/Yangon"
+    assert dashboards["plantmrv-portfolio"]["timezone"] == "Asia/Tokyo"
+    assert "Times in Asia/Yangon." in dashboards["plantmrv-wte"]["description"]
+    assert build.build_all()["plantmrv-pump"]["timezone"] == "utc"  # no projects configured: UTC, stated
+    for key in build.PLANT_TYPES:
+        link = next(x for x in dashboards[f"plantmrv-{key}"]["links"] if x["type"] == "link")
+        assert link["url"] == "/d/plantmrv-portfolio" and link["includeVars"] and link["keepTime"]
+        stat = next(p for p in dashboards[f"plantmrv-{key}"]["panels"] if p["title"] == "Reductions in range")
+        (export,) = stat["fieldConfig"]["defaults"]["links"]
+        assert export["url"] == "http://localhost:8000/projects/${__field.labels.project}/export?start=${__from:date:iso}&end=${__to:date:iso}&format=xlsx"
+
+
+def test_portfolio_project_rows_drill_down_to_their_plant_dashboard_with_project_site_and_range():
+    table = next(p for p in build.build_all(SETTINGS)["plantmrv-portfolio"]["panels"] if p["title"] == "Projects, monitoring period")
+    assert table["targets"][0]["query"].endswith('GROUP BY "project", "methodology", "plant_type", "site"')
+    (override,) = [o for o in table["fieldConfig"]["overrides"] if o["matcher"]["options"] == "project"]
+    drill, export = override["properties"][0]["value"]
+    assert drill["url"] == "/d/plantmrv-${__data.fields.plant_type}?var-project=${__data.fields.project}&var-site=${__data.fields.site}&${__url_time_range}"
+    assert "/projects/${__data.fields.project}/export?start=${__from:date:iso}" in export["url"]
+
+
+def test_each_target_has_a_progress_panel_with_monitored_planned_target_and_japans_share():
+    dash = build.build_all(SETTINGS)["plantmrv-portfolio"]
+    rows = [p["title"] for p in dash["panels"] if p["type"] == "row"]
+    assert rows[1] == "Progress toward targets, fiscal year to date"
+    gauges = [p for p in dash["panels"] if p["type"] == "bargauge"]
+    assert [g["title"] for g in gauges] == ["VN (country), FY2026", "Yangon (city), FY2026", "Pumps and inverters (programme), FY2026"]
+    for g, t in zip(gauges, SETTINGS.dashboards.targets):
+        assert g["timeFrom"] == "now/fy" and g["fieldConfig"]["defaults"]["max"] == t.t_co2
+        assert [x["alias"] for x in g["targets"]] == ["monitored (ex-post)", "planned (ex-ante)", "target", "Japan's share"]
+    vn = gauges[0]["targets"][0]["query"]
+    assert 'WHERE "project" =~ /^(binhduong-pv|danang-pumps|hcmc-vsd)$/' in vn  # credited VN projects (U-BCF KPIs count toward no target)
