@@ -602,7 +602,8 @@ def plant_dashboard(pt: PlantType, settings: BuildSettings) -> dash_b.Dashboard:
     m = pt.measurement
     tz = settings.timezone(pt.key)
     zone = _("Times in {zone}.").format(zone=tz if tz != "utc" else "UTC")
-    d = _base(f"plantmrv-{pt.key}", f"plantmrv / {_(pt.title)}", f"{_(pt.description)} {_('Measurement')} `{m}`. {zone}", "now-24h", tz, settings)
+    description = _(pt.description) + " " + _("Measurement `{measurement}`.").format(measurement=m) + " " + zone
+    d = _base(f"plantmrv-{pt.key}", "plantmrv / " + _(pt.title), description, "now-24h", tz, settings)
     d = d.tags(TAGS + [pt.key])
     d = d.link(
         dash_b.DashboardLink(_("Portfolio"))
@@ -680,7 +681,7 @@ def portfolio_dashboard(settings: BuildSettings) -> dash_b.Dashboard:
     tz = settings.dashboards.portfolio_timezone
     d = _base(
         "plantmrv-portfolio",
-        f"plantmrv / {_('Portfolio')}",
+        "plantmrv / " + _("Portfolio"),
         _("All MRV projects: emission reductions, energy saved, data completeness and gateways. "
           "The default time range is the Japanese fiscal year to date; set it to the monitoring period.")
         + " " + _("Times in {zone}.").format(zone=tz if tz != "utc" else "UTC"),

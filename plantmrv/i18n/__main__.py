@@ -21,7 +21,7 @@ from babel.messages.pofile import read_po, write_po
 from . import CATALOGUE_DIR, DEFAULT_LANGUAGE, DOMAIN, KEYWORDS, catalogue, languages
 
 #: modules whose strings people read (packages: every .py file in them)
-SOURCES = ("plantmrv.dashboards", "plantmrv.analytics.report_html", "plantmrv.analytics.cli", "plantmrv.analytics.report_text")
+SOURCES = ("plantmrv.dashboards", "plantmrv.analytics.report_html", "plantmrv.analytics.cli")
 TEMPLATE = CATALOGUE_DIR / f"{DOMAIN}.pot"
 
 
@@ -50,14 +50,22 @@ def template() -> Catalog:
 
 
 def _render(cat: Catalog, **kw) -> bytes:
+    """PO text without source locations (they would change with every edit of the sources) or dates."""
+    cat.fuzzy = False
+    cat.header_comment = (
+        f"# plantmrv message catalogue ({cat.locale or 'template'}): the English text is the msgid.\n"
+        "# Translate the msgstr lines; `python -m plantmrv.i18n update` refreshes the msgids from the sources."
+    )
+    cat.last_translator = "plantmrv"
+    cat.language_team = "plantmrv"
     buf = io.BytesIO()
-    write_po(buf, cat, width=0, omit_header=False, sort_output=False, **kw)
+    write_po(buf, cat, width=0, omit_header=False, sort_output=False, no_location=True, **kw)
     # the creation date changes on every run; keep the files stable
     return b"\n".join(line for line in buf.getvalue().split(b"\n") if not line.startswith((b'"POT-Creation-Date', b'"PO-Revision-Date')))
 
 
 def render_template() -> bytes:
-    return _render(template(), no_location=False)
+    return _render(template())
 
 
 def update() -> list[Path]:
