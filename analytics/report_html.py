@@ -193,9 +193,10 @@ def _render(d: dict, lang: str) -> str:
     zlabel = _zone_label(p["timezone"], per["start_ns"])
     credited = t.get("credited", True)
     title = _("Monitoring report")
+    period_label = _("the project's monitoring period") if per["label"] == "monitoring" else per["label"]
     out = [f'<!DOCTYPE html><html lang="{_e(lang)}"><head><meta charset="utf-8"><title>{_e(title)}: {_e(p["name"])}</title><style>{CSS}</style></head><body>']
     out.append(f"<h1>{_e(title)}</h1>")
-    sub = _("{name} ({id}), monitoring period {period}.").format(name=p["name"], id=p["id"], period=per["label"]) + " " + _("Times in {zone}.").format(zone=zlabel)
+    sub = _("{name} ({id}), {period}.").format(name=p["name"], id=p["id"], period=period_label) + " " + _("Times in {zone}.").format(zone=zlabel)
     out.append(f'<p class="sub">{_e(sub)}</p>')
 
     out.append(_h2("A", _("Project")))
@@ -211,6 +212,7 @@ def _render(d: dict, lang: str) -> str:
     out.append(_h2("B", _("Monitoring period")))
     iv = d["intervals"]
     rows = [
+        (_("Period"), period_label),
         (_("Start"), _time(per["start_ns"], zone)),
         (_("End (exclusive)"), _time(per["end_ns"], zone)),
         (_("Intervals computed"), _("{computed:,} of {expected:,} ({seconds} s each)").format(computed=iv["computed"], expected=iv["expected"], seconds=iv["interval_s"])),
