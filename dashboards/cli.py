@@ -113,18 +113,23 @@ def push_cmd(
     influx_token: Optional[str] = typer.Option(
         None, "--influx-token", envvar="INFLUX_TOKEN", help="InfluxDB token for the datasource (or env INFLUX_TOKEN); never printed."
     ),
+    alerting_file: Optional[Path] = typer.Option(
+        None, "--alerting", help="Alerting provisioning file whose rules to upload (default: the one shipped with plantmrv)."
+    ),
+    no_alerts: bool = typer.Option(False, "--no-alerts", help="Upload no alert rules."),
 ) -> None:
-    """Create the folder and the InfluxDB (InfluxQL) datasource if missing, upload changed dashboards.
+    """Create the folder and the InfluxDB (InfluxQL) datasource if missing, upload changed dashboards and alert rules.
 
     Dashboards are uploaded with overwrite into the folder; unchanged ones are not re-uploaded.
 
     Prints one line per folder, datasource and dashboard: created, updated or unchanged. Exits 1, naming the API path at fault, when Grafana refuses a request or cannot be reached.
     """
-    from .push import GENERATED_DIR, PushError, push
+    from .push import ALERTING_FILE, GENERATED_DIR, PushError, push
 
     try:
         changes = push(
-            url, token, folder=folder, directory=directory or GENERATED_DIR, influx_url=influx_url, database=database, influx_token=influx_token
+            url, token, folder=folder, directory=directory or GENERATED_DIR, influx_url=influx_url, database=database, influx_token=influx_token,
+            alerting_file=None if no_alerts else (alerting_file or ALERTING_FILE),
         )
     except PushError as exc:
         typer.echo(f"error: {exc}", err=True)
