@@ -154,6 +154,8 @@ def check_cmd(
         None, "--now", help="Evaluate the dashboards as of this UTC time (ISO 8601, e.g. 2026-11-20T12:30:00Z) instead of now."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print the panels that are ok, with rows and query time."),
+    alerts: bool = typer.Option(False, "--alerts", help="Also run every alert rule of the shipped alerting file and print the instances that would fire (informational)."),
+    annotations: bool = typer.Option(False, "--annotations", help="Also run every annotation query and print how many events each finds (informational)."),
 ) -> None:
     """Run every panel query as Grafana would (time range, interval, All selections) and report panels that would be empty or fail.
 
@@ -183,6 +185,20 @@ def check_cmd(
         now_ns = int((dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()) * 10**9
     with InfluxClient(influx_url, database=database, token=influx_token, max_retries=1) as client:
         results = check_dashboards(client, dashboards, now_ns)
+        extra = []
+        if annotations:
+            from .check import check_annotations
+
+            extra += check_annotations(client, dashboards, now_ns)
+        if alerts:
+            import yaml
+
+            from .check import check_alerts
+            from .push import ALERTING_FILE
+
+            extra += check_alerts(client, yaml.safe_load(ALERTING_FILE.read_text(encoding="utf-8")), now_ns)
+    for r in extra:
+        typer.echo(str(r))
     counts = {"ok": 0, "empty": 0, "error": 0}
     for r in results:
         counts[r.status] += 1

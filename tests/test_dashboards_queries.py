@@ -537,3 +537,17 @@ def test_a_rule_with_a_for_duration_fires_only_once_the_condition_held_that_long
     assert states == [False, False, False, True, True, True]
     held = [any(c for _, c in check.evaluate_once(client, rule, (stall_start_s + k * 60) * 10**9).values()) for k in range(35, 41)]
     assert held == [False, True, True, True, True, True]
+
+
+def test_cli_check_prints_firing_alerts_and_annotation_events(data_db, influxd):
+    from typer.testing import CliRunner
+
+    from plantmrv.cli import app
+
+    _, end_ns, _ = data_db
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end_ns // 10**9))
+    r = CliRunner().invoke(app, ["dashboards", "check", "--influx-url", influxd.url, "--database", "dashboards_panels", "--now", at, "--alerts", "--annotations"])
+    assert r.exit_code == 0, r.output
+    assert "plantmrv platform: 'alert Gateway offline' plantmrv-gateway-offline: ok" in r.output
+    assert "firing: [{'gateway': 'gw-danang-2', 'site': 'danang'}]" in r.output
+    assert "plantmrv-vsd: 'annotation Gaps and fills' Anno: ok (2 rows" in r.output
