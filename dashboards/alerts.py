@@ -90,7 +90,7 @@ def platform_rules(settings: BuildSettings) -> list[RuleSpec]:
     return [
         RuleSpec(
             "plantmrv-gateway-offline", "platform", _("Gateway offline"),
-            f'SELECT moving_average(count("online"), {n}) AS "reports" FROM "gateway" WHERE $timeFilter GROUP BY time(1m), "site", "gateway" fill(0)',
+            P.reports_in_last("online", "gateway", n, "reports", "WHERE $timeFilter", '"site", "gateway"'),
             86400, "last", "lt", 0.01,
             fill(_("Gateway {{ $labels.gateway }} at {{ $labels.site }} sent no health report for {n} min"), n=n),
             fill(_("No health report for {n} minutes: the gateway, its power or its uplink is down (its MQTT last will says offline). Data are buffered at the edge only if the gateway still runs."), n=n),
@@ -129,7 +129,7 @@ def platform_rules(settings: BuildSettings) -> list[RuleSpec]:
         ),
         RuleSpec(
             "plantmrv-analytics-lag", "platform", _("Analytics results late"),
-            f'SELECT moving_average(count("reduction_t_co2"), {a.analytics_lag_min}) AS "results" FROM "mrv" WHERE "interval" = {_lit(P.MRV_MINUTE)} AND $timeFilter GROUP BY time(1m), "project" fill(0)',
+            P.reports_in_last("reduction_t_co2", "mrv", a.analytics_lag_min, "results", f'WHERE "interval" = {_lit(P.MRV_MINUTE)} AND $timeFilter', '"project"'),
             86400, "last", "lt", 0.01,
             fill(_("Project {{ $labels.project }}: no MRV result for {n} min"), n=a.analytics_lag_min),
             _("The analytics engine wrote no minute result for this project: it stopped, or no data reach it (watermark lag). Check `plantmrv analytics run` and the gateways."),
@@ -147,7 +147,7 @@ def plant_rules(settings: BuildSettings) -> list[RuleSpec]:
         n = a.data_lag_min
         out.append(RuleSpec(
             f"plantmrv-{pt.key}-data-stopped", pt.key, fill(_("{plant}: data stopped"), plant=_(pt.title)),
-            f'SELECT moving_average(count({P.ident(pt.heartbeat_field)}), {n}) AS "samples" FROM {P.ident(pt.measurement)} WHERE $timeFilter GROUP BY time(1m), "site", "asset" fill(0)',
+            P.reports_in_last(pt.heartbeat_field, pt.measurement, n, "samples", "WHERE $timeFilter", '"site", "asset"'),
             86400, "last", "lt", 0.01,
             fill(_("{{ $labels.site }}/{{ $labels.asset }}: no sample for {n} min"), n=n),
             fill(_("No sample newer than {n} minutes arrived for this asset (source, gateway or link down, or delivery lagging): the data watermark is behind."), n=n),

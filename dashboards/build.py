@@ -464,7 +464,7 @@ def _gw_where(by_gateway: bool = True) -> str:
 #: minute, empty minutes filled with 0, so a gateway that went silent shows 0 instead of vanishing
 #: (InfluxQL has no moving_sum; moving_average(x, 3) > 0 exactly when one of the 3 minutes has a report).
 def reports_3m(by_gateway: bool) -> str:
-    return f'SELECT moving_average(count("online"), 3) AS "reports_3m" FROM "gateway" {_gw_where(by_gateway)} GROUP BY time(1m), "gateway" fill(0)'
+    return P.reports_in_last("online", "gateway", 3, "reports_3m", _gw_where(by_gateway), '"gateway"')
 
 
 def gateway_online_stat(title: str, width: int, by_gateway: bool = True):

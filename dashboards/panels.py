@@ -241,6 +241,13 @@ def select(exprs: typing.Sequence[tuple[str, str]], measurement: str, where: str
     return q
 
 
+def reports_in_last(field: str, measurement: str, minutes: int, alias: str, where: str, group_by: str) -> str:
+    """Per series, the moving average over ``minutes`` one-minute buckets (empty ones filled with
+    0) of the count of ``field``: 0 exactly when nothing came in the last ``minutes``, so a source
+    that went silent shows 0 instead of vanishing (InfluxQL has no moving_sum)."""
+    return f"SELECT moving_average(count({ident(field)}), {minutes}) AS {ident(alias)} FROM {ident(measurement)} {where} GROUP BY time(1m), {group_by} fill(0)"
+
+
 # --------------------------------------------------------------------------- thresholds
 
 
