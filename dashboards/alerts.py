@@ -15,6 +15,7 @@ ingest dead letters        ingest's dead-letter total rose in ``dead_letters_win
 tag bad                    a tag's samples were BAD in every minute of ``tag_bad_min``
 completeness               the minute results of the last hour cover < ``completeness_min``
 analytics lag              a project has no minute result for ``analytics_lag_min``
+data watermark late        a gateway wrote no ``coverage`` point for an asset for ``data_lag_min``
 data stopped (per type)    an asset sent no sample for ``data_lag_min``
 reductions below plan      a project's reductions over ``reductions_days`` days are below
                            ``reductions_ratio`` x its ex-ante daily rate x days
@@ -118,6 +119,13 @@ def platform_rules(settings: BuildSettings) -> list[RuleSpec]:
             fill(_("{{ $labels.site }}/{{ $labels.asset }} {{ $labels.field }} has been BAD for {n} min"), n=a.tag_bad_min),
             _("The source flags every sample of this tag BAD (sensor failure, PLC mapping, communication): analytics treats them as missing. Check the sensor and the tag mapping."),
             to_s=60,
+        ),
+        RuleSpec(
+            "plantmrv-watermark-late", "platform", _("Data watermark late"),
+            P.reports_in_last("tags_total", "coverage", a.data_lag_min, "coverage_reports", "WHERE $timeFilter", '"site", "asset", "gateway"'),
+            86400, "last", "lt", 0.01,
+            fill(_("{{ $labels.site }}/{{ $labels.asset }}: gateway {{ $labels.gateway }} delivered no data coverage for {n} min"), n=a.data_lag_min),
+            _("The gateway reported no coverage point for this asset: the data watermark (source time up to which every tag was observed) is not moving. Analytics cannot close the intervals after it."),
         ),
         RuleSpec(
             "plantmrv-completeness", "platform", _("MRV data completeness low"),

@@ -115,6 +115,10 @@ def write_dashboard_data(client, end_ns: int, hours: int = 3, step_s: int = 60) 
         info.tag_values[(m, "asset")] = list(ASSETS)
         # gateway health every minute, one gateway per site
         n = len(ts_min)
+        # coverage per asset and flush (every minute), stamped at the watermark; none from the stalled site
+        cov = ts_min if f"gw-{site}" != STALLED_GATEWAY else ts_min[ts_min < end_s - FAULT_MIN["stall"] * 60]
+        lines += _lp_lines("coverage", {"site": site, "asset": asset, "measurement": pt.measurement, "gateway": f"gw-{site}", "source": "opcua"},
+                           {"tags_total": np.full(len(cov), float(len(pt.fields))), "tags_bad": np.zeros(len(cov))}, cov * 10**9)
         lines += _lp_lines("gateway", {"site": site, "gateway": f"gw-{site}"},
                            {"buffer_depth": rng.integers(0, 5, n).astype(float), "buffer_bytes": rng.integers(0, 5000, n).astype(float),
                             "samples_read": np.arange(n) * 120.0, "samples_sent": np.arange(n) * 120.0,
@@ -226,6 +230,10 @@ def write_simulated_data(client, end_ns: int, hours: int = SIM_HOURS, step_s: in
         if f"gw-{site}" == STALLED_GATEWAY:  # the network stall: the gateway buffers what it cannot send
             stalled = ts_min >= end_s - FAULT_MIN["stall"] * 60
             buffer[stalled] = np.linspace(0.1, 0.9, stalled.sum()) * 512e6
+        # coverage per asset and flush (every minute), stamped at the watermark; none from the stalled site
+        cov = ts_min if f"gw-{site}" != STALLED_GATEWAY else ts_min[ts_min < end_s - FAULT_MIN["stall"] * 60]
+        lines += _lp_lines("coverage", {"site": site, "asset": asset, "measurement": pt.measurement, "gateway": f"gw-{site}", "source": "opcua"},
+                           {"tags_total": np.full(len(cov), float(len(pt.fields))), "tags_bad": np.zeros(len(cov))}, cov * 10**9)
         lines += _lp_lines("gateway", {"site": site, "gateway": f"gw-{site}"},
                            {"buffer_depth": buffer / 1000, "buffer_bytes": buffer, "buffer_max_bytes": np.full(n, 512e6), "samples_read": np.arange(n) * 60.0,
                             "samples_sent": np.arange(n) * 60.0, "samples_dropped": np.arange(n) // 30 * 1.0, "online": np.ones(n)}, ts_min * 10**9)
@@ -482,6 +490,7 @@ EXPECTED_FIRING = {
     "plantmrv-completeness": [{"project": "binhduong-pv"}, {"project": "hcmc-vsd"}],
     "plantmrv-analytics-lag": [{"project": "binhduong-pv"}],
     "plantmrv-vsd-data-stopped": [{"site": "hcmc", "asset": "intake1"}],
+    "plantmrv-watermark-late": [{"site": "hcmc", "asset": "intake1", "gateway": STALLED_GATEWAY}],
     "plantmrv-pump-efficiency-danang-pumps": [{"site": "danang", "asset": "pump1"}],
     "plantmrv-ubcf-turbidity": [{"site": "haiphong", "asset": "ubcf1"}],
     "plantmrv-below-plan-binhduong-pv": [{"project": "binhduong-pv"}],
