@@ -128,28 +128,76 @@ def report(
     rollup: str = typer.Option("country", "--rollup", help="Portfolio roll-up by project | city | country | all."),
     as_json: bool = typer.Option(False, "--json", help="JSON instead of a table."),
     project: Optional[List[str]] = typer.Option(None, "--project", "-p"),
+    lang: str = typer.Option("en", "--lang", help="Language of the table and the HTML reports (en, ja, or any catalogue in plantmrv/i18n/catalogues)."),
+    html_dir: Optional[Path] = typer.Option(None, "--html", help="Also write one printable monitoring report per project and period: <dir>/<project>_<period>.<lang>.html (JCM monitoring-report layout)."),
 ) -> None:
-    """Period reports from the `mrv` results: ex-ante vs ex-post, Japan's share, roll-up."""
+    """Period reports from the `mrv` results: ex-ante vs ex-post, Japan's share, roll-up; optionally a printable HTML monitoring report per project."""
+    from plantmrv.i18n import UnknownLanguage, check_language, language
+
     from .engine import period_reports
     from .reporting import portfolio_rollup
 
     if by not in ("monitoring", "fiscal_year", "calendar_year"):
         raise typer.BadParameter("use monitoring, fiscal_year or calendar_year", param_hint="--by")
+    try:
+        check_language(lang)
+    except UnknownLanguage as exc:
+        raise typer.BadParameter(str(exc), param_hint="--lang")
     cfg, section = _load(config)
     engine = _engine(cfg, section, project)
     reports = period_reports(engine, by)
     roll = portfolio_rollup(reports, rollup)
+    if html_dir is not None:
+        write_html_reports(engine, reports, html_dir, lang)
     if as_json:
         typer.echo(json.dumps({"reports": [r.as_dict() for r in reports], "rollup": roll}, indent=2, default=str))
         return
-    hdr = f"{'project':18} {'period':10} {'ex-ante t':>10} {'ER unrounded t':>15} {'ER reported t':>13} {'Japan t':>8} {'complete':>8} {'gap-filled h':>12}"
-    typer.echo(hdr)
+    with language(lang):
+        print_reports(reports, roll, rollup, {p.id: p.timezone for p in engine.config.projects})
+
+
+def print_reports(reports, roll, rollup: str, zones: dict) -> None:
+    """The period table and the roll-up, in the context's language (plantmrv.i18n)."""
+    from plantmrv.i18n import gettext as _
+
+    cols = [(_("project"), 18, "<"), (_("period"), 10, "<"), (_("time zone"), 17, "<"), (_("ex-ante t"), 10, ">"), (_("ER unrounded t"), 15, ">"),
+            (_("ER reported t"), 13, ">"), (_("Japan t"), 8, ">"), (_("complete"), 8, ">"), (_("gap-filled h"), 12, ">")]
+    typer.echo(" ".join(_pad(name, w, a) for name, w, a in cols))
     for r in reports:
         ex = "-" if r.ex_ante_t_co2 is None else f"{r.ex_ante_t_co2:,.0f}"
-        rep = f"{r.reported_t_co2:,.0f}" if r.credited else "NOT CREDITED"
+        rep = f"{r.reported_t_co2:,.0f}" if r.credited else _("NOT CREDITED")
         jp = "-" if r.japan_t_co2 is None else f"{r.japan_t_co2:,.0f}"
-        typer.echo(f"{r.project:18} {r.period:10} {ex:>10} {r.reduction_t_co2:15,.3f} {rep:>13} {jp:>8} {r.completeness:8.1%} {r.gap_filled_s / 3600:12.2f}")
+        zone = zones.get(r.project, "utc")
+        vals = [r.project, r.period, "UTC" if zone == "utc" else zone, ex, f"{r.reduction_t_co2:,.3f}", rep, jp, f"{r.completeness:.1%}", f"{r.gap_filled_s / 3600:.2f}"]
+        typer.echo(" ".join(_pad(v, w, a) for v, (_n, w, a) in zip(vals, cols)))
     typer.echo("")
-    typer.echo(f"roll-up by {rollup}:")
+    typer.echo(_("roll-up by {key}:").format(key=rollup))
     for g in roll:
-        typer.echo(f"  {g[rollup]}: reported {g['reported_t_co2']:,.0f} t (Japan {g['japan_t_co2']:,.0f} t), unrounded {g['reduction_t_co2']:,.3f} t, ex-ante {g['ex_ante_t_co2']:,.0f} t, projects {', '.join(g['projects'])}")
+        typer.echo("  " + _("{group}: reported {reported:,.0f} t (Japan {japan:,.0f} t), unrounded {unrounded:,.3f} t, ex-ante {ex_ante:,.0f} t, projects {projects}").format(
+            group=g[rollup], reported=g["reported_t_co2"], japan=g["japan_t_co2"], unrounded=g["reduction_t_co2"], ex_ante=g["ex_ante_t_co2"], projects=", ".join(g["projects"])
+        ))
+
+
+def _pad(text: str, width: int, align: str) -> str:
+    """Pad to a display width (East Asian wide characters count two columns)."""
+    import unicodedata
+
+    w = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    fill = " " * max(0, width - w)
+    return fill + text if align == ">" else text + fill
+
+
+def write_html_reports(engine, reports, out_dir: Path, lang: str) -> list[Path]:
+    """One HTML monitoring report per project and period (see ``report_html``)."""
+    from .report_html import render_html, report_data
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_id = {p.id: p for p in engine.config.projects}
+    written = []
+    for r in reports:
+        data = report_data(engine, by_id[r.project], r)
+        path = out_dir / f"{r.project}_{r.period}.{lang}.html"
+        path.write_text(render_html(data, lang), encoding="utf-8")
+        written.append(path)
+        typer.echo(f"wrote {path}", err=True)
+    return written

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from plantmrv.config import StrictModel
+from plantmrv.config import StrictModel, check_timezone
 
 from . import registry
 _DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
@@ -286,12 +286,10 @@ class MonitoringPeriod(StrictModel):
 
 
 def _zone(name: str):
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    from zoneinfo import ZoneInfo
 
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{name!r} is not an IANA time zone (e.g. Asia/Ho_Chi_Minh, Asia/Yangon, Asia/Tokyo)") from None
+    name = check_timezone(name)
+    return timezone.utc if name == "utc" else ZoneInfo(name)
 
 
 class ProjectConfig(StrictModel):
@@ -323,17 +321,16 @@ class ProjectConfig(StrictModel):
                              "fill_aux_fuel_kg_per_h, fill_import_power_kw): the maximum plausible rate, with unit and source")
         return data
 
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, v):
-        _zone(v)
-        return v
-
     @field_validator("plant_type")
     @classmethod
     def _plant_type(cls, v):
         registry.baselines(v)  # refuses an unknown plant type, naming the known ones
         return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        return check_timezone(v)
 
     @field_validator("baseline")
     @classmethod

@@ -32,13 +32,15 @@ from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dash_m
 
+from plantmrv.i18n import N_, fill
+from plantmrv.i18n import gettext as _
+
 from . import panels as P
 from .panels import InfluxQL, select
+from .settings import BuildSettings
 
 #: Dashboard version written into every generated file (bump when the generated content changes).
-VERSION = 2
-#: Grafana's fiscal year starts in April (month index 3), the Japanese fiscal year used by JCM reports.
-FISCAL_YEAR_START_MONTH = 3
+VERSION = 3
 TAGS = ["plantmrv"]
 
 
@@ -54,9 +56,10 @@ class PlantType:
     measurement: str
     #: a field every sample row carries, used for samples-per-interval and last-data panels
     heartbeat_field: str
-    process: Callable[[str], list]
+    process: Callable[[str, BuildSettings], list]
     energy: Callable[[str], list]
     description: str = ""
+    cobenefits: Callable[[], list] = lambda: []
 
 
 BY_ASSET = 'time($__interval), "asset"'
@@ -72,203 +75,204 @@ def _meter_per_interval(meter: str, alias: str, m: str) -> InfluxQL:
     return _q([(f'non_negative_difference(max("{meter}"))', alias)], m)
 
 
-def _pump_process(m: str) -> list:
+def _pump_process(m: str, settings: BuildSettings) -> list:
     return [
-        P.timeseries("Flow", P.U_M3_H, [_q([('mean("flow_m3_per_h")', "flow")], m)], description="Pumped flow per pump [m3/h].", axis_label="flow [m³/h]"),
-        P.timeseries("Head", P.U_M, [_q([('mean("head_m")', "head")], m)], description="Total dynamic head per pump [m].", axis_label="head [m]"),
+        P.timeseries(_("Flow"), P.U_M3_H, [_q([('mean("flow_m3_per_h")', "flow")], m)], description=_("Pumped flow per pump [m3/h]."), axis_label=_("flow [m³/h]")),
+        P.timeseries(_("Head"), P.U_M, [_q([('mean("head_m")', "head")], m)], description=_("Total dynamic head per pump [m]."), axis_label=_("head [m]")),
         P.timeseries(
-            "Wire-to-water efficiency",
+            _("Wire-to-water efficiency"),
             P.U_RATIO,
             [_q([('mean("efficiency")', "efficiency")], m)],
-            description="eta = rho g Q H / P_el. Below 60 % the pump is worn or far from its best-efficiency point: check impeller and duty point.",
-            axis_label="efficiency",
+            description=_("eta = rho g Q H / P_el. Below 60 % the pump is worn or far from its best-efficiency point: check impeller and duty point."),
+            axis_label=_("efficiency"),
             thresholds=P.steps((None, "red"), (0.6, "orange"), (0.7, "green")),
             max_val=1,
         ),
-        P.timeseries("Running", P.U_ONOFF, [_q([('max("running")', "running")], m)], description="1 when the pump runs.", axis_label="state", max_val=1),
+        P.timeseries(_("Running"), P.U_ONOFF, [_q([('max("running")', "running")], m)], description=_("1 when the pump runs."), axis_label=_("state"), max_val=1),
     ]
 
 
 def _pump_energy(m: str) -> list:
     return [
         P.timeseries(
-            "Electrical and shaft power",
+            _("Electrical and shaft power"),
             P.U_KW,
             [_q([('mean("power_kw")', "electrical"), ('mean("shaft_power_kw")', "shaft")], m)],
-            description="Electrical input and shaft power per pump [kW].",
-            axis_label="power [kW]",
+            description=_("Electrical input and shaft power per pump [kW]."),
+            axis_label=_("power [kW]"),
         ),
         _specific_energy_panel(m),
-        _meter_energy_panel(m, "the energy meter"),
+        _meter_energy_panel(m, _("Increase of the energy meter per interval [kWh].")),
     ]
 
 
 def _specific_energy_panel(m: str):
     return P.timeseries(
-        "Specific energy",
+        _("Specific energy"),
         P.U_KWH_M3,
         [_q([('mean("power_kw") / mean("flow_m3_per_h")', "specific_energy")], m)],
-        description="Electricity per pumped volume = mean power / mean flow [kWh/m3].",
-        axis_label="energy [kWh/m³]",
+        description=_("Electricity per pumped volume = mean power / mean flow [kWh/m3]."),
+        axis_label=_("energy [kWh/m³]"),
     )
 
 
-def _meter_energy_panel(m: str, meter: str):
+def _meter_energy_panel(m: str, description: str):
     return P.timeseries(
-        "Energy per interval (meter)",
+        _("Energy per interval (meter)"),
         P.U_KWH,
         [_meter_per_interval("energy_kwh", "energy", m)],
-        description=f"Increase of {meter} per interval [kWh].",
-        axis_label="energy [kWh]",
+        description=description,
+        axis_label=_("energy [kWh]"),
         bars=True,
     )
 
 
-def _vsd_process(m: str) -> list:
+def _vsd_process(m: str, settings: BuildSettings) -> list:
     return [
-        P.timeseries("Speed", P.U_PERCENT, [_q([('mean("speed_pct")', "speed")], m)], description="Drive speed [% of rated].", axis_label="speed [%]", max_val=100),
+        P.timeseries(_("Speed"), P.U_PERCENT, [_q([('mean("speed_pct")', "speed")], m)], description=_("Drive speed [% of rated]."), axis_label=_("speed [%]"), max_val=100),
         P.timeseries(
-            "Output frequency",
+            _("Output frequency"),
             P.U_HZ,
             [_q([('mean("frequency_hz")', "frequency")], m)],
-            description="Drive output frequency [Hz]. Above 50 Hz the motor runs beyond its rated speed.",
-            axis_label="frequency [Hz]",
+            description=_("Drive output frequency [Hz]. Above 50 Hz the motor runs beyond its rated speed."),
+            axis_label=_("frequency [Hz]"),
             thresholds=P.steps((None, "green"), (50.5, "red")),
         ),
-        P.timeseries("Flow", P.U_M3_H, [_q([('mean("flow_m3_per_h")', "flow")], m)], description="Flow of the driven pump [m3/h].", axis_label="flow [m³/h]"),
-        P.timeseries("Running", P.U_ONOFF, [_q([('max("running")', "running")], m)], description="1 when the drive runs.", axis_label="state", max_val=1),
+        P.timeseries(_("Flow"), P.U_M3_H, [_q([('mean("flow_m3_per_h")', "flow")], m)], description=_("Flow of the driven pump [m3/h]."), axis_label=_("flow [m³/h]")),
+        P.timeseries(_("Running"), P.U_ONOFF, [_q([('max("running")', "running")], m)], description=_("1 when the drive runs."), axis_label=_("state"), max_val=1),
     ]
 
 
 def _vsd_energy(m: str) -> list:
     return [
-        P.timeseries("Drive input power", P.U_KW, [_q([('mean("power_kw")', "power")], m)], description="Electrical input of the drive [kW].", axis_label="power [kW]"),
+        P.timeseries(_("Drive input power"), P.U_KW, [_q([('mean("power_kw")', "power")], m)], description=_("Electrical input of the drive [kW]."), axis_label=_("power [kW]")),
         _specific_energy_panel(m),
-        _meter_energy_panel(m, "the drive's energy meter"),
+        _meter_energy_panel(m, _("Increase of the drive's energy meter per interval [kWh].")),
     ]
 
 
-def _ubcf_process(m: str) -> list:
+def _ubcf_process(m: str, settings: BuildSettings) -> list:
+    limit = settings.dashboards.alerts.treated_turbidity_ntu
     return [
-        P.timeseries("Treated flow", P.U_M3_H, [_q([('mean("flow_m3_per_h")', "flow")], m)], description="Flow through the U-BCF [m3/h].", axis_label="flow [m³/h]"),
+        P.timeseries(_("Treated flow"), P.U_M3_H, [_q([('mean("flow_m3_per_h")', "flow")], m)], description=_("Flow through the U-BCF [m3/h]."), axis_label=_("flow [m³/h]")),
         P.timeseries(
-            "Turbidity",
+            _("Turbidity"),
             P.U_NTU,
             [_q([('mean("raw_turbidity_ntu")', "raw"), ('mean("treated_turbidity_ntu")', "treated")], m)],
-            description="Raw and treated turbidity [NTU]. Treated water above 2 NTU exceeds the Vietnamese drinking-water limit (QCVN 01-1:2018): check backwash and coagulant dosing.",
-            axis_label="turbidity [NTU]",
-            thresholds=P.steps((None, "green"), (1.5, "orange"), (2, "red")),
+            description=fill(_("Raw and treated turbidity [NTU]. Treated water above {limit:g} NTU exceeds the configured limit (QCVN 01-1:2018: 2 NTU for drinking water): check backwash and coagulant dosing."), limit=limit),
+            axis_label=_("turbidity [NTU]"),
+            thresholds=P.steps((None, "green"), (0.75 * limit, "orange"), (limit, "red")),
         ),
         P.timeseries(
-            "Ammonium",
+            _("Ammonium"),
             P.U_MG_L,
             [_q([('mean("nh4_in_mg_per_l")', "inlet"), ('mean("nh4_out_mg_per_l")', "outlet")], m)],
-            description="NH4 before and after biological treatment [mg/L]. Outlet above 0.3 mg/L exceeds QCVN 01-1:2018: check aeration (blowers).",
-            axis_label="NH4 [mg/L]",
+            description=_("NH4 before and after biological treatment [mg/L]. Outlet above 0.3 mg/L exceeds QCVN 01-1:2018: check aeration (blowers)."),
+            axis_label=_("NH4 [mg/L]"),
             thresholds=P.steps((None, "green"), (0.3, "red")),
         ),
-        P.timeseries("Water temperature", P.U_CELSIUS, [_q([('mean("water_temp_c")', "water_temp")], m)], description="Raw water temperature [degC].", axis_label="temperature [°C]", min_val=None),
+        P.timeseries(_("Water temperature"), P.U_CELSIUS, [_q([('mean("water_temp_c")', "water_temp")], m)], description=_("Raw water temperature [degC]."), axis_label=_("temperature [°C]"), min_val=None),
         P.timeseries(
-            "Chemical dosing",
+            _("Chemical dosing"),
             P.U_KG_H,
             [_q([('mean("chlorine_kg_per_h")', "chlorine"), ('mean("coagulant_kg_per_h")', "coagulant")], m)],
-            description="Chlorine and coagulant dosing rates [kg/h].",
-            axis_label="dosing [kg/h]",
+            description=_("Chlorine and coagulant dosing rates [kg/h]."),
+            axis_label=_("dosing [kg/h]"),
         ),
-        P.timeseries("Backwash", P.U_ONOFF, [_q([('max("backwash")', "backwash")], m)], description="1 while a filter backwash runs.", axis_label="state", max_val=1),
+        P.timeseries(_("Backwash"), P.U_ONOFF, [_q([('max("backwash")', "backwash")], m)], description=_("1 while a filter backwash runs."), axis_label=_("state"), max_val=1),
     ]
 
 
 def _ubcf_energy(m: str) -> list:
     return [
         P.timeseries(
-            "Pump and blower power",
+            _("Pump and blower power"),
             P.U_KW,
             [_q([('mean("pump_power_kw")', "pumps"), ('mean("blower_power_kw")', "blowers")], m)],
-            description="Electrical power of the pumps and the aeration blowers [kW].",
-            axis_label="power [kW]",
+            description=_("Electrical power of the pumps and the aeration blowers [kW]."),
+            axis_label=_("power [kW]"),
         ),
         P.timeseries(
-            "Specific energy",
+            _("Specific energy"),
             P.U_KWH_M3,
             [_q([('(mean("pump_power_kw") + mean("blower_power_kw")) / mean("flow_m3_per_h")', "specific_energy")], m)],
-            description="Electricity per treated volume = (pump + blower power) / flow [kWh/m3].",
-            axis_label="energy [kWh/m³]",
+            description=_("Electricity per treated volume = (pump + blower power) / flow [kWh/m3]."),
+            axis_label=_("energy [kWh/m³]"),
         ),
         P.timeseries(
-            "Energy per interval (meters)",
+            _("Energy per interval (meters)"),
             P.U_KWH,
             [_q([('non_negative_difference(max("pump_energy_kwh"))', "pumps"), ('non_negative_difference(max("blower_energy_kwh"))', "blowers")], m)],
-            description="Increase of the pump and blower energy meters per interval [kWh].",
-            axis_label="energy [kWh]",
+            description=_("Increase of the pump and blower energy meters per interval [kWh]."),
+            axis_label=_("energy [kWh]"),
             bars=True,
         ),
     ]
 
 
-def _wte_process(m: str) -> list:
+def _wte_process(m: str, settings: BuildSettings) -> list:
     return [
-        P.timeseries("Waste feed", P.U_T_H, [_q([('mean("waste_feed_t_per_h")', "waste_feed")], m)], description="Waste fed to the furnace [t/h].", axis_label="feed [t/h]"),
+        P.timeseries(_("Waste feed"), P.U_T_H, [_q([('mean("waste_feed_t_per_h")', "waste_feed")], m)], description=_("Waste fed to the furnace [t/h]."), axis_label=_("feed [t/h]")),
         P.timeseries(
-            "Waste fed per interval (weighbridge)",
+            _("Waste fed per interval (weighbridge)"),
             "suffix: t",
             [_meter_per_interval("waste_fed_t", "waste_fed", m)],
-            description="Increase of the weighbridge total per interval [t].",
-            axis_label="waste [t]",
+            description=_("Increase of the weighbridge total per interval [t]."),
+            axis_label=_("waste [t]"),
             bars=True,
         ),
-        P.timeseries("Lower heating value", P.U_MJ_KG, [_q([('mean("lhv_mj_per_kg")', "lhv")], m)], description="LHV of the fed waste [MJ/kg].", axis_label="LHV [MJ/kg]"),
-        P.timeseries("Steam", P.U_T_H, [_q([('mean("steam_t_per_h")', "steam")], m)], description="Boiler steam production [t/h].", axis_label="steam [t/h]"),
+        P.timeseries(_("Lower heating value"), P.U_MJ_KG, [_q([('mean("lhv_mj_per_kg")', "lhv")], m)], description=_("LHV of the fed waste [MJ/kg]."), axis_label=_("LHV [MJ/kg]")),
+        P.timeseries(_("Steam"), P.U_T_H, [_q([('mean("steam_t_per_h")', "steam")], m)], description=_("Boiler steam production [t/h]."), axis_label=_("steam [t/h]")),
         P.timeseries(
-            "Auxiliary fuel",
+            _("Auxiliary fuel"),
             P.U_KG_H,
             [_q([('mean("aux_fuel_kg_per_h")', "aux_fuel")], m)],
-            description="Auxiliary fuel burnt [kg/h]: project emissions. Sustained use means wet waste or a combustion problem.",
-            axis_label="fuel [kg/h]",
+            description=_("Auxiliary fuel burnt [kg/h]: project emissions. Sustained use means wet waste or a combustion problem."),
+            axis_label=_("fuel [kg/h]"),
             thresholds=P.steps((None, "green"), (50, "orange")),
         ),
-        P.timeseries("Incinerating", P.U_ONOFF, [_q([('max("incinerating")', "incinerating")], m)], description="1 while the furnace burns waste.", axis_label="state", max_val=1),
+        P.timeseries(_("Incinerating"), P.U_ONOFF, [_q([('max("incinerating")', "incinerating")], m)], description=_("1 while the furnace burns waste."), axis_label=_("state"), max_val=1),
     ]
 
 
 def _wte_energy(m: str) -> list:
     return [
         P.timeseries(
-            "Gross, auxiliary and net power",
+            _("Gross, auxiliary and net power"),
             P.U_KW,
             [_q([('mean("gross_power_kw")', "gross"), ('mean("aux_power_kw")', "auxiliary"), ('mean("gross_power_kw") - mean("aux_power_kw")', "net")], m)],
-            description="Generator output, auxiliary consumption and their difference [kW].",
-            axis_label="power [kW]",
+            description=_("Generator output, auxiliary consumption and their difference [kW]."),
+            axis_label=_("power [kW]"),
             min_val=None,
         ),
         P.timeseries(
-            "Net electricity per tonne of waste",
+            _("Net electricity per tonne of waste"),
             P.U_KWH_T,
             [_q([('(mean("gross_power_kw") - mean("aux_power_kw")) / mean("waste_feed_t_per_h")', "net_per_t")], m)],
-            description="(gross - auxiliary power) / waste feed [kWh/t].",
-            axis_label="energy [kWh/t]",
+            description=_("(gross - auxiliary power) / waste feed [kWh/t]."),
+            axis_label=_("energy [kWh/t]"),
             min_val=None,
         ),
         P.timeseries(
-            "Net export per interval (meter)",
+            _("Net export per interval (meter)"),
             P.U_KWH,
             [_meter_per_interval("net_export_energy_kwh", "net_export", m)],
-            description="Increase of the export meter per interval [kWh].",
-            axis_label="energy [kWh]",
+            description=_("Increase of the export meter per interval [kWh]."),
+            axis_label=_("energy [kWh]"),
             bars=True,
         ),
     ]
 
 
-def _pv_process(m: str) -> list:
+def _pv_process(m: str, settings: BuildSettings) -> list:
     return [
-        P.timeseries("Irradiance", P.U_W_M2, [_q([('mean("irradiance_w_per_m2")', "irradiance")], m)], description="Plane-of-array irradiance [W/m2].", axis_label="irradiance [W/m²]"),
+        P.timeseries(_("Irradiance"), P.U_W_M2, [_q([('mean("irradiance_w_per_m2")', "irradiance")], m)], description=_("Plane-of-array irradiance [W/m2]."), axis_label=_("irradiance [W/m²]")),
         P.timeseries(
-            "Module temperature",
+            _("Module temperature"),
             P.U_CELSIUS,
             [_q([('mean("module_temp_c")', "module_temp")], m)],
-            description="Module temperature [degC]. Above 75 degC output drops sharply: check ventilation and soiling.",
-            axis_label="temperature [°C]",
+            description=_("Module temperature [degC]. Above 75 degC output drops sharply: check ventilation and soiling."),
+            axis_label=_("temperature [°C]"),
             thresholds=P.steps((None, "green"), (65, "orange"), (75, "red")),
             min_val=None,
         ),
@@ -278,40 +282,77 @@ def _pv_process(m: str) -> list:
 def _pv_energy(m: str) -> list:
     return [
         P.timeseries(
-            "DC and AC power",
+            _("DC and AC power"),
             P.U_KW,
             [_q([('mean("dc_power_kw")', "dc"), ('mean("ac_power_kw")', "ac")], m)],
-            description="Array DC power and inverter AC output [kW].",
-            axis_label="power [kW]",
+            description=_("Array DC power and inverter AC output [kW]."),
+            axis_label=_("power [kW]"),
         ),
         P.timeseries(
-            "Inverter efficiency",
+            _("Inverter efficiency"),
             P.U_RATIO,
             [_q([('mean("ac_power_kw") / mean("dc_power_kw")', "inverter_efficiency")], m, where=P.plant_where('"dc_power_kw" > 1'))],
-            description="AC / DC power while the array produces more than 1 kW. Below 94 % check the inverter.",
-            axis_label="efficiency",
+            description=_("AC / DC power while the array produces more than 1 kW. Below 94 % check the inverter."),
+            axis_label=_("efficiency"),
             thresholds=P.steps((None, "red"), (0.94, "green")),
             max_val=1,
         ),
         P.timeseries(
-            "Export per interval (meter)",
+            _("Export per interval (meter)"),
             P.U_KWH,
             [_meter_per_interval("export_energy_kwh", "export", m)],
-            description="Increase of the export meter per interval [kWh].",
-            axis_label="energy [kWh]",
+            description=_("Increase of the export meter per interval [kWh]."),
+            axis_label=_("energy [kWh]"),
             bars=True,
         ),
+    ]
+
+
+def _cobenefit(title, unit, exprs, description, axis_label, bars=True):
+    return P.timeseries(title, unit, [_mrv(exprs)], description=description, axis_label=axis_label, bars=bars, interval="1h")
+
+
+def _pump_cobenefits() -> list:
+    return [
+        _cobenefit(_("Running cost saved"), P.U_COUNT, [('sum("electricity_cost_saved")', "cost_saved")], _("Electricity cost saved per interval: energy saved x the project's tariff (its currency, e.g. VND)."), _("cost saved")),
+    ]
+
+
+def _vsd_cobenefits() -> list:
+    return [
+        _cobenefit(_("Operating hours"), P.U_HOURS, [('sum("operating_h")', "operating")], _("Hours the drive ran per interval (the constant-power baseline counts these) [h]."), _("time [h]")),
+    ]
+
+
+def _ubcf_cobenefits() -> list:
+    return [
+        _cobenefit(_("Treated-water quality: removal"), P.U_RATIO, [('mean("nh4_removal")', "nh4_removal"), ('mean("turbidity_removal")', "turbidity_removal")], _("Fraction of ammonium and turbidity the plant removes (1 - outlet / inlet) per interval."), _("removal"), bars=False),
+        _cobenefit(_("Water treated"), P.U_M3, [('sum("volume_m3")', "volume")], _("Treated volume per interval [m3]."), _("volume [m³]")),
+        _cobenefit(_("Chemicals used"), "suffix: kg", [('sum("chlorine_kg")', "chlorine"), ('sum("coagulant_kg")', "coagulant")], _("Chlorine and coagulant dosed per interval [kg]: biological treatment needs less pre-chlorination."), _("chemicals [kg]")),
+    ]
+
+
+def _wte_cobenefits() -> list:
+    return [
+        _cobenefit(_("Waste diverted from landfill"), "suffix: t", [('sum("waste_t")', "waste")], _("Waste incinerated instead of landfilled per interval [t]."), _("waste [t]")),
+        _cobenefit(_("Landfill methane avoided"), P.U_TCO2, [('sum("methane_avoided_t_co2e")', "methane_avoided")], _("Methane the diverted waste would have produced in the landfill (first-order decay) per interval [tCO2e]."), _("methane [tCO₂e]")),
+    ]
+
+
+def _pv_cobenefits() -> list:
+    return [
+        _cobenefit(_("Grid electricity displaced"), P.U_KWH, [('sum("reference_energy_kwh")', "displaced")], _("Electricity the grid did not have to generate per interval [kWh]."), _("energy [kWh]")),
     ]
 
 
 PLANT_TYPES: dict[str, PlantType] = {
     t.key: t
     for t in (
-        PlantType("ubcf", "U-BCF water plant", "ubcf", "flow_m3_per_h", _ubcf_process, _ubcf_energy, "Upward-flow biological contact filtration pre-treatment."),
-        PlantType("pump", "Pump station", "pump", "power_kw", _pump_process, _pump_energy, "High-efficiency pump station."),
-        PlantType("vsd", "Inverter / VSD", "vsd", "power_kw", _vsd_process, _vsd_energy, "Variable-speed drives on pumps and blowers."),
-        PlantType("wte", "Waste-to-energy", "wte", "gross_power_kw", _wte_process, _wte_energy, "Waste incineration with power generation."),
-        PlantType("pv", "Solar PV", "pv", "ac_power_kw", _pv_process, _pv_energy, "Solar PV arrays and inverters."),
+        PlantType("ubcf", N_("U-BCF water plant"), "ubcf", "flow_m3_per_h", _ubcf_process, _ubcf_energy, N_("Upward-flow biological contact filtration pre-treatment."), _ubcf_cobenefits),
+        PlantType("pump", N_("Pump station"), "pump", "power_kw", _pump_process, _pump_energy, N_("High-efficiency pump station."), _pump_cobenefits),
+        PlantType("vsd", N_("Inverter / VSD"), "vsd", "power_kw", _vsd_process, _vsd_energy, N_("Variable-speed drives on pumps and blowers."), _vsd_cobenefits),
+        PlantType("wte", N_("Waste-to-energy"), "wte", "gross_power_kw", _wte_process, _wte_energy, N_("Waste incineration with power generation."), _wte_cobenefits),
+        PlantType("pv", N_("Solar PV"), "pv", "ac_power_kw", _pv_process, _pv_energy, N_("Solar PV arrays and inverters."), _pv_cobenefits),
     )
 }
 
@@ -323,45 +364,46 @@ def _mrv(expr_alias, interval=P.MRV_HOURLY, group='time($__interval), "project"'
     return InfluxQL(select(expr_alias, "mrv", P.mrv_where(interval), group, fill)).alias("$tag_project $col")
 
 
-def mrv_row() -> list:
+def mrv_row(settings: BuildSettings) -> list:
     return [
         P.timeseries(
-            "Reference vs project emissions",
+            _("Reference vs project emissions"),
             P.U_TCO2,
             [_mrv([('sum("reference_t_co2")', "reference"), ('sum("project_t_co2")', "project")])],
-            description="RE_p and PE_p per interval from the hourly MRV results [tCO2].",
-            axis_label="emissions [tCO₂]",
+            description=_("RE_p and PE_p per interval from the hourly MRV results [tCO2]."),
+            axis_label=_("emissions [tCO₂]"),
             bars=True,
             interval="1h",
         ),
         P.timeseries(
-            "Emission reductions, cumulative",
+            _("Emission reductions, cumulative"),
             P.U_TCO2,
             [_mrv([('cumulative_sum(sum("reduction_t_co2"))', "reduction")])],
-            description="ER_p = RE_p - PE_p accumulated from the start of the time range [tCO2].",
-            axis_label="reductions [tCO₂]",
+            description=_("ER_p = RE_p - PE_p accumulated from the start of the time range [tCO2]."),
+            axis_label=_("reductions [tCO₂]"),
             interval="1h",
             min_val=None,
         ),
         P.timeseries(
-            "Energy saved",
+            _("Energy saved"),
             P.U_KWH,
             [_mrv([('sum("energy_saved_kwh")', "energy_saved")])],
-            description="Reference minus project energy per interval [kWh].",
-            axis_label="energy [kWh]",
+            description=_("Reference minus project energy per interval [kWh]."),
+            axis_label=_("energy [kWh]"),
             bars=True,
             interval="1h",
             min_val=None,
         ),
         P.stat(
-            "Reductions in range",
+            _("Reductions in range"),
             P.U_TCO2,
             [_mrv([('sum("reduction_t_co2")', "reduction")], group='"project"')],
-            description="Sum of ER_p over the dashboard time range per project [tCO2].",
+            description=_("Sum of ER_p over the dashboard time range per project [tCO2]. Click a project for its verifier export of the range."),
             calc="sum",
             decimals=2,
             width=12,
             height=8,
+            links=[export_link(settings, "${__field.labels.project}")],
         ),
     ]
 
@@ -371,116 +413,116 @@ def quality_row(pt: PlantType) -> list:
     sq_where = f"WHERE \"source\" = '{m}' AND \"site\" =~ /^$site$/ AND \"asset\" =~ /^$asset$/ AND $timeFilter"
     return [
         P.timeseries(
-            "Samples per interval",
+            _("Samples per interval"),
             P.U_COUNT,
             [_q([(f'count("{pt.heartbeat_field}")', "samples")], m, fill="fill(0)")],
-            description=f"Number of {pt.heartbeat_field} samples per interval; a drop to zero is a gap in the data.",
-            axis_label="samples",
+            description=_("Number of {field} samples per interval; a drop to zero is a gap in the data.").format(field=pt.heartbeat_field),
+            axis_label=_("samples"),
             bars=True,
         ),
         P.timeseries(
-            "Non-GOOD samples",
+            _("Non-GOOD samples"),
             P.U_COUNT,
             [
                 InfluxQL(select([('count("value")', "bad")], "sample_quality", sq_where.replace("AND $timeFilter", 'AND "quality" = 2 AND $timeFilter'), 'time($__interval), "asset", "field"', "fill(0)")).alias("$tag_asset $tag_field $col"),
                 InfluxQL(select([('count("value")', "uncertain")], "sample_quality", sq_where.replace("AND $timeFilter", 'AND "quality" = 1 AND $timeFilter'), 'time($__interval), "asset", "field"', "fill(0)")).alias("$tag_asset $tag_field $col"),
             ],
-            description="Samples the source flagged BAD (dropped from analytics) or UNCERTAIN, per field. Any BAD sample: check the sensor or the PLC mapping.",
-            axis_label="samples",
+            description=_("Samples the source flagged BAD (dropped from analytics) or UNCERTAIN, per field. Any BAD sample: check the sensor or the PLC mapping."),
+            axis_label=_("samples"),
             bars=True,
             thresholds=P.steps((None, "green"), (1, "red")),
         ),
         P.timeseries(
-            "MRV data completeness",
+            _("MRV data completeness"),
             P.U_RATIO,
             [_mrv([('mean("completeness")', "completeness")])],
-            description="Covered fraction of each hourly MRV interval. Below 90 % the interval relies on conservative gap filling.",
-            axis_label="completeness",
+            description=_("Covered fraction of each hourly MRV interval. Below 90 % the interval relies on conservative gap filling."),
+            axis_label=_("completeness"),
             thresholds=P.COMPLETENESS,
             max_val=1,
             interval="1h",
         ),
         P.timeseries(
-            "Gap-filled time",
+            _("Gap-filled time"),
             P.U_SECONDS,
             [_mrv([('sum("gap_filled_s")', "gap_filled")])],
-            description="Seconds per interval filled conservatively instead of measured [s].",
-            axis_label="time [s]",
+            description=_("Seconds per interval filled conservatively instead of measured [s]."),
+            axis_label=_("time [s]"),
             bars=True,
             interval="1h",
         ),
     ]
 
 
-def _gw_where() -> str:
-    return 'WHERE "site" =~ /^$site$/ AND $timeFilter'
+def _gw_where(by_gateway: bool = True) -> str:
+    gw = ' AND "gateway" =~ /^$gateway$/' if by_gateway else ""
+    return f'WHERE "site" =~ /^$site$/{gw} AND $timeFilter'
 
 
 #: A gateway sends its health point every 10 s (gateway.health.sample_interval_s); it counts as
 #: online while it reported in the last 3 minutes: the 3-minute moving average of its reports per
 #: minute, empty minutes filled with 0, so a gateway that went silent shows 0 instead of vanishing
 #: (InfluxQL has no moving_sum; moving_average(x, 3) > 0 exactly when one of the 3 minutes has a report).
-REPORTS_3M = (
-    'SELECT moving_average(count("online"), 3) AS "reports_3m" FROM "gateway" '
-    'WHERE "site" =~ /^$site$/ AND $timeFilter GROUP BY time(1m), "gateway" fill(0)'
-)
-#: buffer.max_mb default of the gateway (past it the oldest batches are dropped)
-BUFFER_CAP_BYTES = 512e6
+def reports_3m(by_gateway: bool) -> str:
+    return P.reports_in_last("online", "gateway", 3, "reports_3m", _gw_where(by_gateway), '"gateway"')
 
 
-def gateway_online_stat(title: str, width: int):
+def gateway_online_stat(title: str, width: int, by_gateway: bool = True):
     return P.stat(
         title,
         P.U_COUNT,
-        [InfluxQL(REPORTS_3M).alias("$tag_gateway")],
-        description="Online while the gateway sent a health report in the last 3 minutes; offline when a gateway that reported in the last 24 h went silent.",
+        [InfluxQL(reports_3m(by_gateway)).alias("$tag_gateway")],
+        description=_("Online while the gateway sent a health report in the last 3 minutes; offline when a gateway that reported in the last 24 h went silent."),
         calc="last",
         thresholds=P.steps((None, "red"), (0.01, "green")),
-        mappings=P.reporting_mappings(),
+        mappings=P.reporting_mappings(_("offline"), _("online")),
         time_from="24h",
         width=width,
         text_mode="value_and_name",
     )
 
 
-def gateway_row(pt: PlantType | None) -> list:
+def gateway_row(pt: PlantType | None, settings: BuildSettings) -> list:
+    by_gw = pt is not None
+    fill_ratio = settings.dashboards.alerts.buffer_fill_ratio
     out = [
         P.timeseries(
-            "Gateway buffer depth",
+            _("Gateway buffer depth"),
             P.U_COUNT,
-            [InfluxQL(select([('max("buffer_depth")', "buffer_depth")], "gateway", _gw_where(), 'time($__interval), "gateway"')).alias("$tag_gateway $col")],
-            description="Samples waiting in the gateway's durable buffer. A growing buffer means the uplink, the broker or InfluxDB is down; the gateway replays it when the link is back.",
-            axis_label="samples",
+            [InfluxQL(select([('max("buffer_depth")', "buffer_depth")], "gateway", _gw_where(by_gw), 'time($__interval), "gateway"')).alias("$tag_gateway $col")],
+            description=_("Samples waiting in the gateway's durable buffer. A growing buffer means the uplink, the broker or InfluxDB is down; the gateway replays it when the link is back."),
+            axis_label=_("samples"),
             width=6,
         ),
         P.timeseries(
-            "Gateway buffer size",
-            P.U_BYTES,
-            [InfluxQL(select([('max("buffer_bytes")', "buffer_bytes")], "gateway", _gw_where(), 'time($__interval), "gateway"')).alias("$tag_gateway $col")],
-            description="Bytes in the durable buffer. At buffer.max_mb (default 512 MB) the oldest data is dropped: restore the link before the red line.",
-            axis_label="buffer [bytes]",
-            thresholds=P.steps((None, "green"), (0.5 * BUFFER_CAP_BYTES, "orange"), (0.9 * BUFFER_CAP_BYTES, "red")),
+            _("Gateway buffer fill"),
+            P.U_RATIO,
+            [InfluxQL(select([('max("buffer_bytes") / max("buffer_max_bytes")', "buffer_fill")], "gateway", _gw_where(by_gw), 'time($__interval), "gateway"')).alias("$tag_gateway $col")],
+            description=_("Bytes in the durable buffer as a fraction of that gateway's own buffer.max_mb. At 100 % the oldest data is dropped: restore the link before the red line."),
+            axis_label=_("buffer fill"),
+            thresholds=P.steps((None, "green"), (fill_ratio / 2, "orange"), (fill_ratio, "red")),
+            max_val=1,
             width=6,
         ),
         P.timeseries(
-            "Samples dropped",
+            _("Samples dropped"),
             P.U_COUNT,
-            [InfluxQL(select([('non_negative_difference(max("samples_dropped"))', "dropped")], "gateway", _gw_where(), 'time($__interval), "gateway"', "fill(none)")).alias("$tag_gateway $col")],
-            description="Samples the gateway dropped per interval (increase of its samples_dropped total: buffer full, rejected by InfluxDB): data lost for good.",
-            axis_label="samples",
+            [InfluxQL(select([('non_negative_difference(max("samples_dropped"))', "dropped")], "gateway", _gw_where(by_gw), 'time($__interval), "gateway"', "fill(none)")).alias("$tag_gateway $col")],
+            description=_("Samples the gateway dropped per interval (increase of its samples_dropped total: buffer full, rejected by InfluxDB): data lost for good."),
+            axis_label=_("samples"),
             bars=True,
             thresholds=P.steps((None, "green"), (1, "red")),
             width=6,
         ),
-        gateway_online_stat("Gateway online", width=3 if pt is not None else 6),
+        gateway_online_stat(_("Gateway online"), width=3 if by_gw else 6, by_gateway=by_gw),
     ]
     if pt is not None:
         out.append(
             P.stat(
-                "Last data",
+                _("Last data"),
                 P.U_TIME_AGO,
                 [InfluxQL(select([(f'last("{pt.heartbeat_field}")', "value")], pt.measurement, P.plant_where(), "")).alias("last sample")],
-                description=f"Time of the newest {pt.measurement} sample in the time range.",
+                description=_("Time of the newest {measurement} sample in the time range.").format(measurement=pt.measurement),
                 fields="/^Time$/",
                 width=3,
             )
@@ -488,10 +530,47 @@ def gateway_row(pt: PlantType | None) -> list:
     return out
 
 
+# --------------------------------------------------------------------------- annotations and links
+
+
+def plant_annotations(pt: PlantType) -> list[P.InfluxQLAnnotation]:
+    """Events on the time axis of every panel: gateway offline, gaps and fills, meter events,
+    parameter or methodology changes, simulator faults (``docs/data-model.md``)."""
+    ev = 'WHERE "project" =~ /^$project$/ AND "kind" =~ /^({kinds})$/ AND $timeFilter'
+    offline = (
+        'SELECT "reports" FROM (SELECT count("online") AS "reports" FROM "gateway" '
+        'WHERE "site" =~ /^$site$/ AND "gateway" =~ /^$gateway$/ AND $timeFilter GROUP BY time(1m), "gateway" fill(0)) '
+        'WHERE "reports" = 0 GROUP BY "gateway"'
+    )
+    return [
+        P.InfluxQLAnnotation(_("Gateway offline"), offline, "red", text_column="reports", tags_column="gateway"),
+        P.InfluxQLAnnotation(_("Gaps and fills"), f'SELECT "detail", "kind", "duration_s" FROM "mrv_event" {ev.format(kinds="gap|fill")}', "orange", text_column="detail", tags_column="kind"),
+        P.InfluxQLAnnotation(_("Meter events"), f'SELECT "detail", "kind", "duration_s" FROM "mrv_event" {ev.format(kinds="meter_reset|meter_replacement|meter_jump")}', "purple", text_column="detail", tags_column="kind"),
+        P.InfluxQLAnnotation(_("Parameter and methodology changes"), f'SELECT "detail", "kind" FROM "mrv_event" {ev.format(kinds="params_change")}', "blue", text_column="detail", tags_column="kind"),
+        P.InfluxQLAnnotation(
+            _("Simulator faults"),
+            'SELECT "detail", "kind", "duration_s" FROM "sim_fault" WHERE "site" =~ /^$site$/ AND $timeFilter',
+            "yellow",
+            text_column="detail",
+            tags_column="kind",
+            enable=False,
+        ),
+    ]
+
+
+def export_link(settings: BuildSettings, project: str) -> dash_m.DashboardLink | dict:
+    """Data link to the verifier API's xlsx export of ``project`` for the dashboard range."""
+    return {
+        "title": _("Verifier export (xlsx) of this project for the selected range"),
+        "url": f"{settings.dashboards.api_url}/projects/{project}/export?start=${{__from:date:iso}}&end=${{__to:date:iso}}&format=xlsx",
+        "targetBlank": True,
+    }
+
+
 # --------------------------------------------------------------------------- dashboards
 
 
-def _base(uid: str, title: str, description: str, time_from: str) -> dash_b.Dashboard:
+def _base(uid: str, title: str, description: str, time_from: str, timezone: str, settings: BuildSettings) -> dash_b.Dashboard:
     return (
         dash_b.Dashboard(title)
         .uid(uid)
@@ -499,13 +578,13 @@ def _base(uid: str, title: str, description: str, time_from: str) -> dash_b.Dash
         .tags(TAGS)
         .version(VERSION)
         .editable()
-        .timezone("browser")
+        .timezone(timezone)
         .time(time_from, "now")
         .refresh("1m")
-        .fiscal_year_start_month(FISCAL_YEAR_START_MONTH)
+        .fiscal_year_start_month(settings.dashboards.fiscal_year_start_month - 1)
         .tooltip(dash_m.DashboardCursorSync.CROSSHAIR)
         .link(
-            dash_b.DashboardLink("plantmrv dashboards")
+            dash_b.DashboardLink(_("plantmrv dashboards"))
             .type(dash_m.DashboardLinkType.DASHBOARDS)
             .tags(TAGS)
             .as_dropdown(True)
@@ -519,20 +598,38 @@ def _base(uid: str, title: str, description: str, time_from: str) -> dash_b.Dash
     )
 
 
-def plant_dashboard(pt: PlantType) -> dash_b.Dashboard:
+def plant_dashboard(pt: PlantType, settings: BuildSettings) -> dash_b.Dashboard:
     m = pt.measurement
-    d = _base(f"plantmrv-{pt.key}", f"plantmrv / {pt.title}", pt.description + f" Measurement `{m}`.", "now-24h")
+    tz = settings.timezone(pt.key)
+    zone = _("Times in {zone}.").format(zone=tz if tz != "utc" else "UTC")
+    description = _(pt.description) + " " + _("Measurement `{measurement}`.").format(measurement=m) + " " + zone
+    d = _base(f"plantmrv-{pt.key}", "plantmrv / " + _(pt.title), description, "now-24h", tz, settings)
     d = d.tags(TAGS + [pt.key])
+    d = d.link(
+        dash_b.DashboardLink(_("Portfolio"))
+        .type(dash_m.DashboardLinkType.LINK)
+        .url("/d/plantmrv-portfolio")
+        .keep_time(True)
+        .include_vars(True)
+        .target_blank(False)
+        .icon("dashboard")
+        .tooltip(_("All projects, with this dashboard's time range and project selection"))
+        .as_dropdown(False)
+    )
     d = d.with_variable(P.datasource_variable())
-    d = d.with_variable(P.tag_variable("site", "Site", m, "site"))
-    d = d.with_variable(P.tag_variable("asset", "Asset", m, "asset", '"site" =~ /^$site$/'))
-    d = d.with_variable(P.tag_variable("project", "MRV project", "mrv", "project", f"\"plant_type\" = '{pt.key}' AND \"site\" =~ /^$site$/"))
+    d = d.with_variable(P.tag_variable("site", _("Site"), m, "site"))
+    d = d.with_variable(P.tag_variable("asset", _("Asset"), m, "asset", '"site" =~ /^$site$/'))
+    d = d.with_variable(P.tag_variable("project", _("MRV project"), "mrv", "project", f"\"plant_type\" = '{pt.key}' AND \"site\" =~ /^$site$/"))
+    d = d.with_variable(P.tag_variable("gateway", _("Gateway"), "gateway", "gateway", '"site" =~ /^$site$/'))
+    for a in plant_annotations(pt):
+        d = d.annotation(a.builder())
     for title, items in (
-        ("Process", pt.process(m)),
-        ("Energy", pt.energy(m)),
-        ("MRV results", mrv_row()),
-        ("Data quality", quality_row(pt)),
-        ("Gateway health", gateway_row(pt)),
+        (_("Process"), pt.process(m, settings)),
+        (_("Energy"), pt.energy(m)),
+        (_("MRV results"), mrv_row(settings)),
+        (_("Co-benefits"), pt.cobenefits()),
+        (_("Data quality"), quality_row(pt)),
+        (_("Gateway health"), gateway_row(pt, settings)),
     ):
         d = d.with_row(P.row(title))
         for panel in items:
@@ -540,35 +637,89 @@ def plant_dashboard(pt: PlantType) -> dash_b.Dashboard:
     return d
 
 
-def portfolio_dashboard() -> dash_b.Dashboard:
+def _project_regex(ids) -> str:
+    import re
+
+    return "(" + "|".join(re.sub(r"[\\^$*+?.()|\[\]{}/]", lambda x: "\\" + x.group(0), i) for i in sorted(ids)) + ")"
+
+
+def targets_row(settings: BuildSettings) -> list:
+    """One bar gauge per configured target: monitored (ex-post), planned (ex-ante), target and
+    Japan's share, this fiscal year to date (``mrv``, and ``mrv_plan`` written by ``dashboards plan``)."""
+    out = []
+    for t in settings.dashboards.targets:
+        ids = settings.target_projects(t)
+        rx = _project_regex(ids)
+        where = f"WHERE \"project\" =~ /^{rx}$/ AND \"interval\" = '{P.MRV_HOURLY}' AND $timeFilter"
+        queries = [
+            InfluxQL(select([('sum("reduction_t_co2")', "monitored")], "mrv", where, "")).alias(_("monitored (ex-post)")),
+            InfluxQL(select([('sum("ex_ante_t_co2")', "planned")], "mrv_plan", f'WHERE "project" =~ /^{rx}$/ AND $timeFilter', "")).alias(_("planned (ex-ante)")),
+            InfluxQL(select([('last("target_t_co2")', "target")], "mrv_target", f"WHERE \"target\" = '{settings.target_id(t)}' AND $timeFilter", "")).alias(_("target")),
+        ]
+        for share, group in settings.japan_share_groups(ids):
+            gw = f"WHERE \"project\" =~ /^{_project_regex(group)}$/ AND \"interval\" = '{P.MRV_HOURLY}' AND $timeFilter"
+            queries.append(InfluxQL(select([(f'sum("reduction_t_co2") * {share:g}', "japan")], "mrv", gw, "")).alias(_("Japan's share")))
+        scope = {"city": _("city"), "country": _("country"), "programme": _("programme")}[t.scope]
+        out.append(
+            P.bargauge(
+                _("{name} ({scope}), FY{year}").format(name=t.name, scope=scope, year=t.fiscal_year),
+                P.U_TCO2,
+                queries,
+                description=_("Reductions this fiscal year to date of {projects}: monitored vs planned (ex-ante) vs the target of {target:,.0f} tCO2 ({source}).").format(
+                    projects=", ".join(ids), target=t.t_co2, source=t.source
+                ),
+                max_val=t.t_co2,
+                thresholds=P.steps((None, "orange"), (t.t_co2, "green")),
+                time_from="now/fy",
+                width=8,
+            )
+        )
+    return out
+
+
+def portfolio_dashboard(settings: BuildSettings) -> dash_b.Dashboard:
+    tz = settings.dashboards.portfolio_timezone
     d = _base(
         "plantmrv-portfolio",
-        "plantmrv / Portfolio",
-        "All MRV projects: emission reductions, energy saved, data completeness and gateways. "
-        "The default time range is the Japanese fiscal year to date; set it to the monitoring period.",
+        "plantmrv / " + _("Portfolio"),
+        _("All MRV projects: emission reductions, energy saved, data completeness and gateways. "
+          "The default time range is the Japanese fiscal year to date; set it to the monitoring period.")
+        + " " + _("Times in {zone}.").format(zone=tz if tz != "utc" else "UTC"),
         "now/fy",
+        tz,
+        settings,
     )
     d = d.with_variable(P.datasource_variable())
-    d = d.with_variable(P.tag_variable("project", "MRV project", "mrv", "project"))
-    d = d.with_variable(P.tag_variable("site", "Gateway site", "gateway", "site"))
+    d = d.with_variable(P.tag_variable("project", _("MRV project"), "mrv", "project"))
+    d = d.with_variable(P.tag_variable("site", _("Gateway site"), "gateway", "site"))
 
     def total(expr, alias, interval=P.MRV_HOURLY):
         return InfluxQL(select([(expr, alias)], "mrv", P.mrv_where(interval), "")).alias(alias)
 
-    d = d.with_row(P.row("Emission reductions"))
-    d = d.with_panel(P.stat("tCO2 reduced today", P.U_TCO2, [total('sum("reduction_t_co2")', "reduction", P.MRV_MINUTE)], description="ER of all selected projects since midnight, from the minute results [tCO2].", calc="sum", time_from="now/d", decimals=3, width=4))
-    d = d.with_panel(P.stat("tCO2 reduced this month", P.U_TCO2, [total('sum("reduction_t_co2")', "reduction")], description="ER of all selected projects since the first of the month, hourly results [tCO2].", calc="sum", time_from="now/M", decimals=2, width=4))
-    d = d.with_panel(P.stat("tCO2 reduced, monitoring period", P.U_TCO2, [total('sum("reduction_t_co2")', "reduction")], description="ER over the dashboard time range: set it to the monitoring period [tCO2].", calc="sum", decimals=2, width=4))
-    d = d.with_panel(P.stat("Energy saved, monitoring period", P.U_KWH, [total('sum("energy_saved_kwh")', "energy_saved")], description="Reference minus project energy over the time range [kWh].", calc="sum", width=4))
-    d = d.with_panel(P.stat("Data completeness", P.U_RATIO, [total('mean("completeness")', "completeness")], description="Mean covered fraction of the hourly MRV intervals in the time range.", thresholds=P.COMPLETENESS, width=4))
+    d = d.with_row(P.row(_("Emission reductions")))
+    d = d.with_panel(P.stat(_("tCO2 reduced today"), P.U_TCO2, [total('sum("reduction_t_co2")', "reduction", P.MRV_MINUTE)], description=_("ER of all selected projects since midnight, from the minute results [tCO2]."), calc="sum", time_from="now/d", decimals=3, width=4))
+    d = d.with_panel(P.stat(_("tCO2 reduced this month"), P.U_TCO2, [total('sum("reduction_t_co2")', "reduction")], description=_("ER of all selected projects since the first of the month, hourly results [tCO2]."), calc="sum", time_from="now/M", decimals=2, width=4))
+    d = d.with_panel(P.stat(_("tCO2 reduced, monitoring period"), P.U_TCO2, [total('sum("reduction_t_co2")', "reduction")], description=_("ER over the dashboard time range: set it to the monitoring period [tCO2]."), calc="sum", decimals=2, width=4))
+    d = d.with_panel(P.stat(_("Energy saved, monitoring period"), P.U_KWH, [total('sum("energy_saved_kwh")', "energy_saved")], description=_("Reference minus project energy over the time range [kWh]."), calc="sum", width=4))
+    d = d.with_panel(P.stat(_("Data completeness"), P.U_RATIO, [total('mean("completeness")', "completeness")], description=_("Mean covered fraction of the hourly MRV intervals in the time range."), thresholds=P.COMPLETENESS, width=4))
     # One tile per gateway, green "online" / red "offline". A count of online gateways needs a
     # nested InfluxQL subquery over the filled per-minute buckets, which took influxd 1.x ~10 s for
     # 6 gateways over 24 h (bench/dashboards.py); the tiles also name the gateway that is down.
-    d = d.with_panel(gateway_online_stat("Gateways online", width=4))
-    d = d.with_row(P.row("By project"))
+    d = d.with_panel(gateway_online_stat(_("Gateways online"), width=4, by_gateway=False))
+    targets = targets_row(settings)
+    if targets:
+        d = d.with_row(P.row(_("Progress toward targets, fiscal year to date")))
+        for panel in targets:
+            d = d.with_panel(panel)
+    d = d.with_row(P.row(_("By project")))
+    drill = {
+        "title": _("Plant dashboard of this project, same time range"),
+        "url": "/d/plantmrv-${__data.fields.plant_type}?var-project=${__data.fields.project}&var-site=${__data.fields.site}&${__url_time_range}",
+    }
+    export = export_link(settings, "${__data.fields.project}")
     d = d.with_panel(
         P.table(
-            "Projects, monitoring period",
+            _("Projects, monitoring period"),
             [
                 InfluxQL(
                     select(
@@ -582,11 +733,11 @@ def portfolio_dashboard() -> dash_b.Dashboard:
                         ],
                         "mrv",
                         P.mrv_where(),
-                        '"project", "methodology"',
+                        '"project", "methodology", "plant_type", "site"',
                     )
                 )
             ],
-            description="Per project over the dashboard time range.",
+            description=_("Per project over the dashboard time range. Click a project for its plant dashboard or its verifier export."),
             units={
                 "reduction_t_co2": P.U_TCO2,
                 "reference_t_co2": P.U_TCO2,
@@ -596,37 +747,38 @@ def portfolio_dashboard() -> dash_b.Dashboard:
                 "gap_filled_s": P.U_SECONDS,
             },
             thresholds={"completeness": P.COMPLETENESS},
+            links={"project": [drill, export]},
         )
     )
     d = d.with_panel(
         P.timeseries(
-            "Emission reductions per day",
+            _("Emission reductions per day"),
             P.U_TCO2,
             [_mrv([('sum("reduction_t_co2")', "reduction")], group='time(1d), "project"')],
-            description="ER per day and project [tCO2].",
-            axis_label="reductions [tCO₂]",
+            description=_("ER per day and project [tCO2]."),
+            axis_label=_("reductions [tCO₂]"),
             bars=True,
             min_val=None,
         )
     )
     d = d.with_panel(
         P.timeseries(
-            "Emission reductions, cumulative",
+            _("Emission reductions, cumulative"),
             P.U_TCO2,
             [_mrv([('cumulative_sum(sum("reduction_t_co2"))', "reduction")])],
-            description="ER accumulated from the start of the time range, per project [tCO2].",
-            axis_label="reductions [tCO₂]",
+            description=_("ER accumulated from the start of the time range, per project [tCO2]."),
+            axis_label=_("reductions [tCO₂]"),
             interval="1h",
             min_val=None,
         )
     )
     d = d.with_panel(
         P.timeseries(
-            "Data completeness per project",
+            _("Data completeness per project"),
             P.U_RATIO,
             [_mrv([('mean("completeness")', "completeness")])],
-            description="Covered fraction of the hourly MRV intervals. Below 90 % the interval relies on conservative gap filling.",
-            axis_label="completeness",
+            description=_("Covered fraction of the hourly MRV intervals. Below 90 % the interval relies on conservative gap filling."),
+            axis_label=_("completeness"),
             thresholds=P.COMPLETENESS,
             max_val=1,
             interval="1h",
@@ -634,36 +786,36 @@ def portfolio_dashboard() -> dash_b.Dashboard:
     )
     d = d.with_panel(
         P.timeseries(
-            "Energy saved per day",
+            _("Energy saved per day"),
             P.U_KWH,
             [_mrv([('sum("energy_saved_kwh")', "energy_saved")], group='time(1d), "project"')],
-            description="Reference minus project energy per day and project [kWh].",
-            axis_label="energy [kWh]",
+            description=_("Reference minus project energy per day and project [kWh]."),
+            axis_label=_("energy [kWh]"),
             bars=True,
             min_val=None,
         )
     )
-    d = d.with_row(P.row("Gateways"))
+    d = d.with_row(P.row(_("Gateways")))
     d = d.with_panel(
         P.table(
-            "Gateways",
+            _("Gateways"),
             [
                 InfluxQL(
                     select(
-                        [('last("buffer_depth")', "buffer_depth"), ('last("buffer_bytes")', "buffer_bytes"), ('last("samples_dropped")', "samples_dropped")],
+                        [('last("buffer_depth")', "buffer_depth"), ('last("buffer_bytes")', "buffer_bytes"), ('last("buffer_bytes") / last("buffer_max_bytes")', "buffer_fill"), ('last("samples_dropped")', "samples_dropped")],
                         "gateway",
-                        _gw_where(),
+                        _gw_where(False),
                         '"site", "gateway"',
                     )
                 )
             ],
-            description="Last report of each gateway in the time range (samples_dropped is its total since start).",
-            units={"buffer_depth": P.U_COUNT, "buffer_bytes": P.U_BYTES, "samples_dropped": P.U_COUNT},
-            thresholds={"buffer_bytes": P.steps((None, "green"), (0.5 * BUFFER_CAP_BYTES, "orange"), (0.9 * BUFFER_CAP_BYTES, "red"))},
+            description=_("Last report of each gateway in the time range (samples_dropped is its total since start)."),
+            units={"buffer_depth": P.U_COUNT, "buffer_bytes": P.U_BYTES, "buffer_fill": P.U_RATIO, "samples_dropped": P.U_COUNT},
+            thresholds={"buffer_fill": P.steps((None, "green"), (settings.dashboards.alerts.buffer_fill_ratio / 2, "orange"), (settings.dashboards.alerts.buffer_fill_ratio, "red"))},
             width=12,
         )
     )
-    for panel in gateway_row(None)[:3]:
+    for panel in gateway_row(None, settings)[:3]:
         # gateway health is about the last day, not the monitoring period of the dashboard range
         d = d.with_panel(panel.span(4).time_from("24h"))
     return d
@@ -677,15 +829,25 @@ def _number_panels(model: dash_m.Dashboard) -> None:
         panel.id_val = i
 
 
-def build_all() -> dict[str, dict]:
-    """Every dashboard as a JSON-ready dict, keyed by uid (plant types first, then the portfolio)."""
+def build_all(settings: BuildSettings | None = None, lang: str = "en") -> dict[str, dict]:
+    """Every dashboard as a JSON-ready dict, keyed by uid (plant types first, then the portfolio).
+
+    ``settings``: time zones, targets, thresholds and projects (default: :meth:`BuildSettings.default`);
+    ``lang``: the language of every title, description and label (a catalogue of ``plantmrv.i18n``).
+    """
+    from plantmrv.i18n import language
+
     P.register_influxdb_variant()
-    builders = [plant_dashboard(pt) for pt in PLANT_TYPES.values()] + [portfolio_dashboard()]
+    settings = settings or BuildSettings.default()
     out: dict[str, dict] = {}
-    for b in builders:
-        model = b.build()
-        _number_panels(model)
-        out[model.uid] = json.loads(json.dumps(model, cls=JSONEncoder))
+    with language(lang):
+        builders = [(plant_dashboard(pt, settings), plant_annotations(pt)) for pt in PLANT_TYPES.values()] + [(portfolio_dashboard(settings), [])]
+        for b, annotations in builders:
+            model = b.build()
+            _number_panels(model)
+            dash = json.loads(json.dumps(model, cls=JSONEncoder))
+            P.attach_annotation_targets(dash, annotations)
+            out[model.uid] = dash
     return out
 
 
@@ -719,18 +881,9 @@ def inventory(dashboards: dict[str, dict]) -> str:
     return "\n".join(out)
 
 
-def write_all(out_dir: Path) -> list[tuple[Path, str]]:
-    """Write ``<out_dir>/<uid>.json`` and ``<out_dir>/PANELS.md``; return (path, action) per file.
-
-    Actions: created, updated, unchanged; stale ``plantmrv-*.json`` files no generator produces any
-    more are removed (action ``removed``).
-    """
-    out_dir = Path(out_dir)
+def _write_files(out_dir: Path, files: dict[str, str]) -> list[tuple[Path, str]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    dashboards = build_all()
-    files = {f"{uid}.json": render(d) for uid, d in dashboards.items()}
-    files["PANELS.md"] = inventory(dashboards)
     for name, text in files.items():
         path = out_dir / name
         old = path.read_text(encoding="utf-8") if path.exists() else None
@@ -739,10 +892,30 @@ def write_all(out_dir: Path) -> list[tuple[Path, str]]:
             continue
         path.write_text(text, encoding="utf-8")
         results.append((path, "created" if old is None else "updated"))
+    return results
+
+
+def write_all(out_dir: Path, settings: BuildSettings | None = None, lang: str = "en", alerting_dir: Path | None = None) -> list[tuple[Path, str]]:
+    """Write ``<out_dir>/<uid>.json`` and ``<out_dir>/PANELS.md`` and, when ``alerting_dir`` is
+    given, the alert rules, contact points and notification policy (``plantmrv-alerting.yaml``,
+    Grafana's alerting file provisioning) into it; return (path, action) per file.
+
+    Actions: created, updated, unchanged; stale ``plantmrv-*.json`` files no generator produces any
+    more are removed (action ``removed``).
+    """
+    from .alerts import render_alerting
+
+    out_dir = Path(out_dir)
+    dashboards = build_all(settings, lang)
+    files = {f"{uid}.json": render(d) for uid, d in dashboards.items()}
+    files["PANELS.md"] = inventory(dashboards)
+    results = _write_files(out_dir, files)
     for stale in sorted(out_dir.glob("plantmrv-*.json")):
         if stale.name not in files:
             stale.unlink()
             results.append((stale, "removed"))
+    if alerting_dir is not None:
+        results += _write_files(Path(alerting_dir), {"plantmrv-alerting.yaml": render_alerting(settings, lang)})
     return results
 
 
@@ -770,6 +943,11 @@ def schema_errors(dashboard: dict) -> list[str]:
     P.register_influxdb_variant()
     errors: list[str] = []
     uid = dashboard.get("uid", "?")
+    # InfluxDB annotation targets: checked by our own model (the SDK models only Grafana's built-in ones)
+    dashboard = json.loads(json.dumps(dashboard))
+    for i, a in enumerate(dashboard.get("annotations", {}).get("list", [])):
+        if a.get("datasource", {}).get("type") == P.DATASOURCE_TYPE and "target" in a:
+            errors += P.InfluxQLAnnotation.check_target(a.pop("target"), f"{uid}: annotations.list[{i}] ({a.get('name')})")
     model = dash_m.Dashboard.from_json(dashboard)
     again = json.loads(json.dumps(model, cls=JSONEncoder))
     if again != dashboard:

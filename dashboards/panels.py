@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import typing
 
+from grafana_foundation_sdk.builders import bargauge as bargauge_b
 from grafana_foundation_sdk.builders import common as common_b
 from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.builders import stat as stat_b
@@ -67,6 +68,7 @@ U_KWH_T = "suffix: kWh/t"
 U_TCO2 = "suffix: tCO₂"
 U_ONOFF = "bool_on_off"
 U_TIME_AGO = "dateTimeFromNow"
+U_HOURS = "h"
 
 
 # --------------------------------------------------------------------------- InfluxQL target
@@ -158,6 +160,57 @@ def datasource_ref() -> dash_m.DataSourceRef:
     return dash_m.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DATASOURCE_VAR)
 
 
+# --------------------------------------------------------------------------- annotations
+
+
+class InfluxQLAnnotation:
+    """An annotation query of Grafana's InfluxDB datasource (InfluxQL; each row is an event).
+
+    The SDK's ``AnnotationTarget`` models only the built-in Grafana annotations (limit, tags), so
+    the InfluxDB target (``query``, ``textColumn``, ``tagsColumn``, ``fromAnnotations``: the shape
+    Grafana's InfluxDB plugin stores) is attached after encoding by :func:`attach_annotation_targets`
+    and checked by :meth:`from_target` (unknown keys are errors), like :class:`InfluxQLQuery`.
+    """
+
+    TARGET_KEYS = {"refId", "query", "rawQuery", "resultFormat", "fromAnnotations", "textColumn", "tagsColumn", "titleColumn", "timeEndColumn"}
+
+    def __init__(self, name: str, query: str, color: str, *, text_column: str, tags_column: str, enable: bool = True) -> None:
+        self.name, self.query, self.color = name, query, color
+        self.text_column, self.tags_column, self.enable = text_column, tags_column, enable
+
+    def builder(self) -> dash_b.AnnotationQuery:
+        return dash_b.AnnotationQuery().name(self.name).datasource(datasource_ref()).enable(self.enable).hide(False).icon_color(self.color)
+
+    def target(self) -> dict:
+        return {
+            "refId": "Anno",
+            "query": self.query,
+            "rawQuery": True,
+            "resultFormat": "table",
+            "fromAnnotations": True,
+            "textColumn": self.text_column,
+            "tagsColumn": self.tags_column,
+        }
+
+    @classmethod
+    def check_target(cls, target: dict, where: str) -> list[str]:
+        """Problems of an annotation target (empty when it is a valid InfluxQL annotation)."""
+        errors = [f"{where}: unknown key {k!r}" for k in sorted(set(target) - cls.TARGET_KEYS)]
+        if not str(target.get("query", "")).startswith("SELECT ") or "$timeFilter" not in target.get("query", ""):
+            errors.append(f"{where}: query is no InfluxQL SELECT over $timeFilter")
+        if target.get("fromAnnotations") is not True or target.get("rawQuery") is not True:
+            errors.append(f"{where}: not a raw annotation query")
+        return errors
+
+
+def attach_annotation_targets(dashboard: dict, annotations: typing.Sequence[InfluxQLAnnotation]) -> None:
+    """Put each annotation's InfluxQL target into the encoded dashboard (matched by name)."""
+    by_name = {a.name: a for a in annotations}
+    for item in dashboard.get("annotations", {}).get("list", []):
+        if item["name"] in by_name:
+            item["target"] = by_name[item["name"]].target()
+
+
 # --------------------------------------------------------------------------- InfluxQL text
 
 
@@ -186,6 +239,13 @@ def select(exprs: typing.Sequence[tuple[str, str]], measurement: str, where: str
     if fill and group and "time(" in group:
         q += f" {fill}"
     return q
+
+
+def reports_in_last(field: str, measurement: str, minutes: int, alias: str, where: str, group_by: str) -> str:
+    """Per series, the moving average over ``minutes`` one-minute buckets (empty ones filled with
+    0) of the count of ``field``: 0 exactly when nothing came in the last ``minutes``, so a source
+    that went silent shows 0 instead of vanishing (InfluxQL has no moving_sum)."""
+    return f"SELECT moving_average(count({ident(field)}), {minutes}) AS {ident(alias)} FROM {ident(measurement)} {where} GROUP BY time(1m), {group_by} fill(0)"
 
 
 # --------------------------------------------------------------------------- thresholds
@@ -273,6 +333,7 @@ def stat(
     width: int = 6,
     height: int = 4,
     text_mode: str | None = None,
+    links: list[dict] | None = None,
 ) -> stat_b.Panel:
     """A single-value stat; ``time_from`` overrides the range (``now/d`` = today so far)."""
     p = (
@@ -295,7 +356,48 @@ def stat(
         p = p.decimals(decimals)
     if text_mode:
         p = p.text_mode(common.BigValueTextMode(text_mode))
+    if links:
+        p._internal.field_config.defaults.links = [data_link(**x) for x in links]
     return _targets(p, queries)
+
+
+def bargauge(
+    title: str,
+    unit: str,
+    queries: typing.Sequence[InfluxQL],
+    *,
+    description: str,
+    max_val: float,
+    thresholds: dash_b.ThresholdsConfig,
+    time_from: str | None = None,
+    width: int = 8,
+    height: int = 6,
+) -> bargauge_b.Panel:
+    """Horizontal bars, one per query (each query aliased), scaled 0..``max_val``."""
+    p = (
+        bargauge_b.Panel()
+        .title(title)
+        .description(description)
+        .unit(unit)
+        .span(width)
+        .height(height)
+        .min(0)
+        .max(max_val)
+        .decimals(0)
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .display_mode(common.BarGaugeDisplayMode.BASIC)
+        .show_unfilled(True)
+        .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False))
+        .thresholds(thresholds)
+    )
+    if time_from:
+        p = p.time_from(time_from)
+    return _targets(p, queries)
+
+
+def data_link(title: str, url: str, targetBlank: bool = False) -> dash_m.DashboardLink:
+    """A field data link. Grafana reads title, url and targetBlank; the schema types it as a dashboard link."""
+    return dash_m.DashboardLink(title=title, type_val=dash_m.DashboardLinkType.LINK, url=url, target_blank=targetBlank, icon="external link", tooltip="", tags=[])
 
 
 def table(
@@ -307,6 +409,7 @@ def table(
     thresholds: dict[str, dash_b.ThresholdsConfig] | None = None,
     width: int = 24,
     height: int = 8,
+    links: dict[str, list[dict]] | None = None,
 ) -> table_b.Panel:
     """A table of ``table``-format queries merged on their tag columns; a unit per column.
 
@@ -333,6 +436,8 @@ def table(
             props.append(dash_m.DynamicConfigValue(id_val="thresholds", value=thresholds[name].build()))
             props.append(dash_m.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"}))
         p = p.override_by_name(name, props)
+    for name, items in (links or {}).items():
+        p = p.override_by_name(name, [dash_m.DynamicConfigValue(id_val="links", value=[data_link(**x).to_json() for x in items])])
     return _targets(p, [q.table() for q in queries])
 
 
@@ -348,11 +453,11 @@ def online_mappings() -> list:
     ]
 
 
-def reporting_mappings() -> list:
+def reporting_mappings(offline: str = "offline", online: str = "online") -> list:
     """A rate of health reports: 0 -> offline (red), above 0 -> online (green)."""
     return [
-        dash_m.ValueMap(options={"0": dash_m.ValueMappingResult(text="offline", color="red", index=0)}),
-        dash_m.RangeMap(options=dash_m.DashboardRangeMapOptions(from_val=0.01, to=1e12, result=dash_m.ValueMappingResult(text="online", color="green", index=1))),
+        dash_m.ValueMap(options={"0": dash_m.ValueMappingResult(text=offline, color="red", index=0)}),
+        dash_m.RangeMap(options=dash_m.DashboardRangeMapOptions(from_val=0.01, to=1e12, result=dash_m.ValueMappingResult(text=online, color="green", index=1))),
     ]
 
 

@@ -8,7 +8,11 @@
    an existing datasource is left as the operator configured it;
 3. each dashboard: ``GET /api/dashboards/uid/<uid>``; uploaded with ``POST /api/dashboards/db``
    (``overwrite: true``, into the folder) when missing or when its content differs from the
-   generated file (Grafana's own ``id`` and ``version`` are ignored in the comparison).
+   generated file (Grafana's own ``id`` and ``version`` are ignored in the comparison);
+4. each alert rule of the alerting provisioning file (``provisioning/alerting``):
+   ``GET /api/v1/provisioning/alert-rules/<uid>``; ``POST /api/v1/provisioning/alert-rules`` when
+   missing, ``PUT`` when it differs (into the folder, rule group as in the file). Contact points
+   and the notification policy hold site-specific addresses: push leaves them to the operator.
 
 It returns one :class:`Change` per object (``created`` / ``updated`` / ``unchanged``), which the
 CLI prints. The Grafana token and the InfluxDB token are never logged or printed.
@@ -27,6 +31,7 @@ from . import panels as P
 log = logging.getLogger("plantmrv.dashboards.push")
 
 GENERATED_DIR = Path(__file__).parent / "generated"
+ALERTING_FILE = Path(__file__).parent / "provisioning" / "alerting" / "plantmrv-alerting.yaml"
 
 
 class PushError(Exception):
@@ -35,7 +40,7 @@ class PushError(Exception):
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # folder | datasource | dashboard
+    kind: str  # folder | datasource | dashboard | alert-rule
     uid: str
     title: str
     action: str  # created | updated | unchanged
@@ -81,6 +86,22 @@ def load_generated(directory: Path = GENERATED_DIR) -> list[dict]:
     return out
 
 
+def load_alert_rules(path: Path | None, folder_uid: str) -> list[dict]:
+    """The rules of an alerting provisioning file in Grafana's API shape (folder, group, org set)."""
+    import yaml
+
+    if path is None or not Path(path).exists():
+        return []
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise PushError(f"{path}: not YAML: {exc}") from None
+    return [{**r, "folderUID": folder_uid, "ruleGroup": g["name"], "orgID": g.get("orgId", 1)} for g in doc.get("groups", []) for r in g.get("rules", [])]
+
+
+_RULE_KEYS = ("title", "condition", "data", "for", "noDataState", "execErrState", "labels", "annotations", "ruleGroup", "folderUID", "isPaused")
+
+
 def _comparable(dashboard: dict) -> dict:
     return {k: v for k, v in dashboard.items() if k not in ("id", "version")}
 
@@ -98,6 +119,7 @@ def push(
     database: str = "plantmrv",
     influx_token: str | None = None,
     timeout_s: float = 10.0,
+    alerting_file: Path | None = ALERTING_FILE,
 ) -> list[Change]:
     """Create the folder and datasource if missing, upload changed dashboards; return the changes."""
     from grafana_client import GrafanaApi
@@ -155,6 +177,22 @@ def push(
         body = {"dashboard": {**dash, "id": None}, "folderUid": fuid, "overwrite": True, "message": "plantmrv dashboards push"}
         call("POST /api/dashboards/db", api.dashboard.update_dashboard, body)
         changes.append(Change("dashboard", uid, dash.get("title", ""), "created" if current is None else "updated"))
+
+    # alert rules
+    for rule in load_alert_rules(alerting_file, fuid):
+        uid = rule["uid"]
+        try:
+            current = call(f"GET /api/v1/provisioning/alert-rules/{uid}", api.alertingprovisioning.get_alertrule, uid)
+        except GrafanaException:
+            current = None
+        if current is None:
+            call("POST /api/v1/provisioning/alert-rules", api.alertingprovisioning.create_alertrule, rule)
+            changes.append(Change("alert-rule", uid, rule["title"], "created"))
+        elif {k: current.get(k) for k in _RULE_KEYS} != {k: rule.get(k) for k in _RULE_KEYS}:
+            call(f"PUT /api/v1/provisioning/alert-rules/{uid}", api.alertingprovisioning.update_alertrule, uid, rule)
+            changes.append(Change("alert-rule", uid, rule["title"], "updated"))
+        else:
+            changes.append(Change("alert-rule", uid, rule["title"], "unchanged"))
     for c in changes:
         log.info("event=grafana_push kind=%s uid=%s action=%s", c.kind, c.uid, c.action)
     return changes

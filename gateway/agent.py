@@ -170,7 +170,7 @@ class GatewayAgent:
         self.metrics_port: int | None = None
         self._health_table = [
             Series.of("gateway", f, site=self.site, gateway=self.gateway_id)
-            for f in ("buffer_depth", "buffer_bytes", "samples_read", "samples_sent", "samples_dropped", "online")
+            for f in ("buffer_depth", "buffer_bytes", "samples_read", "samples_sent", "samples_dropped", "online", "buffer_max_bytes")
         ]
 
     # ------------------------------------------------------------------ intake
@@ -297,7 +297,7 @@ class GatewayAgent:
     # ------------------------------------------------------------------ health
     def health_batch(self, ts_ns: int | None = None) -> SampleBatch:
         m = self.metrics
-        vals = [self.buffer.depth, self.buffer.nbytes, m.samples_read, m.samples_sent, m.samples_dropped, 1.0]
+        vals = [self.buffer.depth, self.buffer.nbytes, m.samples_read, m.samples_sent, m.samples_dropped, 1.0, self.buffer.max_bytes]
         n = len(vals)
         return SampleBatch(self._health_table, np.arange(n, dtype=np.int32), np.full(n, ts_ns or time.time_ns(), np.int64),
                            np.asarray(vals, np.float64))

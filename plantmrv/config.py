@@ -28,6 +28,19 @@ class StrictModel(BaseModel):
 # --------------------------------------------------------------------------- shared sections
 
 
+def check_timezone(value: str) -> str:
+    """An IANA zone name (``Asia/Ho_Chi_Minh``) or ``utc``; anything else is an error."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if value in ("utc", "UTC"):
+        return "utc"
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone (e.g. Asia/Ho_Chi_Minh, Asia/Tokyo)") from None
+    return value
+
+
 class SiteConfig(StrictModel):
     id: str = Field(description="Site identifier, used as the `site` tag (e.g. `danang`).", pattern=r"^[A-Za-z0-9_.-]+$")
     name: str | None = Field(None, description="Human-readable plant name.")
@@ -107,10 +120,11 @@ def _section_models() -> dict[str, Any]:
     """Service sections live beside their service; imported here so one schema covers all."""
     from plantmrv.analytics.config import AnalyticsConfig
     from plantmrv.api.config import ApiConfig
+    from plantmrv.dashboards.config import DashboardsConfig
     from plantmrv.gateway.config import GatewayConfig
     from plantmrv.ingest.config import IngestConfig
 
-    return {"gateway": GatewayConfig, "ingest": IngestConfig, "analytics": AnalyticsConfig, "api": ApiConfig}
+    return {"gateway": GatewayConfig, "ingest": IngestConfig, "analytics": AnalyticsConfig, "api": ApiConfig, "dashboards": DashboardsConfig}
 
 
 def _build_root():

@@ -603,3 +603,34 @@ def _encode_wide_block(key: str, labels: list[bytes], columns: list[np.ndarray],
     dropped = int(rows - keep.sum())
     out.dropped_nonfinite += dropped
     out.add_lines(chars[keep] if dropped else chars, max_lines)
+
+
+def event_line(measurement: str, tags: dict[str, str], fields: dict[str, object], ts_ns: int) -> str:
+    """One line of a sparse event point (annotations, plans): tags escaped, empty tags left out,
+    string fields quoted, floats in shortest form, ints as ``<n>i``, booleans as ``true``/``false``."""
+    parts = [_escape(measurement, ", ")]
+    for k, v in sorted(tags.items()):
+        if v is None or str(v) == "":
+            continue
+        for text in (k, str(v)):
+            if "\n" in text or "\r" in text:
+                raise LineProtocolError(f"{measurement}: tag {k}={text!r} contains a newline")
+        parts.append(f"{_escape(k, ',= ')}={_escape(str(v), ',= ')}")
+    cols = []
+    for k, v in fields.items():
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            text = "true" if v else "false"
+        elif isinstance(v, int):
+            text = f"{v}i"
+        elif isinstance(v, float):
+            if v != v or v in (float("inf"), float("-inf")):
+                continue
+            text = repr(v)
+        else:
+            text = '"' + str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+        cols.append(f"{_escape(k, ',= ')}={text}")
+    if not cols:
+        raise LineProtocolError(f"{measurement}: a point needs at least one field")
+    return f"{','.join(parts)} {','.join(cols)} {int(ts_ns)}"

@@ -97,6 +97,7 @@ def simulate(
     fault_seed: Optional[int] = typer.Option(None, "--fault-seed", help="Seed of the random fault schedule (overrides random_faults.seed)."),
     fault_rate: float = typer.Option(0.0, "--fault-rate", help="Random faults per simulated hour over all plants (0 = none unless the config asks)."),
     fault_log: Optional[Path] = typer.Option(None, "--fault-log", help="JSONL file receiving one line per fault start/end."),
+    fault_influx: Optional[str] = typer.Option(None, "--fault-influx", help="Also write each fault start as a `sim_fault` point (dashboard annotation) to this InfluxDB: URL/database, e.g. http://127.0.0.1:8086/plantmrv."),
     mqtt: Optional[str] = typer.Option(None, "--mqtt", help="Also publish device JSON to this broker, mqtt://host:port."),
     mqtt_qos: int = typer.Option(0, "--mqtt-qos", help="QoS of the MQTT publishes (0, 1 or 2)."),
     no_opcua: bool = typer.Option(False, "--no-opcua", help="Do not start the OPC UA server (MQTT or Modbus only)."),
@@ -152,7 +153,8 @@ def simulate(
     opts = ServeOptions(
         host=host, port=port, rate_hz=rate, speed=speed, history=history, security=tuple(modes),
         cert_dir=str(cert_dir) if cert_dir else None, user=user, password=password, mqtt_url=mqtt,
-        mqtt_qos=mqtt_qos, opcua=not no_opcua, modbus_port=modbus, fault_log=str(fault_log) if fault_log else None, duration_s=duration,
+        mqtt_qos=mqtt_qos, opcua=not no_opcua, modbus_port=modbus, fault_log=str(fault_log) if fault_log else None, fault_influx=fault_influx,
+        duration_s=duration,
     )
     sim = Simulator(cfg, opts)
     try:

@@ -249,14 +249,18 @@ class FaultLog:
     ``wall_ns`` the wall clock. A disabled log (path None) accepts and drops events.
     """
 
-    def __init__(self, path: str | Path | None):
+    def __init__(self, path: str | Path | None, sink=None):
         self.path = Path(path) if path else None
+        self.sink = sink  # optional callable(line): each fault start as a `sim_fault` point (fault_lines)
         self._lock = threading.Lock()
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.touch()
 
     def write(self, event: str, fault: Fault, sim_ns: int) -> None:
+        if self.sink is not None and event == "start":
+            for line in fault_lines([fault]):
+                self.sink(line)
         if not self.path:
             return
         rec = {"event": event, **fault.to_json(), "sim_ns": int(sim_ns), "wall_ns": time.time_ns()}
@@ -270,3 +274,23 @@ class FaultLog:
         """All records of a fault log file."""
         with open(path, encoding="utf-8") as fh:
             return [json.loads(line) for line in fh if line.strip()]
+
+
+def fault_lines(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Line protocol of measurement ``sim_fault`` (tags site, asset, kind; fields field, detail,
+    duration_s) from fault-log records (``start`` events) or :class:`Fault` objects, so dashboards
+    can show injected faults as annotations. Server-level faults carry no site or asset tag."""
+    from plantmrv.lineprotocol import event_line
+
+    out = []
+    for r in records:
+        d = r.to_json() if isinstance(r, Fault) else dict(r)
+        if d.get("event", "start") != "start":
+            continue
+        dur = (int(d["end_ns"]) - int(d["start_ns"])) / NS_PER_S
+        detail = f"{d['kind']} {d.get('site') or '*'}/{d.get('asset') or '*'}" + (f" {d['field']}" if d.get("field") else "") + f" for {dur:g} s"
+        if d.get("value") is not None:
+            detail += f" (x{d['value']:g})"
+        out.append(event_line("sim_fault", {"site": d.get("site"), "asset": d.get("asset"), "kind": d["kind"]},
+                              {"field": d.get("field"), "detail": detail, "duration_s": float(dur)}, int(d["start_ns"])))
+    return out

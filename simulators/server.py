@@ -323,8 +323,25 @@ class ServeOptions:
     opcua: bool = True
     modbus_port: int | None = None
     fault_log: str | None = None
+    fault_influx: str | None = None  # "URL/database": also write each fault start as a sim_fault point
     duration_s: float | None = None
     chunk_ticks: int = 60
+
+
+def influx_sink(target: str):
+    """A fault-line writer to ``http://host:port/database`` (errors are logged, never raised)."""
+    from plantmrv.influx import InfluxClient
+
+    url, _, database = target.rstrip("/").rpartition("/")
+    client = InfluxClient(url, database=database, timeout_s=2.0, max_retries=0)
+
+    def write(line: str) -> None:
+        try:
+            client.write_body((line + "\n").encode())
+        except Exception as exc:  # a dashboard annotation must never stop the simulation
+            log.warning(kv(event="sim_fault_write_failed", error=str(exc)))
+
+    return write
 
 
 class _AssetRuntime:
@@ -351,7 +368,7 @@ class Simulator:
         self.step_ns = int(round(opts.speed / opts.rate_hz * NS_PER_S))
         if self.step_ns <= 0:
             raise ValueError("--rate and --speed must be > 0")
-        self.fault_log = FaultLog(opts.fault_log)
+        self.fault_log = FaultLog(opts.fault_log, sink=influx_sink(opts.fault_influx) if opts.fault_influx else None)
         self.server = None
         self.ns = 2
         self.assets: list[_AssetRuntime] = [_AssetRuntime(spec, self.ns) for spec in config.assets]

@@ -4,7 +4,7 @@ No live Grafana can be installed here (no package, no container runtime, no netw
 tests run a small threaded ``http.server`` on 127.0.0.1 that implements the endpoints push uses,
 with Grafana's paths, status codes and payload shapes (``GET/POST /api/folders``,
 ``GET /api/datasources/uid/<uid>``, ``POST /api/datasources``, ``GET /api/dashboards/uid/<uid>``,
-``POST /api/dashboards/db``), keeps their state, records every request, and checks each payload
+``POST /api/dashboards/db``, ``GET/POST/PUT /api/v1/provisioning/alert-rules[/<uid>]``), keeps their state, records every request, and checks each payload
 the way Grafana validates it (required keys, types, the folder of a dashboard existing). The real
 ``grafana-client`` library does the HTTP.
 """
@@ -36,6 +36,7 @@ class FakeGrafana:
         self.folders: dict[str, dict] = {}
         self.datasources: dict[str, dict] = {}
         self.dashboards: dict[str, dict] = {}
+        self.rules: dict[str, dict] = {}
         self.requests: list[tuple[str, str, dict | None, dict]] = []
         self.fail: dict[tuple[str, str], int] = {}
         self.lock = threading.Lock()
@@ -93,6 +94,25 @@ class FakeGrafana:
             stored = {**dash, "id": 100 + len(self.dashboards), "version": version}
             self.dashboards[dash["uid"]] = {"dashboard": stored, "folderUid": body["folderUid"]}
             return 200, {"id": stored["id"], "uid": dash["uid"], "status": "success", "version": version, "url": f"/d/{dash['uid']}"}
+        m = re.fullmatch(r"/api/v1/provisioning/alert-rules(?:/([^/]+))?", path)
+        if m:
+            uid = m.group(1)
+            if method == "GET" and uid:
+                return (200, self.rules[uid]) if uid in self.rules else (404, {"message": "rule not found"})
+            if method in ("POST", "PUT"):
+                # the provisioning API's validation: required keys, a known folder, a condition among the queries
+                for key in ("title", "condition", "data", "folderUID", "ruleGroup", "for", "noDataState", "execErrState"):
+                    assert key in body, key
+                assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", body["uid"]) and body["folderUID"] in self.folders
+                assert body["condition"] in [q["refId"] for q in body["data"]]
+                assert all("datasourceUid" in q and "model" in q and "relativeTimeRange" in q for q in body["data"])
+                if method == "POST":
+                    if body["uid"] in self.rules:
+                        return 409, {"message": "rule exists"}
+                elif uid not in self.rules:
+                    return 404, {"message": "rule not found"}
+                self.rules[body["uid"]] = {**body, "id": len(self.rules) + 1, "provenance": "api", "updated": "2026-11-20T12:30:00Z"}
+                return (201 if method == "POST" else 200), self.rules[body["uid"]]
         return 404, {"message": f"no route {method} {path}"}
 
     def posts(self, path: str | None = None):
@@ -139,6 +159,13 @@ def _uids():
     return sorted(p.stem for p in GENERATED.glob("*.json"))
 
 
+def _rule_uids():
+    import yaml
+
+    doc = yaml.safe_load(push_mod.ALERTING_FILE.read_text())
+    return sorted(r["uid"] for g in doc["groups"] for r in g["rules"])
+
+
 def test_push_creates_folder_datasource_and_all_dashboards_on_an_empty_grafana(grafana):
     changes = push(grafana.url, TOKEN, folder="plantmrv", influx_url="http://influxdb:8086", database="plantmrv", influx_token=INFLUX_TOKEN)
     assert [(c.kind, c.action) for c in changes[:2]] == [("folder", "created"), ("datasource", "created")]
@@ -158,6 +185,9 @@ def test_push_creates_folder_datasource_and_all_dashboards_on_an_empty_grafana(g
         committed = json.loads((GENERATED / f"{body['dashboard']['uid']}.json").read_text())
         assert {k: v for k, v in body["dashboard"].items() if k != "id"} == {k: v for k, v in committed.items() if k != "id"}
     assert all(h.get("Authorization") == f"Bearer {TOKEN}" for *_, h in grafana.requests)
+    assert sorted(c.uid for c in changes if c.kind == "alert-rule" and c.action == "created") == _rule_uids()
+    assert {r["folderUID"] for r in grafana.rules.values()} == {"plantmrv"}
+    assert grafana.rules["plantmrv-gateway-offline"]["ruleGroup"] == "plantmrv platform"
 
 
 def test_second_push_changes_nothing_and_uploads_nothing(grafana):
@@ -195,6 +225,21 @@ def test_push_reuses_an_existing_folder_of_the_same_title_and_keeps_an_existing_
     assert grafana.datasources["plantmrv-influxdb"]["url"] == "http://custom:8086"
 
 
+def test_push_updates_only_the_alert_rule_that_changed(grafana, tmp_path):
+    import yaml
+
+    push(grafana.url, TOKEN)
+    doc = yaml.safe_load(push_mod.ALERTING_FILE.read_text())
+    rule = next(r for g in doc["groups"] for r in g["rules"] if r["uid"] == "plantmrv-gateway-buffer")
+    rule["data"][2]["model"]["conditions"][0]["evaluator"]["params"] = [0.9]
+    edited = tmp_path / "alerting.yaml"
+    edited.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    changes = push(grafana.url, TOKEN, alerting_file=edited)
+    assert [(c.kind, c.uid, c.action) for c in changes if c.action != "unchanged"] == [("alert-rule", "plantmrv-gateway-buffer", "updated")]
+    assert grafana.rules["plantmrv-gateway-buffer"]["data"][2]["model"]["conditions"][0]["evaluator"]["params"] == [0.9]
+    assert [r[1] for r in grafana.requests if r[0] == "PUT"] == ["/api/v1/provisioning/alert-rules/plantmrv-gateway-buffer"]
+
+
 def test_push_names_the_api_path_when_grafana_refuses(grafana):
     grafana.fail[("POST", "/api/dashboards/db")] = 403
     with pytest.raises(PushError, match=r"POST /api/dashboards/db.*403"):
@@ -226,7 +271,7 @@ def test_cli_push_prints_what_changed_and_never_the_tokens(grafana):
     assert r.exit_code == 0, r.output
     assert "folder plantmrv (plantmrv): created" in r.output
     assert "datasource plantmrv-influxdb (plantmrv InfluxDB): created" in r.output
-    assert f"{2 + len(_uids())} change(s) pushed" in r.output
+    assert f"{2 + len(_uids()) + len(_rule_uids())} change(s) pushed" in r.output
     assert TOKEN not in r.output and INFLUX_TOKEN not in r.output
     r = runner.invoke(cli_app, args)
     assert r.exit_code == 0 and "0 change(s) pushed" in r.output
