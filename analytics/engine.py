@@ -162,28 +162,21 @@ def results_bodies(project: ProjectConfig, results: IntervalResults, interval_s:
     return encode_wide(key, cols, results.start_ns, constant)
 
 
-def _string_field(text: str) -> str:
-    """A line-protocol string field value: quotes and backslashes escaped, one line."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ") + '"'
-
-
 def event_bodies(project: ProjectConfig, results: IntervalResults) -> list[bytes]:
     """Line protocol for measurement ``mrv_event``: one point per meter event found (rollover,
     declared replacement or reset applied, undeclared drop, jump), stamped at the start of the
     segment between the two readings and keyed by the meter (tag ``source`` = asset.field), so a
     recomputation overwrites it (a drop that is later declared becomes a replacement)."""
-    from plantmrv.lineprotocol import render_floats
+    from plantmrv.lineprotocol import event_line
 
     if not results.events:
         return []
-    evs = sorted({(e.detail.split(":", 1)[0], e.start_ns): e for e in results.events}.items())
-    nums = render_floats(np.array([[(e.end_ns - e.start_ns) / NS, e.amount] for _, e in evs], dtype=float).ravel())
-    lines = []
-    for i, ((src, t), e) in enumerate(evs):
-        key = series_key(Series.of("mrv_event", "", project=project.id, site=project.site, source=src))
-        dur, amount = (bytes(nums[2 * i]).replace(b"\0", b"").decode(), bytes(nums[2 * i + 1]).replace(b"\0", b"").decode())
-        lines.append(f"{key} kind={_string_field(e.kind)},detail={_string_field(e.detail)},duration_s={dur},amount={amount},"
-                     f"counted={'true' if e.counted else 'false'} {int(t)}")
+    evs = {(e.detail.split(":", 1)[0], e.start_ns): e for e in results.events}
+    lines = [
+        event_line("mrv_event", {"project": project.id, "site": project.site, "source": src},
+                   {"kind": e.kind, "detail": e.detail, "duration_s": (e.end_ns - e.start_ns) / NS, "amount": float(e.amount), "counted": bool(e.counted)}, t)
+        for (src, t), e in sorted(evs.items())
+    ]
     return [("\n".join(lines) + "\n").encode()]
 
 
@@ -210,6 +203,7 @@ class Engine:
         self._state: dict[tuple[str, int], _PollState] = {}
         self._last_late_ns: int | None = None
         self._marks: dict[str, int | None] = {}
+        self._params_seen: dict[str, str] = {}
 
     # ------------------------------------------------------------------ query + compute
 
@@ -359,6 +353,7 @@ class Engine:
         if interval_s == self.config.mrv_interval_s:
             for body in event_bodies(project, results):
                 self.client.write_body(body)
+            self._note_params(project, results)
         if self.metrics is not None and hasattr(self.metrics, "intervals_written"):
             n_prov = int(np.count_nonzero(provisional)) if provisional is not None else 0
             if encoded.lines - n_prov:
@@ -372,6 +367,23 @@ class Engine:
         res = self.compute_window(project, start_ns, end_ns, interval_s)
         self.write_results(project, res, interval_s, final_until_ns)
         return res
+
+    def _note_params(self, project: ProjectConfig, results: IntervalResults) -> None:
+        """An ``mrv_event`` (``params_change``) where a project's results start to use a parameter
+        set other than the one its stored results last used (a config or emission-factor change)."""
+        from plantmrv.lineprotocol import event_line
+
+        prev = self._params_seen.get(project.id)
+        if prev is None:
+            res = self.client.query(f"SELECT last(\"params_hash\") FROM \"mrv\" WHERE \"project\" = {quote_literal(project.id)} "
+                                    f"AND \"interval\" = {quote_literal(duration_label(self.config.mrv_interval_s))} AND time < {int(results.edges_ns[0])}")
+            prev = str(res[0].columns["last"][0]) if res and len(res[0]) else results.params_hash
+        if prev != results.params_hash:
+            line = event_line("mrv_event", {"project": project.id, "site": project.site, "source": "params"},
+                              {"kind": "params_change", "detail": f"params_hash {prev} -> {results.params_hash}", "duration_s": 0.0}, int(results.edges_ns[0]))
+            self.client.write_body((line + "\n").encode())
+            log.info("event=params_change project=%s from=%s to=%s at=%s", project.id, prev, results.params_hash, _iso(int(results.edges_ns[0])))
+        self._params_seen[project.id] = results.params_hash
 
     # ------------------------------------------------------------------ event time
 

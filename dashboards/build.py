@@ -544,8 +544,10 @@ def plant_annotations(pt: PlantType) -> list[P.InfluxQLAnnotation]:
     )
     return [
         P.InfluxQLAnnotation(_("Gateway offline"), offline, "red", text_column="reports", tags_column="gateway"),
-        P.InfluxQLAnnotation(_("Gaps and fills"), f'SELECT "detail", "kind", "duration_s" FROM "mrv_event" {ev.format(kinds="gap|fill")}', "orange", text_column="detail", tags_column="kind"),
-        P.InfluxQLAnnotation(_("Meter events"), f'SELECT "detail", "kind", "duration_s" FROM "mrv_event" {ev.format(kinds="meter_reset|meter_replacement|meter_jump")}', "purple", text_column="detail", tags_column="kind"),
+        # gaps and fills come from the results themselves (never stale after a recomputation)
+        P.InfluxQLAnnotation(_("Gaps and fills"), 'SELECT "gap_filled_s", "completeness", "project" FROM "mrv" WHERE "project" =~ /^$project$/ '
+                             'AND "interval" = \'1h\' AND "gap_filled_s" > 0 AND $timeFilter', "orange", text_column="gap_filled_s", tags_column="project"),
+        P.InfluxQLAnnotation(_("Meter events"), f'SELECT "detail", "kind", "duration_s" FROM "mrv_event" {ev.format(kinds="meter_reset|meter_replacement|meter_drop|meter_jump|meter_rollover|meter_event_inconsistent")}', "purple", text_column="detail", tags_column="kind"),
         P.InfluxQLAnnotation(_("Parameter and methodology changes"), f'SELECT "detail", "kind" FROM "mrv_event" {ev.format(kinds="params_change")}', "blue", text_column="detail", tags_column="kind"),
         P.InfluxQLAnnotation(
             _("Simulator faults"),
