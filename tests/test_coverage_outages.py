@@ -90,7 +90,7 @@ def test_gateway_stop_server_outage_and_a_bad_tag_are_gaps_of_their_own_length(t
 
     cfg = AnalyticsConfig.model_validate({"projects": [_project()], "max_gap_s": 120, "mrv_interval": "1h", "process_interval": "1m"})
     eng = Engine(cfg, influx_db)
-    end = t0 + 2700 * S
+    end = (bad[1] + 60 * S) // (60 * S) * 60 * S  # the stream ran 120 plant seconds past the bad tag's end
     eng.backfill(t0 + 300 * S, end, interval_s=[60])
     p = cfg.projects[0]
     cols = eng.read_results(p, t0 + 300 * S, end, 60)
@@ -117,7 +117,7 @@ def test_gateway_stop_server_outage_and_a_bad_tag_are_gaps_of_their_own_length(t
     outside = np.ones(len(ts), bool)
     for a, b in ((t0 + 600 * S, t0 + 600 * S + int(outage_s * S)), server, bad):
         outside &= ~((ts >= a - 120 * S) & (ts < b + 120 * S))
-    assert outside.sum() > 10 and np.all(gap[outside] == 0), gap[outside]
+    assert outside.sum() >= 6 and np.all(gap[outside] == 0), gap[outside]
     # and the gaps are filled conservatively: the project side at the configured 1,000 kW
     sel = gap > 0
     covered_kwh = np.asarray(cols["project_energy_kwh"], float)[sel] - 1000.0 * gap[sel] / 3600
