@@ -99,8 +99,11 @@ def serve(
         for issue in exc.issues:
             typer.echo(str(issue), err=True)
         raise typer.Exit(1)
-    except (TokenStoreError, ValueError) as exc:
+    except TokenStoreError as exc:
         typer.echo(f"{config}: api: {exc}", err=True)
+        raise typer.Exit(1)
+    except ValueError as exc:  # names its key: influxdb.tls.ca_file, analytics.mrv_interval
+        typer.echo(f"{config}: {exc}", err=True)
         raise typer.Exit(1)
     tls = _tls_options(config, cfg)
     _setup_logging(cfg)
