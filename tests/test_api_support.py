@@ -48,6 +48,11 @@ TOKENS = {
 
 
 def analytics_config() -> AnalyticsConfig:
+    return AnalyticsConfig.model_validate(analytics_raw())
+
+
+def analytics_raw() -> dict:
+    """The ``analytics`` section of the tests, as YAML would hold it."""
     raw = yaml.safe_load(EXAMPLE.read_text())["analytics"]
     projects = [p for p in raw["projects"] if p["id"] in (PROJECT_ID, OTHER_ID)]
     for p in projects:
@@ -56,7 +61,7 @@ def analytics_config() -> AnalyticsConfig:
     pump["assets"][0]["fields"] = {"energy_meter": "energy_kwh"}  # the only input of efficiency_ratio
     # a lower conservative default than the example's, so two days credit whole tonnes
     pump["parameters"]["eta_reference"] = {"value": 0.70, "unit": "-", "source": "test: conservative ex-ante default", "option": "A"}
-    return AnalyticsConfig.model_validate({**{k: v for k, v in raw.items() if k != "projects"}, "projects": projects})
+    return {**{k: v for k, v in raw.items() if k != "projects"}, "projects": projects}
 
 
 def write_pump(client, seed: int = 7) -> None:
