@@ -192,13 +192,3 @@ def test_hostile_identifiers_configured_for_a_monitoring_point_still_read_their_
     point = MonitoringPointInfo(symbol="X", measurement=name, site="s 'x", asset='a"b', field="f,1")
     res = api_env.influx.query(raw_query(point, 0, 2**62))
     assert res and res[0].columns["f,1"].tolist() == [42.0]
-
-
-def test_xlsx_past_the_raw_row_limit_is_refused_with_413_and_a_hint(api_env):
-    limit = api_env.app.state.config.max_xlsx_raw_rows
-    api_env.app.state.config.max_xlsx_raw_rows = 100
-    try:
-        r = api_env.get(f"/projects/{PROJECT_ID}/export?{RANGE}&format=xlsx")
-    finally:
-        api_env.app.state.config.max_xlsx_raw_rows = limit
-    assert r.status_code == 413 and "use format=csv" in r.json()["detail"]

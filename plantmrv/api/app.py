@@ -268,7 +268,7 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
             n = sum(count_raw(influx, p, s_ns, e_ns) + 2 for p in distinct_points(project.monitoring_points))  # +2: the brackets
             if n > limit:
                 hint = "shorten the range or use format=csv" if fmt == "xlsx" else "shorten the range"
-                raise ExportTooLarge(f"up to {n:,} raw rows, more than the {limit:,} a {fmt} export may hold: {hint}")
+                raise ExportTooLarge(f"up to {n:,} raw rows, more than the {limit:,} the {fmt} export allows: {hint}")
         checked = checked_results(influx, project, source_interval, s_ns, e_ns)
         checks = checked.checks(find_acceptance(app.state.acceptances, project, s_ns, e_ns, checked))
         gap_list, _ = gaps(checked.mrv, s_ns, e_ns, source_s, project.methodology.missing_data_rule, api_cfg.max_gaps_listed)
