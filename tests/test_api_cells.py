@@ -102,5 +102,5 @@ def test_neutralised_text_never_starts_a_formula_and_reads_back_exactly(text):
     cell = neutralise(text)
     assert not cell or cell[0] not in TRIGGERS - {"'"}
     assert unneutralise(cell) == text
-    (row,) = list(csv.reader(io.StringIO(csv_rows([[text, 1.5, -2]]), newline="")))
+    (row,) = list(csv.reader(io.StringIO(csv_rows([[text, 1.5, -2]]), newline="")))  # a lone CR is quoted too
     assert [unneutralise(row[0]), row[1], row[2]] == [text, "1.5", "-2"]

@@ -129,7 +129,7 @@ def test_export_cut_by_a_killed_influxd_is_aborted_and_detected_as_incomplete(me
 def test_any_cut_or_change_of_a_complete_export_is_detected(api_env, tmp_path):
     csv_bytes = api_env.get(f"/projects/{PROJECT_ID}/export?from={START_ISO}&to=2026-03-10T06:00:00Z").content
     assert verify_export.check_csv(csv_bytes)["raw_rows"] > 0
-    for cut in (len(csv_bytes) // 2, len(csv_bytes) - len(b"#end\n"), len(csv_bytes) - 1):
+    for cut in (len(csv_bytes) // 2, len(csv_bytes) - len(b"#end\r\n"), len(csv_bytes) - 1):
         with pytest.raises(verify_export.Incomplete):
             verify_export.check_csv(csv_bytes[:cut])
     i = csv_bytes.index(b",danang,pump1,energy_kwh,") + 60

@@ -23,8 +23,8 @@ import struct
 import sys
 from pathlib import Path
 
-TRAILER = b"#section,trailer\n"
-END = b"#end\n"
+TRAILER = b"#section,trailer\r\n"
+END = b"#end\r\n"
 
 
 class Incomplete(Exception):

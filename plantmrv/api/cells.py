@@ -48,10 +48,17 @@ def csv_cell(value) -> str:
 
 
 def csv_rows(rows) -> str:
-    """Rows (lists of text, numbers or None) as CSV text (RFC 4180 quoting, ``\\n`` line ends)."""
+    """Rows (lists of text, numbers or None) as RFC 4180 CSV text.
+
+    Lines end with CRLF, as RFC 4180 says: then the csv module quotes a field holding a lone CR
+    too (with ``\\n`` line ends it does not, and a spreadsheet would split the row there)."""
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows([csv_cell(v) for v in row] for row in rows)
+    csv_writer(buf).writerows([csv_cell(v) for v in row] for row in rows)
     return buf.getvalue()
+
+
+def csv_writer(buf):
+    return csv.writer(buf, lineterminator="\r\n")
 
 
 def csv_line(*values) -> str:

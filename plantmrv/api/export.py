@@ -29,7 +29,6 @@ writes ~30k cells/s, this ~1M), and the file is streamed out in chunks.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import math
@@ -43,7 +42,7 @@ from typing import Iterator
 import numpy as np
 
 import plantmrv
-from plantmrv.api.cells import Formula, csv_line, csv_rows, neutralise, xlsx_cells, xml_text
+from plantmrv.api.cells import Formula, csv_line, csv_rows, csv_writer, neutralise, xlsx_cells, xml_text
 from plantmrv.api.checks import CheckedResults
 from plantmrv.api.digests import DataDigest, PointDigest, RowsDigest, distinct_points, iter_point_rows, point_key
 from plantmrv.api.models import GapInfo, ProjectDetail, ResultChecks
@@ -60,8 +59,8 @@ RAW_COLUMNS = ["measurement", "site", "asset", "field", "ts_ns", "value", "time_
 INTERVAL_COLUMNS = ["start_utc", "end_utc", "ts_ns", *MRV_FIELDS, "params_hash", *MRV_INPUT_FIELDS]
 CHECK_COLUMNS = ["code", "count", "first_utc", "message"]
 KWH_PER_MWH = 1000.0
-TRAILER_LINE = "#section,trailer\n"
-END_LINE = "#end\n"
+TRAILER_LINE = "#section,trailer\r\n"
+END_LINE = "#end\r\n"
 
 
 class ExportTooLarge(Exception):
@@ -214,7 +213,7 @@ def _csv_body(client, project, checked: CheckedResults, checks, gap_list, start_
                 continue
             d.update(ts, values)
             text = io.StringIO()
-            csv.writer(text, lineterminator="\n").writerows(zip(*(repeat(x) for x in ident), ts.tolist(), map(repr, values.tolist()), _iso_many(ts)))
+            csv_writer(text).writerows(zip(*(repeat(x) for x in ident), ts.tolist(), map(repr, values.tolist()), _iso_many(ts)))
             yield text.getvalue()
         digest.points.append(PointDigest(key, d.rows, d.hexdigest()))
 
