@@ -18,8 +18,11 @@ from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 import plantmrv
 from plantmrv.api.acceptances import AcceptanceRefused, AcceptanceStore, accept_results
@@ -189,6 +192,13 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
         log.error("event=token_store_error error=%s", str(exc)[:300].replace("\n", " "))
         return JSONResponse({"detail": "token store unavailable"}, status_code=503)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 405:  # Allow: every method of the path (Starlette names only the first route's)
+            allowed = sorted({m for r in app.router.routes if r.matches(request.scope)[0] != Match.NONE for m in getattr(r, "methods", None) or ()})
+            exc = StarletteHTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": ", ".join(allowed)})
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         # Say what is wrong and where, without echoing the input back.
@@ -315,7 +325,8 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
 
     @app.post(
         "/projects/{project_id}/acceptances", response_model=AcceptanceInfo, status_code=201, tags=["results"],
-        responses={**ERRORS, 409: {"model": ErrorResponse, "description": "Nothing to accept, the results changed since they were reviewed, or they are already accepted."}},
+        responses={**ERRORS, 400: {"model": ErrorResponse, "description": "The body is not JSON."},
+                   409: {"model": ErrorResponse, "description": "Nothing to accept, the results changed since they were reviewed, or they are already accepted."}},
         summary="Accept a period's results despite their warnings (operator or admin): recorded with who, when and why",
     )
     async def accept(project_id: ProjectId, body: AcceptanceRequest, who: Who) -> AcceptanceInfo:

@@ -15,7 +15,8 @@ import logging
 from datetime import datetime, timezone
 from typing import Callable
 
-from fastapi import HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from plantmrv.api.config import ApiConfig
 from plantmrv.api.tokens import Principal, TokenStore, TokenStoreError, hash_token, utc_now
@@ -80,7 +81,11 @@ class Authenticator:
         return found
 
 
-async def principal(request: Request) -> Principal:
+#: Declares the scheme in the OpenAPI document (the header is parsed below, with our own 401).
+BEARER = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>` (`plantmrv api token create`).")
+
+
+async def principal(request: Request, _declared: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> Principal:
     """FastAPI dependency: the caller, or 401. Records who called for the request log."""
     auth: Authenticator = request.app.state.authenticator
     token = auth.bearer(request.headers.get("authorization"))
