@@ -219,3 +219,37 @@ def test_report_hash_changes_when_two_raw_samples_swap_values(api_env):
     finally:
         api_env.influx.write_batch(SampleBatch.from_columns({series: ([a, b], [va, vb])}))
     assert api_env.get(url, params=params).json()["data_sha256"] == first["data_sha256"]
+
+
+def test_a_report_longer_than_one_export_lists_the_exports_that_make_it_up(api_env, tmp_path):
+    """Exports are capped (max_export_span_days); the report lists consecutive pieces, each export's
+    trailer carries exactly its piece's hashes, and the verifier recomputes the report's own
+    data_sha256 from the pieces' rows (brackets shared between pieces counted once)."""
+    cfg = api_env.app.state.config
+    old = cfg.max_export_span_days
+    cfg.max_export_span_days = 1
+    try:
+        report = api_env.get(f"/projects/{PROJECT_ID}/monitoring-report", params={"period": "monitoring"}).json()
+        assert [(p["start"], p["end"]) for p in report["exports"]] == [(START_ISO, "2026-03-11T00:00:00Z"), ("2026-03-11T00:00:00Z", END_ISO)]
+        rows: dict[tuple, set] = {}
+        for piece in report["exports"]:
+            body = api_env.get(piece["url"]).content
+            found = verify_export.check_csv(body, report)  # matched against this piece of the report
+            assert found["intervals"] == piece["intervals"] == 24
+            for r in verify_export.records(verify_export.sections(body.decode())["raw"]):
+                rows.setdefault((r["measurement"], r["site"], r["asset"], r["field"]), set()).add((int(r["ts_ns"]), float(r["value"])))
+        n, whole = verify_export.data_sha256(list(rows), {k: sorted(v) for k, v in rows.items()})
+        assert (n, whole) == (report["raw_points"], report["data_sha256"])
+        assert sum(p["raw_rows"] for p in report["exports"]) == n + 2  # the inner brackets, once in each piece
+    finally:
+        cfg.max_export_span_days = old
+
+
+def test_verifier_recomputes_parameters_sha256_from_the_project_document(api_env):
+    """docs/verifier.md: SHA-256 of GET /projects/{id} as canonical JSON (sorted keys, no spaces, ASCII)."""
+    import json
+
+    project = api_env.get(f"/projects/{PROJECT_ID}").json()
+    report = api_env.get(f"/projects/{PROJECT_ID}/monitoring-report", params={"period": "2026-03-10/2026-03-11"}).json()
+    text = json.dumps(project, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    assert hashlib.sha256(text.encode()).hexdigest() == report["parameters_sha256"]
