@@ -45,6 +45,7 @@ def test_example_config_loads_and_reads_projects_from_the_analytics_example(monk
     ids = [p.id for p in load_projects(cfg)]
     assert {"danang-pumps", "hcmc-vsd", "haiphong-ubcf"} <= set(ids)
     assert [t.role for t in cfg.api.tokens] == ["operator", "verifier"]
+    assert cfg.api.token_store.parent == Path("state")  # a private directory, never /tmp (the planted token)
 
 
 def test_config_errors_name_the_key_and_line(tmp_path):

@@ -253,3 +253,20 @@ def test_verifier_recomputes_parameters_sha256_from_the_project_document(api_env
     report = api_env.get(f"/projects/{PROJECT_ID}/monitoring-report", params={"period": "2026-03-10/2026-03-11"}).json()
     text = json.dumps(project, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     assert hashlib.sha256(text.encode()).hexdigest() == report["parameters_sha256"]
+
+
+def test_the_documented_data_sha256_snippet_recomputes_the_report(api_env):
+    """The Python of docs/verifier.md, run as written, over an export's raw rows."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "verifier.md").read_text()
+    (snippet,) = re.findall(r"```python\n(.*?)```", doc, re.S)
+    namespace: dict = {}
+    exec(snippet, namespace)
+    report = api_env.get(f"/projects/{PROJECT_ID}/monitoring-report", params={"period": "2026-03-10/2026-03-11"}).json()
+    text = api_env.get(f"/projects/{PROJECT_ID}/export", params={"from": START_ISO, "to": "2026-03-11T00:00:00Z"}).text
+    points: dict[tuple, list] = {}
+    for r in verify_export.records(verify_export.sections(text)["raw"]):
+        points.setdefault((r["measurement"], r["site"], r["asset"], r["field"]), []).append((int(r["ts_ns"]), float(r["value"])))
+    assert namespace["data_sha256"](list(points.items())) == report["data_sha256"]
