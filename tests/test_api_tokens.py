@@ -45,10 +45,14 @@ def private_dir(tmp_path: Path, name: str = "state") -> Path:
 
 def test_new_store_is_private_and_its_directory_is_created_0700(tmp_path):
     store = TokenStore(tmp_path / "new" / "deeper" / "tokens.sqlite")
-    store.create("ops", "operator")
+    with sqlite3.connect(store.path) as reader:  # an open reader keeps SQLite's -wal and -shm in place
+        reader.execute("SELECT count(*) FROM tokens").fetchone()
+        store.create("ops", "operator")
+        files = sorted(p.name for p in store.path.parent.iterdir())
+        modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in store.path.parent.iterdir()}
+    assert files == ["tokens.sqlite", "tokens.sqlite-shm", "tokens.sqlite-wal"]
+    assert set(modes.values()) == {0o600}, modes
     assert stat.S_IMODE(os.stat(tmp_path / "new" / "deeper").st_mode) == 0o700
-    for p in store.path.parent.iterdir():  # the database and SQLite's -wal / -shm
-        assert stat.S_IMODE(os.stat(p).st_mode) == 0o600, p
 
 
 @pytest.mark.parametrize("mode", [0o777, 0o775, 0o1777])

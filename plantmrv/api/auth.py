@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable
 
 from fastapi import Depends, HTTPException, Request, status
@@ -31,17 +31,11 @@ FORBIDDEN_PROJECT = HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=
 STORE_UNAVAILABLE = HTTPException(status_code=503, detail="token store unavailable")
 
 
-def _utc(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
-
-
 class Authenticator:
     def __init__(self, cfg: ApiConfig, clock: Callable[[], datetime] = utc_now):
         self.clock = clock
         self._config_tokens = [
-            (t.sha256, _utc(t.expires), Principal(name=t.name, role=t.role, projects=frozenset(t.projects), source="config")) for t in cfg.tokens
+            (t.sha256, t.expires, Principal(name=t.name, role=t.role, projects=frozenset(t.projects), source="config")) for t in cfg.tokens
         ]
         self.store = TokenStore(cfg.token_store, clock=clock) if cfg.token_store else None
 

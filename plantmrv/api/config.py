@@ -8,11 +8,11 @@ projects themselves are configured once, in the ``analytics`` section, and read 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from plantmrv.config import StrictModel
 
@@ -28,6 +28,11 @@ class ApiTokenEntry(StrictModel):
     projects: list[str] = Field(default_factory=list, description="Project ids a verifier may read (required for verifiers; ignored for operator/admin).")
     sha256: str = Field(description="Hex SHA-256 of the token (never the token itself).", pattern=r"^[0-9a-f]{64}$")
     expires: datetime | None = Field(None, description="The token is refused from this time on (ISO 8601; UTC if no offset).")
+
+    @field_validator("expires")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        return v.replace(tzinfo=timezone.utc) if v is not None and v.tzinfo is None else v
 
     @model_validator(mode="after")
     def _verifier_has_projects(self) -> "ApiTokenEntry":

@@ -98,7 +98,13 @@ class SqliteStore:
             self._check()
         except StoreError as exc:
             raise StoreError(f"token_store {self.path}: {exc}") from None
-        created = not self.path.exists()
+        if not self.path.exists():
+            try:  # made 0600 before SQLite opens it; SQLite gives -wal and -shm the database's mode
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise StoreError(f"token_store {self.path}: cannot create or open: {exc}") from None
         try:
             with self._connect() as db:
                 db.executescript(self.SCHEMA)
@@ -111,13 +117,6 @@ class SqliteStore:
             raise
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"token_store {self.path}: cannot create or open: {exc}") from None
-        if created:
-            for p in (self.path, *self._siblings()):
-                if p.exists():
-                    try:
-                        os.chmod(p, 0o600)
-                    except OSError as exc:
-                        raise StoreError(f"{p}: chmod 600 failed: {exc.strerror}") from None
 
     def _siblings(self) -> list[Path]:
         return [self.path.with_name(self.path.name + s) for s in ("-wal", "-shm")]
@@ -131,14 +130,11 @@ class SqliteStore:
     def _connect(self) -> Iterator[sqlite3.Connection]:
         """A connection for one call: committed on success, rolled back on error, always closed."""
         self._check()
-        old = os.umask(0o077)  # SQLite creates -wal and -shm with the process umask
         try:
             db = sqlite3.connect(self.path, timeout=5)
             db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.Error as exc:
             raise StoreError(f"token_store {self.path}: cannot open: {exc}") from None
-        finally:
-            os.umask(old)
         try:
             with db:
                 yield db
