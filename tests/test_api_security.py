@@ -192,3 +192,9 @@ def test_hostile_identifiers_configured_for_a_monitoring_point_still_read_their_
     point = MonitoringPointInfo(symbol="X", measurement=name, site="s 'x", asset='a"b', field="f,1")
     res = api_env.influx.query(raw_query(point, 0, 2**62))
     assert res and res[0].columns["f,1"].tolist() == [42.0]
+
+
+def test_answers_are_never_cached_or_sniffed(api_env):
+    for r in (api_env.get(f"/projects/{PROJECT_ID}"), api_env.client.get("/projects"), api_env.get(f"/projects/{PROJECT_ID}/export?{RANGE}&raw=false")):
+        assert (r.headers["cache-control"], r.headers["x-content-type-options"], r.headers["referrer-policy"]) == ("no-store", "nosniff", "no-referrer")
+        assert "strict-transport-security" not in r.headers  # plain HTTP here; test_api_tls checks HTTPS

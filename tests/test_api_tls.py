@@ -124,6 +124,7 @@ def test_api_serves_https_and_reaches_influxdb_over_tls(influxd_https, pki, tmp_
                 assert time.monotonic() < deadline, "the API did not answer over HTTPS within 30 s"
                 time.sleep(0.2)
         assert health.json()["influxdb"] == "ok"  # the API's own queries went over TLS, verified with the CA file
+        assert health.headers["strict-transport-security"] == "max-age=31536000"
         assert httpx.get(f"https://127.0.0.1:{port}/projects", verify=ca, headers={"Authorization": f"Bearer {TOKENS['operator']}"}).status_code == 200
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)  # no plain HTTP on the TLS port

@@ -32,6 +32,7 @@ from plantmrv.api.checks import checked_results, find_acceptance
 from plantmrv.api.config import PROJECT_ID_PATTERN, ApiConfig
 from plantmrv.api.digests import distinct_points, range_digests
 from plantmrv.api.export import ExportTooLarge, build_xlsx, iter_csv, iter_file
+from plantmrv.api.headers import SecurityHeaders
 from plantmrv.api.limits import Deadline, Limits, RequestTimeout, Slot
 from plantmrv.api.models import (
     AcceptanceInfo,
@@ -161,6 +162,7 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
         ),
         root_path=api_cfg.root_path,
     )
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(AccessLog, enabled=api_cfg.log.requests)
     app.state.authenticator = Authenticator(api_cfg, clock)
     app.state.acceptances = AcceptanceStore(api_cfg.token_store, clock) if api_cfg.token_store else None
