@@ -59,6 +59,7 @@ RAW_COLUMNS = ["measurement", "site", "asset", "field", "ts_ns", "value", "time_
 INTERVAL_COLUMNS = ["start_utc", "end_utc", "ts_ns", *MRV_FIELDS, "params_hash", *MRV_INPUT_FIELDS]
 CHECK_COLUMNS = ["code", "count", "first_utc", "message"]
 KWH_PER_MWH = 1000.0
+CHUNK_ROWS = 20_000  # raw rows formatted and sent at a time (memory stays flat whatever the range)
 TRAILER_LINE = "#section,trailer\r\n"
 END_LINE = "#end\r\n"
 
@@ -209,12 +210,12 @@ def _csv_body(client, project, checked: CheckedResults, checks, gap_list, start_
         ident = [neutralise(x) for x in key]
         d = RowsDigest()
         for ts, values in iter_point_rows(client, mp, start_ns, end_ns):
-            if not len(ts):
-                continue
             d.update(ts, values)
-            text = io.StringIO()
-            csv_writer(text).writerows(zip(*(repeat(x) for x in ident), ts.tolist(), map(repr, values.tolist()), _iso_many(ts)))
-            yield text.getvalue()
+            for lo in range(0, len(ts), CHUNK_ROWS):  # a day of 1 s rows is ~7 MB of text: yield it in pieces
+                t, v = ts[lo : lo + CHUNK_ROWS], values[lo : lo + CHUNK_ROWS]
+                text = io.StringIO()
+                csv_writer(text).writerows(zip(*(repeat(x) for x in ident), t.tolist(), map(repr, v.tolist()), _iso_many(t)))
+                yield text.getvalue()
         digest.points.append(PointDigest(key, d.rows, d.hexdigest()))
 
 
@@ -446,12 +447,13 @@ def _write_raw_rows(f, client, project: ProjectDetail, start_ns: int, end_ns: in
             if count > max_raw_rows:
                 raise ExportTooLarge(f"more than {max_raw_rows} raw rows: shorten the range or use format=csv")
             d.update(ts, values)
-            parts = []
-            for t, tt, v in zip(ts.tolist(), _iso_many(ts), values.tolist()):
-                r += 1
-                val = f'<c r="C{r}"><v>{v!r}</v></c>' if math.isfinite(v) else ""
-                parts.append(f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{t}</t></is></c><c r="B{r}" t="inlineStr"><is><t>{tt}</t></is></c>{val}</row>')
-            f.write("".join(parts).encode())
+            for lo in range(0, len(ts), CHUNK_ROWS):
+                parts = []
+                for t, tt, v in zip(ts[lo : lo + CHUNK_ROWS].tolist(), _iso_many(ts[lo : lo + CHUNK_ROWS]), values[lo : lo + CHUNK_ROWS].tolist()):
+                    r += 1
+                    val = f'<c r="C{r}"><v>{v!r}</v></c>' if math.isfinite(v) else ""
+                    parts.append(f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{t}</t></is></c><c r="B{r}" t="inlineStr"><is><t>{tt}</t></is></c>{val}</row>')
+                f.write("".join(parts).encode())
         digest.points.append(PointDigest(key, d.rows, d.hexdigest()))
     return digest
 
