@@ -123,6 +123,8 @@ def test_operator_accepts_exactly_the_reviewed_results_and_any_change_voids_it(a
         r = api_env.client.post(url, json=body | {"intervals_sha256": "0" * 64}, headers={"Authorization": f"Bearer {TOKENS['operator']}"})
         assert r.status_code == 409 and "changed since they were reviewed" in r.json()["detail"]
         assert api_env.client.post(url, json=body | {"reason": "ok"}, headers={"Authorization": f"Bearer {TOKENS['operator']}"}).status_code == 422
+        r = api_env.client.post(url, json=body | {"reason": " " * 12}, headers={"Authorization": f"Bearer {TOKENS['operator']}"})
+        assert r.status_code == 422 and "reason of at least 10 characters" in r.json()["detail"]
         r = api_env.client.post(url, json=body, headers={"Authorization": f"Bearer {TOKENS['operator']}"})
         assert r.status_code == 201, r.text
         acc = r.json()
@@ -171,3 +173,24 @@ def test_nothing_to_accept_when_the_results_pass_every_check(api_env):
     r = api_env.client.post(f"/projects/{PROJECT_ID}/acceptances", json={"period": DAY["period"], "intervals_sha256": report["intervals_sha256"], "reason": "nothing wrong, accept anyway"},
                             headers={"Authorization": f"Bearer {TOKENS['admin']}"})
     assert r.status_code == 409 and "pass every check" in r.json()["detail"]
+
+
+def test_results_are_read_from_a_separate_results_database_when_configured(influxd, tmp_path):
+    """Least privilege in InfluxDB 2.x puts results in a bucket of their own (api.results_database)."""
+    from fastapi.testclient import TestClient
+
+    from plantmrv.api.app import create_app
+    from tests.test_api_support import fresh_database, make_cfg
+
+    raw, results = fresh_database(influxd, "t_api_raw_only"), fresh_database(influxd, "t_api_results_only")
+    lines = "".join(f"mrv,interval=1h,methodology=m,project={PROJECT_ID} reduction_t_co2=0.5,completeness=1.0,gap_filled_s=0.0 {DAY0 + h * H}\n" for h in range(3))
+    results.write_body(lines.encode())
+    params = {"from": "2026-03-10T00:00:00Z", "to": "2026-03-10T03:00:00Z", "interval": "period"}
+    for results_database, found in ((None, 0), ("t_api_results_only", 3)):
+        app = create_app(make_cfg("t_api_raw_only", influxd.url, tmp_path / str(found), results_database=results_database))
+        with TestClient(app) as client:
+            body = client.get(f"/projects/{PROJECT_ID}/reductions", params=params, headers={"Authorization": f"Bearer {TOKENS['verifier']}"}).json()
+        assert body["totals"]["intervals_found"] == found
+    assert body["totals"]["reduction_t_co2"] == 1.5
+    raw.close()
+    results.close()

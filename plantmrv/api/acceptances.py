@@ -22,6 +22,14 @@ from plantmrv.api.tokens import iso_seconds, utc_now
 _FIELDS = "id, project, period, start_utc, end_utc, intervals_sha256, parameters_sha256, warnings, reason, accepted_by, accepted_via, accepted_at, withdrawn_at, withdrawn_by"
 
 
+class AcceptanceRefused(StoreError):
+    """An acceptance the API refuses; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 409):
+        super().__init__(message)
+        self.status = status
+
+
 class AcceptanceStore(SqliteStore):
     SCHEMA = """
     CREATE TABLE IF NOT EXISTS acceptances (
@@ -60,9 +68,9 @@ class AcceptanceStore(SqliteStore):
     ) -> AcceptanceInfo:
         reason = reason.strip()
         if len(reason) < 10:
-            raise StoreError("an acceptance needs a reason of at least 10 characters")
+            raise AcceptanceRefused("an acceptance needs a reason of at least 10 characters", 422)
         if not warnings:
-            raise StoreError(f"{project} {period}: the results have no warning, nothing to accept")
+            raise AcceptanceRefused(f"{project} {period}: the results have no warning, nothing to accept")
         codes = json.dumps([f"{w.code}:{w.count}" for w in warnings])
         with self._connect() as db:
             cur = db.execute(
@@ -107,17 +115,9 @@ class AcceptanceStore(SqliteStore):
             return self.get(acceptance_id, db)
 
 
-class AcceptanceRefused(StoreError):
-    """An acceptance the API refuses; ``status`` is the HTTP status to answer."""
-
-    def __init__(self, message: str, status: int = 409):
-        super().__init__(message)
-        self.status = status
-
-
 def accept_results(
     client, store: AcceptanceStore, project, period: str, intervals_sha256: str, reason: str, by: str, via: str,
-    source_interval: str, max_span_days: float,
+    source_interval: str, max_span_days: float, database: str | None = None,
 ) -> AcceptanceInfo:
     """Record an acceptance of the period's *current* results, which must carry warnings and
     hash to ``intervals_sha256`` (what the operator reviewed)."""
@@ -127,7 +127,7 @@ def accept_results(
 
     mp = parse_period(project, period)
     s_ns, e_ns = check_range(mp.start, mp.end, max_span_days, SOURCE_INTERVAL_S[source_interval], what=f"period {period}")
-    checked = checked_results(client, project, source_interval, s_ns, e_ns)
+    checked = checked_results(client, project, source_interval, s_ns, e_ns, database)
     if not checked.warnings:
         raise AcceptanceRefused(f"{project.id} {period}: the stored results pass every check; there is nothing to accept")
     if intervals_sha256 != checked.intervals_sha256:

@@ -149,6 +149,7 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
     source_interval = api_cfg.mrv_interval or _analytics_interval(cfg)
     source_s = SOURCE_INTERVAL_S[source_interval]
     limits = Limits(api_cfg.limits)
+    results_db = api_cfg.results_database
 
     app = FastAPI(
         title="plantmrv verifier API",
@@ -227,7 +228,7 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
 
     def reductions_work(project: ProjectDetail, start: datetime, end: datetime, interval: str) -> ReductionsResponse:
         s_ns, e_ns = check_range(start, end, api_cfg.max_span_days, source_s)
-        checked = checked_results(influx, project, source_interval, s_ns, e_ns)
+        checked = checked_results(influx, project, source_interval, s_ns, e_ns, results_db)
         mrv = checked.mrv
         rows = aggregate(mrv, bucket_edges(interval, s_ns, e_ns), source_s)
         total = aggregate(mrv, bucket_edges("period", s_ns, e_ns), source_s)[0]
@@ -242,7 +243,7 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
         deadline = Deadline(api_cfg.limits.request_timeout_s)
         mp = parse_period(project, period)
         s_ns, e_ns = check_range(mp.start, mp.end, api_cfg.max_span_days, source_s, what=f"period {period}")
-        checked = checked_results(influx, project, source_interval, s_ns, e_ns)
+        checked = checked_results(influx, project, source_interval, s_ns, e_ns, results_db)
         checks = checked.checks(find_acceptance(app.state.acceptances, project, s_ns, e_ns, checked))
         mrv = checked.mrv
         total = aggregate(mrv, bucket_edges("period", s_ns, e_ns), source_s)[0]
@@ -281,7 +282,7 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
             if n > limit:
                 hint = "shorten the range or use format=csv" if fmt == "xlsx" else "shorten the range"
                 raise ExportTooLarge(f"up to {n:,} raw rows, more than the {limit:,} the {fmt} export allows: {hint}")
-        checked = checked_results(influx, project, source_interval, s_ns, e_ns)
+        checked = checked_results(influx, project, source_interval, s_ns, e_ns, results_db)
         checks = checked.checks(find_acceptance(app.state.acceptances, project, s_ns, e_ns, checked))
         gap_list, _ = gaps(checked.mrv, s_ns, e_ns, source_s, project.methodology.missing_data_rule, api_cfg.max_gaps_listed)
         return s_ns, e_ns, checked, checks, gap_list
@@ -338,7 +339,7 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
         if store is None:
             raise HTTPException(status_code=503, detail="acceptances need api.token_store (the API's state file)")
         info = await heavy(who, accept_results, influx, store, project, body.period, body.intervals_sha256, body.reason, who.name, "api",
-                           source_interval, api_cfg.max_span_days)
+                           source_interval, api_cfg.max_span_days, results_db)
         log.warning("event=results_accepted project=%s period=%s acceptance=%d by=%s warnings=%s", project.id, info.period, info.id, who.name, ",".join(info.warnings))
         return info
 

@@ -247,7 +247,8 @@ def acceptance_add(
     who = by or getpass.getuser()
     influx = api_influx_client(cfg, cfg.api)
     try:
-        info = accept_results(influx, store, found, period, intervals_sha256, reason, f"{who} (cli)", "cli", cfg.api.mrv_interval or _analytics_interval(cfg), cfg.api.max_span_days)
+        info = accept_results(influx, store, found, period, intervals_sha256, reason, f"{who} (cli)", "cli", cfg.api.mrv_interval or _analytics_interval(cfg), cfg.api.max_span_days,
+                              cfg.api.results_database)
     except (StoreError, RangeError, InfluxError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1)

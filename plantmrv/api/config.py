@@ -80,6 +80,7 @@ class ApiConfig(StrictModel):
     tls: ApiTlsConfig | None = Field(None, description="Serve HTTPS with this certificate and key.")
     token_store: Path | None = Field(None, description="SQLite file of hashed tokens (`plantmrv api token ...`) and operators' acceptances; created if missing (mode 0600, in a directory made 0700). Refused when another user owns it or could write it or its directory (as ssh's StrictModes).")
     tokens: list[ApiTokenEntry] = Field(default_factory=list, description="Tokens declared in config, by hash.")
+    results_database: str | None = Field(None, description="InfluxDB database holding measurement `mrv` when it is not `influxdb.database` (2.x: the DBRP database of a separate results bucket; the same retention policy setting applies).")
     mrv_interval: Literal["1m", "1h"] | None = Field(None, description="Which `interval` tag of measurement `mrv` the API aggregates from; default `analytics.mrv_interval` (else 1h).")
     max_span_days: float = Field(400.0, gt=0, le=36600, description="Longest time range `/reductions` and `/monitoring-report` accept [days].")
     max_export_span_days: float = Field(92.0, gt=0, le=3660, description="Longest time range `/export` accepts [days] (raw data at native resolution).")

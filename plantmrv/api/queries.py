@@ -103,8 +103,9 @@ class MrvColumns:
         return MrvColumns(self.time[lo:hi], {f: v[lo:hi] for f, v in self.fields.items()}, self.params_hash[lo:hi])
 
 
-def fetch_mrv(client: InfluxClient, project_id: str, source_interval: str, start_ns: int, end_ns: int) -> MrvColumns:
-    results = client.query(mrv_query(project_id, source_interval, start_ns, end_ns))
+def fetch_mrv(client: InfluxClient, project_id: str, source_interval: str, start_ns: int, end_ns: int, database: str | None = None) -> MrvColumns:
+    """Stored results of one project (from ``database``, default the client's), sorted by time."""
+    results = client.query(mrv_query(project_id, source_interval, start_ns, end_ns), database=database)
     names = MRV_FIELDS + MRV_INPUT_FIELDS
     times, cols, hashes = [], {f: [] for f in names}, []
     for r in results:
