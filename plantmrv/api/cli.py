@@ -23,7 +23,7 @@ from typing import List, Optional
 import typer
 
 app = typer.Typer(
-    help="Verifier API (FastAPI) and its access tokens.",
+    help="Verifier API (FastAPI), its access tokens and operators' acceptances.",
     invoke_without_command=True,
     no_args_is_help=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -70,10 +70,11 @@ def serve(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config with sections api, influxdb and analytics; runs the server."),
 ) -> None:
-    """Serve the verifier API with uvicorn on api.host:api.port (`plantmrv api -c FILE`).
+    """Serve the verifier API with uvicorn on api.host:api.port (`plantmrv api -c FILE`), HTTPS with api.tls.
 
     Endpoints: /projects, /projects/{id}, /projects/{id}/reductions, /projects/{id}/monitoring-report,
-    /projects/{id}/export, /health; OpenAPI docs at /docs. Every request is logged (who, what), never the token.
+    /projects/{id}/export, /projects/{id}/acceptances, /admin/tokens, /health; OpenAPI docs at /docs.
+    Every request is logged (who, what), never a token. What a verifier can check: docs/verifier.md.
     """
     if ctx.invoked_subcommand is not None:
         return
