@@ -35,7 +35,7 @@ def hostile(influxd, tmp_path_factory):
     influx = fresh_database(influxd, "t_api_cells")
     raw = analytics_raw()
     pump = next(p for p in raw["projects"] if p["id"] == PROJECT_ID)
-    pump |= {"name": NAME, "site": SITE, "grid_ef": {"value": 0.8154, "source": "=1+1", "kind": "national"}}
+    pump |= {"name": NAME, "site": SITE, "grid_ef": {"value": 0.8154, "unit": "tCO2/MWh", "source": "=1+1", "kind": "national"}}
     pump["assets"][0] |= {"asset": ASSET, "site": SITE}
     pump["parameters"]["eta_reference"]["source"] = DDE
     analytics = AnalyticsConfig.model_validate(raw)

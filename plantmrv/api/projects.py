@@ -135,9 +135,9 @@ def engine_params_hash(p: Any, max_gap_s: float) -> str:
     from plantmrv.analytics.parameters import params_hash
 
     ef = resolve_grid_ef(p)
-    fill_rate = p.project_fill_rate_kw.value if p.project_fill_rate_kw else None
+    meters = [(a.asset, a.rollover_at, sorted(a.max_rate), [e.model_dump(mode="json") for e in a.meter_events]) for a in p.assets]
     extra = [p.day_category] if p.day_category is not None else []
-    return params_hash(p.plant_type, p.baseline, p.methodology, p.parameter_set, ef.value_t_co2_per_mwh, ef.source, max_gap_s, fill_rate, *extra)
+    return params_hash(p.spec.key, p.methodology, p.parameter_set, ef.value_t_co2_per_mwh, ef.source, max_gap_s, meters, *extra)
 
 
 def analytics_section(cfg: Any):
