@@ -90,7 +90,7 @@ def test_no_server_error_for_any_generated_request(api_env, schema, method, path
 
 @pytest.mark.slow
 @pytest.mark.parametrize("role", ["admin", "verifier"])
-def test_schemathesis_command_line_runs_every_check_against_the_served_api(api_env, role):
+def test_schemathesis_command_line_runs_every_check_against_the_served_api(api_env, role, tmp_path):
     """`schemathesis run --checks all` as a third party would run it (its own HTTP client, a real socket)."""
     import urllib3
 
@@ -101,7 +101,7 @@ def test_schemathesis_command_line_runs_every_check_against_the_served_api(api_e
         proc = subprocess.run(
             [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(CONFIG), "run", f"{base}/openapi.json", "--checks", "all",
              "-H", f"Authorization: Bearer {TOKENS[role]}", "--max-examples", "10", "--workers", "1", "--seed", "1", "--no-color"],
-            capture_output=True, text=True, timeout=300, env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+            capture_output=True, text=True, timeout=300, env={**os.environ, "SCHEMATHESIS_HOOKS": ""}, cwd=tmp_path,  # its cache dir goes there
         )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "Selected: 9/9" in proc.stdout and " passed" in proc.stdout
