@@ -18,9 +18,17 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	@# grafana-client -> niquests -> urllib3-future, whose wheel overwrites the `urllib3` package and
+	@# restores itself at every interpreter start (a .pth file): `requests`, and with it schemathesis'
+	@# own command line, then fail. Keep the two apart as urllib3-future documents (niquests uses
+	@# the `urllib3_future` name), then put the real urllib3 back.
+	if $(BIN)/python -m pip show -q urllib3-future 2>/dev/null; then \
+	  URLLIB3_NO_OVERRIDE=1 $(BIN)/python -m pip install -q --force-reinstall --no-deps --no-binary urllib3-future urllib3-future && \
+	  $(BIN)/python -c "import shutil, sysconfig; shutil.rmtree(sysconfig.get_paths()['purelib'] + '/urllib3', ignore_errors=True)" && \
+	  $(BIN)/python -m pip install -q --force-reinstall --no-deps urllib3; fi
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -36,7 +36,7 @@ SUBCOMMANDS = [
     ("gateway", "plantmrv.gateway.cli", "Edge gateway agent: OPC UA / MQTT sources, durable buffer, MQTT or InfluxDB sink."),
     ("ingest", "plantmrv.ingest.cli", "Broker-to-InfluxDB ingest service with validation and dead letters."),
     ("analytics", "plantmrv.analytics.cli", "MRV analytics engine: continuous, backfill and period reports."),
-    ("api", "plantmrv.api.cli", "Verifier API (FastAPI) and its access tokens."),
+    ("api", "plantmrv.api.cli", "Verifier API (FastAPI), its access tokens and operators' acceptances."),
     ("dashboards", "plantmrv.dashboards.cli", "Grafana dashboards generated from code: build, check and push."),
     ("demo", "plantmrv.demo", "Run the whole pipeline on simulated plants."),
 ]

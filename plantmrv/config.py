@@ -49,6 +49,10 @@ class SiteConfig(StrictModel):
     timezone: str = Field("UTC", description="IANA time zone of the plant, for reports.")
 
 
+class InfluxTlsConfig(StrictModel):
+    ca_file: Path | None = Field(None, description="PEM CA certificate that signed InfluxDB's certificate (an `https://` url), instead of the system's trust store.")
+
+
 class InfluxConfig(StrictModel):
     url: str = Field("http://127.0.0.1:8086", description="Base URL of the v1-compatible HTTP API.")
     database: str = Field("plantmrv", description="Database (InfluxDB 2.x/3.x: the bucket's DBRP database).")
@@ -61,6 +65,7 @@ class InfluxConfig(StrictModel):
     max_retries: int = Field(5, ge=0, description="Retries on connection errors, 429 and 5xx, with exponential backoff and jitter.")
     batch_lines: int = Field(5000, ge=1, le=5000, description="Lines per /write body.")
     create_database: bool = Field(True, description="Create the database at start if missing (InfluxDB 1.x).")
+    tls: InfluxTlsConfig | None = Field(None, description="TLS toward InfluxDB (with an `https://` url).")
 
     @model_validator(mode="after")
     def _one_auth(self) -> "InfluxConfig":
@@ -71,9 +76,13 @@ class InfluxConfig(StrictModel):
         return self
 
     def client(self):
+        """The client; a CA file that cannot be loaded raises ValueError naming ``influxdb.tls.ca_file``."""
         from plantmrv.influx import InfluxClient
 
-        return InfluxClient.from_config(self)
+        try:
+            return InfluxClient.from_config(self)
+        except ValueError as exc:
+            raise ValueError(f"influxdb.{exc}") from None
 
 
 class TlsConfig(StrictModel):

@@ -35,11 +35,12 @@ _RECV = 65536  # below glibc's mmap threshold: a bigger read buffer is mapped an
 class HttpConnection:
     """One keep-alive connection (not thread-safe: one per thread)."""
 
-    def __init__(self, host: str, port: int, tls: bool = False, timeout_s: float = 10.0):
+    def __init__(self, host: str, port: int, tls: bool = False, timeout_s: float = 10.0, ssl_context: ssl.SSLContext | None = None):
         self.host = host
         self.port = port
         self.tls = tls
         self.timeout_s = timeout_s
+        self.ssl_context = ssl_context  # TLS: verify with this context (a private CA); default: the system's
         name = f"[{host}]" if ":" in host and not host.startswith("[") else host  # an IPv6 literal is bracketed
         self._host_header = name if port == (443 if tls else 80) else f"{name}:{port}"
         self.sock: socket.socket | None = None
@@ -58,7 +59,7 @@ class HttpConnection:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls:
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.host)
+                sock = (self.ssl_context or ssl.create_default_context()).wrap_socket(sock, server_hostname=self.host)
         except BaseException:
             sock.close()
             raise

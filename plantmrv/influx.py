@@ -19,6 +19,7 @@ import json
 import logging
 import random
 import re
+import ssl
 import threading
 import time
 import urllib.parse
@@ -118,6 +119,7 @@ class InfluxClient:
         backoff_base_s: float = 0.2,
         backoff_max_s: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
+        ca_file: str | None = None,
     ):
         self.url = url.rstrip("/")
         self.database = database
@@ -137,6 +139,7 @@ class InfluxClient:
             auth = httpx.BasicAuth(username, password or "")
         self.timeout_s = timeout_s
         self._url = urllib.parse.urlsplit(self.url)
+        self._ssl = _ssl_context(ca_file) if ca_file else None
         self._write_headers = dict(headers)
         if auth is not None:
             self._write_headers["Authorization"] = "Basic " + base64.b64encode(f"{username}:{password or ''}".encode()).decode()
@@ -150,6 +153,7 @@ class InfluxClient:
             auth=auth,
             timeout=httpx.Timeout(timeout_s),
             limits=httpx.Limits(max_keepalive_connections=8, max_connections=16),
+            verify=self._ssl or True,
         )
 
     @classmethod
@@ -165,6 +169,7 @@ class InfluxClient:
             gzip=cfg.gzip,
             max_retries=cfg.max_retries,
             batch_lines=cfg.batch_lines,
+            ca_file=str(cfg.tls.ca_file) if cfg.tls and cfg.tls.ca_file else None,
         )
 
     def close(self) -> None:
@@ -218,7 +223,7 @@ class InfluxClient:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             tls = self._url.scheme == "https"
-            conn = HttpConnection(self._url.hostname, self._url.port or (443 if tls else 80), tls=tls, timeout_s=self.timeout_s)
+            conn = HttpConnection(self._url.hostname, self._url.port or (443 if tls else 80), tls=tls, timeout_s=self.timeout_s, ssl_context=self._ssl)
             self._local.conn = conn
             with self._conns_lock:
                 self._conns.append(conn)
@@ -391,6 +396,14 @@ class InfluxClient:
         if default:
             stmt += " DEFAULT"
         self.execute(stmt)
+
+
+def _ssl_context(ca_file: str) -> ssl.SSLContext:
+    """Verify InfluxDB's certificate against this CA (instead of the system's trust store)."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"tls.ca_file {ca_file}: cannot load a CA certificate from it: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 @dataclass

@@ -41,10 +41,12 @@ def test_example_config_loads_and_reads_projects_from_the_analytics_example(monk
     from plantmrv.api.projects import load_projects
 
     monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("PLANTMRV_STATE", raising=False)
     cfg = load_config(ROOT / "examples" / "api.yaml")
     ids = [p.id for p in load_projects(cfg)]
     assert {"danang-pumps", "hcmc-vsd", "haiphong-ubcf"} <= set(ids)
     assert [t.role for t in cfg.api.tokens] == ["operator", "verifier"]
+    assert cfg.api.token_store.parent == Path("state")  # a private directory, never /tmp (the planted token)
 
 
 def test_config_errors_name_the_key_and_line(tmp_path):

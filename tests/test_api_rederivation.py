@@ -15,6 +15,7 @@ import io
 import math
 import time
 
+from tests import verify_export
 from tests.test_api_support import END_ISO, GAP_HOUR_ISO, PROJECT_ID, START_ISO, api_env  # noqa: F401
 
 RANGE = f"from={START_ISO}&to={END_ISO}"
@@ -84,15 +85,16 @@ def test_verifier_rederives_monitoring_report_from_csv_export_alone(api_env):
     assert report["gap_intervals"] == 1 and report["gap_filled_s"] > 15 * 60 - 1
     assert report["japan_share_t_co2"] == math.floor(report["reported_reduction_t_co2"] * 0.5)
 
-    # both parties can check they looked at the same raw data and parameters
-    lines = "".join(",".join([r["measurement"], r["site"], r["asset"], r["field"], r["ts_ns"], r["value"]]) + "\n" for r in sec["raw"])
-    assert hashlib.sha256(lines.encode()).hexdigest() == report["data_sha256"]
-    assert meta["parameters_sha256"] == report["parameters_sha256"]
-    cols = list(intervals[0])
-    iv_lines = "".join(",".join(row[c] for c in cols[cols.index("ts_ns") : cols.index("params_hash") + 1]) + "\n" for row in intervals)
-    assert hashlib.sha256(iv_lines.encode()).hexdigest() == report["intervals_sha256"]
+    # both parties can check they looked at the same raw data, results and parameters: the export
+    # is complete (trailer) and holds what the report covers, recomputed by the verifier's own script
+    found = verify_export.check_csv(resp.content, report)
+    assert (found["data_sha256"], found["raw_rows"]) == (report["data_sha256"], report["raw_points"])
+    assert found["intervals_sha256"] == report["intervals_sha256"] and found["parameters_sha256"] == report["parameters_sha256"]
+    assert report["exports"] == [{"start": START_ISO, "end": END_ISO, "url": f"/projects/{PROJECT_ID}/export?from={START_ISO}&to={END_ISO}",
+                                  "raw_rows": report["raw_points"], "data_sha256": report["data_sha256"], "intervals": 48, "intervals_sha256": report["intervals_sha256"]}]
     combined = f"{report['parameters_sha256']}\n{report['data_sha256']}\n{report['intervals_sha256']}\n"
     assert hashlib.sha256(combined.encode()).hexdigest() == report["report_sha256"]
+    assert report["checks"] == {"status": "ok", "warnings": [], "current_params_hash": report["params_hashes"][0], "acceptance": None}
 
 
 def test_xlsx_export_recomputes_the_reported_tonnes_with_live_formulas(api_env, tmp_path):
@@ -127,7 +129,7 @@ def test_xlsx_export_recomputes_the_reported_tonnes_with_live_formulas(api_env, 
 
     # raw values at native resolution: a block per monitoring point, ts_ns as text (15-digit Excel numbers)
     raw = wb["Raw"]
-    assert "energy_kwh" in raw["A1"].value and [c.value for c in raw[2]][:3] == ["ts_ns", "Time (UTC)", "Value"]
+    assert [c.value for c in raw[1]][:5] == ["#point", "pump", "danang", "pump1", "energy_kwh"] and [c.value for c in raw[2]][:3] == ["ts_ns", "time_utc", "value"]
     rows = [(int(r[0]), r[2]) for r in raw.iter_rows(min_row=3, values_only=True) if r[0]]
     assert rows[0][0] < 1_773_100_800 * 10**9 <= rows[1][0]  # the bracketing sample before the range comes first
     assert all(isinstance(v, float) for _, v in rows) and all(b[0] > a[0] for a, b in zip(rows, rows[1:]))
@@ -198,23 +200,73 @@ def test_time_ranges_are_bounded_and_aligned(api_env):
     assert r.status_code == 422 and "FY2024" in r.text
 
 
-def test_report_hash_is_reused_until_a_raw_sample_changes(api_env):
+def test_report_hash_changes_when_two_raw_samples_swap_values(api_env):
+    """Same count, same sum, other data: the hash is computed from the rows, never from aggregates."""
     from plantmrv.batch import SampleBatch, Series
 
     url, params = f"/projects/{PROJECT_ID}/monitoring-report", {"period": "2026-03-11/2026-03-12"}
     first = api_env.get(url, params=params).json()
-    t0 = time.perf_counter()
-    again = api_env.get(url, params=params).json()
-    cached_s = time.perf_counter() - t0
-    assert again["data_sha256"] == first["data_sha256"]
-    # a late correction overwrites one sample with another value: same count, new hash
-    ts = 1_773_187_200 * 10**9 + 3600 * 10**9  # 2026-03-11T01:00:00Z, a 5 s grid point
-    old = api_env.influx.query(f'SELECT "energy_kwh" FROM "pump" WHERE time = {ts}')[0].columns["energy_kwh"][0]
-    api_env.influx.write_batch(SampleBatch.from_columns({Series.of("pump", "energy_kwh", site="danang", asset="pump1"): ([ts], [old + 0.001])}))
+    assert api_env.get(url, params=params).json()["data_sha256"] == first["data_sha256"]  # stable while nothing changes
+    a, b = 1_773_187_200 * 10**9 + 3600 * 10**9, 1_773_187_200 * 10**9 + 7200 * 10**9  # 01:00 and 02:00 on 2026-03-11, 5 s grid points
+    series = Series.of("pump", "energy_kwh", site="danang", asset="pump1")
+    va, vb = (api_env.influx.query(f'SELECT "energy_kwh" FROM "pump" WHERE time = {t}')[0].columns["energy_kwh"][0] for t in (a, b))
+    api_env.influx.write_batch(SampleBatch.from_columns({series: ([a, b], [vb, va])}))
     try:
-        changed = api_env.get(url, params=params).json()
-        assert changed["raw_points"] == first["raw_points"] and changed["data_sha256"] != first["data_sha256"]
+        swapped = api_env.get(url, params=params).json()
+        assert swapped["raw_points"] == first["raw_points"] and swapped["data_sha256"] != first["data_sha256"]
+        export = api_env.get(f"/projects/{PROJECT_ID}/export", params={"from": "2026-03-11T00:00:00Z", "to": "2026-03-12T00:00:00Z"})
+        assert verify_export.check_csv(export.content, swapped)["data_sha256"] == swapped["data_sha256"]
     finally:
-        api_env.influx.write_batch(SampleBatch.from_columns({Series.of("pump", "energy_kwh", site="danang", asset="pump1"): ([ts], [old])}))
+        api_env.influx.write_batch(SampleBatch.from_columns({series: ([a, b], [va, vb])}))
     assert api_env.get(url, params=params).json()["data_sha256"] == first["data_sha256"]
-    assert cached_s < 5
+
+
+def test_a_report_longer_than_one_export_lists_the_exports_that_make_it_up(api_env, tmp_path):
+    """Exports are capped (max_export_span_days); the report lists consecutive pieces, each export's
+    trailer carries exactly its piece's hashes, and the verifier recomputes the report's own
+    data_sha256 from the pieces' rows (brackets shared between pieces counted once)."""
+    cfg = api_env.app.state.config
+    old = cfg.max_export_span_days
+    cfg.max_export_span_days = 1
+    try:
+        report = api_env.get(f"/projects/{PROJECT_ID}/monitoring-report", params={"period": "monitoring"}).json()
+        assert [(p["start"], p["end"]) for p in report["exports"]] == [(START_ISO, "2026-03-11T00:00:00Z"), ("2026-03-11T00:00:00Z", END_ISO)]
+        rows: dict[tuple, set] = {}
+        for piece in report["exports"]:
+            body = api_env.get(piece["url"]).content
+            found = verify_export.check_csv(body, report)  # matched against this piece of the report
+            assert found["intervals"] == piece["intervals"] == 24
+            for r in verify_export.records(verify_export.sections(body.decode())["raw"]):
+                rows.setdefault((r["measurement"], r["site"], r["asset"], r["field"]), set()).add((int(r["ts_ns"]), float(r["value"])))
+        n, whole = verify_export.data_sha256(list(rows), {k: sorted(v) for k, v in rows.items()})
+        assert (n, whole) == (report["raw_points"], report["data_sha256"])
+        assert sum(p["raw_rows"] for p in report["exports"]) == n + 2  # the inner brackets, once in each piece
+    finally:
+        cfg.max_export_span_days = old
+
+
+def test_verifier_recomputes_parameters_sha256_from_the_project_document(api_env):
+    """docs/verifier.md: SHA-256 of GET /projects/{id} as canonical JSON (sorted keys, no spaces, ASCII)."""
+    import json
+
+    project = api_env.get(f"/projects/{PROJECT_ID}").json()
+    report = api_env.get(f"/projects/{PROJECT_ID}/monitoring-report", params={"period": "2026-03-10/2026-03-11"}).json()
+    text = json.dumps(project, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    assert hashlib.sha256(text.encode()).hexdigest() == report["parameters_sha256"]
+
+
+def test_the_documented_data_sha256_snippet_recomputes_the_report(api_env):
+    """The Python of docs/verifier.md, run as written, over an export's raw rows."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "verifier.md").read_text()
+    (snippet,) = re.findall(r"```python\n(.*?)```", doc, re.S)
+    namespace: dict = {}
+    exec(snippet, namespace)
+    report = api_env.get(f"/projects/{PROJECT_ID}/monitoring-report", params={"period": "2026-03-10/2026-03-11"}).json()
+    text = api_env.get(f"/projects/{PROJECT_ID}/export", params={"from": START_ISO, "to": "2026-03-11T00:00:00Z"}).text
+    points: dict[tuple, list] = {}
+    for r in verify_export.records(verify_export.sections(text)["raw"]):
+        points.setdefault((r["measurement"], r["site"], r["asset"], r["field"]), []).append((int(r["ts_ns"]), float(r["value"])))
+    assert namespace["data_sha256"](list(points.items())) == report["data_sha256"]

@@ -10,6 +10,8 @@ admin, declared in config by hash (the SQLite store is exercised in the security
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +48,11 @@ TOKENS = {
 
 
 def analytics_config() -> AnalyticsConfig:
+    return AnalyticsConfig.model_validate(analytics_raw())
+
+
+def analytics_raw() -> dict:
+    """The ``analytics`` section of the tests, as YAML would hold it."""
     raw = yaml.safe_load(EXAMPLE.read_text())["analytics"]
     projects = [p for p in raw["projects"] if p["id"] in (PROJECT_ID, OTHER_ID)]
     for p in projects:
@@ -54,7 +61,7 @@ def analytics_config() -> AnalyticsConfig:
     pump["assets"][0]["fields"] = {"energy_meter": "energy_kwh"}  # the only input of efficiency_ratio
     # a lower conservative default than the example's, so two days credit whole tonnes
     pump["parameters"]["eta_reference"] = {"value": 0.70, "unit": "-", "source": "test: conservative ex-ante default", "option": "A"}
-    return AnalyticsConfig.model_validate({**{k: v for k, v in raw.items() if k != "projects"}, "projects": projects})
+    return {**{k: v for k, v in raw.items() if k != "projects"}, "projects": projects}
 
 
 def write_pump(client, seed: int = 7) -> None:
@@ -115,3 +122,42 @@ def api_env(influxd, tmp_path_factory, request):
     with TestClient(app) as client:
         yield ApiEnv(client, app, influx, cfg, {})
     influx.close()
+
+
+@contextlib.contextmanager
+def served(app):
+    """``app`` served by uvicorn on a free loopback port in a thread of this process; yields its base URL."""
+    import threading
+
+    import uvicorn
+
+    from plantmrv.localservices import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def fresh_database(influxd, name: str):
+    client = influxd.client(database=name)
+    client.execute(f'DROP DATABASE "{name}"')
+    client.create_database()
+    return client
+
+
+def write_meter(client, step_s: int = 5, days: int = DAYS) -> int:
+    """The simulated pump's meter every ``step_s`` over the test days (plus a minute each side); returns the rows written."""
+    ts = DAY0 + np.arange(-60, days * 86400 + 60 + 1, step_s, dtype=np.int64) * S
+    fields = plants.generate("pump", ts, 7)
+    client.write_batch(plants.to_batch("danang", "pump1", "pump", ts, {"energy_kwh": fields["energy_kwh"]}))
+    return len(ts)

@@ -1,65 +1,86 @@
-"""Exports a verifier can re-derive the tonnes from: sectioned CSV (streamed) and xlsx.
+"""Exports a verifier can re-derive the tonnes from, and prove complete: sectioned CSV
+(streamed) and xlsx, both ending with a trailer (docs/verifier.md).
 
 CSV: one file of sections, each introduced by a line ``#section,<name>`` and its header row:
 ``meta``, ``parameters``, ``monitoring_points``, ``formulas``, ``intervals``, ``totals``,
-``gaps``, then ``raw`` (every monitored value at native resolution, streamed in chunks from
-InfluxDB). Raw rows are ``measurement,site,asset,field,ts_ns,value,time_utc``; the first six
-columns joined by commas, one line each, are exactly what ``data_sha256`` of the monitoring
-report hashes.
+``checks``, ``gaps``, ``raw`` (every monitored value at native resolution, streamed a day at a
+time from InfluxDB), then ``trailer``: the number of lines and the SHA-256 of every byte before
+it, the raw rows' count and canonical ``data_sha256`` (:mod:`plantmrv.api.digests`), the
+intervals' count and ``intervals_sha256``, ``parameters_sha256``, the checks' status, the
+generation time and the software version; the file's last line is ``#end``. A file without
+that trailer, or whose bytes do not hash to it, is incomplete. If anything fails while the
+export streams, the connection is aborted (no clean end of the chunked body), so HTTP cannot
+present a truncated export as a complete one either.
+
+Every text cell is spreadsheet-safe (:mod:`plantmrv.api.cells`): CSV written by the csv module,
+text that a spreadsheet would run as a formula neutralised.
 
 xlsx, laid out like a JCM monitoring spreadsheet: ``Input`` (the parameters with symbol,
 description, value, unit, monitoring option, data source, measurement method, frequency,
 comments; then the monitored values per interval), ``Calculation`` (live Excel formulas that
 reference the Input cells: reference energy, RE_i, PE_i, ER_i, the period total and ER_p with
-the rounding rule), ``Gaps``, ``Formulas`` (as text), ``Project`` and ``Raw``. Opening it in a
-spreadsheet recomputes the same tonnes (the workbook asks for a full recalculation on load).
-Built with openpyxl's write-only mode into a spooled temporary file; the ``Raw`` sheet's XML is
-then streamed into the zip directly (openpyxl writes ~30k cells/s, this ~1M), and the file is
-streamed out in chunks.
+the rounding rule), ``Checks``, ``Gaps``, ``Formulas`` (as text), ``Project``, ``Raw`` (per
+monitoring point a ``#point`` row, a header, then ``ts_ns`` as text, time and value) and
+``Trailer``. Opening it in a spreadsheet recomputes the same tonnes (the workbook asks for a
+full recalculation on load). Built with openpyxl's write-only mode into a spooled temporary
+file; the ``Raw`` and ``Trailer`` sheets' XML is then written into the zip directly (openpyxl
+writes ~30k cells/s, this ~1M), and the file is streamed out in chunks.
 """
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import io
 import math
 import re
 import tempfile
 import zipfile
-from xml.sax.saxutils import escape as xml_escape
 from datetime import datetime, timezone
+from itertools import repeat
 from typing import Iterator
 
 import numpy as np
 
-from plantmrv.api.models import GapInfo, ProjectDetail
-from plantmrv.api.queries import MRV_FIELDS, MRV_INPUT_FIELDS, MrvColumns, format_value, iter_raw
+import plantmrv
+from plantmrv.api.cells import Formula, csv_line, csv_rows, csv_writer, neutralise, xlsx_cells, xml_text
+from plantmrv.api.checks import CheckedResults
+from plantmrv.api.digests import DataDigest, PointDigest, RowsDigest, distinct_points, iter_point_rows, point_key
+from plantmrv.api.models import GapInfo, ProjectDetail, ResultChecks
+from plantmrv.api.queries import MRV_FIELDS, MRV_INPUT_FIELDS, MrvColumns
 from plantmrv.api.reports import apply_rounding, iso
 from plantmrv.influx import InfluxClient
 
+CSV_FORMAT = "plantmrv-export-csv/2"
+XLSX_FORMAT = "plantmrv-export-xlsx/2"
 PARAMETER_COLUMNS = ["symbol", "description", "value", "unit", "option", "kind", "source", "measurement_method", "frequency", "comments"]
 INPUT_HEADER = ["Symbol", "Description", "Value", "Unit", "Monitoring option", "Data source", "Measurement method", "Frequency", "Comments"]
 POINT_COLUMNS = ["symbol", "description", "measurement", "site", "asset", "field", "unit", "option", "measurement_method", "frequency", "meter"]
 RAW_COLUMNS = ["measurement", "site", "asset", "field", "ts_ns", "value", "time_utc"]
 INTERVAL_COLUMNS = ["start_utc", "end_utc", "ts_ns", *MRV_FIELDS, "params_hash", *MRV_INPUT_FIELDS]
+CHECK_COLUMNS = ["code", "count", "first_utc", "message"]
 KWH_PER_MWH = 1000.0
+CHUNK_ROWS = 20_000  # raw rows formatted and sent at a time (memory stays flat whatever the range)
+TRAILER_LINE = "#section,trailer\r\n"
+END_LINE = "#end\r\n"
 
 
 class ExportTooLarge(Exception):
     pass
 
 
-def _csv_line(values) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(values)
-    return buf.getvalue()
-
-
 def _ef(project: ProjectDetail) -> float | None:
     return project.grid_emission_factor.value_t_co2_per_mwh if project.grid_emission_factor else None
 
 
-def meta_rows(project: ProjectDetail, start_ns: int, end_ns: int, source_interval: str, params_sha: str) -> list[tuple[str, str]]:
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _num(x: float) -> float | None:
+    return None if np.isnan(x) else float(x)
+
+
+def meta_rows(project: ProjectDetail, start_ns: int, end_ns: int, source_interval: str, params_sha: str, raw: bool) -> list[tuple[str, object]]:
     return [
         ("project", project.id),
         ("name", project.name),
@@ -74,18 +95,54 @@ def meta_rows(project: ProjectDetail, start_ns: int, end_ns: int, source_interva
         ("from_utc", iso(start_ns)),
         ("to_utc", iso(end_ns)),
         ("result_interval", source_interval),
-        ("ef_grid_t_co2_per_mwh", format_value(_ef(project))),
+        ("raw", "included" if raw else "omitted"),
+        ("ef_grid_t_co2_per_mwh", _ef(project)),
         ("ef_grid_source", project.grid_emission_factor.source if project.grid_emission_factor else ""),
         ("parameters_sha256", params_sha),
-        ("generated_utc", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")),
-        ("raw_hash_rule", "data_sha256 = sha256 of the raw rows' first six columns joined by ',' one per line with '\\n', in file order"),
+        ("params_hash_current", project.params_hash or ""),
+        ("hash_rules", "data_sha256, intervals_sha256 and the trailer: docs/verifier.md of plantmrv"),
     ]
 
 
-def totals(mrv: MrvColumns, rounding: str) -> dict[str, float]:
-    out = {f: float(np.nansum(mrv.fields[f])) for f in MRV_FIELDS if f != "completeness"}
-    out["reported_reduction_t_co2"] = apply_rounding(out["reduction_t_co2"], rounding)  # rounding = the project's scheme
+def totals(mrv: MrvColumns, rounding: str, checks: ResultChecks) -> dict[str, object]:
+    """Sums of the stored intervals; the rounded ER_p only when the checks do not withhold it."""
+    out: dict[str, object] = {f: float(np.nansum(mrv.fields[f])) for f in MRV_FIELDS if f != "completeness"}
+    withheld = checks.status == "withheld"
+    out["reported_reduction_t_co2"] = None if withheld else apply_rounding(out["reduction_t_co2"], rounding)
+    out["credit_status"] = checks.status
+    if checks.acceptance is not None:
+        a = checks.acceptance
+        out |= {"acceptance_id": a.id, "accepted_by": a.accepted_by, "accepted_at": a.accepted_at, "acceptance_reason": a.reason}
     return out
+
+
+def check_rows(checks: ResultChecks) -> list[list]:
+    return [[w.code, w.count, w.first.strftime("%Y-%m-%dT%H:%M:%SZ") if w.first else "", w.message] for w in checks.warnings]
+
+
+def trailer_rows(fmt: str, digest: DataDigest, checked: CheckedResults, checks: ResultChecks, head: list[tuple[str, object]] = ()) -> list[tuple[str, object]]:
+    return [
+        ("format", fmt),
+        *head,
+        ("raw_rows", digest.rows),
+        ("data_sha256", digest.sha256),
+        ("intervals", len(checked.mrv)),
+        ("intervals_sha256", checked.intervals_sha256),
+        ("parameters_sha256", checked.parameters_sha256),
+        ("params_hashes", " ".join(sorted({str(h) for h in checked.mrv.params_hash if h}))),
+        ("checks", checks.status + "".join(f" {w.code}:{w.count}" for w in checks.warnings)),
+        ("generated_utc", _now()),
+        ("software", f"plantmrv {plantmrv.__version__}"),
+    ]
+
+
+def _iso_many(ts: np.ndarray) -> list[str]:
+    """ISO 8601 seconds of many ns timestamps at once, with Z."""
+    return [s + "Z" for s in np.datetime_as_string(np.asarray(ts, dtype=np.int64).astype("datetime64[ns]"), unit="s").tolist()]
+
+
+def _raw_points(project: ProjectDetail, raw: bool):
+    return distinct_points(project.monitoring_points) if raw else []
 
 
 # --------------------------------------------------------------------------- CSV
@@ -94,63 +151,72 @@ def totals(mrv: MrvColumns, rounding: str) -> dict[str, float]:
 def iter_csv(
     client: InfluxClient,
     project: ProjectDetail,
-    mrv: MrvColumns,
+    checked: CheckedResults,
+    checks: ResultChecks,
     gap_list: list[GapInfo],
     start_ns: int,
     end_ns: int,
     source_interval: str,
-    params_sha: str,
     raw: bool = True,
 ) -> Iterator[bytes]:
-    """The CSV export, yielded in pieces; raw data is queried chunk by chunk as it streams."""
+    """The CSV export, yielded in pieces and closed by its trailer; raw data is read a day at a
+    time as it streams. Any failure raises out of the iterator (the server aborts the stream)."""
+    content = hashlib.sha256()
+    lines = 0
+    digest = DataDigest()
+    for text in _csv_body(client, project, checked, checks, gap_list, start_ns, end_ns, source_interval, raw, digest):
+        data = text.encode()
+        content.update(data)
+        lines += data.count(b"\n")
+        yield data
+    head = [("content_lines", lines), ("content_sha256", content.hexdigest())]
+    rows = trailer_rows(CSV_FORMAT, digest, checked, checks, head)
+    yield (TRAILER_LINE + csv_line("key", "value") + csv_rows(rows) + END_LINE).encode()
+
+
+def _csv_body(client, project, checked: CheckedResults, checks, gap_list, start_ns, end_ns, source_interval, raw, digest: DataDigest) -> Iterator[str]:
+    mrv = checked.mrv
     step = {"1m": 60, "1h": 3600}[source_interval] * 1_000_000_000
-    out = [_csv_line(["#section", "meta"]), _csv_line(["key", "value"])]
-    out += [_csv_line(r) for r in meta_rows(project, start_ns, end_ns, source_interval, params_sha)]
-    out += [_csv_line(["#section", "parameters"]), _csv_line(PARAMETER_COLUMNS)]
-    for p in project.parameters:
-        d = p.model_dump()
-        out.append(_csv_line([format_value(d[c]) if c == "value" else (d[c] or "") for c in PARAMETER_COLUMNS]))
+    out = [csv_line("#section", "meta"), csv_line("key", "value"), csv_rows(meta_rows(project, start_ns, end_ns, source_interval, checked.parameters_sha256, raw))]
+    out += [csv_line("#section", "parameters"), csv_rows([PARAMETER_COLUMNS])]
+    out.append(csv_rows([[p.model_dump()[c] for c in PARAMETER_COLUMNS] for p in project.parameters]))
     if project.grid_emission_factor:
         ef = project.grid_emission_factor
-        out.append(_csv_line(["EF_grid", "Grid emission factor", format_value(ef.value_t_co2_per_mwh), "tCO2/MWh", "A", "default", ef.source, "", "Fixed ex ante", f"{ef.country} {ef.grid} {ef.year or ''} {ef.kind}".strip()]))
-    out += [_csv_line(["#section", "monitoring_points"]), _csv_line(POINT_COLUMNS)]
-    for mp in project.monitoring_points:
-        d = mp.model_dump()
-        out.append(_csv_line([d[c] or "" for c in POINT_COLUMNS]))
-    out += [_csv_line(["#section", "formulas"]), _csv_line(["symbol", "expression", "description", "tag"])]
-    for f in project.methodology.formulas:
-        out.append(_csv_line([f.symbol, f.expression, f.description, f.tag]))
-    yield "".join(out).encode()
+        out.append(csv_line("EF_grid", "Grid emission factor", ef.value_t_co2_per_mwh, "tCO2/MWh", "A", "default", ef.source, "", "Fixed ex ante", f"{ef.country} {ef.grid} {ef.year or ''} {ef.kind}".strip()))
+    out += [csv_line("#section", "monitoring_points"), csv_rows([POINT_COLUMNS])]
+    out.append(csv_rows([[mp.model_dump()[c] for c in POINT_COLUMNS] for mp in project.monitoring_points]))
+    out += [csv_line("#section", "formulas"), csv_line("symbol", "expression", "description", "tag")]
+    out.append(csv_rows([[f.symbol, f.expression, f.description, f.tag] for f in project.methodology.formulas]))
+    yield "".join(out)
 
-    buf = [_csv_line(["#section", "intervals"]), _csv_line(INTERVAL_COLUMNS)]
+    rows = []
+    buf = [csv_line("#section", "intervals"), csv_rows([INTERVAL_COLUMNS])]
     for i in range(len(mrv)):
         t = int(mrv.time[i])
-        vals = [format_value(None if np.isnan(mrv.fields[f][i]) else float(mrv.fields[f][i])) for f in MRV_FIELDS]
-        extra = [format_value(None if np.isnan(mrv.fields[f][i]) else float(mrv.fields[f][i])) for f in MRV_INPUT_FIELDS]
-        buf.append(_csv_line([iso(t), iso(t + step), t, *vals, mrv.params_hash[i], *extra]))
-        if len(buf) >= 5000:
-            yield "".join(buf).encode()
-            buf = []
-    tot = totals(mrv, project.methodology.rounding_scheme)
-    buf += [_csv_line(["#section", "totals"]), _csv_line(["key", "value"])]
-    buf += [_csv_line([k, format_value(v)]) for k, v in tot.items()]
-    buf += [_csv_line(["#section", "gaps"]), _csv_line(["start_utc", "end_utc", "completeness", "gap_filled_s", "filled_by"])]
-    for g in gap_list:
-        buf.append(_csv_line([g.start.strftime("%Y-%m-%dT%H:%M:%SZ"), g.end.strftime("%Y-%m-%dT%H:%M:%SZ"), format_value(g.completeness), format_value(g.gap_filled_s), g.filled_by]))
-    buf += [_csv_line(["#section", "raw"]), _csv_line(RAW_COLUMNS)]
-    yield "".join(buf).encode()
+        rows.append([iso(t), iso(t + step), t, *(_num(mrv.fields[f][i]) for f in MRV_FIELDS), str(mrv.params_hash[i]), *(_num(mrv.fields[f][i]) for f in MRV_INPUT_FIELDS)])
+        if len(rows) >= 5000:
+            yield "".join(buf) + csv_rows(rows)
+            buf, rows = [], []
+    buf.append(csv_rows(rows))
+    buf += [csv_line("#section", "totals"), csv_line("key", "value"), csv_rows(totals(mrv, project.methodology.rounding_scheme, checks).items())]
+    buf += [csv_line("#section", "checks"), csv_rows([CHECK_COLUMNS]), csv_rows(check_rows(checks))]
+    buf += [csv_line("#section", "gaps"), csv_line("start_utc", "end_utc", "completeness", "gap_filled_s", "filled_by")]
+    buf.append(csv_rows([[g.start.strftime("%Y-%m-%dT%H:%M:%SZ"), g.end.strftime("%Y-%m-%dT%H:%M:%SZ"), g.completeness, g.gap_filled_s, g.filled_by] for g in gap_list]))
+    buf += [csv_line("#section", "raw"), csv_rows([RAW_COLUMNS])]
+    yield "".join(buf)
 
-    for mp in project.monitoring_points if raw else ():
-        prefix = f"{mp.measurement},{mp.site},{mp.asset or ''},{mp.field},"
-        for ts, values in iter_raw(client, mp, start_ns, end_ns):
-            times = _iso_many(ts)
-            lines = [f"{prefix}{t},{format_value(v)},{tt}Z\n" for t, v, tt in zip(ts, values, times)]
-            yield "".join(lines).encode()
-
-
-def _iso_many(ts: list[int]) -> list[str]:
-    """ISO 8601 seconds of many ns timestamps at once (no trailing Z)."""
-    return np.datetime_as_string(np.asarray(ts, dtype=np.int64).astype("datetime64[ns]"), unit="s").tolist()
+    for mp in _raw_points(project, raw):
+        key = point_key(mp)
+        ident = [neutralise(x) for x in key]
+        d = RowsDigest()
+        for ts, values in iter_point_rows(client, mp, start_ns, end_ns):
+            d.update(ts, values)
+            for lo in range(0, len(ts), CHUNK_ROWS):  # a day of 1 s rows is ~7 MB of text: yield it in pieces
+                t, v = ts[lo : lo + CHUNK_ROWS], values[lo : lo + CHUNK_ROWS]
+                text = io.StringIO()
+                csv_writer(text).writerows(zip(*(repeat(x) for x in ident), t.tolist(), map(repr, v.tolist()), _iso_many(t)))
+                yield text.getvalue()
+        digest.points.append(PointDigest(key, d.rows, d.hexdigest()))
 
 
 # --------------------------------------------------------------------------- xlsx
@@ -159,36 +225,34 @@ def _iso_many(ts: list[int]) -> list[str]:
 def build_xlsx(
     client: InfluxClient,
     project: ProjectDetail,
-    mrv: MrvColumns,
+    checked: CheckedResults,
+    checks: ResultChecks,
     gap_list: list[GapInfo],
     start_ns: int,
     end_ns: int,
     source_interval: str,
-    params_sha: str,
     max_raw_rows: int,
     raw: bool = True,
 ) -> tempfile.SpooledTemporaryFile:
     """Write the workbook; return the (rewound) spooled file holding it."""
     from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
 
+    mrv = checked.mrv
     step = {"1m": 60, "1h": 3600}[source_interval] * 1_000_000_000
     bold = Font(bold=True)
     wb = Workbook(write_only=True)
 
     def header(ws, values):
-        cells = []
-        for v in values:
-            c = WriteOnlyCell(ws, value=v)
-            c.font = bold
-            cells.append(c)
-        ws.append(cells)
+        ws.append(xlsx_cells(ws, values, bold))
+
+    def append(ws, values):
+        ws.append(xlsx_cells(ws, values))
 
     # ---- Input: parameters, then monitored values per interval
     inp = wb.create_sheet("Input")
-    inp.append([f"Monitoring input sheet: {project.id} ({project.methodology.id} {project.methodology.version}), {iso(start_ns)} to {iso(end_ns)}"])
-    inp.append(["Parameters fixed ex ante or monitored; energies in kWh, converted to MWh by the kWh_per_MWh row."])
+    append(inp, [f"Monitoring input sheet: {project.id} ({project.methodology.id} {project.methodology.version}), {iso(start_ns)} to {iso(end_ns)}"])
+    append(inp, ["Parameters fixed ex ante or monitored; energies in kWh, converted to MWh by the kWh_per_MWh row."])
     header(inp, INPUT_HEADER)
     row = 3
     cell_of: dict[str, str] = {}
@@ -196,7 +260,7 @@ def build_xlsx(
     def param_row(symbol, description, value, unit, option, source, method, frequency, comments):
         nonlocal row
         row += 1
-        inp.append([symbol, description, value, unit, option or "", source, method, frequency, comments])
+        append(inp, [symbol, description, value, unit, option or "", source, method, frequency, comments])
         cell_of[symbol] = f"Input!$C${row}"
 
     for p in project.parameters:
@@ -206,21 +270,21 @@ def build_xlsx(
         param_row("EF_grid", "Grid emission factor", ef.value_t_co2_per_mwh, "tCO2/MWh", "A", ef.source, "", "Fixed ex ante", f"{ef.country} {ef.grid} {ef.year or ''} {ef.kind}".strip())
     param_row("kWh_per_MWh", "Unit conversion", KWH_PER_MWH, "kWh/MWh", None, "Definition", "", "", "Energies below are in kWh")
     inp.append([])
-    inp.append(["Monitored values per interval"])
+    append(inp, ["Monitored values per interval"])
     header(inp, ["Interval start (UTC)", "Interval end (UTC)", "E_PJ,i project energy [kWh]", "E_RE,i reference energy as stored by the engine [kWh]", "Completeness [-]", "Gap filled [s]",
                  "RE_i as stored [tCO2]", "PE_i as stored [tCO2]", "params_hash", "V_PJ,i volume [m3]", "t_PJ,i operating hours [h]"])
     row += 3
     first_data_row = row + 1
     for i in range(len(mrv)):
         t = int(mrv.time[i])
-        v = {f: (None if np.isnan(mrv.fields[f][i]) else float(mrv.fields[f][i])) for f in MRV_FIELDS + MRV_INPUT_FIELDS}
-        inp.append([iso(t), iso(t + step), v["project_energy_kwh"], v["reference_energy_kwh"], v["completeness"], v["gap_filled_s"],
-                    v["reference_t_co2"], v["project_t_co2"], mrv.params_hash[i], v["volume_m3"], v["operating_h"]])
+        v = {f: _num(mrv.fields[f][i]) for f in MRV_FIELDS + MRV_INPUT_FIELDS}
+        append(inp, [iso(t), iso(t + step), v["project_energy_kwh"], v["reference_energy_kwh"], v["completeness"], v["gap_filled_s"],
+                     v["reference_t_co2"], v["project_t_co2"], str(mrv.params_hash[i]), v["volume_m3"], v["operating_h"]])
     n = len(mrv)
 
-    # ---- Calculation: live formulas referencing Input
+    # ---- Calculation: live formulas referencing Input (the only formulas of the workbook)
     calc = wb.create_sheet("Calculation")
-    calc.append([f"Calculation: {project.methodology.baseline_model}; RE_i = E_RE,i / kWh_per_MWh x EF_grid; PE_i = E_PJ,i / kWh_per_MWh x EF_grid; ER_i = RE_i - PE_i"])
+    append(calc, [f"Calculation: {project.methodology.baseline_model}; RE_i = E_RE,i / kWh_per_MWh x EF_grid; PE_i = E_PJ,i / kWh_per_MWh x EF_grid; ER_i = RE_i - PE_i"])
     calc.append([])
     header(calc, ["Interval start (UTC)", "E_RE,i [kWh]", "E_PJ,i [kWh]", "RE_i [tCO2]", "PE_i [tCO2]", "ER_i [tCO2]", "Note"])
     model = project.methodology.baseline_model
@@ -252,48 +316,64 @@ def build_xlsx(
             note = (note + "; " if note else "") + "RE/PE as stored: methane (FOD) and fossil CO2, see Formulas"
         else:
             re_t, pe_t = f"=B{r}/{conv}*{efc}", f"=C{r}/{conv}*{efc}"
-        calc.append([f"=Input!A{r_in}", e_re, f"=Input!C{r_in}", re_t, pe_t, f"=D{r}-E{r}", note])
+        append(calc, [Formula(f"=Input!A{r_in}"), Formula(e_re), Formula(f"=Input!C{r_in}"), Formula(re_t), Formula(pe_t), Formula(f"=D{r}-E{r}"), note])
     last = 3 + n
     calc.append([])
     tot_row = last + 2
     if n:
-        calc.append(["Total", f"=SUM(B4:B{last})", f"=SUM(C4:C{last})", f"=SUM(D4:D{last})", f"=SUM(E4:E{last})", f"=SUM(F4:F{last})"])
+        append(calc, ["Total", *(Formula(f"=SUM({c}4:{c}{last})") for c in "BCDEF")])
     else:
-        calc.append(["Total", 0, 0, 0, 0, 0])
+        append(calc, ["Total", 0, 0, 0, 0, 0])
     rule = project.methodology.rounding
-    # floor never below 0, with the analytics' 1e-9 guard against float sums like 1042.9999999997
-    er_formula = {"floor": f"=MAX(0,INT(F{tot_row}+1E-9))", "round": f"=MAX(0,ROUND(F{tot_row},0))", "none": f"=MAX(0,F{tot_row})"}[rule]
-    calc.append(["ER_p reported [tCO2]", None, None, None, None, er_formula, f"rounding: {project.methodology.rounding_scheme} ({rule} of the period total, never of intervals)"])
-    tot = totals(mrv, project.methodology.rounding_scheme)
-    calc.append(["ER_p as computed by plantmrv [tCO2]", None, None, None, None, tot["reported_reduction_t_co2"], "static value, for comparison"])
-    calc.append(["Difference [tCO2]", None, None, None, None, f"=F{tot_row + 1}-F{tot_row + 2}"])
+    tot = totals(mrv, project.methodology.rounding_scheme, checks)
+    if checks.status == "withheld":
+        append(calc, ["ER_p reported [tCO2]", None, None, None, None, "withheld", "the stored results failed checks (see Checks): not rounded or credited until an operator accepts them"])
+        append(calc, ["ER_p as computed by plantmrv [tCO2]", None, None, None, None, "withheld", ""])
+    else:
+        # floor never below 0, with the analytics' 1e-9 guard against float sums like 1042.9999999997
+        er_formula = {"floor": f"=MAX(0,INT(F{tot_row}+1E-9))", "round": f"=MAX(0,ROUND(F{tot_row},0))", "none": f"=MAX(0,F{tot_row})"}[rule]
+        note = f"rounding: {project.methodology.rounding_scheme} ({rule} of the period total, never of intervals)"
+        if checks.status == "accepted":
+            note += f"; results with warnings accepted by {checks.acceptance.accepted_by} at {checks.acceptance.accepted_at} (acceptance {checks.acceptance.id})"
+        append(calc, ["ER_p reported [tCO2]", None, None, None, None, Formula(er_formula), note])
+        append(calc, ["ER_p as computed by plantmrv [tCO2]", None, None, None, None, tot["reported_reduction_t_co2"], "static value, for comparison"])
+        append(calc, ["Difference [tCO2]", None, None, None, None, Formula(f"=F{tot_row + 1}-F{tot_row + 2}")])
 
-    # ---- Gaps, Formulas, Project
+    # ---- Checks, Gaps, Formulas, Project
+    cs = wb.create_sheet("Checks")
+    append(cs, ["Status", checks.status, "ok: no warning; withheld: not rounded or credited; accepted: an operator accepted these results"])
+    if checks.acceptance is not None:
+        a = checks.acceptance
+        append(cs, ["Acceptance", a.id, a.accepted_by, a.accepted_at, a.reason])
+    header(cs, ["Code", "Count", "First (UTC)", "Message"])
+    for r in check_rows(checks):
+        append(cs, r)
     gs = wb.create_sheet("Gaps")
     header(gs, ["Start (UTC)", "End (UTC)", "Completeness [-]", "Gap filled [s]", "Filled by"])
     for g in gap_list:
-        gs.append([g.start.strftime("%Y-%m-%dT%H:%M:%SZ"), g.end.strftime("%Y-%m-%dT%H:%M:%SZ"), g.completeness, g.gap_filled_s, g.filled_by])
+        append(gs, [g.start.strftime("%Y-%m-%dT%H:%M:%SZ"), g.end.strftime("%Y-%m-%dT%H:%M:%SZ"), g.completeness, g.gap_filled_s, g.filled_by])
     fs = wb.create_sheet("Formulas")
     header(fs, ["Symbol", "Expression", "Description", "Tag"])
     for f in project.methodology.formulas:
-        fs.append([f.symbol, f.expression, f.description, f.tag])
+        append(fs, [f.symbol, f.expression, f.description, f.tag])
     ps = wb.create_sheet("Project")
     header(ps, ["Key", "Value"])
-    for k, v in meta_rows(project, start_ns, end_ns, source_interval, params_sha):
-        ps.append([k, v])
+    for k, v in meta_rows(project, start_ns, end_ns, source_interval, checked.parameters_sha256, raw):
+        append(ps, [k, v])
     header(ps, ["Monitoring point", "Description", "Measurement", "Site", "Asset", "Field", "Unit", "Option", "Method", "Frequency", "Meter"])
     for mp in project.monitoring_points:
         d = mp.model_dump()
-        ps.append([d[c] or "" for c in POINT_COLUMNS])
+        append(ps, [d[c] or "" for c in POINT_COLUMNS])
 
-    # ---- Raw: a placeholder here; its XML is streamed in below (openpyxl writes ~30k cells/s)
+    # ---- Raw and Trailer: placeholders here; their XML is written into the zip below
     wb.create_sheet("Raw").append(["raw"])
+    wb.create_sheet("Trailer").append(["trailer"])
     book = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)
     wb.save(book)
     book.seek(0)
     out = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)
     try:
-        _stream_raw_into(book, out, client, project, start_ns, end_ns, max_raw_rows, raw)
+        _write_sheets_into(book, out, client, project, checked, checks, start_ns, end_ns, max_raw_rows, raw)
     except BaseException:
         out.close()
         raise
@@ -303,18 +383,28 @@ def build_xlsx(
     return out
 
 
-def _stream_raw_into(book, out, client, project, start_ns, end_ns, max_raw_rows, raw) -> None:
-    """Copy the workbook ``book`` into ``out``, writing the Raw sheet's rows as they are read."""
+_SHEET_HEAD = b'<?xml version="1.0" encoding="UTF-8"?>\n<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+_SHEET_TAIL = b"</sheetData></worksheet>"
+
+
+def _write_sheets_into(book, out, client, project, checked, checks, start_ns, end_ns, max_raw_rows, raw) -> None:
+    """Copy the workbook ``book`` into ``out``, writing the Raw sheet's rows as they are read and
+    the Trailer sheet after them."""
     with zipfile.ZipFile(book) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zout:
-        raw_path = _sheet_path(zin, "Raw")
+        raw_path, trailer_path = _sheet_path(zin, "Raw"), _sheet_path(zin, "Trailer")
         for item in zin.infolist():
-            if item.filename != raw_path:
+            if item.filename not in (raw_path, trailer_path):
                 zout.writestr(item, zin.read(item.filename))
         with zout.open(raw_path, "w", force_zip64=True) as f:
-            f.write(b'<?xml version="1.0" encoding="UTF-8"?>\n<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>')
-            if raw:
-                _write_raw_rows(f, client, project, start_ns, end_ns, max_raw_rows)
-            f.write(b"</sheetData></worksheet>")
+            f.write(_SHEET_HEAD)
+            digest = _write_raw_rows(f, client, project, start_ns, end_ns, max_raw_rows, raw)
+            f.write(_SHEET_TAIL)
+        with zout.open(trailer_path, "w") as f:
+            f.write(_SHEET_HEAD)
+            rows = [("#section", "trailer"), *trailer_rows(XLSX_FORMAT, digest, checked, checks), ("#end", "")]
+            for r, (k, v) in enumerate(rows, start=1):
+                f.write(_row_xml(r, [k, str(v)]))
+            f.write(_SHEET_TAIL)
 
 
 def _sheet_path(z: zipfile.ZipFile, name: str) -> str:
@@ -327,36 +417,45 @@ def _sheet_path(z: zipfile.ZipFile, name: str) -> str:
     return path.lstrip("/") if path.startswith("/") else "xl/" + path
 
 
-def _s(value: str) -> str:
-    return xml_escape(value)
+def _col(i: int) -> str:
+    return chr(65 + i)
 
 
-def _write_raw_rows(f, client, project: ProjectDetail, start_ns: int, end_ns: int, max_raw_rows: int) -> None:
-    """Rows of the Raw sheet: per monitoring point a title row, a header row, then
-    ``ts_ns`` (text: Excel numbers hold 15 digits), time (UTC) and value rows."""
+def _row_xml(r: int, texts: list[str]) -> bytes:
+    """A row of inline-string cells (text, never a formula; neutralised)."""
+    from xml.sax.saxutils import escape
+
+    cells = "".join(f'<c r="{_col(i)}{r}" t="inlineStr"><is><t xml:space="preserve">{escape(xml_text(t))}</t></is></c>' for i, t in enumerate(texts))
+    return f'<row r="{r}">{cells}</row>'.encode()
+
+
+def _write_raw_rows(f, client, project: ProjectDetail, start_ns: int, end_ns: int, max_raw_rows: int, raw: bool) -> DataDigest:
+    """Rows of the Raw sheet: per monitoring point a ``#point`` row (measurement, site, asset,
+    field, unit, symbol), a header row, then ``ts_ns`` (text: Excel numbers hold 15 digits),
+    time (UTC) and value rows. Returns the digest of the rows written."""
     r = 0
     count = 0
-
-    def text_row(*cells: str) -> bytes:
-        nonlocal r
-        r += 1
-        cols = "".join(f'<c r="{chr(65 + i)}{r}" t="inlineStr"><is><t>{_s(c)}</t></is></c>' for i, c in enumerate(cells))
-        return f'<row r="{r}">{cols}</row>'.encode()
-
-    for mp in project.monitoring_points:
-        f.write(text_row(f"{mp.symbol}: {mp.measurement}, site={mp.site}, asset={mp.asset or ''}, field={mp.field} [{mp.unit}]"))
-        f.write(text_row("ts_ns", "Time (UTC)", "Value"))
-        for ts, values in iter_raw(client, mp, start_ns, end_ns):
+    digest = DataDigest()
+    for mp in _raw_points(project, raw):
+        key = point_key(mp)
+        f.write(_row_xml(r + 1, ["#point", *key, mp.unit, mp.symbol]))
+        f.write(_row_xml(r + 2, ["ts_ns", "time_utc", "value"]))
+        r += 2
+        d = RowsDigest()
+        for ts, values in iter_point_rows(client, mp, start_ns, end_ns):
             count += len(ts)
             if count > max_raw_rows:
                 raise ExportTooLarge(f"more than {max_raw_rows} raw rows: shorten the range or use format=csv")
-            parts = []
-            for t, tt, v in zip(ts, _iso_many(ts), values):
-                r += 1
-                val = f'<c r="C{r}"><v>{format_value(v)}</v></c>' if isinstance(v, (int, float)) and math.isfinite(v) else ""
-                parts.append(f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{t}</t></is></c><c r="B{r}" t="inlineStr"><is><t>{tt}Z</t></is></c>{val}</row>')
-            f.write("".join(parts).encode())
-        r += 1  # a blank row between points
+            d.update(ts, values)
+            for lo in range(0, len(ts), CHUNK_ROWS):
+                parts = []
+                for t, tt, v in zip(ts[lo : lo + CHUNK_ROWS].tolist(), _iso_many(ts[lo : lo + CHUNK_ROWS]), values[lo : lo + CHUNK_ROWS].tolist()):
+                    r += 1
+                    val = f'<c r="C{r}"><v>{v!r}</v></c>' if math.isfinite(v) else ""
+                    parts.append(f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{t}</t></is></c><c r="B{r}" t="inlineStr"><is><t>{tt}</t></is></c>{val}</row>')
+                f.write("".join(parts).encode())
+        digest.points.append(PointDigest(key, d.rows, d.hexdigest()))
+    return digest
 
 
 def iter_file(f, chunk: int = 256 * 1024) -> Iterator[bytes]:

@@ -168,6 +168,7 @@ class ProjectDetail(BaseModel):
     monitoring_periods: list[MonitoringPeriodInfo] = Field(default_factory=list)
     ex_ante_t_co2: float | None = Field(None, description="Ex-ante estimate for the monitoring period [tCO2], shown beside the ex-post value.")
     japan_share: float | None = Field(None, description="Japan's share of credits per the Credit Allocation Form (0..1).")
+    params_hash: str | None = Field(None, description="The `params_hash` the analytics engine stamps on results computed with these parameters; stored results with another hash are flagged as stale.")
 
     def summary(self) -> ProjectSummary:
         return ProjectSummary(
@@ -225,12 +226,26 @@ class GapInfo(BaseModel):
     filled_by: str
 
 
+WarningCode = Literal["duplicate_interval", "misaligned_interval", "completeness_above_1", "completeness_invalid", "params_hash_stale"]
+EXAMPLE_WARNING = {"code": "duplicate_interval", "count": 1, "first": "2024-03-01T05:00:00Z", "message": "1 result interval stored more than once (same start): its tonnes would be counted twice"}
+
+
+class ResultWarning(BaseModel):
+    """A stored result that failed a check before summing (docs/verifier.md, "Result checks")."""
+
+    model_config = _examples(EXAMPLE_WARNING)
+    code: WarningCode = Field(description="duplicate_interval: a start stored more than once; misaligned_interval: a start off the interval grid (overlaps its neighbours); completeness_above_1; completeness_invalid: negative or missing; params_hash_stale: computed with parameters other than the project's current ones.")
+    count: int = Field(description="Stored intervals concerned.")
+    first: datetime | None = Field(None, description="Start of the first interval concerned.")
+    message: str
+
+
 class ReductionsResponse(BaseModel):
     model_config = _examples(
         {
             "project": "danang-pumps", "methodology_id": "VN_AM00X", "interval": "day", "source_interval": "1h",
             "start": "2024-03-01T00:00:00Z", "end": "2024-03-02T00:00:00Z", "rows": [EXAMPLE_ROW], "totals": EXAMPLE_ROW,
-            "gaps": [EXAMPLE_GAP], "gaps_total": 1, "gaps_truncated": False,
+            "gaps": [EXAMPLE_GAP], "gaps_total": 1, "gaps_truncated": False, "warnings": [],
         }
     )
     project: str
@@ -244,6 +259,70 @@ class ReductionsResponse(BaseModel):
     gaps: list[GapInfo]
     gaps_total: int
     gaps_truncated: bool
+    warnings: list[ResultWarning] = Field(default_factory=list, description="Stored results of the range that failed a check; the sums above include them as stored.")
+
+
+EXAMPLE_ACCEPTANCE = {
+    "id": 1, "project": "danang-pumps", "period": "FY2024", "start": "2024-03-31T15:00:00Z", "end": "2025-03-31T15:00:00Z",
+    "intervals_sha256": "5e0f...", "parameters_sha256": "9b1c...", "warnings": ["params_hash_stale:744"],
+    "reason": "EF updated to the 2023 value on 2024-10-01 per MONRE notice; earlier months computed with the 2022 value, as registered",
+    "accepted_by": "ops-lead", "accepted_via": "api", "accepted_at": "2025-04-10T02:00:00+00:00", "withdrawn_at": None, "withdrawn_by": None,
+}
+
+
+class AcceptanceInfo(BaseModel):
+    """An operator's recorded acceptance of a period whose results failed checks: who, when, why,
+    and exactly which results (their hashes) it covers."""
+
+    model_config = _examples(EXAMPLE_ACCEPTANCE)
+    id: int
+    project: str
+    period: str
+    start: datetime
+    end: datetime
+    intervals_sha256: str = Field(description="The interval results accepted; any later change to them voids the acceptance.")
+    parameters_sha256: str = Field(description="The project definition accepted; any later change voids the acceptance.")
+    warnings: list[str] = Field(description="`code:count` of each warning accepted.")
+    reason: str
+    accepted_by: str
+    accepted_via: Literal["api", "cli"]
+    accepted_at: str
+    withdrawn_at: str | None = None
+    withdrawn_by: str | None = None
+
+
+class AcceptanceRequest(BaseModel):
+    """Accept the current results of a period despite its warnings (operator or admin)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"period": "FY2024", "intervals_sha256": "5e0f" + "0" * 60, "reason": "EF changed mid-period as registered; see PDD annex 3"}]})
+    period: str = Field(max_length=40, pattern=r"^[A-Za-z0-9_./-]+$", description="The period, as for the monitoring report.")
+    intervals_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="`intervals_sha256` of the report the operator reviewed: refused if the results changed since.")
+    reason: str = Field(min_length=10, max_length=2000, description="Why these results may be credited as they are (kept with the acceptance).")
+
+
+class ResultChecks(BaseModel):
+    model_config = _examples({"status": "withheld", "warnings": [EXAMPLE_WARNING], "current_params_hash": "f391d1083201", "acceptance": None})
+    status: Literal["ok", "withheld", "accepted"] = Field(description="ok: no warning; withheld: warnings and no acceptance, so the period is neither floored nor credited; accepted: an operator accepted exactly these results.")
+    warnings: list[ResultWarning]
+    current_params_hash: str | None = Field(description="The `params_hash` of the project's current parameters (null: not known to this API, not checked).")
+    acceptance: AcceptanceInfo | None = None
+
+
+EXAMPLE_PIECE = {"start": "2024-01-01T00:00:00Z", "end": "2024-04-02T00:00:00Z", "url": "/projects/danang-pumps/export?from=2024-01-01T00:00:00Z&to=2024-04-02T00:00:00Z",
+                 "raw_rows": 794882, "data_sha256": "77de...", "intervals": 2208, "intervals_sha256": "5e0f..."}
+
+
+class ExportPiece(BaseModel):
+    """An export the report covers: its trailer must carry exactly these hashes and counts."""
+
+    model_config = _examples(EXAMPLE_PIECE)
+    start: datetime
+    end: datetime
+    url: str = Field(description="The export (CSV; `&format=xlsx` for the workbook), relative to the API's root.")
+    raw_rows: int
+    data_sha256: str
+    intervals: int
+    intervals_sha256: str
 
 
 class MonitoringReport(BaseModel):
@@ -257,6 +336,7 @@ class MonitoringReport(BaseModel):
             "completeness": 0.997, "gap_intervals": 12, "gap_filled_s": 25200.0, "mrv_intervals": 8784,
             "raw_points": 3162240, "params_hashes": ["3f2a..."],
             "parameters_sha256": "9b1c...", "data_sha256": "77de...", "intervals_sha256": "5e0f...", "report_sha256": "c0aa...",
+            "checks": {"status": "ok", "warnings": [], "current_params_hash": "3f2a...", "acceptance": None}, "exports": [EXAMPLE_PIECE],
         }
     )
     project: str
@@ -270,10 +350,10 @@ class MonitoringReport(BaseModel):
     project_t_co2: float
     reduction_t_co2: float = Field(description="ER_p at full precision: the sum of interval reductions.")
     rounding: Rounding
-    reported_reduction_t_co2: float = Field(description="ER_p with the methodology's rounding rule applied (JCM: floor to whole tonnes).")
+    reported_reduction_t_co2: float | None = Field(description="ER_p with the methodology's rounding rule applied (JCM: floor to whole tonnes); null while the checks withhold the period.")
     ex_ante_t_co2: float | None
     japan_share: float | None
-    japan_share_t_co2: float | None = Field(description="Japan's share of the reported reductions (Credit Allocation Form).")
+    japan_share_t_co2: float | None = Field(description="Japan's share of the reported reductions (Credit Allocation Form); null while withheld.")
     credited: bool
     completeness: float
     gap_intervals: int
@@ -282,15 +362,17 @@ class MonitoringReport(BaseModel):
     raw_points: int
     params_hashes: list[str] = Field(description="Distinct `params_hash` values the engine stored for the period.")
     parameters_sha256: str = Field(description="SHA-256 of the canonical JSON of the project definition (parameters, EF, formulas).")
-    data_sha256: str = Field(description="SHA-256 of the raw rows, as exported: `measurement,site,asset,field,ts_ns,value` lines.")
+    data_sha256: str = Field(description="SHA-256 of the period's raw rows in the canonical form of docs/verifier.md, computed from the rows each time.")
     intervals_sha256: str = Field(description="SHA-256 of the interval results as exported: `ts_ns,<mrv fields>,params_hash` lines (the CSV's intervals section, columns ts_ns to params_hash).")
     report_sha256: str = Field(description="SHA-256 of the three hashes above, each followed by a newline: parameters, data, intervals.")
+    checks: ResultChecks = Field(description="Checks of the stored results before summing; warnings withhold the rounded and credited tonnes unless accepted.")
+    exports: list[ExportPiece] = Field(description="The exports (at most `max_export_span_days` each, consecutive) whose trailers carry the period's raw rows and intervals.")
 
 
 class TokenInfo(BaseModel):
     """An access token as an admin sees it: who holds it and what it may read, never the token or its hash."""
 
-    model_config = _examples({"id": 3, "name": "tuv-auditor", "role": "verifier", "projects": ["danang-pumps"], "source": "store", "created_at": "2026-03-01T09:00:00+00:00", "revoked_at": None})
+    model_config = _examples({"id": 3, "name": "tuv-auditor", "role": "verifier", "projects": ["danang-pumps"], "source": "store", "created_at": "2026-03-01T09:00:00+00:00", "revoked_at": None, "expires_at": "2026-09-01T00:00:00+00:00", "last_used_at": "2026-03-02T10:41:00+00:00"})
     id: int | None = Field(None, description="Store id (for `plantmrv api token revoke`); null for tokens declared in config.")
     name: str
     role: str
@@ -298,6 +380,8 @@ class TokenInfo(BaseModel):
     source: Literal["config", "store"]
     created_at: str | None = None
     revoked_at: str | None = None
+    expires_at: str | None = None
+    last_used_at: str | None = Field(None, description="Last successful use (to the minute); config tokens: not recorded.")
 
 
 class HealthResponse(BaseModel):

@@ -9,12 +9,10 @@ integers (Unix ns) formatted by ``int()``; the ``interval`` tag is one of a fixe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
-
 import numpy as np
 
 from plantmrv.api.models import MonitoringPointInfo
-from plantmrv.influx import InfluxClient, json_series, quote_ident, quote_literal
+from plantmrv.influx import InfluxClient, quote_ident, quote_literal
 
 MRV_MEASUREMENT = "mrv"
 #: Numeric fields of measurement ``mrv`` (docs/data-model.md), in export order.
@@ -99,9 +97,15 @@ class MrvColumns:
     def __len__(self) -> int:
         return len(self.time)
 
+    def between(self, start_ns: int, end_ns: int) -> "MrvColumns":
+        """The intervals stamped in ``[start, end)``."""
+        lo, hi = np.searchsorted(self.time, [start_ns, end_ns], side="left")
+        return MrvColumns(self.time[lo:hi], {f: v[lo:hi] for f, v in self.fields.items()}, self.params_hash[lo:hi])
 
-def fetch_mrv(client: InfluxClient, project_id: str, source_interval: str, start_ns: int, end_ns: int) -> MrvColumns:
-    results = client.query(mrv_query(project_id, source_interval, start_ns, end_ns))
+
+def fetch_mrv(client: InfluxClient, project_id: str, source_interval: str, start_ns: int, end_ns: int, database: str | None = None) -> MrvColumns:
+    """Stored results of one project (from ``database``, default the client's), sorted by time."""
+    results = client.query(mrv_query(project_id, source_interval, start_ns, end_ns), database=database)
     names = MRV_FIELDS + MRV_INPUT_FIELDS
     times, cols, hashes = [], {f: [] for f in names}, []
     for r in results:
@@ -130,41 +134,42 @@ def _as_float(col: np.ndarray | None, n: int) -> np.ndarray:
 BRACKET_NS = 86400 * NS  # how far outside a range the bracketing samples are looked for
 
 
-def iter_raw(client: InfluxClient, point: MonitoringPointInfo, start_ns: int, end_ns: int, chunk_size: int = 20000) -> Iterator[tuple[list[int], list]]:
-    """Stream ``(ts_ns list, value list)`` chunks of one monitoring point's raw values.
+class RawDataError(ValueError):
+    """Raw values that cannot be exported or hashed as numbers (rendered as HTTP 422)."""
 
-    The rows are the samples in ``[start, end)`` plus the two that bracket the range: the last
-    sample before ``start`` and the first at or after ``end`` (each within one day), so every
-    interval's meter difference can be re-derived from the export alone.
+
+def read_raw(client: InfluxClient, point: MonitoringPointInfo, start_ns: int, end_ns: int, edge: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One point's raw rows in ``[start, end)`` as ``(ts_ns int64, value float64)`` in canonical
+    order (:func:`plantmrv.api.digests.canonical_order`), read as MessagePack in one answer.
+
+    Integer and boolean fields become float64 (exact to 2**53; true = 1.0); text values are
+    refused with :class:`RawDataError`: a monitored quantity is a number.
     """
-    yield from _iter_query(client, raw_query(point, start_ns - BRACKET_NS, start_ns, edge="before"), chunk_size)
-    yield from _iter_query(client, raw_query(point, start_ns, end_ns), chunk_size)
-    yield from _iter_query(client, raw_query(point, end_ns, end_ns + BRACKET_NS, edge="after"), chunk_size)
+    from plantmrv.api.digests import canonical_order
+
+    ts_parts, value_parts = [], []
+    for r in client.query(raw_query(point, start_ns, end_ns, edge)):
+        col = r.columns.get(point.field)
+        if col is None:
+            continue
+        if col.dtype == object:
+            bad = next((v for v in col if v is not None and not isinstance(v, (int, float))), None)
+            if bad is not None:
+                raise RawDataError(f"monitoring point {point.measurement}.{point.field} (site {point.site}, asset {point.asset or '-'}) holds a non-numeric value {str(bad)[:40]!r}")
+            col = np.array([np.nan if v is None else float(v) for v in col], dtype=np.float64)
+        keep = ~np.isnan(col)  # a null cell is no sample
+        ts_parts.append(r.columns["time"][keep])
+        value_parts.append(col.astype(np.float64)[keep])
+    if not ts_parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    return canonical_order(np.concatenate(ts_parts), np.concatenate(value_parts))
 
 
-def raw_fingerprint(client: InfluxClient, point: MonitoringPointInfo, start_ns: int, end_ns: int) -> tuple:
-    """Cheap identity of the rows :func:`iter_raw` yields: count and sum computed by influxd
-    over the range, plus the two bracketing samples. Any added, removed or rewritten sample
-    changes it (barring changes that keep both count and sum), so a report can reuse its hash."""
+def count_raw(client: InfluxClient, point: MonitoringPointInfo, start_ns: int, end_ns: int) -> int:
+    """influxd's count of one point's samples in ``[start, end)`` (a size check before any export)."""
     f = _ident(point.field)
-    res = client.query(f"SELECT count({f}) AS n, sum({f}) AS s FROM {_ident(point.measurement)} WHERE {_raw_where(point, start_ns, end_ns)}")
-    agg = (int(res[0].columns["n"][0]), float(res[0].columns["s"][0])) if res else (0, 0.0)
-    edges = []
-    for q in (raw_query(point, start_ns - BRACKET_NS, start_ns, edge="before"), raw_query(point, end_ns, end_ns + BRACKET_NS, edge="after")):
-        edges.append(tuple((t[0], repr(v[0])) for t, v in _iter_query(client, q, 10)))
-    return (point.measurement, point.site, point.asset, point.field, agg, tuple(edges))
-
-
-def _iter_query(client: InfluxClient, q: str, chunk_size: int) -> Iterator[tuple[list[int], list]]:
-    for _statement, s in json_series(client.query_chunks(q, epoch="ns", chunk_size=chunk_size), q):
-        values = s.get("values") or []
-        if values:
-            yield [v[0] for v in values], [v[1] for v in values]
-
-
-def raw_line(point: MonitoringPointInfo, ts_ns: int, value) -> str:
-    """One raw row as hashed and exported: ``measurement,site,asset,field,ts_ns,value``."""
-    return f"{point.measurement},{point.site},{point.asset or ''},{point.field},{int(ts_ns)},{format_value(value)}"
+    res = client.query(f"SELECT count({f}) AS n FROM {_ident(point.measurement)} WHERE {_raw_where(point, start_ns, end_ns)}")
+    return int(sum(float(np.nansum(r.columns.get("n", np.zeros(0)))) for r in res))
 
 
 def format_value(value) -> str:

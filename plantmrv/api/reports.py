@@ -96,6 +96,13 @@ def bucket_edges(interval: str, start_ns: int, end_ns: int) -> np.ndarray:
     return np.concatenate([[start_ns], inner, [end_ns]]).astype(np.int64)
 
 
+def export_pieces(start_ns: int, end_ns: int, max_days: float, align_s: int) -> list[tuple[int, int]]:
+    """``[start, end)`` cut into consecutive ranges an export accepts (at most ``max_days``
+    each, whole multiples of ``align_s``), oldest first."""
+    step = max(align_s, int(max_days * 86400) // align_s * align_s) * NS
+    return [(s, min(s + step, end_ns)) for s in range(start_ns, end_ns, step)]
+
+
 # --------------------------------------------------------------------------- aggregation
 
 
