@@ -82,6 +82,18 @@ def resolve_grid_ef(project) -> EmissionFactor:
     return default_table().lookup(g.country, g.grid, g.year, g.kind, project.generation_type)
 
 
+def project_params_hash(project, ef: EmissionFactor | None = None, max_gap_s: float = 120.0, params=None) -> str:
+    """The ``params_hash`` stamped on every result of ``project``: its methodology, parameters,
+    emission factor (value and source), hold limit, meter setup (rollover, maximum rates,
+    declared events) and KH_AM002 day category. Results carrying another hash were computed
+    with other inputs."""
+    ef = ef or resolve_grid_ef(project)
+    params = params if params is not None else project.parameter_set
+    meters = [(a.asset, a.rollover_at, sorted(a.max_rate), [e.model_dump(mode="json") for e in a.meter_events]) for a in project.assets]
+    extra = [project.day_category] if project.day_category is not None else []
+    return params_hash(project.spec.key, project.methodology, params, ef.value_t_co2_per_mwh, ef.source, max_gap_s, meters, *extra)
+
+
 def role_fields(project) -> dict[str, list[tuple[object, str]]]:
     """``{role: [(asset, field), ...]}`` in the order the engine lists a role's signals."""
     out: dict[str, list] = {}
@@ -187,9 +199,7 @@ def compute(
     if project.electricity_price_per_kwh is not None and m.plant_type != "wte":
         cob["electricity_cost_saved"] = (np.asarray(out.reference_energy_kwh) - np.asarray(out.project_energy_kwh)) * project.electricity_price_per_kwh.value
     completeness = np.divide(length_s - gap, length_s, out=np.zeros_like(length_s), where=length_s > 0)
-    meters = [(a.asset, a.rollover_at, sorted(a.max_rate), [e.model_dump(mode="json") for e in a.meter_events]) for a in project.assets]
-    h = params_hash(m.key, project.methodology, params, ef.value_t_co2_per_mwh, ef.source, max_gap_s, meters,
-                    *([project.day_category] if project.day_category is not None else []))
+    h = project_params_hash(project, ef, max_gap_s, params)
     return IntervalResults(
         edges, np.asarray(out.reference_energy_kwh, float), np.asarray(out.project_energy_kwh, float), np.asarray(out.reference_t_co2, float),
         np.asarray(out.project_t_co2, float), np.clip(completeness, 0.0, 1.0), np.asarray(gap, float), h, m.credited, FILL_METHOD, cob,

@@ -423,7 +423,7 @@ def _run(stack: Stack, run_dir: Path, duration: float, speed: float, warmup: flo
     echo = typer.echo
     echo(f"plantmrv demo: plant time {iso(plan.sim_start_ns)} .. {iso(plan.window_end_ns)} at {speed:g}x; compared window {plan.window_hours} h from {iso(plan.window_start_ns)}")
     state = run_dir / "state"
-    state.mkdir(exist_ok=True)
+    state.mkdir(mode=0o700, exist_ok=True)  # the token store there is refused when others may write it
     cfg_dir = run_dir / "config"
     cfg_dir.mkdir(exist_ok=True)
 

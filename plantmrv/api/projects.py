@@ -125,19 +125,10 @@ def project_from_analytics(p: Any, ef: EmissionFactorInfo | None = None, max_gap
 
 
 def engine_params_hash(p: Any, max_gap_s: float) -> str:
-    """The ``params_hash`` the analytics engine stamps on results of project ``p``.
+    """The ``params_hash`` the analytics engine stamps on results of project ``p``."""
+    from plantmrv.analytics.methodologies import project_params_hash
 
-    Mirrors the call in :func:`plantmrv.analytics.methodologies.compute` (same parts, same
-    order); ``tests/test_api_checks.py`` compares it with what the engine writes, so the two
-    cannot drift apart unnoticed. (The engine should expose this; then the API calls it.)
-    """
-    from plantmrv.analytics.methodologies import resolve_grid_ef
-    from plantmrv.analytics.parameters import params_hash
-
-    ef = resolve_grid_ef(p)
-    meters = [(a.asset, a.rollover_at, sorted(a.max_rate), [e.model_dump(mode="json") for e in a.meter_events]) for a in p.assets]
-    extra = [p.day_category] if p.day_category is not None else []
-    return params_hash(p.spec.key, p.methodology, p.parameter_set, ef.value_t_co2_per_mwh, ef.source, max_gap_s, meters, *extra)
+    return project_params_hash(p, max_gap_s=max_gap_s)
 
 
 def analytics_section(cfg: Any):
