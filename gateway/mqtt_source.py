@@ -22,6 +22,7 @@ from pydantic import Field
 from plantmrv.batch import SampleBatch
 from plantmrv.config import MqttConfig, StrictModel
 from plantmrv.devicejson import DeviceJsonRouter, DeviceJsonTopic, JsonDecodeError
+from plantmrv.timebounds import DEFAULT_BOUNDS, TimeBounds
 
 if TYPE_CHECKING:  # pragma: no cover
     from plantmrv.gateway.metrics import GatewayMetrics
@@ -115,9 +116,10 @@ class BrokerSubscriber:
 class MqttSource(BrokerSubscriber):
     type = "mqtt"
 
-    def __init__(self, cfg: MqttSourceConfig, site: str, metrics: "GatewayMetrics", broker: MqttConfig | None):
+    def __init__(self, cfg: MqttSourceConfig, site: str, metrics: "GatewayMetrics", broker: MqttConfig | None,
+                 bounds: TimeBounds = DEFAULT_BOUNDS):
         super().__init__(cfg, metrics, broker)
-        self.router = DeviceJsonRouter(cfg.mappings, default_tags={"site": site})
+        self.router = DeviceJsonRouter(cfg.mappings, default_tags={"site": site}, bounds=bounds)
 
     def topics(self) -> list[str]:
         return [m.topic for m in self.cfg.mappings]

@@ -35,6 +35,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from plantmrv.batch import SampleBatch, Series, quality_from_status_code
 from plantmrv.config import StrictModel
 from plantmrv.scaling import ScaledTag, check_unique_series, compose
+from plantmrv.urls import check_url
 
 if TYPE_CHECKING:  # pragma: no cover
     from plantmrv.gateway.metrics import GatewayMetrics
@@ -163,8 +164,7 @@ class OpcUaSourceConfig(StrictModel):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not re.match(r"^opc\.tcp://[^/:]+(:\d+)?(/.*)?$", v):
-            raise ValueError(f"{v!r} is not an opc.tcp://host:port endpoint URL")
+        check_url(v, {"opc.tcp": 4840})
         return v
 
     @model_validator(mode="after")

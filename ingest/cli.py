@@ -185,6 +185,9 @@ def dl_replay(
     targets = list(dict.fromkeys(targets))
 
     def progress(n, total, r):
+        if r.error:
+            typer.echo(f"[{n}/{total}] id={r.id} skipped (kept, not replayed): cannot process it: {r.error}")
+            return
         typer.echo(f"[{n}/{total}] id={r.id} written={r.written} still_refused={r.still_refused}"
                    + (f" new_ids={','.join(map(str, r.new_ids))}" if r.new_ids else ""))
 
@@ -198,6 +201,8 @@ def dl_replay(
         raise typer.Exit(1)
     written = sum(r.written for r in results)
     refused = sum(r.still_refused for r in results)
-    typer.echo(f"replayed {len(results)} rows: {written} points written, {refused} samples still refused")
-    if refused:
+    failed = [r.id for r in results if r.error]
+    typer.echo(f"replayed {len(results) - len(failed)} rows: {written} points written, {refused} samples still refused"
+               + (f"; {len(failed)} rows could not be processed and were kept: ids {','.join(map(str, failed))}" if failed else ""))
+    if refused or failed:
         raise typer.Exit(3)

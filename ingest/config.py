@@ -12,6 +12,8 @@ from pydantic import Field, field_validator
 
 from plantmrv.config import StrictModel
 from plantmrv.ingest.device_json import DeviceJsonTopic
+from plantmrv.limits import DEFAULT_LIMITS, DecodeLimits
+from plantmrv.timebounds import TimestampBoundsFields
 
 #: The measurements and fields of docs/data-model.md that gateways publish (``sample_quality``
 #: and ``mrv`` are written by ingest and analytics themselves, not received).
@@ -33,7 +35,28 @@ DEFAULT_SCHEMA: dict[str, list[str]] = {
 }
 
 
-class ValidationConfig(StrictModel):
+class LimitsConfig(StrictModel):
+    """What one message may cost to decode; past a limit it is dead-lettered with the limit's name."""
+
+    max_decompressed_bytes: int = Field(
+        DEFAULT_LIMITS.max_decompressed_bytes, ge=1024, description="A compressed batch inflates to at most this many bytes."
+    )
+    max_compression_ratio: float = Field(
+        DEFAULT_LIMITS.max_compression_ratio, ge=1, description="...and to at most this many times its compressed size (plantmrv batches: under 100)."
+    )
+    max_header_bytes: int = Field(DEFAULT_LIMITS.max_header_bytes, ge=1024, description="A batch's JSON header (series table and meta).")
+    max_series: int = Field(DEFAULT_LIMITS.max_series, ge=1, description="Series in one batch's table.")
+    max_json_depth: int = Field(DEFAULT_LIMITS.max_json_depth, ge=4, le=500, description="Nesting of device JSON and of batch header values.")
+    max_json_bytes: int = Field(DEFAULT_LIMITS.max_json_bytes, ge=1024, description="A device-JSON payload.")
+    max_name_chars: int = Field(
+        DEFAULT_LIMITS.max_name_chars, ge=16, le=16_384, description="A measurement, tag key, tag value or field name; longer series are refused (`name_too_long`)."
+    )
+
+    def limits(self) -> DecodeLimits:
+        return DecodeLimits(**self.model_dump())
+
+
+class ValidationConfig(TimestampBoundsFields):
     schema_: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_SCHEMA.items()},
         alias="schema",
@@ -47,6 +70,7 @@ class ValidationConfig(StrictModel):
         description="Refuse samples older than this. Null: the retention policy's duration, read from InfluxDB at start (none if INF).",
     )
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Larger payloads are dead-lettered unread.")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Bounds on decoding (size, inflation, nesting, series, names).")
 
     model_config = {"populate_by_name": True}
 
