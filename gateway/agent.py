@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from plantmrv.batch import SampleBatch, Series
+from plantmrv.batch import SampleBatch, Series, concat_status
 from plantmrv.codec import encode_message
 from plantmrv.config import ConfigError, ConfigIssue
 from plantmrv.gateway.buffer import DurableBuffer
@@ -106,6 +106,7 @@ def merge_batches(batches: list[SampleBatch]) -> SampleBatch:
             np.concatenate([b.ts_ns for b in batches]),
             np.concatenate([b.value for b in batches]),
             np.concatenate([b.quality for b in batches]),
+            concat_status(batches),
         )
     by_table: dict[int, list[SampleBatch]] = {}
     for b in batches:

@@ -337,7 +337,8 @@ class OpcUaSource:
         vals = np.asarray(vals, np.float64)
         if self._scaled and len(idx):
             vals = vals * self._a[idx] + self._b[idx]
-        batch = SampleBatch(self.table, idx, ts_arr, vals, quality_from_status_code(np.asarray(codes, np.uint64)))
+        codes = np.asarray(codes, np.uint32)
+        batch = SampleBatch(self.table, idx, ts_arr, vals, quality_from_status_code(codes), codes if codes.any() else None)
         watermark = server_clock_ns if covers is not None and server_clock_ns > 0 else None
         if len(batch):
             newest = int(ts_arr.max())
