@@ -46,6 +46,7 @@ class LimitsConfig(StrictModel):
     )
     max_header_bytes: int = Field(DEFAULT_LIMITS.max_header_bytes, ge=1024, description="A batch's JSON header (series table and meta).")
     max_series: int = Field(DEFAULT_LIMITS.max_series, ge=1, description="Series in one batch's table.")
+    max_tags: int = Field(DEFAULT_LIMITS.max_tags, ge=2, le=1000, description="Tags of one series.")
     max_json_depth: int = Field(DEFAULT_LIMITS.max_json_depth, ge=4, le=500, description="Nesting of device JSON and of batch header values.")
     max_json_bytes: int = Field(DEFAULT_LIMITS.max_json_bytes, ge=1024, description="A device-JSON payload.")
     max_name_chars: int = Field(

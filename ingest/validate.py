@@ -27,6 +27,7 @@ REASON_CODES = (
     "too_large",
     "too_deep",
     "too_many_series",
+    "too_many_tags",
     "decode",
     "topic_mismatch",
     "no_mapping",

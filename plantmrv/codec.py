@@ -16,7 +16,7 @@ is wrong.
 Decoding is bounded (:class:`~plantmrv.limits.DecodeLimits`): inflation stops at the
 decompressed-size and ratio limits, the header's size and series count are checked before it is
 parsed, and its nesting is bounded; a refusal is a :class:`CodecError` whose ``code`` names the
-limit (``too_large``, ``too_deep``, ``too_many_series``) or is ``decode``.
+limit (``too_large``, ``too_deep``, ``too_many_series``, ``too_many_tags``) or is ``decode``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ _CRC = struct.Struct("<I")
 
 class CodecError(ValueError):
     """A message that is not a valid plantmrv batch; the text says why, ``code`` what kind of fault
-    (``decode``, or the limit that refused it: ``too_large``, ``too_deep``, ``too_many_series``)."""
+    (``decode``, or the limit that refused it: ``too_large``, ``too_deep``, ``too_many_series``,
+    ``too_many_tags``)."""
 
     def __init__(self, message: str, code: str = "decode"):
         super().__init__(message)
@@ -252,7 +253,7 @@ def _decode_header(text: str, limits: DecodeLimits = DEFAULT_LIMITS) -> tuple[di
     if len(header["series"]) > limits.max_series:
         raise LimitError(f"header lists {len(header['series'])} series, over the limit of {limits.max_series} (max_series)", "too_many_series")
     _check_meta(header, limits)
-    table = _series_table(header["series"])
+    table = _series_table(header["series"], limits.max_tags)
     if text.startswith(_SERIES_START):
         try:
             _, end = json.JSONDecoder().raw_decode(text, len(_SERIES_START))
@@ -263,9 +264,11 @@ def _decode_header(text: str, limits: DecodeLimits = DEFAULT_LIMITS) -> tuple[di
     return header, table
 
 
-def _series_table(entries: list) -> list[Series]:
+def _series_table(entries: list, max_tags: int) -> list[Series]:
     table = []
     for i, entry in enumerate(entries):
+        if isinstance(entry, list) and len(entry) == 3 and isinstance(entry[1], dict) and len(entry[1]) > max_tags:
+            raise LimitError(f"header series[{i}] has {len(entry[1])} tags, over the limit of {max_tags} (max_tags)", "too_many_tags")
         if (
             not isinstance(entry, list)
             or len(entry) != 3

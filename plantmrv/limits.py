@@ -23,8 +23,9 @@ class DecodeLimits:
 
     max_decompressed_bytes: int = 16 * MIB  # a compressed batch's body, inflated
     max_compression_ratio: float = 250.0  # inflated / compressed bytes (zlib reaches ~1000)
-    max_header_bytes: int = 4 * MIB  # a batch's JSON header (series table + meta)
+    max_header_bytes: int = 2 * MIB  # a batch's JSON header (series table + meta): ~12x in Python objects
     max_series: int = 50_000  # entries of a batch's series table
+    max_tags: int = 32  # tags of one series
     max_json_depth: int = 32  # nesting of device JSON and of a batch header's meta values
     max_json_bytes: int = 1 * MIB  # a device-JSON payload
     max_name_chars: int = 256  # a measurement, tag key, tag value or field name
