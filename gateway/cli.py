@@ -1,4 +1,4 @@
-"""``plantmrv gateway``: run the agent, browse an OPC UA server, scan a Modbus device."""
+"""``plantmrv gateway``: run the agent, show a running agent's status, browse an OPC UA server, scan a Modbus device."""
 
 from __future__ import annotations
 
@@ -140,6 +140,38 @@ def run(
         typer.echo(f"{config}: {exc}", err=True)
         raise typer.Exit(1)
     asyncio.run(agent.run(install_signal_handlers=True))
+
+
+@app.command("status")
+def status(
+    config: Path = typer.Option(..., "--config", "-c", help="The running gateway's YAML file (its gateway.health.metrics_port)."),
+    url: Optional[str] = typer.Option(None, "--url", help="The agent's metrics URL, if not the one in the config (http://host:port/metrics)."),
+) -> None:
+    """Show a running gateway: components up or down, samples read, sent and dropped, and every tag
+    that cannot be read or subscribed now (NodeId, series, OPC UA status, phase).
+
+    Reads the agent's Prometheus endpoint (gateway.health.metrics_port must not be null).
+    Exit code 0 when every component is up and no tag fails, 2 otherwise, 1 when unreachable.
+    """
+    from plantmrv.cli import load_or_exit
+    from plantmrv.gateway.statusview import fetch, render
+
+    cfg = load_or_exit(config)
+    if url is None:
+        h = cfg.gateway.health if cfg.gateway else None
+        if h is None or h.metrics_port in (None, 0):
+            typer.echo(f"{config}: gateway.health.metrics_port: set a fixed port (or give --url) to read the agent's status", err=True)
+            raise typer.Exit(1)
+        host = "127.0.0.1" if h.metrics_host in ("0.0.0.0", "::") else h.metrics_host
+        url = f"http://{host}:{h.metrics_port}/metrics"
+    try:
+        view = fetch(url)
+    except OSError as exc:
+        typer.echo(f"cannot read {url}: {exc} (is the gateway running?)", err=True)
+        raise typer.Exit(1)
+    typer.echo(render(view, cfg.gateway.id if cfg.gateway else "?", url), nl=False)
+    if view.bad_nodes or not all(view.components.values()):
+        raise typer.Exit(2)
 
 
 @app.command("browse")

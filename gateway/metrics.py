@@ -31,8 +31,8 @@ class GatewayMetrics:
         self._refused = Counter(p + "sink_refused", "Messages the broker refused (MQTT 5 PUBACK >= 0x80, e.g. its ACL), kept in the buffer",
                                 ["sink"], registry=r)
         self._nodes_bad = Gauge(p + "nodes_bad", "Tags that cannot be read or subscribed now, by status", ["source", "status"], registry=r)
-        self._node_bad = Gauge(p + "node_bad", "1 for each tag that cannot be read or subscribed now (its NodeId, status and the phase: subscribe, read, data)",
-                               ["source", "node", "status", "phase"], registry=r)
+        self._node_bad = Gauge(p + "node_bad", "1 for each tag that cannot be read or subscribed now (NodeId or browse path, series, status, phase: browse, subscribe, data)",
+                               ["source", "node", "series", "status", "phase"], registry=r)
         self._node_failures = Counter(p + "node_failures", "Times a tag started failing, by status", ["source", "status"], registry=r)
         self.samples_read = 0
         self.samples_sent = 0
@@ -65,19 +65,19 @@ class GatewayMetrics:
     def source_backfilled(self, source: str, n: int) -> None:
         self._backfilled.labels(source).inc(n)
 
-    def node_failing(self, source: str, node: str, status: str, phase: str, previous: tuple[str, str] | None) -> None:
-        """A tag failed with ``status`` (``previous``: the (status, phase) it failed with until now, if any)."""
+    def node_failing(self, source: str, node: str, series: str, status: str, phase: str, previous: tuple[str, str] | None) -> None:
+        """A tag fails with ``status`` (``previous``: the (status, phase) it failed with until now, if any)."""
         if previous is not None:
-            self.node_recovered(source, node, *previous)
+            self.node_recovered(source, node, series, *previous)
         else:
             self._node_failures.labels(source, status).inc()
         self._nodes_bad.labels(source, status).inc()
-        self._node_bad.labels(source, node, status, phase).set(1)
+        self._node_bad.labels(source, node, series, status, phase).set(1)
 
-    def node_recovered(self, source: str, node: str, status: str, phase: str) -> None:
+    def node_recovered(self, source: str, node: str, series: str, status: str, phase: str) -> None:
         self._nodes_bad.labels(source, status).dec()
         try:
-            self._node_bad.remove(source, node, status, phase)
+            self._node_bad.remove(source, node, series, status, phase)
         except KeyError:
             pass
 
