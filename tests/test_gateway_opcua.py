@@ -337,7 +337,7 @@ def test_gateway_percent_deadband_is_a_share_of_the_eurange(tmp_path, influx_db,
 def test_gateway_reads_tags_by_browse_path(tmp_path, influx_db, influxd, gateways):
     """Tags given by browse path (subscribed and polled) read exactly the node the path names:
     every node serves its own values (k + 1e6 * index), so a wrong resolution shows. A path that
-    does not exist stops only its own source, with the path and group in the log."""
+    does not exist fails only its own tag, logged with the path, group and status; its source stays up."""
     srv = OpcUaServer(port=free_port(), tags=6, period_s=PERIOD_S, distinct=True, log_path=tmp_path / "opcua.log").start()
     try:
         def path(i: int) -> str:
@@ -390,7 +390,8 @@ def test_gateway_reads_tags_by_browse_path(tmp_path, influx_db, influxd, gateway
             assert all(v == k for k, v in ticks.items()), f"t{i}_kw: values not node T{i}'s ticks: {sorted(ticks.items())[:5]}"
             assert len(ticks) >= 0.8 * (max(ticks) - min(ticks) + 1), f"t{i}_kw: {len(ticks)} polls over {max(ticks) - min(ticks) + 1} ticks"
         log = gw.log()
-        assert ("event=opcua_connection_lost source=plc_typo" in log
-                and "browse path '0:Objects/2:Plant/2:Asset0/2:T2x' (typo) not found: BadNoMatch" in log), log[-3000:]
+        assert ("event=opcua_node_failing source=plc_typo node='0:Objects/2:Plant/2:Asset0/2:T2x' "
+                "browse_path='0:Objects/2:Plant/2:Asset0/2:T2x' group='typo'") in log and "status=BadNoMatch" in log, log[-3000:]
+        assert "event=opcua_connection_lost" not in log
     finally:
         srv.kill()
