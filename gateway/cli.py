@@ -180,30 +180,41 @@ def browse(
     username: Optional[str] = typer.Option(None, "--username", "-u", help="User name (security mode None)."),
     password: Optional[str] = typer.Option(None, "--password", envvar="OPCUA_PASSWORD", help="Password (or env OPCUA_PASSWORD)."),
     max_nodes: int = typer.Option(100_000, "--max-nodes", help="Stop after visiting this many references."),
+    measurement: Optional[str] = typer.Option(None, "--measurement", "-m", help="Measurement (asset class) of every group: pump, vsd, ubcf, wte, pv."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the YAML here instead of standard output."),
 ) -> None:
     """Walk a server's address space and print a ready-to-paste `type: opcua` source.
 
-    Numeric and boolean variables under Objects (server namespace 0 excluded), one group per
-    parent object, field names in snake_case with the unit from EngineeringUnits.
+    Scalar numeric and boolean variables under Objects (server namespace 0 excluded), one group
+    per parent object, field names in snake_case with the unit from EngineeringUnits; arrays,
+    structures and other types are listed as comments saying why they are left out. The source
+    has `schema: data_model`: check-config refuses names outside docs/data-model.md.
     """
     import asyncio
 
     from plantmrv.gateway.browse import render_yaml, walk
+    from plantmrv.urls import check_url, redact
 
+    try:
+        check_url(url, {"opc.tcp": 4840})
+    except ValueError as exc:
+        typer.echo(f"URL: {exc}", err=True)
+        raise typer.Exit(2)
     try:
         groups = asyncio.run(walk(url, username, password, max_nodes))
     except (OSError, TimeoutError) as exc:
-        typer.echo(f"cannot browse {url}: {type(exc).__name__}: {exc}", err=True)
+        typer.echo(redact(f"cannot browse {url}: {type(exc).__name__}: {exc}"), err=True)
         raise typer.Exit(1)
-    text = render_yaml(url, groups)
+    text = render_yaml(url, groups, measurement)
     n = sum(len(g["nodes"]) for g in groups)
+    skipped = sum(len(g["skipped"]) for g in groups)
+    summary = f"{n} variables in {len(groups)} groups; {skipped} left out (see the comments)"
     if out:
         out.write_text(text)
-        typer.echo(f"wrote {out}: {n} variables in {len(groups)} groups", err=True)
+        typer.echo(f"wrote {out}: {summary}", err=True)
     else:
         typer.echo(text, nl=False)
-        typer.echo(f"# {n} variables in {len(groups)} groups", err=True)
+        typer.echo(f"# {summary}", err=True)
 
 
 @app.command("scan")

@@ -160,7 +160,23 @@ class OpcUaSourceConfig(StrictModel):
         "changes only, so the gateway stores the held value again at the server's time (the analytics' `max_gap_s` must exceed it).")
     max_nodes_per_read: int | None = Field(None, ge=1, description="Caps the server's MaxNodesPerRead (null: server's value).")
     max_monitored_items_per_call: int | None = Field(None, ge=1, description="Caps the server's MaxMonitoredItemsPerCall.")
+    schema_: Literal["none", "data_model"] = Field(
+        "none", alias="schema",
+        description="`data_model`: check-config refuses measurement and field names that are not in docs/data-model.md.",
+    )
     groups: list[OpcUaGroup] = Field(..., min_length=1)
+
+    model_config = {"populate_by_name": True}
+
+    def series_names(self) -> list[tuple[tuple, str, str, str]]:
+        """(key path of the measurement, key path of the field, measurement, field) of every tag, for name checks."""
+        out = []
+        for gi, g in enumerate(self.groups):
+            for ni, n in enumerate(g.nodes):
+                node = ("groups", gi, "nodes", ni)
+                where_m = node + ("measurement",) if n.measurement else ("groups", gi, "measurement")
+                out.append((where_m, node + ("field",), n.measurement or g.measurement, n.field))
+        return out
 
     @field_validator("url")
     @classmethod

@@ -11,28 +11,14 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from plantmrv.config import StrictModel
+from plantmrv.datamodel import DATA_MODEL
 from plantmrv.ingest.device_json import DeviceJsonTopic
 from plantmrv.limits import DEFAULT_LIMITS, DecodeLimits
 from plantmrv.timebounds import TimestampBoundsFields
 
-#: The measurements and fields of docs/data-model.md that gateways publish (``sample_quality``
-#: and ``mrv`` are written by ingest and analytics themselves, not received).
-DEFAULT_SCHEMA: dict[str, list[str]] = {
-    "ubcf": [
-        "flow_m3_per_h", "volume_m3", "raw_turbidity_ntu", "treated_turbidity_ntu", "nh4_in_mg_per_l",
-        "nh4_out_mg_per_l", "water_temp_c", "pump_power_kw", "blower_power_kw", "pump_energy_kwh",
-        "blower_energy_kwh", "backwash", "chlorine_kg_per_h", "coagulant_kg_per_h",
-    ],
-    "pump": ["flow_m3_per_h", "volume_m3", "head_m", "shaft_power_kw", "power_kw", "efficiency", "energy_kwh", "running", "run_time_h"],
-    "vsd": ["speed_pct", "frequency_hz", "flow_m3_per_h", "power_kw", "energy_kwh", "throttle_power_kw", "running", "run_time_h"],
-    "wte": [
-        "waste_feed_t_per_h", "waste_fed_t", "lhv_mj_per_kg", "steam_t_per_h", "gross_power_kw", "aux_power_kw",
-        "net_export_energy_kwh", "incinerating", "aux_fuel_kg_per_h", "aux_fuel_kg", "import_energy_kwh",
-    ],
-    "pv": ["irradiance_w_per_m2", "module_temp_c", "dc_power_kw", "ac_power_kw", "export_energy_kwh"],
-    "gateway": ["buffer_depth", "buffer_bytes", "samples_read", "samples_sent", "samples_dropped", "online", "buffer_max_bytes"],
-    "coverage": ["tags_total", "tags_bad"],
-}
+#: The measurements and fields of docs/data-model.md that gateways publish (one list for every
+#: service: :data:`plantmrv.datamodel.DATA_MODEL`).
+DEFAULT_SCHEMA = DATA_MODEL
 
 
 class LimitsConfig(StrictModel):

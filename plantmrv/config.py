@@ -352,21 +352,22 @@ def load_config(path: str | os.PathLike, model: type[BaseModel] | None = None):
 
 # Checks that span sections (a gateway's MQTT sink needs the `mqtt` section, ...): each service
 # package that has some exposes them as a function, run for every file that holds its section.
-CROSS_CHECKS = {"gateway": "plantmrv.gateway.agent:check_runnable"}
+CROSS_CHECKS = {"gateway": ["plantmrv.gateway.agent:check_runnable", "plantmrv.gateway.names:check_names"]}
 
 
 def cross_check(cfg: Any, filename: str, lines: dict[tuple, int] | None = None) -> None:
     import importlib
 
     issues: list[ConfigIssue] = []
-    for section, target in CROSS_CHECKS.items():
+    for section, targets in CROSS_CHECKS.items():
         if getattr(cfg, section, None) is None:
             continue
-        module, func = target.split(":")
-        try:
-            getattr(importlib.import_module(module), func)(cfg, filename)
-        except ConfigError as exc:
-            issues.extend(exc.issues)
+        for target in [targets] if isinstance(targets, str) else targets:
+            module, func = target.split(":")
+            try:
+                getattr(importlib.import_module(module), func)(cfg, filename)
+            except ConfigError as exc:
+                issues.extend(exc.issues)
     for issue in issues:
         if issue.line is None and lines:
             loc = tuple(int(p) if p.isdigit() else p for p in re.split(r"\.|\[|\]", issue.path) if p)

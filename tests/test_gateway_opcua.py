@@ -228,27 +228,53 @@ def test_gateway_refuses_an_untrusted_server_certificate(tmp_path, influx_db, in
         srv.kill()
 
 
-def test_gateway_browse_prints_a_pasteable_source_with_units(tmp_path, opcua_server):
-    srv = OpcUaServer(port=free_port(), tags=15, period_s=1.0, units=True, log_path=tmp_path / "opcua2.log").start()
+def test_gateway_browse_prints_a_pasteable_source_that_check_config_holds_to_the_data_model(tmp_path):
+    """Scalars become nodes with the unit in the field name; an array, a structure and a string are
+    comments saying why; the measurement is left to fill in (the pasted config does not load until
+    it is) and, with schema: data_model, names outside docs/data-model.md are located errors."""
+    import yaml
+
+    from plantmrv.config import ConfigError, load_config
+
+    srv = OpcUaServer(port=free_port(), tags=15, period_s=1.0, units=True, bad=True, log_path=tmp_path / "opcua2.log").start()
     try:
         r = subprocess.run([sys.executable, "-m", "plantmrv.cli", "gateway", "browse", srv.url], capture_output=True,
                            text=True, cwd=REPO, timeout=60)
-        assert r.returncode == 0, r.stderr
-        assert '{field: t0_kw, node_id: "ns=2;s=T0"}   # kW' in r.stdout
-        assert '{field: t14, node_id: "ns=2;s=T14"}' in r.stdout
-        # the output pastes into a valid gateway config
-        import yaml
-
-        src = yaml.safe_load(r.stdout)
-        src[0]["groups"][0]["measurement"] = "pump"
-        cfg = {"site": {"id": "s"}, "influxdb": {}, "gateway": {"id": "g", "sink": {"type": "influxdb"}, "sources": src}}
-        p = tmp_path / "pasted.yaml"
-        p.write_text(yaml.safe_dump(cfg))
-        from plantmrv.config import load_config
-
-        assert len(load_config(p).gateway.sources[0].groups[0].nodes) == 15
+        with_m = subprocess.run([sys.executable, "-m", "plantmrv.cli", "gateway", "browse", srv.url, "--measurement", "pump"],
+                                capture_output=True, text=True, cwd=REPO, timeout=60)
     finally:
         srv.kill()
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert '{field: t0_kw, node_id: "ns=2;s=T0"}   # kW' in out
+    assert '{field: t14, node_id: "ns=2;s=T14"}' in out
+    assert "# skipped B_array (ns=2;s=B_array): an array (ValueRank" in out
+    assert "# skipped B_range (ns=2;s=B_range): data type i=884 is a structure" in out
+    assert "# skipped B_text (ns=2;s=B_text): data type i=12 is text" in out
+    assert "CHANGE_ME" not in out and "schema: data_model" in out
+    assert "3 left out (see the comments)" in r.stderr
+
+    def pasted(src, name):
+        cfg = {"site": {"id": "s"}, "influxdb": {}, "gateway": {"id": "g", "sink": {"type": "influxdb"}, "sources": src}}
+        p = tmp_path / name
+        p.write_text(yaml.safe_dump(cfg))
+        return p
+
+    src = yaml.safe_load(out)
+    with pytest.raises(ConfigError) as err:
+        load_config(pasted(src, "as-is.yaml"))
+    assert "gateway.sources[0].groups[0].measurement" in str(err.value) and "required key is missing" in str(err.value)
+    for g in src[0]["groups"]:
+        g["measurement"] = "pump"
+    with pytest.raises(ConfigError) as err:
+        load_config(pasted(src, "pump.yaml"))
+    text = str(err.value)
+    gi = [g["asset"] for g in src[0]["groups"]].index("Asset0")
+    assert f"gateway.sources[0].groups[{gi}].nodes[0].field (line" in text and "'t0_kw' is not a field of 'pump' in docs/data-model.md" in text
+    src[0]["schema"] = "none"
+    assert len(load_config(pasted(src, "custom.yaml")).gateway.sources[0].groups[gi].nodes) == 15
+    assert with_m.returncode == 0 and "      measurement: pump" in with_m.stdout
+    assert "# kW; not a field of pump in docs/data-model.md: rename it" in with_m.stdout
 
 
 def _opcua_yaml(tmp_path, url: str, groups: str, influxd, influx_db, port: int, extra_sources: str = "") -> "Path":

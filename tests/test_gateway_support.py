@@ -17,7 +17,8 @@ types and qualities (Int32, Boolean, Float, String, Uncertain, Bad without value
 timestamp) under ``Objects/Plant/Mixed`` for the PublishResponse decoder tests. ``--bad`` adds
 tags that cannot be read under ``Objects/Plant/Bad``: ``B_not_readable`` (BadNotReadable),
 ``B_denied`` (BadUserAccessDenied), ``B_waiting`` (BadWaitingForInitialData) and ``B_flaky``
-(tick k, but BadCommunicationError without a value while ``k % 40`` is 10..19).
+(tick k, but BadCommunicationError without a value while ``k % 40`` is 10..19), and variables a
+gateway cannot carry: ``B_array`` (Double[3]), ``B_range`` (a Range structure), ``B_text`` (String).
 """
 
 from __future__ import annotations
@@ -167,6 +168,10 @@ async def _serve(args) -> None:
             bad[name] = (await bfolder.add_variable(ua.NodeId(name, ns), ua.QualifiedName(name, ns), 0.0, ua.VariantType.Double)).nodeid
         for name, status in BAD_TAGS.items():
             await server.write_attribute_value(bad[name], ua.DataValue(None, ua.StatusCode(getattr(ua.StatusCodes, status))))
+        await bfolder.add_variable(ua.NodeId("B_array", ns), ua.QualifiedName("B_array", ns), [1.0, 2.0, 3.0], ua.VariantType.Double)
+        await bfolder.add_variable(ua.NodeId("B_range", ns), ua.QualifiedName("B_range", ns), ua.Range(Low=0.0, High=1.0),
+                                   datatype=ua.NodeId(ua.ObjectIds.Range))
+        await bfolder.add_variable(ua.NodeId("B_text", ns), ua.QualifiedName("B_text", ns), "ok", ua.VariantType.String)
     if args.units:
         eu = ua.EUInformation(DisplayName=ua.LocalizedText("kW"), Description=ua.LocalizedText("kilowatt"))
         for v in variables[:10]:
