@@ -55,7 +55,10 @@ def check_url(value: str, schemes: dict[str, int], *, path: bool = True) -> Serv
         raise ValueError(f"{shown} contains white space; expected {expected}")
     if "://" not in value:
         raise ValueError(f"{shown} has no scheme (no '://'); expected {expected}")
-    parts = urllib.parse.urlsplit(value)
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError as exc:  # e.g. a bracketed host that is no IPv6 address
+        raise ValueError(f"{shown}: {redact(str(exc))}") from None
     scheme = value.split("://", 1)[0].lower()
     if scheme not in schemes:
         raise ValueError(f"{shown} has scheme {scheme!r}; expected {expected}")
