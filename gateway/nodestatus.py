@@ -88,9 +88,14 @@ class NodeHealth:
             return
         idx = np.asarray(idx, dtype=np.int64)
         codes = np.asarray(codes, dtype=np.uint32)
-        changed = np.flatnonzero(codes != self._last[idx])
-        for k in changed.tolist():
+        changed = codes != self._last[idx]
+        if not changed.any():
+            return
+        # rows of the tags whose code changed, in order (a tag may change more than once per batch)
+        for k in np.flatnonzero(np.isin(idx, idx[changed])).tolist():
             i, code = int(idx[k]), int(codes[k])
+            if code == self._last[i]:
+                continue
             self._last[i] = code
             if (code >> 30) == _BAD:
                 self.fail(i, code, "data")
