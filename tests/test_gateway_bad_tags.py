@@ -8,7 +8,9 @@ import re
 import subprocess
 import sys
 
-from tests.test_gateway_support import REPO, GatewayProcess, OpcUaServer, free_port, gateways, metrics_value, wait_for  # noqa: F401
+from tests.test_gateway_support import (  # noqa: F401  (gateways is a fixture)
+    REPO, GatewayProcess, OpcUaServer, free_port, gateways, metrics_value, opcua_gateway_yaml, wait_for,
+)
 
 NODES = {  # field -> (address key, address, status the gateway must report, phase)
     "t0_kw": ("node_id", "ns=2;s=T0", None, None),
@@ -21,45 +23,26 @@ NODES = {  # field -> (address key, address, status the gateway must report, pha
 }
 
 
-def _config(tmp_path, url: str, influxd, influx_db, port: int):
-    nodes = "\n".join(f"            - {{field: {f}, {key}: \"{addr}\"}}" for f, (key, addr, _s, _p) in NODES.items())
-    text = f"""site: {{id: testsite}}
-influxdb: {{url: "{influxd.url}", database: {influx_db.database}}}
-gateway:
-  id: gw1
-  sources:
-    - type: opcua
-      name: plc
-      url: {url}
-      history_backfill: false
-      groups:
-        - name: sub
+GROUPS = """        - name: sub
           measurement: pump
           asset: P1
           publishing_interval_ms: 100
           nodes:
-{nodes}
+""" + "\n".join(f"            - {{field: {f}, {key}: \"{addr}\"}}" for f, (key, addr, _s, _p) in NODES.items()) + """
         - name: poll
           mode: poll
           poll_interval_ms: 200
           measurement: pump
           asset: P2
           nodes:
-            - {{field: typo_kw, node_id: "ns=2;s=T_typo"}}
-  sink: {{type: influxdb}}
-  buffer: {{path: buffer.db, batch_max_age_s: 0.2}}
-  health: {{metrics_port: {port}, status_log_interval_s: 60}}
-"""
-    p = tmp_path / "gw.yaml"
-    p.write_text(text)
-    return p
+            - {field: typo_kw, node_id: "ns=2;s=T_typo"}"""
 
 
 def test_every_tag_that_cannot_be_read_is_logged_once_counted_and_shown(tmp_path, influxd, influx_db, gateways):
     srv = OpcUaServer(port=free_port(), tags=1, period_s=0.1, bad=True, log_path=tmp_path / "opcua.log").start()
     try:
         port = free_port()
-        cfg = _config(tmp_path, srv.url, influxd, influx_db, port)
+        cfg = opcua_gateway_yaml(tmp_path, srv.url, GROUPS, influxd, influx_db, port)
         gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
         gateways.append(gw)
         # B_flaky is bad while tick % 40 is 10..19 (1 s in every 4 s): wait for a failure and a recovery

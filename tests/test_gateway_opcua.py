@@ -11,6 +11,7 @@ import pytest
 
 from tests.test_gateway_support import (  # noqa: F401  (gateways is a fixture)
     gateways,
+    opcua_gateway_yaml as _opcua_yaml,
     running_opcua_server,
     REPO,
     GatewayProcess,
@@ -275,29 +276,6 @@ def test_gateway_browse_prints_a_pasteable_source_that_check_config_holds_to_the
     assert len(load_config(pasted(src, "custom.yaml")).gateway.sources[0].groups[gi].nodes) == 15
     assert with_m.returncode == 0 and "      measurement: pump" in with_m.stdout
     assert "# kW; not a field of pump in docs/data-model.md: rename it" in with_m.stdout
-
-
-def _opcua_yaml(tmp_path, url: str, groups: str, influxd, influx_db, port: int, extra_sources: str = "") -> "Path":
-    text = f"""site: {{id: testsite}}
-influxdb: {{url: "{influxd.url}", database: {influx_db.database}}}
-gateway:
-  id: gw1
-  sources:
-    - type: opcua
-      name: plc
-      url: {url}
-      history_backfill: false
-      reconnect_min_s: 0.5
-      reconnect_max_s: 2
-      groups:
-{groups}{extra_sources}
-  sink: {{type: influxdb}}
-  buffer: {{path: buffer.db, batch_max_age_s: 0.2}}
-  health: {{metrics_port: {port}, status_log_interval_s: 5}}
-"""
-    p = tmp_path / "gw.yaml"
-    p.write_text(text)
-    return p
 
 
 def _steps(points: dict[int, float]) -> list[float]:

@@ -519,6 +519,30 @@ def write_gateway_config(path: Path, *, opcua_url: str | None = None, tags: int 
     return path
 
 
+def opcua_gateway_yaml(tmp_path: Path, url: str, groups: str, influxd, influx_db, port: int, extra_sources: str = "") -> Path:
+    """gw.yaml: one OPC UA source `plc` with the given ``groups`` (YAML text), direct to influx_db, metrics on ``port``."""
+    text = f"""site: {{id: testsite}}
+influxdb: {{url: "{influxd.url}", database: {influx_db.database}}}
+gateway:
+  id: gw1
+  sources:
+    - type: opcua
+      name: plc
+      url: {url}
+      history_backfill: false
+      reconnect_min_s: 0.5
+      reconnect_max_s: 2
+      groups:
+{groups}{extra_sources}
+  sink: {{type: influxdb}}
+  buffer: {{path: buffer.db, batch_max_age_s: 0.2}}
+  health: {{metrics_port: {port}, status_log_interval_s: 5}}
+"""
+    p = tmp_path / "gw.yaml"
+    p.write_text(text)
+    return p
+
+
 def influx_points(client, measurement: str = "pump") -> dict[str, dict[int, float]]:
     """{field: {ts_ns: value}} of every point in the measurement."""
     out: dict[str, dict[int, float]] = {}
