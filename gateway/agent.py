@@ -132,6 +132,7 @@ class SourceEmitter:
         self.tracker = tracker
 
     def __call__(self, batch: SampleBatch, watermark_ns: int | None = None, covers: np.ndarray | None = None) -> None:
+        batch = self.agent._in_bounds(batch)  # before coverage and the resume point see a 1938 or 2150 stamp
         if not len(batch) and watermark_ns is None:
             return
         if len(batch):
