@@ -25,13 +25,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from plantmrv.batch import SampleBatch, Series
+from plantmrv.batch import SampleBatch, Series, concat_status
 from plantmrv.codec import encode_message
 from plantmrv.config import ConfigError, ConfigIssue
 from plantmrv.gateway.buffer import DurableBuffer
 from plantmrv.gateway.coverage import DEFAULT_MAX_SAMPLE_INTERVAL_S, CoverageTracker
 from plantmrv.gateway.metrics import GatewayMetrics
 from plantmrv.gateway.opcua_source import backoff_delay
+from plantmrv.timebounds import iso
 
 log = logging.getLogger("plantmrv.gateway")
 
@@ -45,7 +46,7 @@ def _opcua(cfg, agent: "GatewayAgent"):
 def _mqtt(cfg, agent: "GatewayAgent"):
     from plantmrv.gateway.mqtt_source import MqttSource
 
-    return MqttSource(cfg, agent.site, agent.metrics, cfg.broker or agent.root.mqtt)
+    return MqttSource(cfg, agent.site, agent.metrics, cfg.broker or agent.root.mqtt, agent.cfg.bounds())
 
 
 def _modbus(cfg, agent: "GatewayAgent"):
@@ -105,6 +106,7 @@ def merge_batches(batches: list[SampleBatch]) -> SampleBatch:
             np.concatenate([b.ts_ns for b in batches]),
             np.concatenate([b.value for b in batches]),
             np.concatenate([b.quality for b in batches]),
+            concat_status(batches),
         )
     by_table: dict[int, list[SampleBatch]] = {}
     for b in batches:
@@ -130,6 +132,7 @@ class SourceEmitter:
         self.tracker = tracker
 
     def __call__(self, batch: SampleBatch, watermark_ns: int | None = None, covers: np.ndarray | None = None) -> None:
+        batch = self.agent._in_bounds(batch)  # before coverage and the resume point see a 1938 or 2150 stamp
         if not len(batch) and watermark_ns is None:
             return
         if len(batch):
@@ -151,6 +154,7 @@ class GatewayAgent:
         self.site = gw.site or root.site.id
         self.gateway_id = gw.id
         self.metrics = GatewayMetrics()
+        self._bounds = gw.bounds()
         bpath = gw.buffer.path if gw.buffer.path.is_absolute() else self.config_dir / gw.buffer.path
         self.buffer = DurableBuffer(bpath, int(gw.buffer.max_mb * 1024 * 1024))
         self.metrics.buffer_state(self.buffer.depth, self.buffer.nbytes)
@@ -190,6 +194,7 @@ class GatewayAgent:
 
     def emit(self, batch: SampleBatch) -> None:
         """Called in the event loop: queue samples for the next buffered batch."""
+        batch = self._in_bounds(batch)
         if not len(batch):
             return
         if not self._pending:
@@ -198,6 +203,18 @@ class GatewayAgent:
         self._pending_n += len(batch)
         if self._pending_n >= self.cfg.buffer.batch_max_samples and self._flush_now is not None:
             self._flush_now.set()
+
+    def _in_bounds(self, batch: SampleBatch) -> SampleBatch:
+        """``batch`` without samples stamped outside gateway.min_timestamp..max_timestamp (dropped, counted, logged)."""
+        out = self._bounds.outside(batch.ts_ns)
+        if not out.any():
+            return batch
+        n = int(out.sum())
+        first = int(np.flatnonzero(out)[0])
+        self.metrics.dropped("timestamp_range", n)
+        log.warning("event=samples_dropped reason=timestamp_range samples=%d bounds=%s first_series=%r first_ts=%s",
+                    n, self._bounds.describe(), batch.table[batch.series[first]].key(), iso(int(batch.ts_ns[first])))
+        return batch.take(np.flatnonzero(~out))
 
     async def flush(self) -> int:
         """Encode pending samples and store them durably; return the number stored."""

@@ -1,4 +1,4 @@
-"""``plantmrv gateway``: run the agent, browse an OPC UA server, scan a Modbus device."""
+"""``plantmrv gateway``: run the agent, show a running agent's status, browse an OPC UA server, scan a Modbus device."""
 
 from __future__ import annotations
 
@@ -142,36 +142,79 @@ def run(
     asyncio.run(agent.run(install_signal_handlers=True))
 
 
+@app.command("status")
+def status(
+    config: Path = typer.Option(..., "--config", "-c", help="The running gateway's YAML file (its gateway.health.metrics_port)."),
+    url: Optional[str] = typer.Option(None, "--url", help="The agent's metrics URL, if not the one in the config (http://host:port/metrics)."),
+) -> None:
+    """Show a running gateway: components up or down, samples read, sent and dropped, and every tag
+    that cannot be read or subscribed now (NodeId, series, OPC UA status, phase).
+
+    Reads the agent's Prometheus endpoint (gateway.health.metrics_port must not be null).
+    Exit code 0 when every component is up and no tag fails, 2 otherwise, 1 when unreachable.
+    """
+    from plantmrv.cli import load_or_exit
+    from plantmrv.gateway.statusview import fetch, render
+
+    cfg = load_or_exit(config)
+    if url is None:
+        h = cfg.gateway.health if cfg.gateway else None
+        if h is None or h.metrics_port in (None, 0):
+            typer.echo(f"{config}: gateway.health.metrics_port: set a fixed port (or give --url) to read the agent's status", err=True)
+            raise typer.Exit(1)
+        host = "127.0.0.1" if h.metrics_host in ("0.0.0.0", "::") else h.metrics_host
+        url = f"http://{host}:{h.metrics_port}/metrics"
+    try:
+        view = fetch(url)
+    except OSError as exc:
+        typer.echo(f"cannot read {url}: {exc} (is the gateway running?)", err=True)
+        raise typer.Exit(1)
+    typer.echo(render(view, cfg.gateway.id if cfg.gateway else "?", url), nl=False)
+    if view.bad_nodes or not all(view.components.values()):
+        raise typer.Exit(2)
+
+
 @app.command("browse")
 def browse(
     url: str = typer.Argument(..., help="Server endpoint, opc.tcp://host:port."),
     username: Optional[str] = typer.Option(None, "--username", "-u", help="User name (security mode None)."),
     password: Optional[str] = typer.Option(None, "--password", envvar="OPCUA_PASSWORD", help="Password (or env OPCUA_PASSWORD)."),
     max_nodes: int = typer.Option(100_000, "--max-nodes", help="Stop after visiting this many references."),
+    measurement: Optional[str] = typer.Option(None, "--measurement", "-m", help="Measurement (asset class) of every group: pump, vsd, ubcf, wte, pv."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the YAML here instead of standard output."),
 ) -> None:
     """Walk a server's address space and print a ready-to-paste `type: opcua` source.
 
-    Numeric and boolean variables under Objects (server namespace 0 excluded), one group per
-    parent object, field names in snake_case with the unit from EngineeringUnits.
+    Scalar numeric and boolean variables under Objects (server namespace 0 excluded), one group
+    per parent object, field names in snake_case with the unit from EngineeringUnits; arrays,
+    structures and other types are listed as comments saying why they are left out. The source
+    has `schema: data_model`: check-config refuses names outside docs/data-model.md.
     """
     import asyncio
 
     from plantmrv.gateway.browse import render_yaml, walk
+    from plantmrv.urls import check_url, redact
 
+    try:
+        check_url(url, {"opc.tcp": 4840})
+    except ValueError as exc:
+        typer.echo(f"URL: {exc}", err=True)
+        raise typer.Exit(2)
     try:
         groups = asyncio.run(walk(url, username, password, max_nodes))
     except (OSError, TimeoutError) as exc:
-        typer.echo(f"cannot browse {url}: {type(exc).__name__}: {exc}", err=True)
+        typer.echo(redact(f"cannot browse {url}: {type(exc).__name__}: {exc}"), err=True)
         raise typer.Exit(1)
-    text = render_yaml(url, groups)
+    text = render_yaml(url, groups, measurement)
     n = sum(len(g["nodes"]) for g in groups)
+    skipped = sum(len(g["skipped"]) for g in groups)
+    summary = f"{n} variables in {len(groups)} groups; {skipped} left out (see the comments)"
     if out:
         out.write_text(text)
-        typer.echo(f"wrote {out}: {n} variables in {len(groups)} groups", err=True)
+        typer.echo(f"wrote {out}: {summary}", err=True)
     else:
         typer.echo(text, nl=False)
-        typer.echo(f"# {n} variables in {len(groups)} groups", err=True)
+        typer.echo(f"# {summary}", err=True)
 
 
 @app.command("scan")

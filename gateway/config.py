@@ -15,6 +15,7 @@ from typing import Annotated, Any, Union
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from plantmrv.config import StrictModel
+from plantmrv.timebounds import TimestampBoundsFields
 from plantmrv.gateway.influx_sink import InfluxSinkConfig
 from plantmrv.gateway.mqtt_sink import MqttSinkConfig
 from plantmrv.gateway.modbus_source import ModbusSourceConfig
@@ -71,7 +72,7 @@ class HealthConfig(StrictModel):
     )
 
 
-class GatewayConfig(StrictModel):
+class GatewayConfig(TimestampBoundsFields):
     id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Gateway name: the `gateway` tag and MQTT topic level.")
     site: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_.-]+$", description="Site id (`site` tag); defaults to the top-level `site.id`."

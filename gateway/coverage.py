@@ -160,7 +160,7 @@ class CoverageTracker:
             assets = np.unique(self.asset_of[covered])
             self.asset_watermark[assets] = np.maximum(self.asset_watermark[assets], w)
             self.asset_dirty[assets] = True
-        return self._with(gid, ts, val, q, extra_g, extra_t, extra_v, extra_q)
+        return self._with(gid, ts, val, q, extra_g, extra_t, extra_v, extra_q, batch.status)
 
     def _remember(self, g, t, v, q) -> None:
         """Keep the newest row of each series as its last written sample."""
@@ -174,7 +174,8 @@ class CoverageTracker:
         self.last_q[g] = q
         self.valid[g] = True
 
-    def _with(self, gid, ts, val, q, eg, et, ev, eq) -> SampleBatch:
+    def _with(self, gid, ts, val, q, eg, et, ev, eq, status=None) -> SampleBatch:
+        """``status``: the rows' source status codes (None: none); holds and heartbeats carry none."""
         if eg:
             n_extra = sum(len(a) for a in eg)
             self.held += n_extra
@@ -182,7 +183,9 @@ class CoverageTracker:
             ts = np.concatenate([ts, *et])
             val = np.concatenate([val, *ev])
             q = np.concatenate([q, *eq])
-        return SampleBatch(self.table, gid, ts, val, q)
+            if status is not None:
+                status = np.concatenate([status, np.zeros(n_extra, np.uint32)])
+        return SampleBatch(self.table, gid, ts, val, q, status)
 
     def close(self) -> SampleBatch:
         """The source lost its connection: every good series written at the last watermark, state forgotten."""

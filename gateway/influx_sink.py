@@ -1,10 +1,12 @@
 """InfluxDB direct sink (``type: influxdb``), for plants without a broker.
 
 Decodes the stored batches and writes them with the core client (:class:`plantmrv.influx.InfluxClient`,
-v1 ``/write``, quality routing per docs/data-model.md). ``send`` returns only after InfluxDB
+v1 ``/write``), routed to ``sample_quality`` by :func:`plantmrv.lineprotocol.with_quality_series`,
+the very routing ingest applies in broker mode. ``send`` returns only after InfluxDB
 answered 204 for every body; a connection error or 5xx raises and the batches stay in the
 buffer. A *partial write* (InfluxDB refused some lines for good, e.g. a field type conflict)
-is not retried forever: the refused samples are counted as dropped and logged.
+is not retried forever: the refused samples are counted as dropped and logged, as are GOOD
+samples whose value is not a finite number (ingest dead-letters those as ``not_finite``).
 """
 
 from __future__ import annotations
@@ -91,7 +93,12 @@ class InfluxSink:
         batch = SampleBatch.concat(batches)
         if not len(batch):
             return
-        for body in self.client.encoder.encode(batch).bodies:
+        encoded = self.client.encoder.encode(batch)
+        if encoded.dropped_nonfinite:
+            self.metrics.dropped("not_finite", encoded.dropped_nonfinite)
+            log.error("event=samples_dropped reason=not_finite samples=%d (GOOD samples whose value is NaN or infinite)",
+                      encoded.dropped_nonfinite)
+        for body in encoded.bodies:
             try:
                 self.client.write_body(body)  # 204 or raise; a raise keeps every blob in the buffer
             except PartialWriteError as exc:  # refused for good: later bodies still go out

@@ -28,6 +28,12 @@ class GatewayMetrics:
         self.bytes = Gauge(p + "buffer_bytes", "Bytes of encoded batches in the durable buffer", registry=r)
         self._connected = Gauge(p + "connected", "1 when the component is connected", ["component"], registry=r)
         self._last_ok = Gauge(p + "last_success_timestamp_seconds", "Unix time of the last successful read/send", ["component"], registry=r)
+        self._refused = Counter(p + "sink_refused", "Messages the broker refused (MQTT 5 PUBACK >= 0x80, e.g. its ACL), kept in the buffer",
+                                ["sink"], registry=r)
+        self._nodes_bad = Gauge(p + "nodes_bad", "Tags that cannot be read or subscribed now, by status", ["source", "status"], registry=r)
+        self._node_bad = Gauge(p + "node_bad", "1 for each tag that cannot be read or subscribed now (NodeId or browse path, series, status, phase: browse, subscribe, data)",
+                               ["source", "node", "series", "status", "phase"], registry=r)
+        self._node_failures = Counter(p + "node_failures", "Times a tag started failing, by status", ["source", "status"], registry=r)
         self.samples_read = 0
         self.samples_sent = 0
         self.samples_dropped = 0
@@ -59,6 +65,22 @@ class GatewayMetrics:
     def source_backfilled(self, source: str, n: int) -> None:
         self._backfilled.labels(source).inc(n)
 
+    def node_failing(self, source: str, node: str, series: str, status: str, phase: str, previous: tuple[str, str] | None) -> None:
+        """A tag fails with ``status`` (``previous``: the (status, phase) it failed with until now, if any)."""
+        if previous is not None:
+            self.node_recovered(source, node, series, *previous)
+        else:
+            self._node_failures.labels(source, status).inc()
+        self._nodes_bad.labels(source, status).inc()
+        self._node_bad.labels(source, node, series, status, phase).set(1)
+
+    def node_recovered(self, source: str, node: str, series: str, status: str, phase: str) -> None:
+        self._nodes_bad.labels(source, status).dec()
+        try:
+            self._node_bad.remove(source, node, series, status, phase)
+        except KeyError:
+            pass
+
     # buffer
     def buffered(self, n: int) -> None:
         self.samples_buffered += n
@@ -85,6 +107,9 @@ class GatewayMetrics:
     def sink_connected(self, sink: str, up: bool) -> None:
         self.connected[f"sink:{sink}"] = up
         self._connected.labels(f"sink:{sink}").set(1 if up else 0)
+
+    def sink_refused(self, sink: str, n: int) -> None:
+        self._refused.labels(sink).inc(n)
 
     def sink_reconnect(self, sink: str) -> None:
         self.reconnects += 1

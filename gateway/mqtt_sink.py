@@ -3,8 +3,11 @@
 The retained ``.../state`` topic says ``online`` (birth, on every connect) and the broker
 publishes the Last Will ``offline`` when the gateway vanishes; a clean stop publishes
 ``offline`` itself. TLS (CA, client certificate) and username/password come from the shared
-``mqtt:`` section. :meth:`MqttSink.send` returns only when every message got its PUBACK and
-raises otherwise, so the agent deletes from the buffer only what the broker holds.
+``mqtt:`` section. :meth:`MqttSink.send` returns only when every message got a PUBACK that
+accepts it and raises otherwise, so the agent deletes from the buffer only what the broker
+holds. MQTT 5 by default: a broker whose ACL refuses a publish says so in the PUBACK (reason
+code 0x87 Not authorized; MQTT 3.1.1 acknowledges it like any other and drops it), and the
+gateway keeps the batch and logs the refusal instead of losing it.
 paho-mqtt 2.x runs its network loop in a thread and reconnects on its own.
 """
 
@@ -33,6 +36,9 @@ class MqttSinkConfig(StrictModel):
     max_inflight: int = Field(64, ge=1, le=65535, description="QoS 1 messages awaiting PUBACK at once.")
     publish_timeout_s: float = Field(30.0, gt=0, description="A send fails (and is retried from the buffer) past this.")
     compress: bool = Field(False, description="zlib-compress batches (saves bandwidth on cellular links).")
+    protocol: Literal["5", "3.1.1"] = Field(
+        "5", description="MQTT version. With 3.1.1 a broker acknowledges a publish its ACL refuses like any other: the batch would be lost."
+    )
 
 
 class SinkError(Exception):
@@ -64,11 +70,13 @@ class MqttSink:
         self.compress = cfg.compress
         self._connected = threading.Event()
         self._last_error = "not connected yet"
-        c = paho.Client(
-            paho.CallbackAPIVersion.VERSION2,
-            client_id=mqtt.client_id or f"plantmrv-gw-{site}-{gateway}",
-            clean_session=True,
-        )
+        self._refused: dict[int, str] = {}  # mid -> the broker's reason (MQTT 5 PUBACK >= 0x80)
+        self._v5 = cfg.protocol == "5"
+        client_id = mqtt.client_id or f"plantmrv-gw-{site}-{gateway}"
+        if self._v5:
+            c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+        else:
+            c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         if mqtt.username:
             c.username_pw_set(mqtt.username, mqtt.password.get_secret_value() if mqtt.password else None)
         if mqtt.use_tls:
@@ -80,7 +88,12 @@ class MqttSink:
         c.reconnect_delay_set(1, 30)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
         self.client = c
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        if getattr(reason_code, "is_failure", False):  # called before the message counts as published
+            self._refused[mid] = str(reason_code)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -101,7 +114,8 @@ class MqttSink:
         self.metrics.sink_connected(self.name, False)
 
     async def start(self) -> None:
-        self.client.connect_async(self.mqtt.host, self.mqtt.port, keepalive=self.mqtt.keepalive_s)
+        extra = {"clean_start": True} if self._v5 else {}
+        self.client.connect_async(self.mqtt.host, self.mqtt.port, keepalive=self.mqtt.keepalive_s, **extra)
         self.client.loop_start()
 
     def _send_blocking(self, blobs: list[bytes]) -> None:
@@ -109,6 +123,7 @@ class MqttSink:
 
         if not self._connected.is_set():
             raise SinkError(f"broker {self.mqtt.url} not connected ({self._last_error})")
+        self._refused.clear()
         infos = []
         for b in blobs:
             info = self.client.publish(self.topic, b, qos=1)
@@ -123,6 +138,14 @@ class MqttSink:
                 if not self._connected.is_set():
                     raise SinkError(f"broker {self.mqtt.url} disconnected before PUBACK ({self._last_error})")
                 info.wait_for_publish(0.2)
+        refused = [self._refused.pop(info.mid) for info in infos if info.mid in self._refused]
+        if refused:
+            self.metrics.sink_refused(self.name, len(refused))
+            raise SinkError(
+                f"broker {self.mqtt.url} refused {len(refused)} of {len(infos)} publishes on {self.topic} ({refused[0]}): "
+                f"its ACL lets this gateway's user ({self.mqtt.username or 'anonymous'}) publish only its own site's and "
+                f"gateway's topics; the batches stay in the buffer"
+            )
 
     async def send(self, blobs: list[bytes]) -> None:
         await asyncio.to_thread(self._send_blocking, blobs)

@@ -22,6 +22,7 @@ from pydantic import Field
 from plantmrv.batch import SampleBatch
 from plantmrv.config import MqttConfig, StrictModel
 from plantmrv.devicejson import DeviceJsonRouter, DeviceJsonTopic, JsonDecodeError
+from plantmrv.timebounds import DEFAULT_BOUNDS, TimeBounds
 
 if TYPE_CHECKING:  # pragma: no cover
     from plantmrv.gateway.metrics import GatewayMetrics
@@ -37,6 +38,17 @@ class MqttSourceConfig(StrictModel):
     reconnect_min_s: float = Field(1.0, gt=0)
     reconnect_max_s: float = Field(60.0, gt=0)
     mappings: list[DeviceJsonTopic] = Field(..., min_length=1, description="Mapped device-JSON topics (first match wins).")
+    schema_: Literal["none", "data_model"] = Field(
+        "none", alias="schema",
+        description="`data_model`: check-config refuses measurement and field names that are not in docs/data-model.md.",
+    )
+
+    model_config = {"populate_by_name": True}
+
+    def series_names(self) -> list[tuple[tuple, str, str, str]]:
+        """(key path of the measurement, key path of the field, measurement, field) of every mapped field."""
+        return [(("mappings", mi, "measurement"), ("mappings", mi, "fields", f), m.measurement, f)
+                for mi, m in enumerate(self.mappings) for f in m.fields]
 
 
 # --------------------------------------------------------------------------- the source
@@ -115,9 +127,10 @@ class BrokerSubscriber:
 class MqttSource(BrokerSubscriber):
     type = "mqtt"
 
-    def __init__(self, cfg: MqttSourceConfig, site: str, metrics: "GatewayMetrics", broker: MqttConfig | None):
+    def __init__(self, cfg: MqttSourceConfig, site: str, metrics: "GatewayMetrics", broker: MqttConfig | None,
+                 bounds: TimeBounds = DEFAULT_BOUNDS):
         super().__init__(cfg, metrics, broker)
-        self.router = DeviceJsonRouter(cfg.mappings, default_tags={"site": site})
+        self.router = DeviceJsonRouter(cfg.mappings, default_tags={"site": site}, bounds=bounds)
 
     def topics(self) -> list[str]:
         return [m.topic for m in self.cfg.mappings]

@@ -34,7 +34,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from plantmrv.batch import SampleBatch, Series, quality_from_status_code
 from plantmrv.config import StrictModel
+from plantmrv.gateway.nodestatus import NodeHealth
 from plantmrv.scaling import ScaledTag, check_unique_series, compose
+from plantmrv.urls import check_url
 
 if TYPE_CHECKING:  # pragma: no cover
     from plantmrv.gateway.metrics import GatewayMetrics
@@ -158,13 +160,28 @@ class OpcUaSourceConfig(StrictModel):
         "changes only, so the gateway stores the held value again at the server's time (the analytics' `max_gap_s` must exceed it).")
     max_nodes_per_read: int | None = Field(None, ge=1, description="Caps the server's MaxNodesPerRead (null: server's value).")
     max_monitored_items_per_call: int | None = Field(None, ge=1, description="Caps the server's MaxMonitoredItemsPerCall.")
+    schema_: Literal["none", "data_model"] = Field(
+        "none", alias="schema",
+        description="`data_model`: check-config refuses measurement and field names that are not in docs/data-model.md.",
+    )
     groups: list[OpcUaGroup] = Field(..., min_length=1)
+
+    model_config = {"populate_by_name": True}
+
+    def series_names(self) -> list[tuple[tuple, str, str, str]]:
+        """(key path of the measurement, key path of the field, measurement, field) of every tag, for name checks."""
+        out = []
+        for gi, g in enumerate(self.groups):
+            for ni, n in enumerate(g.nodes):
+                node = ("groups", gi, "nodes", ni)
+                where_m = node + ("measurement",) if n.measurement else ("groups", gi, "measurement")
+                out.append((where_m, node + ("field",), n.measurement or g.measurement, n.field))
+        return out
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not re.match(r"^opc\.tcp://[^/:]+(:\d+)?(/.*)?$", v):
-            raise ValueError(f"{v!r} is not an opc.tcp://host:port endpoint URL")
+        check_url(v, {"opc.tcp": 4840})
         return v
 
     @model_validator(mode="after")
@@ -314,6 +331,7 @@ class OpcUaSource:
         self.connected = False
         self._lost: asyncio.Event | None = None
         self._emit: Callable[[SampleBatch], None] | None = None
+        self.health = NodeHealth(self.name, self.nodes, self.node_group, self.table, metrics)  # tags that fail, loudly
 
     def max_sample_interval_ns(self, series: Series) -> int:
         """Largest time between stored samples of an unchanged tag (its group's setting) [ns]."""
@@ -337,7 +355,9 @@ class OpcUaSource:
         vals = np.asarray(vals, np.float64)
         if self._scaled and len(idx):
             vals = vals * self._a[idx] + self._b[idx]
-        batch = SampleBatch(self.table, idx, ts_arr, vals, quality_from_status_code(np.asarray(codes, np.uint64)))
+        codes = np.asarray(codes, np.uint32)
+        self.health.observe(idx, codes)
+        batch = SampleBatch(self.table, idx, ts_arr, vals, quality_from_status_code(codes), codes if codes.any() else None)
         watermark = server_clock_ns if covers is not None and server_clock_ns > 0 else None
         if len(batch):
             newest = int(ts_arr.max())
@@ -530,8 +550,11 @@ class OpcUaSource:
             part = by_path[k : k + chunk]
             results = await client.translate_browsepaths(root, ["/" + self.nodes[i].browse_path.strip("/") for i in part])
             for i, res in zip(part, results):
-                if not res.StatusCode.is_good() or not res.Targets:
-                    raise LookupError(f"browse path {self.nodes[i].browse_path!r} ({self.node_group[i].name}) not found: {res.StatusCode.name}")
+                if not res.StatusCode.is_good() or not res.Targets:  # this tag fails (loudly), the others go on
+                    self.health.fail(i, res.StatusCode.value if not res.StatusCode.is_good() else ua.StatusCodes.BadNoMatch, "browse")
+                    resolved[i] = ua.NodeId()  # the null NodeId: every service call on it fails harmlessly
+                    continue
+                self.health.ok(i, "browse")
                 resolved[i] = res.Targets[0].TargetId.NodeId if hasattr(res.Targets[0].TargetId, "NodeId") else res.Targets[0].TargetId
         return _NodeIds(self.nodes, resolved, ua.NodeId.from_string)
 
@@ -675,11 +698,13 @@ class OpcUaSource:
             cp.TimestampsToReturn = ua.TimestampsToReturn.Both
             cp.ItemsToCreate = [request(i, g, f) for i, g, f in part]
             results = await session.create_monitored_items(cp)
-            failed += [(i, r.StatusCode) for (i, _g, _f), r in zip(part, results) if not r.StatusCode.is_good()]
+            for (i, _g, _f), r in zip(part, results):
+                if r.StatusCode.is_good():
+                    self.health.ok(i, "subscribe")
+                else:
+                    failed.append(i)
+                    self.health.fail(i, r.StatusCode.value, "subscribe")
             sub.last_publish_at = time.monotonic()  # setting up a big subscription is not silence
-        for i, code in failed[:20]:
-            log.error("event=opcua_monitored_item_failed source=%s group=%s node=%s status=%s", self.name,
-                      self.node_group[i].name, self.nodes[i].node_id or self.nodes[i].browse_path, code.name)
         if failed:
             self.metrics.source_error(self.name, "monitored_item_failed", len(failed))
         log.info("event=opcua_subscribed source=%s groups=%d items=%d failed=%d publishing_interval_ms=%g calls=%d",

@@ -171,7 +171,8 @@ def dl_replay(
     """Re-validate with the current config and write what now passes; still-refused samples get a new row.
 
     Replayed rows are marked, not deleted (see `list --all`). Writes are idempotent, so
-    replaying twice stores nothing twice.
+    replaying twice stores nothing twice. A row that cannot be processed is reported and kept,
+    and the rows after it are still replayed. Exit code 3 when anything stays refused or kept.
     """
     from plantmrv.influx import InfluxError
     from plantmrv.ingest.service import replay_dead_letters
@@ -185,6 +186,9 @@ def dl_replay(
     targets = list(dict.fromkeys(targets))
 
     def progress(n, total, r):
+        if r.error:
+            typer.echo(f"[{n}/{total}] id={r.id} skipped (kept, not replayed): cannot process it: {r.error}")
+            return
         typer.echo(f"[{n}/{total}] id={r.id} written={r.written} still_refused={r.still_refused}"
                    + (f" new_ids={','.join(map(str, r.new_ids))}" if r.new_ids else ""))
 
@@ -198,6 +202,10 @@ def dl_replay(
         raise typer.Exit(1)
     written = sum(r.written for r in results)
     refused = sum(r.still_refused for r in results)
-    typer.echo(f"replayed {len(results)} rows: {written} points written, {refused} samples still refused")
-    if refused:
+    failed = [r.id for r in results if r.error]
+    refused_rows = sum(1 for r in results if r.new_ids)
+    typer.echo(f"replayed {len(results) - len(failed)} rows: {written} points written, {refused} samples still refused"
+               + (f" ({refused_rows} rows refused again)" if refused_rows else "")
+               + (f"; {len(failed)} rows could not be processed and were kept: ids {','.join(map(str, failed))}" if failed else ""))
+    if refused or refused_rows or failed:
         raise typer.Exit(3)

@@ -11,29 +11,39 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from plantmrv.config import StrictModel
+from plantmrv.datamodel import DATA_MODEL
 from plantmrv.ingest.device_json import DeviceJsonTopic
+from plantmrv.limits import DEFAULT_LIMITS, DecodeLimits
+from plantmrv.timebounds import TimestampBoundsFields
 
-#: The measurements and fields of docs/data-model.md that gateways publish (``sample_quality``
-#: and ``mrv`` are written by ingest and analytics themselves, not received).
-DEFAULT_SCHEMA: dict[str, list[str]] = {
-    "ubcf": [
-        "flow_m3_per_h", "volume_m3", "raw_turbidity_ntu", "treated_turbidity_ntu", "nh4_in_mg_per_l",
-        "nh4_out_mg_per_l", "water_temp_c", "pump_power_kw", "blower_power_kw", "pump_energy_kwh",
-        "blower_energy_kwh", "backwash", "chlorine_kg_per_h", "coagulant_kg_per_h",
-    ],
-    "pump": ["flow_m3_per_h", "volume_m3", "head_m", "shaft_power_kw", "power_kw", "efficiency", "energy_kwh", "running", "run_time_h"],
-    "vsd": ["speed_pct", "frequency_hz", "flow_m3_per_h", "power_kw", "energy_kwh", "throttle_power_kw", "running", "run_time_h"],
-    "wte": [
-        "waste_feed_t_per_h", "waste_fed_t", "lhv_mj_per_kg", "steam_t_per_h", "gross_power_kw", "aux_power_kw",
-        "net_export_energy_kwh", "incinerating", "aux_fuel_kg_per_h", "aux_fuel_kg", "import_energy_kwh",
-    ],
-    "pv": ["irradiance_w_per_m2", "module_temp_c", "dc_power_kw", "ac_power_kw", "export_energy_kwh"],
-    "gateway": ["buffer_depth", "buffer_bytes", "samples_read", "samples_sent", "samples_dropped", "online", "buffer_max_bytes"],
-    "coverage": ["tags_total", "tags_bad"],
-}
+#: The measurements and fields of docs/data-model.md that gateways publish (one list for every
+#: service: :data:`plantmrv.datamodel.DATA_MODEL`).
+DEFAULT_SCHEMA = DATA_MODEL
 
 
-class ValidationConfig(StrictModel):
+class LimitsConfig(StrictModel):
+    """What one message may cost to decode; past a limit it is dead-lettered with the limit's name."""
+
+    max_decompressed_bytes: int = Field(
+        DEFAULT_LIMITS.max_decompressed_bytes, ge=1024, description="A compressed batch inflates to at most this many bytes."
+    )
+    max_compression_ratio: float = Field(
+        DEFAULT_LIMITS.max_compression_ratio, ge=1, description="...and to at most this many times its compressed size (plantmrv batches: under 100)."
+    )
+    max_header_bytes: int = Field(DEFAULT_LIMITS.max_header_bytes, ge=1024, description="A batch's JSON header (series table and meta).")
+    max_series: int = Field(DEFAULT_LIMITS.max_series, ge=1, description="Series in one batch's table.")
+    max_tags: int = Field(DEFAULT_LIMITS.max_tags, ge=2, le=1000, description="Tags of one series.")
+    max_json_depth: int = Field(DEFAULT_LIMITS.max_json_depth, ge=4, le=500, description="Nesting of device JSON and of batch header values.")
+    max_json_bytes: int = Field(DEFAULT_LIMITS.max_json_bytes, ge=1024, description="A device-JSON payload.")
+    max_name_chars: int = Field(
+        DEFAULT_LIMITS.max_name_chars, ge=16, le=16_384, description="A measurement, tag key, tag value or field name; longer series are refused (`name_too_long`)."
+    )
+
+    def limits(self) -> DecodeLimits:
+        return DecodeLimits(**self.model_dump())
+
+
+class ValidationConfig(TimestampBoundsFields):
     schema_: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_SCHEMA.items()},
         alias="schema",
@@ -47,6 +57,7 @@ class ValidationConfig(StrictModel):
         description="Refuse samples older than this. Null: the retention policy's duration, read from InfluxDB at start (none if INF).",
     )
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Larger payloads are dead-lettered unread.")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Bounds on decoding (size, inflation, nesting, series, names).")
 
     model_config = {"populate_by_name": True}
 

@@ -44,7 +44,7 @@ from plantmrv.ingest.deadletter import DeadLetter, DeadLetterStore
 from plantmrv.ingest.device_json import DeviceJsonRouter, JsonDecodeError, topic_matches
 from plantmrv.ingest.metrics import IngestMetrics
 from plantmrv.ingest.validate import Validator, parse_go_duration_s
-from plantmrv.lineprotocol import MAX_LINES_PER_BODY, EncodedBodies, LineProtocolEncoder, QUALITY_MEASUREMENT, with_quality_series
+from plantmrv.lineprotocol import MAX_LINES_PER_BODY, QUALITY_FIELDS, QUALITY_MEASUREMENT, EncodedBodies, LineProtocolEncoder, with_quality_series
 
 log = logging.getLogger("plantmrv.ingest")
 BACKLOG_JOB_BODIES = 8  # see IngestService._seal_deadline
@@ -71,11 +71,14 @@ class Processor:
     def __init__(self, cfg: IngestConfig, topic_prefix: str, max_age_s: float | None):
         v = cfg.validation
         schema = dict(v.schema_)
-        schema.setdefault(QUALITY_MEASUREMENT, ["value", "quality"])  # ingest's own routing, seen again on replay
-        self.validator = Validator(schema, v.permissive, v.max_future_skew_s, max_age_s)
-        self.router = DeviceJsonRouter(cfg.device_json)
+        schema.setdefault(QUALITY_MEASUREMENT, list(QUALITY_FIELDS))  # ingest's own routing, seen again on replay
+        self.limits = v.limits.limits()
+        bounds = v.bounds()
+        self.validator = Validator(schema, v.permissive, v.max_future_skew_s, max_age_s, bounds, self.limits.max_name_chars)
+        self.router = DeviceJsonRouter(cfg.device_json, bounds=bounds, limits=self.limits)
         self.max_message_bytes = v.max_message_bytes
         self.gateway_filter = f"{topic_prefix}/+/+/data" if cfg.gateway_topics else None
+        self._prefix_levels = len(topic_prefix.split("/"))
 
     def kind_of(self, topic: str) -> str:
         if self.gateway_filter and topic_matches(self.gateway_filter, topic):
@@ -96,12 +99,27 @@ class Processor:
         reason = f"no_mapping: topic {topic!r} matches neither the gateway topics nor an ingest.device_json entry"
         return Processed("raw", SampleBatch.empty(), [DeadLetter(topic, payload, "raw", "no_mapping", reason, 0, received_ns)])
 
+    def topic_ids(self, topic: str) -> tuple[str, str] | None:
+        """(site, gateway) of a gateway data topic ``<prefix>/<site>/<gateway>/data``."""
+        levels = topic.split("/")
+        if len(levels) != self._prefix_levels + 3:
+            return None
+        return levels[self._prefix_levels], levels[self._prefix_levels + 1]
+
     def _batch(self, topic: str, payload: bytes, received_ns: int, now_ns: int) -> Processed:
         try:
-            msg = decode_message(payload)
+            msg = decode_message(payload, self.limits)
         except CodecError as exc:
-            return Processed("batch", SampleBatch.empty(), [DeadLetter(topic, payload, "batch", "decode", f"decode: {exc}", 0, received_ns)])
-        valid, rejects = self.validator.validate(msg.batch, now_ns)
+            return Processed("batch", SampleBatch.empty(), [DeadLetter(topic, payload, "batch", exc.code, f"{exc.code}: {exc}", 0, received_ns)])
+        ids = self.topic_ids(topic)
+        if ids is not None:
+            for key, expected in zip(("site", "gateway"), ids):
+                if key in msg.meta and msg.meta[key] != expected:
+                    reason = (f"topic_mismatch: the batch header says {key}={str(msg.meta[key])[:64]!r}, but its topic is {key} "
+                              f"{expected!r}: a gateway may publish only its own site's data")
+                    return Processed("batch", SampleBatch.empty(), [DeadLetter(topic, payload, "batch", "topic_mismatch", reason, len(msg.batch), received_ns)],
+                                     len(msg.batch), msg.meta)
+        valid, rejects = self.validator.validate(msg.batch, now_ns, ids)
         dead = []
         for r in rejects:
             sub = msg.batch.take(r.rows).compact()
@@ -116,7 +134,7 @@ class Processor:
         try:
             decoded = mapping.decode(topic, payload, received_ns)
         except JsonDecodeError as exc:
-            return Processed("json", SampleBatch.empty(), [DeadLetter(topic, payload, "json", "decode", f"decode: {exc}", 0, received_ns)])
+            return Processed("json", SampleBatch.empty(), [DeadLetter(topic, payload, "json", exc.code, f"{exc.code}: {exc}", 0, received_ns)])
         valid, rejects = self.validator.validate(decoded.batch, now_ns)
         reasons = [(r.code, r.detail) for r in decoded.rejects] + [(r.code, r.detail) for r in rejects]
         refused = len(decoded.rejects) + sum(len(r.rows) for r in rejects)
@@ -700,13 +718,16 @@ class ReplayResult:
     written: int
     still_refused: int
     new_ids: list[int]
+    error: str | None = None  # the row could not be processed: it stays, unreplayed, with this reason
 
 
 def replay_dead_letters(cfg, store: DeadLetterStore, ids: list[int], progress=None) -> list[ReplayResult]:
     """Re-validate dead letters with the current config and write what now passes.
 
     Each replayed row is marked replayed; what is still refused becomes a new row with its
-    current reason. Raises InfluxError if InfluxDB cannot be reached (rows stay unreplayed).
+    current reason. A row that cannot be processed at all is skipped, reported (``error``) and
+    kept as it is; the rows after it are still replayed. Raises InfluxError if InfluxDB cannot
+    be reached (rows from there on stay unreplayed).
     """
     from plantmrv.config import MqttConfig
 
@@ -725,18 +746,28 @@ def replay_dead_letters(cfg, store: DeadLetterStore, ids: list[int], progress=No
                 raise KeyError(f"no dead letter with id {id_}")
             if row.replayed_ns is not None:
                 results.append(ReplayResult(id_, 0, 0, []))
-                continue
-            p = processor.process(row.topic, row.payload, row.received_ns, kind=row.kind)
-            outcome = writer.write(p.batch)
-            dead = list(p.dead)
-            for rows, reason in _group_rejects(outcome.rejected):
-                sub = p.batch.take(rows).compact()
-                dead.append(DeadLetter(row.topic, encode_message(sub, **p.meta), "batch", "influx_rejected", reason, len(rows), row.received_ns))
-            new_ids = store.add_many(dead)
-            store.mark_replayed(id_)
-            results.append(ReplayResult(id_, outcome.lines_written, sum(d.samples for d in dead), new_ids))
+            else:
+                results.append(_replay_row(row, processor, writer, store))
             if progress:
                 progress(n + 1, len(ids), results[-1])
         return results
     finally:
         client.close()
+
+
+def _replay_row(row: DeadLetter, processor: Processor, writer: ResilientWriter, store: DeadLetterStore) -> ReplayResult:
+    try:
+        p = processor.process(row.topic, row.payload, row.received_ns, kind=row.kind)
+        outcome = writer.write(p.batch)
+    except InfluxError:
+        raise
+    except Exception as exc:  # one row that cannot be processed never stops the others
+        log.warning("event=replay_row_failed id=%s error=%r", row.id, exc)
+        return ReplayResult(row.id, 0, 0, [], f"{type(exc).__name__}: {str(exc)[:300]}")
+    dead = list(p.dead)
+    for rows, reason in _group_rejects(outcome.rejected):
+        sub = p.batch.take(rows).compact()
+        dead.append(DeadLetter(row.topic, encode_message(sub, **p.meta), "batch", "influx_rejected", reason, len(rows), row.received_ns))
+    new_ids = store.add_many(dead)
+    store.mark_replayed(row.id)
+    return ReplayResult(row.id, outcome.lines_written, sum(d.samples for d in dead), new_ids)

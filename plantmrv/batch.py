@@ -2,7 +2,10 @@
 
 A batch is a small *series table* (measurement + tags + field, one row per distinct series)
 and four equal-length columns: ``series`` (int32 index into the table), ``ts_ns`` (int64 Unix
-nanoseconds, UTC), ``value`` (float64) and ``quality`` (uint8, see :class:`Quality`).
+nanoseconds, UTC), ``value`` (float64) and ``quality`` (uint8, see :class:`Quality`), plus an
+optional fifth, ``status`` (uint32: the source's own status code, e.g. the OPC UA StatusCode
+``0x808C0000`` BadSensorFailure), present when a source had codes to keep; ``None`` means "no
+codes" (every status implied by its quality).
 Columns, not per-sample objects, so the buffer, the wire format and the line-protocol encoder
 are all vectorized.
 """
@@ -63,6 +66,7 @@ class SampleBatch:
     ts_ns: np.ndarray  # int64
     value: np.ndarray  # float64
     quality: np.ndarray = field(default=None)  # uint8
+    status: np.ndarray | None = field(default=None)  # uint32, or None: no source status codes
 
     def __post_init__(self) -> None:
         self.series = np.ascontiguousarray(self.series, dtype=np.int32)
@@ -71,11 +75,16 @@ class SampleBatch:
         if self.quality is None:
             self.quality = np.zeros(len(self.series), dtype=np.uint8)
         self.quality = np.ascontiguousarray(self.quality, dtype=np.uint8)
+        if self.status is not None:
+            self.status = np.ascontiguousarray(self.status, dtype=np.uint32)
         n = len(self.series)
-        if not (len(self.ts_ns) == len(self.value) == len(self.quality) == n):
+        if not (len(self.ts_ns) == len(self.value) == len(self.quality) == n) or (
+            self.status is not None and len(self.status) != n
+        ):
             raise ValueError(
                 f"batch columns differ in length: series={n} ts_ns={len(self.ts_ns)} "
                 f"value={len(self.value)} quality={len(self.quality)}"
+                + (f" status={len(self.status)}" if self.status is not None else "")
             )
         if n and (self.series.min() < 0 or self.series.max() >= len(self.table)):
             raise ValueError(f"batch series index out of range 0..{len(self.table) - 1}")
@@ -114,6 +123,7 @@ class SampleBatch:
         if len(batches) == 1:
             return batches[0]
         columns = [np.concatenate([getattr(b, name) for b in batches]) for name in ("ts_ns", "value", "quality")]
+        columns.append(concat_status(batches))
         table = batches[0].table
         if all(b.table is table for b in batches):  # one gateway's messages share their decoded table
             return cls(table, np.concatenate([b.series for b in batches]), *columns)
@@ -126,12 +136,22 @@ class SampleBatch:
 
     def take(self, idx: np.ndarray | slice) -> "SampleBatch":
         """Rows ``idx`` of this batch (series table shared, not compacted)."""
-        return SampleBatch(self.table, self.series[idx], self.ts_ns[idx], self.value[idx], self.quality[idx])
+        return SampleBatch(self.table, self.series[idx], self.ts_ns[idx], self.value[idx], self.quality[idx],
+                           None if self.status is None else self.status[idx])
 
     def compact(self) -> "SampleBatch":
         """Drop series-table rows that no sample references."""
         used, inverse = np.unique(self.series, return_inverse=True)
-        return SampleBatch([self.table[i] for i in used], inverse.astype(np.int32), self.ts_ns, self.value, self.quality)
+        return SampleBatch([self.table[i] for i in used], inverse.astype(np.int32), self.ts_ns, self.value, self.quality, self.status)
 
     def split(self, max_rows: int) -> list["SampleBatch"]:
         return [self.take(slice(i, i + max_rows)) for i in range(0, len(self), max_rows)]
+
+
+def concat_status(batches: Iterable[SampleBatch]) -> np.ndarray | None:
+    """The ``status`` column of ``batches`` concatenated: None when none has codes, else zeros
+    (no code) for the batches without."""
+    batches = list(batches)
+    if all(b.status is None for b in batches):
+        return None
+    return np.concatenate([b.status if b.status is not None else np.zeros(len(b), np.uint32) for b in batches])

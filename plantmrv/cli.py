@@ -80,6 +80,32 @@ def _missing_section(file: Path, section: str):
     return ConfigIssue(str(file), section, None, f"section '{section}' is required")
 
 
+@app.command("broker-acl")
+def broker_acl(
+    files: list[Path] = typer.Argument(..., help="Config files of the gateways (mqtt sink) and ingest processes that use the broker."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file (Mosquitto's dynamic-security JSON) instead of standard output."),
+) -> None:
+    """Print the broker's authorization for these services: each gateway may publish only its own topics, only ingest subscribes.
+
+    Mosquitto: load it with the dynamic-security plugin (deploy/mosquitto/mosquitto.conf), passwords
+    stay in the password_file. Every file needs `mqtt.username` (one broker user per gateway and per
+    ingest process). EMQX and HiveMQ: docs/broker-acl.md.
+    """
+    from plantmrv.brokeracl import document_for_files, render
+
+    try:
+        text = render(document_for_files(files))
+    except ConfigError as exc:
+        for issue in exc.issues:
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(1)
+    if out:
+        out.write_text(text)
+        typer.echo(f"wrote {out}")
+    else:
+        typer.echo(text, nl=False)
+
+
 @app.command("config-doc")
 def config_doc(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of standard output."),

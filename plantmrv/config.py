@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from plantmrv.urls import check_url, redact
+
 
 class StrictModel(BaseModel):
     """Base for every config section: unknown keys are errors (typos are caught before start)."""
@@ -67,6 +69,12 @@ class InfluxConfig(StrictModel):
     create_database: bool = Field(True, description="Create the database at start if missing (InfluxDB 1.x).")
     tls: InfluxTlsConfig | None = Field(None, description="TLS toward InfluxDB (with an `https://` url).")
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        check_url(v, {"http": 80, "https": 443})
+        return v
+
     @model_validator(mode="after")
     def _one_auth(self) -> "InfluxConfig":
         if self.token is not None and self.username is not None:
@@ -92,6 +100,9 @@ class TlsConfig(StrictModel):
     insecure: bool = Field(False, description="Skip broker hostname verification (test only).")
 
 
+MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
+
+
 class MqttConfig(StrictModel):
     url: str = Field("mqtt://127.0.0.1:1883", description="Broker URL: mqtt://host:port or mqtts://host:port.")
     username: str | None = None
@@ -104,22 +115,20 @@ class MqttConfig(StrictModel):
     @field_validator("url")
     @classmethod
     def _scheme(cls, v: str) -> str:
-        if not re.match(r"^mqtts?://[^/:]+(:\d+)?/?$", v):
-            raise ValueError(f"{v!r} is not mqtt://host:port or mqtts://host:port")
+        check_url(v, MQTT_SCHEMES, path=False)
         return v
 
     @property
     def host(self) -> str:
-        return re.match(r"^mqtts?://([^/:]+)", self.url).group(1)
+        return check_url(self.url, MQTT_SCHEMES, path=False).host
 
     @property
     def port(self) -> int:
-        m = re.match(r"^mqtts?://[^/:]+:(\d+)", self.url)
-        return int(m.group(1)) if m else (8883 if self.url.startswith("mqtts") else 1883)
+        return check_url(self.url, MQTT_SCHEMES, path=False).port
 
     @property
     def use_tls(self) -> bool:
-        return self.url.startswith("mqtts") or self.tls is not None
+        return self.url.lower().startswith("mqtts") or self.tls is not None
 
 
 # --------------------------------------------------------------------------- root
@@ -172,7 +181,7 @@ class ConfigIssue:
 
     def __str__(self) -> str:
         where = f" (line {self.line})" if self.line else ""
-        return f"{self.file}: {self.path or '<root>'}{where}: {self.message}"
+        return redact(f"{self.file}: {self.path or '<root>'}{where}: {self.message}")
 
 
 class ConfigError(Exception):
@@ -343,21 +352,22 @@ def load_config(path: str | os.PathLike, model: type[BaseModel] | None = None):
 
 # Checks that span sections (a gateway's MQTT sink needs the `mqtt` section, ...): each service
 # package that has some exposes them as a function, run for every file that holds its section.
-CROSS_CHECKS = {"gateway": "plantmrv.gateway.agent:check_runnable"}
+CROSS_CHECKS = {"gateway": ["plantmrv.gateway.agent:check_runnable", "plantmrv.gateway.names:check_names"]}
 
 
 def cross_check(cfg: Any, filename: str, lines: dict[tuple, int] | None = None) -> None:
     import importlib
 
     issues: list[ConfigIssue] = []
-    for section, target in CROSS_CHECKS.items():
+    for section, targets in CROSS_CHECKS.items():
         if getattr(cfg, section, None) is None:
             continue
-        module, func = target.split(":")
-        try:
-            getattr(importlib.import_module(module), func)(cfg, filename)
-        except ConfigError as exc:
-            issues.extend(exc.issues)
+        for target in [targets] if isinstance(targets, str) else targets:
+            module, func = target.split(":")
+            try:
+                getattr(importlib.import_module(module), func)(cfg, filename)
+            except ConfigError as exc:
+                issues.extend(exc.issues)
     for issue in issues:
         if issue.line is None and lines:
             loc = tuple(int(p) if p.isdigit() else p for p in re.split(r"\.|\[|\]", issue.path) if p)

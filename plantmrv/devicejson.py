@@ -35,13 +35,13 @@ from pydantic import Field, field_validator, model_validator
 
 from plantmrv.batch import SampleBatch, Series
 from plantmrv.config import StrictModel
+from plantmrv.limits import DEFAULT_LIMITS, DecodeLimits, LimitError, loads_bounded
 from plantmrv.scaling import Scaling
+from plantmrv.timebounds import DEFAULT_BOUNDS, TimeBounds
 
 _TEMPLATE = re.compile(r"\{topic\[(\d+)\]\}")
 _PATH = re.compile(r"^[^.\s]+(\.[^.\s]+)*$")
 _UNIT_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
-_TS_MIN_NS = 946_684_800 * 10**9  # 2000-01-01: older is a unit mistake or an unset device clock
-_TS_MAX_NS = 4_102_444_800 * 10**9  # 2100-01-01
 
 
 # --------------------------------------------------------------------------- topics
@@ -185,8 +185,9 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def timestamp_ns(value: Any, unit: str) -> int:
-    """A JSON timestamp as Unix ns; ValueError (the reason) unless a ``unit`` time in 2000..2100."""
+def timestamp_ns(value: Any, unit: str, bounds: TimeBounds = DEFAULT_BOUNDS) -> int:
+    """A JSON timestamp as Unix ns; ValueError (the reason) unless a ``unit`` time within ``bounds``
+    (by default 2000..2100: older is a unit mistake or an unset device clock)."""
     if unit == "rfc3339":
         if not isinstance(value, str):
             raise ValueError(f"is {_short(value)}, not an RFC 3339 string")
@@ -202,8 +203,8 @@ def timestamp_ns(value: Any, unit: str) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
             raise ValueError(f"is {_short(value)}, not a {unit} timestamp")
         ns = value * _UNIT_NS[unit]  # a float: range-checked before rounding (1e300 s overflows)
-    if not _TS_MIN_NS <= ns <= _TS_MAX_NS:
-        raise ValueError(f"is {_short(value)}, outside 2000..2100 as a {unit} timestamp")
+    if not bounds.contains(ns):
+        raise ValueError(f"is {_short(value)}, outside {bounds.describe()} as a {unit} timestamp")
     return ns if isinstance(ns, int) else round(ns)
 
 
@@ -226,14 +227,22 @@ class DecodedJson:
 
 
 class JsonDecodeError(ValueError):
-    """The whole payload is unusable (not JSON, not an object or list of objects)."""
+    """The whole payload is unusable (not JSON, not an object or list of objects, or over a limit:
+    ``code`` is then the limit's, else ``decode``)."""
+
+    def __init__(self, message: str, code: str = "decode"):
+        super().__init__(message)
+        self.code = code
 
 
 class DeviceJsonMapping:
     """The compiled mapping of one topic pattern. ``default_tags`` apply unless the mapping sets them."""
 
-    def __init__(self, cfg: DeviceJsonTopic, default_tags: dict[str, str] | None = None):
+    def __init__(self, cfg: DeviceJsonTopic, default_tags: dict[str, str] | None = None,
+                 bounds: TimeBounds = DEFAULT_BOUNDS, limits: DecodeLimits = DEFAULT_LIMITS):
         self.cfg = cfg
+        self.bounds = bounds
+        self.limits = limits
         tags = {**(default_tags or {}), **cfg.tags}
         self._fixed_tags = {k: v for k, v in tags.items() if not _TEMPLATE.search(v)}
         self._templated = {k: v for k, v in tags.items() if _TEMPLATE.search(v)}
@@ -255,8 +264,10 @@ class DeviceJsonMapping:
     def decode(self, topic: str, payload: bytes, received_ns: int) -> DecodedJson:
         """Turn a payload into samples; refuse only the values that cannot be samples."""
         try:
-            doc = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            doc = loads_bounded(payload, self.limits, "payload")
+        except LimitError as exc:
+            raise JsonDecodeError(str(exc), exc.code) from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise JsonDecodeError(f"payload is not JSON: {str(exc)[:200]}") from None
         records = doc if isinstance(doc, list) else [doc]
         if not records or not all(isinstance(r, dict) for r in records):
@@ -273,7 +284,7 @@ class DeviceJsonMapping:
                 try:
                     if not found:
                         raise ValueError("is missing")
-                    t_ns = timestamp_ns(raw, ts_cfg.unit)
+                    t_ns = timestamp_ns(raw, ts_cfg.unit, self.bounds)
                 except ValueError as exc:
                     detail = f"{where}{ts_cfg.path} {exc}; {len(table)} fields of this reading refused"
                     rejects.append(FieldReject("json_timestamp", detail, where + ts_cfg.path))
@@ -301,8 +312,9 @@ class DeviceJsonMapping:
 class DeviceJsonRouter:
     """Finds the mapping of a topic (first configured pattern that matches)."""
 
-    def __init__(self, topics: list[DeviceJsonTopic], default_tags: dict[str, str] | None = None):
-        self.mappings = [DeviceJsonMapping(t, default_tags) for t in topics]
+    def __init__(self, topics: list[DeviceJsonTopic], default_tags: dict[str, str] | None = None,
+                 bounds: TimeBounds = DEFAULT_BOUNDS, limits: DecodeLimits = DEFAULT_LIMITS):
+        self.mappings = [DeviceJsonMapping(t, default_tags, bounds, limits) for t in topics]
         self._cache: dict[str, DeviceJsonMapping | None] = {}
 
     def find(self, topic: str) -> DeviceJsonMapping | None:

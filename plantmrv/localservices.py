@@ -142,9 +142,32 @@ class InfluxService(Service):
 
 @dataclass
 class MosquittoService(Service):
+    passwords: dict[str, str] = field(default_factory=dict)  # broker users this instance knows
+
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+
+def dynsec_plugin() -> str:
+    """Path of Mosquitto's dynamic-security plugin (Debian: /usr/lib/<arch>/mosquitto_dynamic_security.so)."""
+    import glob
+
+    for pattern in ("/usr/lib/*/mosquitto_dynamic_security.so", "/usr/lib/mosquitto_dynamic_security.so",
+                    "/usr/lib/*/mosquitto/mosquitto_dynamic_security.so", "/usr/local/lib/mosquitto_dynamic_security.so"):
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    raise ServiceError(f"Mosquitto's dynamic-security plugin (mosquitto_dynamic_security.so) not found; {INSTALL_HINT}")
+
+
+def write_passwords(path: Path, passwords: dict[str, str]) -> None:
+    """A Mosquitto password_file for ``passwords`` (made by ``mosquitto_passwd``, readable by us only)."""
+    path.write_text("")
+    path.chmod(0o600)
+    binary = find_binary("mosquitto_passwd")
+    for user, password in passwords.items():
+        subprocess.run([binary, "-b", str(path), user, password], check=True, capture_output=True)
 
 
 def influxd_service(workdir: str | os.PathLike, port: int | None = None, host: str = "127.0.0.1", database: str = "plantmrv", auth: bool = False) -> InfluxService:
@@ -181,19 +204,37 @@ bind-address = "{host}:{rpc_port}"
     return InfluxService("influxd", [binary, "-config", str(conf)], host, port, workdir, workdir / "influxd.log", database=database)
 
 
-def mosquitto_service(workdir: str | os.PathLike, port: int | None = None, host: str = "127.0.0.1", extra_config: str = "") -> MosquittoService:
+def mosquitto_service(workdir: str | os.PathLike, port: int | None = None, host: str = "127.0.0.1", extra_config: str = "",
+                      acl: dict | None = None, passwords: dict[str, str] | None = None, anonymous: bool = True,
+                      username_as_clientid: bool = False) -> MosquittoService:
+    """A mosquitto on ``host:port``. ``acl``: a dynamic-security document (:mod:`plantmrv.brokeracl`) to
+    authorize every client by; ``passwords``: the broker users; ``anonymous``: whether clients may connect
+    without a user (with an ``acl``, what they may do is the document's anonymous group);
+    ``username_as_clientid``: a client's id is its user name (no session takeover by client id)."""
+    import json
+
     binary = find_binary("mosquitto")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
+    security = ""
+    if passwords:
+        write_passwords(workdir / "passwd", passwords)
+        security += f"password_file {workdir / 'passwd'}\n"
+    if acl is not None:
+        dynsec = workdir / "dynamic-security.json"
+        dynsec.write_text(json.dumps(acl, indent=1))
+        dynsec.chmod(0o600)
+        security += f"plugin {dynsec_plugin()}\nplugin_opt_config_file {dynsec}\n"
     conf = workdir / "mosquitto.conf"
     conf.write_text(
         f"""listener {port} {host}
+{'use_username_as_clientid true' if username_as_clientid else ''}
 # run as this user: as root, mosquitto would otherwise switch to user `mosquitto`, which cannot
 # write the persistence file into our private data directory
 user {getpass.getuser()}
-allow_anonymous true
-persistence true
+allow_anonymous {'true' if anonymous else 'false'}
+{security}persistence true
 persistence_location {workdir}/
 autosave_interval 5
 max_queued_messages 0
@@ -206,4 +247,5 @@ log_type warning
 {extra_config}
 """
     )
-    return MosquittoService("mosquitto", [binary, "-c", str(conf)], host, port, workdir, workdir / "mosquitto.log")
+    return MosquittoService("mosquitto", [binary, "-c", str(conf)], host, port, workdir, workdir / "mosquitto.log",
+                            passwords=dict(passwords or {}))

@@ -4,15 +4,33 @@ A missing binary or a service that does not answer fails the test with the reaso
 service's log); nothing is skipped. Services are stopped by PID at teardown. Session-wide
 instances serve most tests; the `*_private` ones belong to one test, which may stop, kill and
 restart them.
+
+Every mosquitto runs with the broker authorization plantmrv ships (:mod:`plantmrv.brokeracl`,
+Mosquitto's dynamic-security plugin) for the identities in :data:`BROKER_GATEWAYS` and
+:data:`BROKER_INGESTS` (passwords in ``broker.passwords``): a test that connects as one of them
+gets exactly that identity's rights. Anonymous clients are the test harness (publishers and
+observers standing in for the operator) and may do anything.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 
 import pytest
 
+from plantmrv.brokeracl import GatewayIdentity, IngestIdentity, dynsec_document
 from plantmrv.localservices import ServiceError, influxd_service, mosquitto_service
+
+BROKER_GATEWAYS = [GatewayIdentity("gw-danang", "danang", "gw-danang"), GatewayIdentity("gw-hcmc", "hcmc", "gw-hcmc")]
+BROKER_INGESTS = [IngestIdentity("ingest", group="+")]
+
+
+def acl_mosquitto(workdir, **kwargs):
+    """A mosquitto with the shipped authorization for the test identities and an anonymous test harness."""
+    passwords = {who.username: secrets.token_urlsafe(12) for who in [*BROKER_GATEWAYS, *BROKER_INGESTS]}
+    kwargs.setdefault("acl", dynsec_document(BROKER_GATEWAYS, BROKER_INGESTS, harness=kwargs.get("anonymous", True)))
+    return mosquitto_service(workdir, passwords=passwords, **kwargs)
 
 pytest_plugins = ["tests.sim_fixtures"]
 
@@ -52,11 +70,11 @@ def influx_db(influxd, request):
 
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory):
-    """A session-wide mosquitto broker (persistence on, unlimited queues for persistent sessions)."""
-    yield from _running(mosquitto_service, tmp_path_factory.mktemp("mosquitto"))
+    """A session-wide mosquitto broker (persistence on, unlimited queues for persistent sessions, ACL'd)."""
+    yield from _running(acl_mosquitto, tmp_path_factory.mktemp("mosquitto"))
 
 
 @pytest.fixture
 def mosquitto_private(tmp_path):
-    """A broker of the test's own, for tests that stop and restart it."""
-    yield from _running(mosquitto_service, tmp_path / "mosquitto")
+    """A broker of the test's own, for tests that stop and restart it (ACL'd like the shared one)."""
+    yield from _running(acl_mosquitto, tmp_path / "mosquitto")

@@ -123,3 +123,104 @@ def test_table_cache_is_bounded_by_the_length_of_its_keys():
     assert cache.get("aaaa") is None and cache.get("bbbb") == [] and cache.get("cccc") == [] and cache.chars == 8
     cache.put("x" * 11, [])  # longer than the whole cache: not kept
     assert cache.get("x" * 11) is None
+
+
+# --------------------------------------------------------------------------- bounded decoding
+
+from plantmrv.limits import DecodeLimits  # noqa: E402
+from tests.helpers import compression_bomb, craft_message  # noqa: E402
+
+
+def test_a_compression_bomb_is_refused_while_inflating_not_after():
+    """300 MB in ~300 kB: inflated only as far as its header announces (nothing), or refused at
+    once when the header announces more than the limits allow."""
+    import tracemalloc
+
+    bomb = compression_bomb(300 * 1024 * 1024)
+    honest = compression_bomb(300 * 1024 * 1024, header=b'{"series":[["m",{},"f"]],"n":%d}' % (300 * 1024 * 1024 // 21))
+    assert len(bomb) < 400_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(CodecError, match="longer than its header announces") as err:
+            decode_message(bomb)
+        assert err.value.code == "decode"
+        with pytest.raises(CodecError, match="inflates past 16777216 bytes") as err:
+            decode_message(honest)
+        assert err.value.code == "too_large"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024, f"decoding the bombs held {peak} bytes"
+
+
+def test_the_compression_ratio_limit_applies_below_the_size_limit():
+    header = b'{"series":[["m",{},"f"]],"n":%d}' % (2 * 1024 * 1024 // 21)
+    payload = compression_bomb(2 * 1024 * 1024, header=header)  # ~2 kB inflating to 2 MiB: ratio ~1000
+    with pytest.raises(CodecError, match="max_compression_ratio=250") as err:
+        decode_message(payload)
+    assert err.value.code == "too_large"
+    msg = decode_message(encode_message(sample_batch(5000), compress=True))  # a real batch is far below the ratio
+    assert len(msg.batch) == 5000
+
+
+def test_a_deeply_nested_header_is_refused_as_too_deep_not_a_crash():
+    deep = b'{"series":[],"n":0,"x":' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    lenient = DecodeLimits(max_compression_ratio=1000)  # 20 kB of brackets compress 300-fold
+    for payload in (craft_message(deep), craft_message(deep, compress=True)):
+        with pytest.raises(CodecError, match="nests deeper") as err:
+            decode_message(payload, lenient)
+        assert err.value.code == "too_deep"
+    shallow_but_over = b'{"series":[],"n":0,"x":' + b"[" * 40 + b"]" * 40 + b"}"
+    with pytest.raises(CodecError, match="limit of 32 levels"):
+        decode_message(craft_message(shallow_but_over))
+    # the same meta behind a cached series table is checked too
+    table = b'{"series":[["pump",{"site":"s"},"power_kw"]],"n":0'
+    decode_message(craft_message(table + b"}"))
+    with pytest.raises(CodecError, match="nests deeper"):
+        decode_message(craft_message(table + b',"x":' + b"[" * 10_000 + b"]" * 10_000 + b"}"))
+
+
+def test_series_count_and_header_size_are_bounded_before_parsing():
+    limits = DecodeLimits(max_series=100, max_header_bytes=64 * 1024)
+    many = b'{"series":[' + b",".join([b'["m",{},"f"]'] * 101) + b'],"n":0}'
+    with pytest.raises(CodecError, match="max_series") as err:
+        decode_message(craft_message(many), limits)
+    assert err.value.code == "too_many_series"
+    empties = b'{"series":[' + b",".join([b"[]"] * 5000) + b'],"n":0}'  # cheap text, costly objects
+    with pytest.raises(CodecError, match="max_series"):
+        decode_message(craft_message(empties), limits)
+    big = b'{"series":[],"n":0,"pad":"' + b"x" * 70_000 + b'"}'
+    with pytest.raises(CodecError, match="max_header_bytes") as err:
+        decode_message(craft_message(big), limits)
+    assert err.value.code == "too_large"
+
+
+def test_truncated_or_padded_zlib_streams_are_refused():
+    import zlib
+
+    body = b'{"series":[],"n":0}'
+    z = zlib.compress(body)
+    for bad, words in ((z[:-3], "truncated"), (z + b"junk", "follow the compressed body")):
+        raw = craft_message(body)  # then replace the body by hand
+        import struct
+
+        msg = struct.pack("<4sBBI", b"PMRV", 1, 1, len(body)) + bad
+        with pytest.raises(CodecError, match=words):
+            decode_message(msg + struct.pack("<I", zlib.crc32(msg)))
+        assert raw
+
+
+def test_status_codes_travel_only_when_a_batch_has_some():
+    batch = sample_batch(100)
+    plain = encode_message(batch)
+    assert decode_message(plain).batch.status is None
+    status = np.where(batch.quality == Quality.BAD, 0x808C0000, 0).astype(np.uint32)
+    coded = SampleBatch(batch.table, batch.series, batch.ts_ns, batch.value, batch.quality, status)
+    for compress in (False, True):
+        out = decode_message(encode_message(coded, compress=compress)).batch
+        assert np.array_equal(out.status, status)
+    assert len(encode_message(coded)) == len(plain) + 4 * 100
+    zero = SampleBatch(batch.table, batch.series, batch.ts_ns, batch.value, batch.quality, np.zeros(100, np.uint32))
+    assert encode_message(zero) == plain
+    with pytest.raises(CodecError, match="bits this build does not know"):
+        decode_message(craft_message(b'{"series":[],"n":0}', flags=0x04))

@@ -77,7 +77,7 @@ def test_timestamp_units_and_rfc3339():
 @pytest.mark.parametrize(
     "value, unit, words",
     [(True, "ms", "not a ms timestamp"), ("1767225600", "s", "not a s timestamp"), (float("nan"), "s", "not a s timestamp"),
-     (5, "ms", "outside 2000..2100"), (1767225600, "ns", "outside 2000..2100"), ("2026-01-01T00:00:00", "rfc3339", "without its UTC offset"),
+     (5, "ms", "outside 2000-01-01T00:00:00Z..2100-01-01"), (1767225600, "ns", "outside 2000-01-01T00:00:00Z..2100-01-01"), ("2026-01-01T00:00:00", "rfc3339", "without its UTC offset"),
      ("yesterday", "rfc3339", "not an RFC 3339 time"), (1767225600, "rfc3339", "not an RFC 3339 string")],
 )
 def test_bad_timestamps_are_refused_with_the_reason(value, unit, words):

@@ -11,6 +11,7 @@ import pytest
 
 from tests.test_gateway_support import (  # noqa: F401  (gateways is a fixture)
     gateways,
+    opcua_gateway_yaml as _opcua_yaml,
     running_opcua_server,
     REPO,
     GatewayProcess,
@@ -228,50 +229,53 @@ def test_gateway_refuses_an_untrusted_server_certificate(tmp_path, influx_db, in
         srv.kill()
 
 
-def test_gateway_browse_prints_a_pasteable_source_with_units(tmp_path, opcua_server):
-    srv = OpcUaServer(port=free_port(), tags=15, period_s=1.0, units=True, log_path=tmp_path / "opcua2.log").start()
+def test_gateway_browse_prints_a_pasteable_source_that_check_config_holds_to_the_data_model(tmp_path):
+    """Scalars become nodes with the unit in the field name; an array, a structure and a string are
+    comments saying why; the measurement is left to fill in (the pasted config does not load until
+    it is) and, with schema: data_model, names outside docs/data-model.md are located errors."""
+    import yaml
+
+    from plantmrv.config import ConfigError, load_config
+
+    srv = OpcUaServer(port=free_port(), tags=15, period_s=1.0, units=True, bad=True, log_path=tmp_path / "opcua2.log").start()
     try:
         r = subprocess.run([sys.executable, "-m", "plantmrv.cli", "gateway", "browse", srv.url], capture_output=True,
                            text=True, cwd=REPO, timeout=60)
-        assert r.returncode == 0, r.stderr
-        assert '{field: t0_kw, node_id: "ns=2;s=T0"}   # kW' in r.stdout
-        assert '{field: t14, node_id: "ns=2;s=T14"}' in r.stdout
-        # the output pastes into a valid gateway config
-        import yaml
-
-        src = yaml.safe_load(r.stdout)
-        src[0]["groups"][0]["measurement"] = "pump"
-        cfg = {"site": {"id": "s"}, "influxdb": {}, "gateway": {"id": "g", "sink": {"type": "influxdb"}, "sources": src}}
-        p = tmp_path / "pasted.yaml"
-        p.write_text(yaml.safe_dump(cfg))
-        from plantmrv.config import load_config
-
-        assert len(load_config(p).gateway.sources[0].groups[0].nodes) == 15
+        with_m = subprocess.run([sys.executable, "-m", "plantmrv.cli", "gateway", "browse", srv.url, "--measurement", "pump"],
+                                capture_output=True, text=True, cwd=REPO, timeout=60)
     finally:
         srv.kill()
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert '{field: t0_kw, node_id: "ns=2;s=T0"}   # kW' in out
+    assert '{field: t14, node_id: "ns=2;s=T14"}' in out
+    assert "# skipped B_array (ns=2;s=B_array): an array (ValueRank" in out
+    assert "# skipped B_range (ns=2;s=B_range): data type i=884 is a structure" in out
+    assert "# skipped B_text (ns=2;s=B_text): data type i=12 is text" in out
+    assert "CHANGE_ME" not in out and "schema: data_model" in out
+    assert "3 left out (see the comments)" in r.stderr
 
+    def pasted(src, name):
+        cfg = {"site": {"id": "s"}, "influxdb": {}, "gateway": {"id": "g", "sink": {"type": "influxdb"}, "sources": src}}
+        p = tmp_path / name
+        p.write_text(yaml.safe_dump(cfg))
+        return p
 
-def _opcua_yaml(tmp_path, url: str, groups: str, influxd, influx_db, port: int, extra_sources: str = "") -> "Path":
-    text = f"""site: {{id: testsite}}
-influxdb: {{url: "{influxd.url}", database: {influx_db.database}}}
-gateway:
-  id: gw1
-  sources:
-    - type: opcua
-      name: plc
-      url: {url}
-      history_backfill: false
-      reconnect_min_s: 0.5
-      reconnect_max_s: 2
-      groups:
-{groups}{extra_sources}
-  sink: {{type: influxdb}}
-  buffer: {{path: buffer.db, batch_max_age_s: 0.2}}
-  health: {{metrics_port: {port}, status_log_interval_s: 5}}
-"""
-    p = tmp_path / "gw.yaml"
-    p.write_text(text)
-    return p
+    src = yaml.safe_load(out)
+    with pytest.raises(ConfigError) as err:
+        load_config(pasted(src, "as-is.yaml"))
+    assert "gateway.sources[0].groups[0].measurement" in str(err.value) and "required key is missing" in str(err.value)
+    for g in src[0]["groups"]:
+        g["measurement"] = "pump"
+    with pytest.raises(ConfigError) as err:
+        load_config(pasted(src, "pump.yaml"))
+    text = str(err.value)
+    gi = [g["asset"] for g in src[0]["groups"]].index("Asset0")
+    assert f"gateway.sources[0].groups[{gi}].nodes[0].field (line" in text and "'t0_kw' is not a field of 'pump' in docs/data-model.md" in text
+    src[0]["schema"] = "none"
+    assert len(load_config(pasted(src, "custom.yaml")).gateway.sources[0].groups[gi].nodes) == 15
+    assert with_m.returncode == 0 and "      measurement: pump" in with_m.stdout
+    assert "# kW; not a field of pump in docs/data-model.md: rename it" in with_m.stdout
 
 
 def _steps(points: dict[int, float]) -> list[float]:
@@ -327,7 +331,8 @@ def test_gateway_percent_deadband_is_a_share_of_the_eurange(tmp_path, influx_db,
         assert_contiguous(pts["t3_kw"], PERIOD_S, "t3_kw (no deadband)")
         assert "t4_kw" not in pts
         log = gw.log()
-        assert "event=opcua_monitored_item_failed source=plc group=pct_no_range node=ns=2;s=T4 status=BadDeadbandFilterInvalid" in log, log[-3000:]
+        assert ("event=opcua_node_failing source=plc node='ns=2;s=T4' browse_path=None group='pct_no_range' "
+                "series='pump,asset=P1,site=testsite t4_kw' status=BadDeadbandFilterInvalid") in log, log[-3000:]
         assert "items=4 failed=1" in log
     finally:
         srv.kill()
@@ -336,7 +341,7 @@ def test_gateway_percent_deadband_is_a_share_of_the_eurange(tmp_path, influx_db,
 def test_gateway_reads_tags_by_browse_path(tmp_path, influx_db, influxd, gateways):
     """Tags given by browse path (subscribed and polled) read exactly the node the path names:
     every node serves its own values (k + 1e6 * index), so a wrong resolution shows. A path that
-    does not exist stops only its own source, with the path and group in the log."""
+    does not exist fails only its own tag, logged with the path, group and status; its source stays up."""
     srv = OpcUaServer(port=free_port(), tags=6, period_s=PERIOD_S, distinct=True, log_path=tmp_path / "opcua.log").start()
     try:
         def path(i: int) -> str:
@@ -389,7 +394,8 @@ def test_gateway_reads_tags_by_browse_path(tmp_path, influx_db, influxd, gateway
             assert all(v == k for k, v in ticks.items()), f"t{i}_kw: values not node T{i}'s ticks: {sorted(ticks.items())[:5]}"
             assert len(ticks) >= 0.8 * (max(ticks) - min(ticks) + 1), f"t{i}_kw: {len(ticks)} polls over {max(ticks) - min(ticks) + 1} ticks"
         log = gw.log()
-        assert ("event=opcua_connection_lost source=plc_typo" in log
-                and "browse path '0:Objects/2:Plant/2:Asset0/2:T2x' (typo) not found: BadNoMatch" in log), log[-3000:]
+        assert ("event=opcua_node_failing source=plc_typo node='0:Objects/2:Plant/2:Asset0/2:T2x' "
+                "browse_path='0:Objects/2:Plant/2:Asset0/2:T2x' group='typo'") in log and "status=BadNoMatch" in log, log[-3000:]
+        assert "event=opcua_connection_lost" not in log
     finally:
         srv.kill()

@@ -14,7 +14,11 @@ Bad_DeadbandFilterInvalid on a node without EURange. asyncua 2.1's own server co
 previous sample and passes every value for a percent deadband ("not implemented"), so a test of
 the gateway's deadband settings against it could not fail. ``--mixed`` adds variables of other
 types and qualities (Int32, Boolean, Float, String, Uncertain, Bad without value, no source
-timestamp) under ``Objects/Plant/Mixed`` for the PublishResponse decoder tests.
+timestamp) under ``Objects/Plant/Mixed`` for the PublishResponse decoder tests. ``--bad`` adds
+tags that cannot be read under ``Objects/Plant/Bad``: ``B_not_readable`` (BadNotReadable),
+``B_denied`` (BadUserAccessDenied), ``B_waiting`` (BadWaitingForInitialData) and ``B_flaky``
+(tick k, but BadCommunicationError without a value while ``k % 40`` is 10..19), and variables a
+gateway cannot carry: ``B_array`` (Double[3]), ``B_range`` (a Range structure), ``B_text`` (String).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ PY = sys.executable
 # --------------------------------------------------------------------------- server process
 
 MIXED = ("M_int32", "M_bool", "M_float", "M_string", "M_uncertain", "M_bad", "M_no_source_ts")
+BAD_TAGS = {"B_not_readable": "BadNotReadable", "B_denied": "BadUserAccessDenied", "B_waiting": "BadWaitingForInitialData"}
 
 
 def _install_spec_deadband() -> None:
@@ -156,6 +161,17 @@ async def _serve(args) -> None:
         for name in MIXED:
             init, vt = types.get(name, (0.0, ua.VariantType.Double))
             mixed[name] = (await mfolder.add_variable(ua.NodeId(name, ns), ua.QualifiedName(name, ns), init, vt)).nodeid
+    bad = {}
+    if args.bad:
+        bfolder = await plant.add_object(ua.NodeId("Bad", ns), ua.QualifiedName("Bad", ns))
+        for name in (*BAD_TAGS, "B_flaky"):
+            bad[name] = (await bfolder.add_variable(ua.NodeId(name, ns), ua.QualifiedName(name, ns), 0.0, ua.VariantType.Double)).nodeid
+        for name, status in BAD_TAGS.items():
+            await server.write_attribute_value(bad[name], ua.DataValue(None, ua.StatusCode(getattr(ua.StatusCodes, status))))
+        await bfolder.add_variable(ua.NodeId("B_array", ns), ua.QualifiedName("B_array", ns), [1.0, 2.0, 3.0], ua.VariantType.Double)
+        await bfolder.add_variable(ua.NodeId("B_range", ns), ua.QualifiedName("B_range", ns), ua.Range(Low=0.0, High=1.0),
+                                   datatype=ua.NodeId(ua.ObjectIds.Range))
+        await bfolder.add_variable(ua.NodeId("B_text", ns), ua.QualifiedName("B_text", ns), "ok", ua.VariantType.String)
     if args.units:
         eu = ua.EUInformation(DisplayName=ua.LocalizedText("kW"), Description=ua.LocalizedText("kilowatt"))
         for v in variables[:10]:
@@ -193,6 +209,10 @@ async def _serve(args) -> None:
             await w(mixed["M_bad"], ua.DataValue(None, ua.StatusCode(ua.StatusCodes.BadSensorFailure) if k % 2 else ua.StatusCode(ua.StatusCodes.BadCommunicationError),
                                                  ServerTimestamp=ts))
             await w(mixed["M_no_source_ts"], ua.DataValue(ua.Variant(float(k), ua.VariantType.Double), ServerTimestamp=ts))
+        if bad:
+            flaky = ua.DataValue(None, ua.StatusCode(ua.StatusCodes.BadCommunicationError), ServerTimestamp=ts) if 10 <= k % 40 < 20 else \
+                ua.DataValue(ua.Variant(float(k), ua.VariantType.Double), SourceTimestamp=ts, ServerTimestamp=ts)
+            await server.write_attribute_value(bad["B_flaky"], flaky)
         if tick_log:
             tick_log.write(f"{k} {time.time():.3f}\n")  # tick k fully written (the bench's ground truth)
 
@@ -210,6 +230,7 @@ class OpcUaServer:
     eurange: str | None = None
     eurange_tags: int = 0
     mixed: bool = False
+    bad: bool = False
     distinct: bool = False
     max_nodes_per_read: int | None = None
     tick_log: Path | None = None
@@ -234,6 +255,8 @@ class OpcUaServer:
             a += ["--eurange", self.eurange, "--eurange-tags", str(self.eurange_tags)]
         if self.mixed:
             a.append("--mixed")
+        if self.bad:
+            a.append("--bad")
         if self.distinct:
             a.append("--distinct")
         if self.max_nodes_per_read:
@@ -440,6 +463,7 @@ def main() -> None:
     ap.add_argument("--eurange", help="LOW:HIGH, an EURange property on the first --eurange-tags variables")
     ap.add_argument("--eurange-tags", type=int, default=0)
     ap.add_argument("--mixed", action="store_true")
+    ap.add_argument("--bad", action="store_true")
     ap.add_argument("--distinct", action="store_true")
     ap.add_argument("--max-nodes-per-read", type=int)
     ap.add_argument("--tick-log")
@@ -493,6 +517,30 @@ def write_gateway_config(path: Path, *, opcua_url: str | None = None, tags: int 
               f"  health: {{metrics_port: {metrics_port if metrics_port is not None else 'null'}, status_log_interval_s: 5, sample_interval_s: 2}}"]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def opcua_gateway_yaml(tmp_path: Path, url: str, groups: str, influxd, influx_db, port: int, extra_sources: str = "") -> Path:
+    """gw.yaml: one OPC UA source `plc` with the given ``groups`` (YAML text), direct to influx_db, metrics on ``port``."""
+    text = f"""site: {{id: testsite}}
+influxdb: {{url: "{influxd.url}", database: {influx_db.database}}}
+gateway:
+  id: gw1
+  sources:
+    - type: opcua
+      name: plc
+      url: {url}
+      history_backfill: false
+      reconnect_min_s: 0.5
+      reconnect_max_s: 2
+      groups:
+{groups}{extra_sources}
+  sink: {{type: influxdb}}
+  buffer: {{path: buffer.db, batch_max_age_s: 0.2}}
+  health: {{metrics_port: {port}, status_log_interval_s: 5}}
+"""
+    p = tmp_path / "gw.yaml"
+    p.write_text(text)
+    return p
 
 
 def influx_points(client, measurement: str = "pump") -> dict[str, dict[int, float]]:

@@ -194,3 +194,106 @@ def test_ingest_tune_malloc_keeps_batch_memory_unless_the_environment_sets_it():
     assert tuned() == "[('malloc_mmap_threshold', 33554432), ('malloc_trim_threshold', 536870912)]"
     assert tuned(MALLOC_TRIM_THRESHOLD_="1000000") == "[('malloc_mmap_threshold', 33554432)]"
     assert tuned(GLIBC_TUNABLES="glibc.malloc.mmap_threshold=1048576") == "[('malloc_trim_threshold', 536870912)]"
+
+
+# --------------------------------------------------------------------------- trust on the data path
+
+
+def test_a_gateway_topic_admits_only_samples_of_its_own_site_and_gateway():
+    """Defence in depth behind the broker ACL: a batch on plantmrv/v1/danang/gw-danang/data may not
+    write hcmc's meter; series with the topic's site (and, where tagged, gateway) still pass."""
+    p = Processor(IngestConfig(validation={"permissive": True}), "plantmrv/v1", None)
+    table = [Series.of("pump", "energy_kwh", site="danang", asset="P1"), Series.of("vsd", "energy_kwh", site="hcmc", asset="intake1"),
+             Series.of("gateway", "online", site="danang", gateway="gw-danang"), Series.of("gateway", "online", site="danang", gateway="gw-x"),
+             Series.of("pump", "power_kw", asset="P1")]
+    batch = SampleBatch(table, [0, 1, 2, 3, 4], [NOW - 10**9] * 5, [895_252.0, 1.0, 1.0, 1.0, 3.0])
+    out = p.process("plantmrv/v1/danang/gw-danang/data", encode_message(batch, site="danang", gateway="gw-danang"), NOW, now_ns=NOW)
+    assert sorted(out.batch.table[i].key() for i in out.batch.series) == [
+        "gateway,gateway=gw-danang,site=danang online", "pump,asset=P1,site=danang energy_kwh"]
+    assert [d.code for d in out.dead] == ["topic_mismatch"] * 3
+    reasons = " ".join(d.reason for d in out.dead)
+    assert "site='hcmc', but its topic is site 'danang'" in reasons and "gateway='gw-x'" in reasons and "no site tag" in reasons
+    # a header that names another site or gateway than its topic: the whole message
+    for meta in ({"site": "hcmc", "gateway": "gw-danang"}, {"site": "danang", "gateway": "gw-hcmc"}):
+        out = p.process("plantmrv/v1/danang/gw-danang/data", encode_message(batch.take([0]), **meta), NOW, now_ns=NOW)
+        assert not len(out.batch) and [(d.code, d.samples) for d in out.dead] == [("topic_mismatch", 1)]
+
+
+def test_names_longer_than_the_limit_and_timestamps_outside_the_bounds_are_refused():
+    v = _validator(permissive=True, max_age_s=None)
+    long_tag = Series.of("pump", "power_kw", site="a", asset="A" * 300)
+    ok = Series.of("pump", "power_kw", site="a", asset="P1")
+    ts_1938 = -1_006_560_000 * 10**9
+    batch = SampleBatch([ok, long_tag], [0, 1, 0, 0], [NOW, NOW, ts_1938, 0], [1.0, 2.0, 3.0, 4.0])
+    valid, rejects = v.validate(batch, NOW)
+    assert valid.value.tolist() == [1.0]
+    got = {r.code: r.rows.tolist() for r in rejects}
+    assert got == {"name_too_long": [1], "timestamp_range": [2, 3]}
+    assert "300 characters exceeds the limit of 256" in next(r.detail for r in rejects if r.code == "name_too_long")
+    assert "at 1938-02-08T00:00:00Z" in next(r.detail for r in rejects if r.code == "timestamp_range")
+
+
+def test_bounds_and_limits_are_configurable_and_apply_to_device_json_alike(tmp_path):
+    f = tmp_path / "i.yaml"
+    f.write_text(yaml.safe_dump({"ingest": {
+        "validation": {"permissive": True, "min_timestamp": "1990-01-01T00:00:00Z", "limits": {"max_name_chars": 400, "max_json_depth": 8}},
+        "device_json": [{"topic": "dev/+", "measurement": "pump", "tags": {"site": "s", "asset": "{topic[1]}"},
+                         "fields": {"power_kw": "kw"}, "timestamp": {"path": "ts", "unit": "s"}}]}}))
+    p = Processor(load_config(f).ingest, "plantmrv/v1", None)
+    t1995 = 788_918_400
+    out = p.process("dev/P1", b'{"ts": %d, "kw": 1.5}' % t1995, NOW, now_ns=NOW)
+    assert len(out.batch) == 1 and not out.dead
+    out = p.process("dev/P1", b'{"ts": 600000000, "kw": 1.5}', NOW, now_ns=NOW)  # 1989
+    assert [d.code for d in out.dead] == ["json_timestamp"] and "outside 1990-01-01T00:00:00Z..2100" in out.dead[0].reason
+    out = p.process("dev/P1", b'{"ts": %d, "kw": 1.5, "x": [[[[[[[[[1]]]]]]]]]}' % t1995, NOW, now_ns=NOW)
+    assert [d.code for d in out.dead] == ["too_deep"] and "limit of 8 levels" in out.dead[0].reason
+    out = p.process("dev/P1", b"[" * 10_000 + b"]" * 10_000, NOW, now_ns=NOW)
+    assert [d.code for d in out.dead] == ["too_deep"]
+    out = p.process("dev/" + "A" * 350, b'{"ts": %d, "kw": 1.5}' % t1995, NOW, now_ns=NOW)
+    assert len(out.batch) == 1  # 350 characters: within the configured 400
+    batch = SampleBatch([Series.of("pump", "power_kw", site="s", asset="P1")], [0], [t1995 * 10**9], [1.0])
+    assert len(p.process("plantmrv/v1/s/gw/data", encode_message(batch), NOW, now_ns=NOW).batch) == 1
+
+
+def test_bad_quality_samples_without_a_value_pass_validation_to_sample_quality():
+    p = Processor(IngestConfig(), "plantmrv/v1", None)
+    s = Series.of("pump", "power_kw", site="a", asset="P1")
+    batch = SampleBatch([s], [0, 0, 0], [NOW - 3 * 10**9, NOW - 2 * 10**9, NOW - 10**9], [np.nan, np.nan, np.nan],
+                        [Quality.BAD, Quality.UNCERTAIN, Quality.GOOD], [0x808C0000, 0x40000000, 0])
+    out = p.process("plantmrv/v1/a/gw/data", encode_message(batch), NOW, now_ns=NOW)
+    assert [(d.code, d.samples) for d in out.dead] == [("not_finite", 1)]
+    got = sorted((out.batch.table[i].field, int(t), v) for i, t, v in zip(out.batch.series, out.batch.ts_ns, out.batch.value))
+    assert got == [("quality", NOW - 3 * 10**9, 2.0), ("quality", NOW - 2 * 10**9, 1.0),
+                   ("status_code", NOW - 3 * 10**9, float(0x808C0000)), ("status_code", NOW - 2 * 10**9, float(0x40000000))]
+
+
+def test_replay_skips_reports_and_keeps_a_row_it_cannot_process(tmp_path, influx_db, monkeypatch):
+    """One row that cannot be processed (here: an internal error) never stops the rows after it."""
+    from plantmrv.ingest import service
+    from plantmrv.ingest.deadletter import DeadLetter
+
+    dl = tmp_path / "dead.db"
+    f = tmp_path / "ingest.yaml"
+    f.write_text(yaml.safe_dump({"influxdb": {"url": influx_db.url, "database": influx_db.database},
+                                 "ingest": {"dead_letters": {"path": str(dl)}, "validation": {"permissive": True}}}))
+    ts = (time.time_ns() // 10**9 - 3600) * 10**9
+    good = encode_message(SampleBatch([Series.of("pump", "power_kw", site="r", asset="P1")], [0], [ts], [7.5]))
+    store = DeadLetterStore(dl)
+    store.add_many([DeadLetter("plantmrv/v1/r/gw/data", b"poison", "raw", "internal_error", "internal_error: x", 0, ts),
+                    DeadLetter("plantmrv/v1/r/gw/data", good, "batch", "unknown_field", "unknown_field: x", 1, ts)])
+    store.close()
+    real = service.Processor.process
+
+    def process(self, topic, payload, *a, **kw):
+        if payload == b"poison":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(self, topic, payload, *a, **kw)
+
+    monkeypatch.setattr(service.Processor, "process", process)
+    res = CliRunner().invoke(app, ["ingest", "dead-letters", "replay", "--all", "-c", str(f)])
+    assert res.exit_code == 3, res.output
+    assert "id=1 skipped (kept, not replayed): cannot process it: RecursionError" in res.output
+    assert "[2/2] id=2 written=1" in res.output and "1 rows could not be processed and were kept: ids 1" in res.output
+    store = DeadLetterStore(dl)
+    assert [d.id for d in store.list()] == [1]  # kept, still to replay
+    assert influx_db.query("SELECT power_kw FROM pump WHERE site='r'")[0].columns["power_kw"].tolist() == [7.5]

@@ -289,3 +289,26 @@ def test_a_table_grown_in_place_between_encodes_gets_its_new_prefixes():
     second = b"".join(enc.encode(SampleBatch(table, [0, 1], [2, 2], [2.0, 3.0])).bodies)
     assert first == b"m,site=s a=1 1\n"
     assert second == b"m,site=s a=2 2\nm,site=s b=3 2\n"
+
+
+def test_quality_routing_keeps_status_codes_and_bad_samples_without_a_value():
+    """A failed OPC UA read (BAD, no value) and an UNCERTAIN one without a value reach sample_quality
+    with their quality and status code; only finite values are written, nothing is dropped."""
+    s = Series.of("pump", "power_kw", site="danang", asset="P1")
+    status = [0, 0x40920000, 0x808C0000, 0x80310000, 0x40000000]
+    batch = SampleBatch([s], [0] * 5, [1, 2, 3, 4, 5], [10.0, 11.0, 12.0, np.nan, np.nan],
+                        [Quality.GOOD, Quality.UNCERTAIN, Quality.BAD, Quality.BAD, Quality.UNCERTAIN], status)
+    enc = encode_batch(batch)
+    assert enc.dropped_nonfinite == 0
+    lines = enc.bodies[0].decode().splitlines()
+    raw = sorted(parse_line(l)[3:] for l in lines if l.startswith("pump,"))
+    assert raw == [("10", 1), ("11", 2)]
+    flagged = sorted((f[4], f[2], f[3]) for f in map(parse_line, lines) if f[0] == "sample_quality")
+    assert flagged == [
+        (2, "quality", "1"), (2, "status_code", str(0x40920000)), (2, "value", "11"),
+        (3, "quality", "2"), (3, "status_code", str(0x808C0000)), (3, "value", "12"),
+        (4, "quality", "2"), (4, "status_code", str(0x80310000)),
+        (5, "quality", "1"), (5, "status_code", str(0x40000000)),
+    ]
+    good_nan = SampleBatch([s], [0], [1], [np.nan])
+    assert encode_batch(good_nan).dropped_nonfinite == 1  # a GOOD NaN: the caller refuses it, the encoder counts it
