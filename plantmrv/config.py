@@ -122,6 +122,21 @@ class MqttConfig(StrictModel):
         return self.url.startswith("mqtts") or self.tls is not None
 
 
+class MetricsConfig(StrictModel):
+    """``/metrics``, ``/healthz`` and ``/readyz`` of a long-running service (docs/operations.md)."""
+
+    host: str = Field("127.0.0.1", description="Address of /metrics, /healthz and /readyz.")
+    port: int | None = Field(None, ge=0, le=65535, description="Their port; null disables them, 0 picks a free port (logged).")
+
+
+class AnalyticsMetricsConfig(MetricsConfig):
+    port: int | None = Field(9110, ge=0, le=65535, description="Their port; null disables them, 0 picks a free port (logged).")
+
+
+class ApiMetricsConfig(MetricsConfig):
+    port: int | None = Field(9111, ge=0, le=65535, description="Their port (apart from the API's, so they stay off the public listener); null disables them, 0 picks a free port (logged).")
+
+
 # --------------------------------------------------------------------------- root
 
 
@@ -324,8 +339,9 @@ def load_config(path: str | os.PathLike, model: type[BaseModel] | None = None):
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigIssue(filename, "", None, f"cannot read: {exc}")]) from None
     data, lines, issues = load_yaml_with_lines(text, filename)
-    if data is None:
-        data = {}
+    if data is None or data == {}:
+        sections = ", ".join(root_model().model_fields)
+        raise ConfigError(issues + [ConfigIssue(filename, "", None, f"the file holds no section; expected one or more of {sections}")])
     if not isinstance(data, dict):
         issues.append(ConfigIssue(filename, "", 1, "top level must be a mapping of sections"))
         raise ConfigError(issues)
@@ -364,6 +380,17 @@ def cross_check(cfg: Any, filename: str, lines: dict[tuple, int] | None = None) 
             issue.line = _line_for(loc, lines)
     if issues:
         raise ConfigError(issues)
+
+
+def relative_base(config_path: str | os.PathLike) -> Path:
+    """The folder that relative paths of a service's state (buffer, generated PKI) resolve against.
+
+    Under systemd with ``StateDirectory=`` that is ``$STATE_DIRECTORY`` (``/var/lib/plantmrv``:
+    writable, while ``/etc/plantmrv`` is read-only under ``ProtectSystem=strict``); otherwise the
+    config file's folder.
+    """
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(state) if state else Path(config_path).resolve().parent
 
 
 def require_section(cfg: Any, name: str, filename: str) -> Any:
