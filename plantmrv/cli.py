@@ -158,6 +158,27 @@ def config_doc(
         typer.echo(text, nl=False)
 
 
+@app.command("healthcheck")
+def healthcheck(
+    url: str = typer.Argument("http://127.0.0.1:9109/readyz", help="A service's /readyz or /healthz (see docs/operations.md)."),
+    timeout_s: float = typer.Option(3.0, "--timeout", help="Seconds to wait for the answer."),
+) -> None:
+    """Exit 0 when URL answers 200, else print why and exit 1 (for container healthchecks: the image has no curl)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            body = resp.read(4096).decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        typer.echo(f"{url}: HTTP {exc.code}: {exc.read(4096).decode('utf-8', 'replace').strip()}", err=True)
+        raise typer.Exit(exitcodes.RUNTIME)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        typer.echo(f"{url}: {getattr(exc, 'reason', exc)}", err=True)
+        raise typer.Exit(exitcodes.RUNTIME)
+    typer.echo(body.strip())
+
+
 @app.command("version")
 def version() -> None:
     """Print the plantmrv version (the same as `plantmrv --version`)."""

@@ -4,7 +4,8 @@ One schema for every service, with a section each (``site``, ``influxdb``, ``mqt
 ``gateway``, ``ingest``, ``analytics``, ``api``); a file holds the sections its service needs.
 Every validation error is rendered as ``file: key.path (line N): message`` so an engineer
 finds the fault without reading a traceback. Secrets (passwords, tokens) are ``SecretStr``
-and never printed; ``${VAR}`` / ``${VAR:-default}`` take them from the environment.
+and never printed; ``${VAR}`` / ``${VAR:-default}`` take them from the environment, or from the
+file that ``$VAR_FILE`` names when ``$VAR`` is unset (Docker secrets, systemd credentials).
 """
 
 from __future__ import annotations
@@ -233,6 +234,8 @@ def _node_to_python(node: yaml.Node, path: tuple, lines: dict[tuple, int], env_i
             name, default = m.group(1), m.group(2)
             if name in os.environ:
                 return os.environ[name]
+            if f"{name}_FILE" in os.environ:  # a secret in a file (Docker secrets, systemd credentials)
+                return _read_secret_file(name, path, env_issues)
             if default is not None:
                 return default
             env_issues.append((path, f"environment variable {name} is not set"))
@@ -240,6 +243,16 @@ def _node_to_python(node: yaml.Node, path: tuple, lines: dict[tuple, int], env_i
 
         value = _ENV.sub(sub, value)
     return value
+
+
+def _read_secret_file(name: str, path: tuple, env_issues: list[tuple[tuple, str]]) -> str:
+    """``${NAME}`` from the file named by ``$NAME_FILE``, without its trailing newline."""
+    file = os.environ[f"{name}_FILE"]
+    try:
+        return Path(file).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        env_issues.append((path, f"environment variable {name}_FILE: cannot read {file}: {getattr(exc, 'strerror', None) or exc}"))
+        return ""
 
 
 def _construct_scalar(node: yaml.ScalarNode):

@@ -119,11 +119,10 @@ def test_token_cli_create_list_revoke_and_the_served_api_honours_them(influx_db,
     assert "status=401" in logs and token not in logs
 
 
-def test_systemd_unit_checks_the_api_section_then_serves_it():
+def test_systemd_unit_serves_the_api_and_stops_on_config_errors():
     text = (ROOT / "deploy" / "systemd" / "plantmrv-api.service").read_text()
-    assert "check-config /etc/plantmrv/plantmrv.yaml --section api" in text
     assert "ExecStart=/opt/plantmrv/venv/bin/plantmrv api -c /etc/plantmrv/plantmrv.yaml" in text
-    assert "User=plantmrv" in text and "Restart=always" in text
+    assert "User=plantmrv" in text and "Restart=on-failure" in text and "RestartPreventExitStatus=69 78" in text
 
 
 def test_unusable_token_store_is_reported_with_its_path(tmp_path):

@@ -190,3 +190,19 @@ def test_check_config_runs_cross_section_checks(tmp_path):
     )
     got = issues_of(path)
     assert got == [f"{path}: mqtt: sink type mqtt needs the top-level `mqtt:` section"], got
+
+
+def test_a_secret_comes_from_the_file_that_var_file_names(tmp_path, monkeypatch):
+    secret = tmp_path / "influx_token"
+    secret.write_text("s3cret-token\n")
+    path = write(tmp_path, "influxdb:\n  token: ${PMRV_T_TOKEN}\n")
+    monkeypatch.delenv("PMRV_T_TOKEN", raising=False)
+    monkeypatch.setenv("PMRV_T_TOKEN_FILE", str(secret))
+    assert load_config(path).influxdb.token.get_secret_value() == "s3cret-token"
+    monkeypatch.setenv("PMRV_T_TOKEN", "from-env")  # the variable itself wins
+    assert load_config(path).influxdb.token.get_secret_value() == "from-env"
+    monkeypatch.delenv("PMRV_T_TOKEN")
+    monkeypatch.setenv("PMRV_T_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert str(exc.value) == f"{path}: influxdb.token (line 2): environment variable PMRV_T_TOKEN_FILE: cannot read {tmp_path / 'missing'}: No such file or directory"

@@ -234,3 +234,21 @@ def test_exit_codes_are_the_documented_ones():
         assert f"| {code} |" in doc, f"docs/operations.md lists no exit code {code}"
     for unit in (ROOT / "deploy" / "systemd").glob("plantmrv-*.service"):
         assert "RestartPreventExitStatus=69 78" in unit.read_text(), unit
+
+
+def test_healthcheck_command_follows_readyz(tmp_path):
+    health = Health()
+    state = {"up": True}
+    health.add_check("influxdb", lambda: (state["up"], "http://influxdb:8086 answers" if state["up"] else "refused"))
+    server = OpsServer(new_registry("test"), health)
+    port = server.start("127.0.0.1", 0)
+    try:
+        ok = subprocess.run([PLANTMRV, "healthcheck", f"http://127.0.0.1:{port}/readyz"], capture_output=True, text=True, timeout=60)
+        assert ok.returncode == 0 and ok.stdout == "ok influxdb: http://influxdb:8086 answers\n"
+        state["up"] = False
+        bad = subprocess.run([PLANTMRV, "healthcheck", f"http://127.0.0.1:{port}/readyz"], capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 1 and bad.stderr == f"http://127.0.0.1:{port}/readyz: HTTP 503: fail influxdb: refused\n"
+    finally:
+        server.close()
+    gone = subprocess.run([PLANTMRV, "healthcheck", f"http://127.0.0.1:{port}/readyz"], capture_output=True, text=True, timeout=60)
+    assert gone.returncode == 1 and "Connection refused" in gone.stderr
