@@ -59,17 +59,15 @@ def _root(
     pass
 
 
-def _missing_extra_stub(name: str, extra: str) -> typer.Typer:
-    """A stand-in for a command group whose extra is absent: any use prints which extra to install."""
-    stub = typer.Typer(add_completion=False, invoke_without_command=True, add_help_option=False,
-                       context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def _mount_missing_extra(name: str, extra: str, help_text: str) -> None:
+    """A stand-in for a command group whose extra is absent: any use (even --help) names the extra."""
 
-    @stub.callback(invoke_without_command=True)
-    def _needs_extra(ctx: typer.Context) -> None:
+    def needs_extra(ctx: typer.Context) -> None:
         typer.echo(extras.message(name, extra), err=True)
         raise typer.Exit(exitcodes.UNAVAILABLE)
 
-    return stub
+    app.command(name, help=f"{help_text} (needs the '{extra}' extra)", add_help_option=False,
+                context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(needs_extra)
 
 
 def _mount() -> None:
@@ -77,7 +75,7 @@ def _mount() -> None:
         if importlib.util.find_spec(module_name) is None:
             continue  # a service whose module is not part of this build
         if extra and extras.missing(extra):
-            app.add_typer(_missing_extra_stub(name, extra), name=name, help=f"{help_text} [needs plantmrv[{extra}]]")
+            _mount_missing_extra(name, extra, help_text)
             continue
         module = importlib.import_module(module_name)
         app.add_typer(module.app, name=name, help=help_text)
@@ -96,10 +94,13 @@ def check_config(
     simulator config (`plants:`, see examples/simulate.yaml). Exit code 0 when the file is valid,
     78 when it is not. Secrets are never printed.
     """
-    if section is None and _is_simulator_config(file):
-        return _check_simulator_config(file)
+    from plantmrv.config import read_config_text
+
     try:
-        cfg = load_config(file)
+        text = read_config_text(file)  # once: FILE may be /dev/stdin
+        if section is None and _is_simulator_config(text):
+            return _check_simulator_config(file)
+        cfg = load_config(file, text=text)
         if section and getattr(cfg, section, None) is None:
             raise ConfigError([_missing_section(file, section)])
     except ConfigError as exc:
@@ -114,13 +115,13 @@ def check_config(
 SIMULATOR_KEYS = {"start", "plants", "faults", "random_faults"}
 
 
-def _is_simulator_config(file: Path) -> bool:
+def _is_simulator_config(text: str) -> bool:
     """A mapping whose keys are the simulator's (`plants` among them), not plantmrv's sections."""
     import yaml
 
     try:
-        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
         return False  # load_config reports it, located
     return isinstance(doc, dict) and "plants" in doc and set(doc) <= SIMULATOR_KEYS
 

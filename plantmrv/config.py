@@ -341,16 +341,26 @@ def validate_data(model: type[BaseModel], data: Any, filename: str, lines: dict[
         raise ConfigError(validation_issues(exc, filename, lines or {}, prefix, data)) from None
 
 
-def load_config(path: str | os.PathLike, model: type[BaseModel] | None = None):
-    """Load and validate a plantmrv YAML config file; raise :class:`ConfigError` on any problem."""
-    path = Path(path)
+def read_config_text(path: str | os.PathLike) -> str:
+    """The text of a config file; :class:`ConfigError` (located at the file) when it cannot be read."""
     filename = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([ConfigIssue(filename, "", None, "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigIssue(filename, "", None, f"cannot read: {exc}")]) from None
+
+
+def load_config(path: str | os.PathLike, model: type[BaseModel] | None = None, text: str | None = None):
+    """Load and validate a plantmrv YAML config file; raise :class:`ConfigError` on any problem.
+
+    ``text``: the file's content when the caller has read it already (``/dev/stdin``).
+    """
+    path = Path(path)
+    filename = str(path)
+    if text is None:
+        text = read_config_text(path)
     data, lines, issues = load_yaml_with_lines(text, filename)
     if data is None or data == {}:
         sections = ", ".join(root_model().model_fields)
