@@ -252,3 +252,54 @@ def test_healthcheck_command_follows_readyz(tmp_path):
         server.close()
     gone = subprocess.run([PLANTMRV, "healthcheck", f"http://127.0.0.1:{port}/readyz"], capture_output=True, text=True, timeout=60)
     assert gone.returncode == 1 and "Connection refused" in gone.stderr
+
+
+def test_simulate_tells_a_config_error_from_a_usage_error(tmp_path):
+    bad = tmp_path / "sim.yaml"
+    bad.write_text("plants:\n  - {type: pump, bogus: 1}\n")
+    proc = subprocess.run([PLANTMRV, "simulate", "--config", str(bad), "--duration", "1"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == exitcodes.CONFIG and f"{bad}: plants[0].bogus" in proc.stderr, proc.stderr
+    proc = subprocess.run([PLANTMRV, "simulate", "--plants", "pump,nope", "--duration", "1"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == exitcodes.USAGE and "unknown plant type 'nope'" in proc.stderr, proc.stderr
+    check = subprocess.run([PLANTMRV, "check-config", str(bad)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == exitcodes.CONFIG and f"{bad}: plants[0].bogus" in check.stderr
+
+
+def test_version_option_and_shell_completion():
+    import plantmrv
+
+    proc = subprocess.run([PLANTMRV, "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == f"plantmrv {plantmrv.__version__}\n"
+    proc = subprocess.run([PLANTMRV, "--show-completion", "bash"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "_plantmrv_completion" in proc.stdout and "complete " in proc.stdout
+
+
+def test_a_gateway_whose_broker_is_unreachable_says_so_once_and_is_not_ready(tmp_path):
+    metrics_port, dead = free_port(), free_port()
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text(f"""
+site: {{id: s1}}
+mqtt: {{url: "mqtt://127.0.0.1:{dead}", client_id: ops-gw}}
+gateway:
+  id: g1
+  sources:
+    - type: mqtt
+      name: devices
+      broker: {{url: "mqtt://127.0.0.1:{dead}", client_id: ops-gw-src}}
+      mappings: [{{topic: d/+, measurement: pv, tags: {{asset: "{{topic[1]}}"}}, fields: {{ac_power_kw: p}}}}]
+  buffer: {{path: buffer.db}}
+  health: {{metrics_port: {metrics_port}, sample_interval_s: null}}
+""")
+    proc = subprocess.Popen([PLANTMRV, "gateway", "run", "-c", str(cfg)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{metrics_port}"
+        ready = wait_for(lambda: (r := _get(f"{base}/readyz")) is not None and "disconnected" in r.text and r, 20, "gateway /readyz")
+        assert ready.status_code == 503 and "fail sink: sink:mqtt disconnected" in ready.text, ready.text
+        time.sleep(2.5)  # paho retries meanwhile
+        assert _get(f"{base}/healthz").status_code == 200
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    unreachable = [line for line in err.splitlines() if "event=mqtt_sink_unreachable" in line]
+    assert len(unreachable) == 1 and "level=warning" in unreachable[0], err
