@@ -327,7 +327,7 @@ def test_gateway_percent_deadband_is_a_share_of_the_eurange(tmp_path, influx_db,
         assert_contiguous(pts["t3_kw"], PERIOD_S, "t3_kw (no deadband)")
         assert "t4_kw" not in pts
         log = gw.log()
-        assert "event=opcua_monitored_item_failed source=plc group=pct_no_range node=ns=2;s=T4 status=BadDeadbandFilterInvalid" in log, log[-3000:]
+        assert "event=opcua_monitored_item_failed source=plc group=pct_no_range node=\"ns=2;s=T4\" status=BadDeadbandFilterInvalid" in log, log[-3000:]
         assert "items=4 failed=1" in log
     finally:
         srv.kill()
