@@ -95,8 +95,7 @@ def run(
         return
     metrics = AnalyticsMetrics()
     metrics.health.add_check("influxdb", influx_probe(cfg.influxdb))
-    if hasattr(engine, "metrics"):
-        engine.metrics = metrics  # the engine reports polls, watermarks and intervals written
+    engine.metrics = metrics  # the engine reports polls, watermarks and intervals written
     if section.metrics.port is not None:
         port = metrics.serve(section.metrics.host, section.metrics.port)
         logging.getLogger("plantmrv.analytics").info("event=metrics_listening host=%s port=%d", section.metrics.host, port)

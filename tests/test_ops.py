@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -183,9 +184,11 @@ def test_analytics_run_serves_metrics_health_and_readiness_and_tells_systemd(tmp
         ready = wait_for(lambda: _get(f"{base}/readyz"), 15, "analytics /readyz")
         assert ready.status_code == 200 and "ok influxdb:" in ready.text, ready.text
         assert _get(f"{base}/healthz").status_code == 200
+        polls = wait_for(lambda: re.search(r'^plantmrv_analytics_polls_total\{result="ok"\} ([1-9][0-9.]*)$', _get(f"{base}/metrics").text, re.M),
+                         20, "a poll that worked, counted")
+        assert float(polls.group(1)) >= 1
         metrics = _get(f"{base}/metrics").text
-        assert 'plantmrv_build_info{python=' in metrics and 'service="analytics"' in metrics
-        assert "plantmrv_analytics_polls_total" in metrics and "process_cpu_seconds_total" in metrics
+        assert 'plantmrv_build_info{python=' in metrics and 'service="analytics"' in metrics and "process_cpu_seconds_total" in metrics
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=30)
