@@ -90,7 +90,7 @@ def check_config(
 ) -> None:
     """Validate a config file and print every error as `file: key.path (line N): message`.
 
-    Takes a service config (sections site, influxdb, mqtt, gateway, ingest, analytics, api) or a
+    Takes a service config (sections site, influxdb, mqtt, gateway, ingest, analytics, api, dashboards) or a
     simulator config (`plants:`, see examples/simulate.yaml). Exit code 0 when the file is valid,
     78 when it is not. Secrets are never printed.
     """

@@ -123,7 +123,7 @@ def test_an_empty_file_is_refused_naming_the_sections_it_could_hold(tmp_path):
         path = write(tmp_path, text)
         with pytest.raises(ConfigError) as exc:
             load_config(path)
-        assert str(exc.value) == f"{path}: <root>: the file holds no section; expected one or more of site, influxdb, mqtt, gateway, ingest, analytics, api"
+        assert str(exc.value) == f"{path}: <root>: the file holds no section; expected one or more of site, influxdb, mqtt, gateway, ingest, analytics, api, dashboards"
         proc = run_cli("check-config", str(path))
         assert proc.returncode == 78 and "holds no section" in proc.stderr
 
