@@ -7,7 +7,8 @@
 # tokens that exist are kept. Revoke or rotate with `influx auth` as the operator (then delete
 # the file and restart this service).
 # Results share the bucket with raw data: plantmrv reads and writes one database (a results
-# bucket would need its own database/retention-policy keys in analytics and api).
+# bucket needs the engine to write measurement mrv to a database of its own; the API already reads
+# it from api.results_database).
 set -eu
 tokens=/run/influx-tokens
 export INFLUX_HOST=http://influxdb:8086
