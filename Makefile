@@ -7,12 +7,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help test demo services install bench dashboards clean
+.PHONY: help test demo services install bench dashboards dist clean
 
 help:
 	@echo "make demo    - run the whole pipeline on simulated plants (installs what it needs)"
 	@echo "make test    - run all tests against real influxd, mosquitto and asyncua servers"
 	@echo "make bench   - run the benchmarks in bench/ (prints ratios against in-run baselines)"
+	@echo "make dist    - dist/: the plantmrv wheel, and dist/wheelhouse with every gateway dependency (offline Pi install)"
 	@echo "make clean   - remove the virtualenv and build artefacts"
 
 $(BIN)/python:
@@ -45,6 +46,13 @@ demo: $(STAMP) services
 bench: $(STAMP) services
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The wheels are for this machine's architecture and Python: build on an arm64 (or armhf) box for a Pi.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --wheel --outdir dist .
+	$(BIN)/python -m pip wheel -q --wheel-dir dist/wheelhouse dist/plantmrv-*.whl
+	@echo "dist/wheelhouse: pip install --no-index --find-links dist/wheelhouse plantmrv"
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -12,6 +12,9 @@ from typing import List, Optional
 
 import typer
 
+from plantmrv import exitcodes
+from plantmrv.logs import LOG_FORMAT_OPTION, LOG_LEVEL_OPTION, LogFormat, LogLevel
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="MRV analytics engine: continuous, backfill and period reports.")
 
 NS = 1_000_000_000
@@ -25,12 +28,9 @@ def _load(config: Path):
     try:
         section = require_section(cfg, "analytics", str(config))
     except ConfigError as exc:
-        for issue in exc.issues:
-            typer.echo(str(issue), err=True)
-        raise typer.Exit(1)
+        exitcodes.config_error(exc.issues)
     if not section.projects:
-        typer.echo(f"{config}: analytics.projects: no project configured", err=True)
-        raise typer.Exit(1)
+        exitcodes.config_error([f"{config}: analytics.projects: no project configured"])
     return cfg, section
 
 
@@ -49,14 +49,13 @@ def _engine(cfg, section, projects: Optional[List[str]] = None):
         client.ping(retry=True)
     except Exception as exc:
         typer.echo(f"influxdb.url: {cfg.influxdb.url}: {exc}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(exitcodes.RUNTIME)
     if cfg.influxdb.create_database:
         client.create_database()
     try:
         return Engine(section, client)
     except LookupError as exc:
-        typer.echo(f"analytics.projects[].grid_ef: {exc}", err=True)
-        raise typer.Exit(1)
+        exitcodes.config_error([f"analytics.projects[].grid_ef: {exc}"])
 
 
 def _parse_time(value: str, option: str) -> int:
@@ -74,21 +73,47 @@ def run(
     config: Path = typer.Option(..., "-c", "--config", help="plantmrv YAML with influxdb and analytics sections."),
     once: bool = typer.Option(False, "--once", help="One poll, then exit (cron / tests)."),
     project: Optional[List[str]] = typer.Option(None, "--project", "-p", help="Only these project ids."),
+    log_level: LogLevel = LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
-    """Continuous mode: compute every closed interval, recompute intervals that got late data."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    """Continuous mode: compute every closed interval, recompute intervals that got late data.
+
+    Serves /metrics, /healthz and /readyz on analytics.metrics (not with --once); under systemd
+    (Type=notify) reports readiness and pings the watchdog from the engine's loop.
+    """
+    from plantmrv import logs, sdnotify
+    from plantmrv.ops import influx_probe
+
+    from .metrics import AnalyticsMetrics
+
+    logs.setup(log_level, log_format)
     cfg, section = _load(config)
     engine = _engine(cfg, section, project)
     if once:
         for k, n in engine.poll().items():
             typer.echo(f"{k}: {n} interval(s) written")
         return
+    metrics = AnalyticsMetrics()
+    metrics.health.add_check("influxdb", influx_probe(cfg.influxdb))
+    engine.metrics = metrics  # the engine reports polls, watermarks and intervals written
+    if section.metrics.port is not None:
+        port = metrics.serve(section.metrics.host, section.metrics.port)
+        logging.getLogger("plantmrv.analytics").info("event=metrics_listening host=%s port=%d", section.metrics.host, port)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+
+    def stop() -> bool:  # the engine asks before every poll: proof that its loop turns
+        metrics.health.beat()
+        return bool(stopping)
+
+    sdnotify.ready(f"analytics running, {len(engine.config.projects)} project(s)")
     try:
-        engine.run(stop=lambda: bool(stopping))
+        engine.run(stop=stop)
     except KeyboardInterrupt:
         pass
+    finally:
+        sdnotify.stopping()
+        metrics.close()
 
 
 @app.command("backfill")

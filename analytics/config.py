@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from plantmrv.config import StrictModel, check_timezone
+from plantmrv.config import AnalyticsMetricsConfig, StrictModel, check_timezone
 
 from . import registry
 _DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
@@ -454,6 +454,7 @@ class AnalyticsConfig(StrictModel):
     lateness: int | str = Field("15m", description="Event time: an interval whose sources have not all reported up to its end is computed anyway, "
                                 "marked provisional, once the newest source of any project is this far past its end; it is recomputed when the data arrives.")
     max_clock_skew_s: float = Field(300.0, ge=0, description="Source time further ahead of this machine's clock than this is not trusted to close intervals.")
+    metrics: AnalyticsMetricsConfig = Field(default_factory=AnalyticsMetricsConfig, description="Prometheus /metrics, /healthz and /readyz of `plantmrv analytics run`.")
 
     @field_validator("process_interval", "mrv_interval", "late_data_lookback", "state_hold_max", "lateness")
     @classmethod

@@ -655,6 +655,11 @@ class Engine:
                 self.poll()
             except Exception as exc:  # keep running: InfluxDB may be restarting
                 log.warning("event=mrv_poll_failed error=%s", str(exc).replace("\n", " ")[:300])
+                if self.metrics is not None:
+                    self.metrics.poll_failed()  # /readyz: not ready while polls fail
+            else:
+                if self.metrics is not None:
+                    self.metrics.poll_ok()
             time.sleep(max(0.0, self.config.poll_s - (time.monotonic() - t0)))
 
     # ------------------------------------------------------------------ reading results back

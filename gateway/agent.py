@@ -27,7 +27,7 @@ import numpy as np
 
 from plantmrv.batch import SampleBatch, Series, concat_status
 from plantmrv.codec import encode_message
-from plantmrv.config import ConfigError, ConfigIssue
+from plantmrv.config import ConfigError, ConfigIssue, relative_base
 from plantmrv.gateway.buffer import DurableBuffer
 from plantmrv.gateway.coverage import DEFAULT_MAX_SAMPLE_INTERVAL_S, CoverageTracker
 from plantmrv.gateway.metrics import GatewayMetrics
@@ -150,10 +150,10 @@ class GatewayAgent:
         check_runnable(root, str(config_path))
         self.root = root
         self.cfg = gw = root.gateway
-        self.config_dir = Path(config_path).resolve().parent
+        self.config_dir = relative_base(config_path)  # relative buffer and PKI paths resolve here
         self.site = gw.site or root.site.id
         self.gateway_id = gw.id
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(int(gw.buffer.max_mb * 1024 * 1024))
         self._bounds = gw.bounds()
         bpath = gw.buffer.path if gw.buffer.path.is_absolute() else self.config_dir / gw.buffer.path
         self.buffer = DurableBuffer(bpath, int(gw.buffer.max_mb * 1024 * 1024))
@@ -387,5 +387,5 @@ class GatewayAgent:
                 stop_wait.cancel()
                 await asyncio.gather(*core, stop_wait, return_exceptions=True)
                 await self.sink.close()
-                log.info("event=gateway_stop %s", self.status_line())
+                log.info("event=gateway_stop " + self.status_line().removeprefix("event=status "))
                 await asyncio.to_thread(self.buffer.close)

@@ -9,17 +9,10 @@ from typing import Optional
 
 import typer
 
+from plantmrv import exitcodes
+from plantmrv.logs import LOG_FORMAT_OPTION, LOG_LEVEL_OPTION, LogFormat, LogLevel
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, context_settings={"help_option_names": ["-h", "--help"]})
-
-
-def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("asyncua", "aiomqtt", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 AGENT_SECTIONS = ("site", "mqtt", "influxdb", "gateway")  # what GatewayAgent reads from the root config
@@ -59,11 +52,11 @@ def _compact_pickler():
 
 
 def load_config_compact(config: Path):
-    """The validated config, parsed in a forked child so its garbage never enters the agent's heap.
+    """The validated config, parsed in a forked child so its garbage never enters the agent's heap (exit 78 if invalid).
 
     YAML with line numbers for error messages allocates ~3 KB per tag that Python frees but
     cannot give back (fragmented arenas): ~25 MB for 10,000 tags, for the life of the agent.
-    The child parses and validates (printing every located error, exit 1), then pickles the
+    The child parses and validates (printing every located error, exit 78), then pickles the
     sections the agent reads; the agent unpickles only those models, with each OPC UA node as a
     :class:`~plantmrv.gateway.opcua_source.NodeRef` tuple rather than a pydantic model (~5 MB
     less at 10,000 tags). Without ``os.fork`` the config is loaded in-process.
@@ -80,7 +73,7 @@ def load_config_compact(config: Path):
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
-        code = 1
+        code = exitcodes.RUNTIME
         try:
             os.close(r)
             try:
@@ -88,6 +81,7 @@ def load_config_compact(config: Path):
             except ConfigError as exc:
                 for issue in exc.issues:
                     sys.stderr.write(f"{issue}\n")
+                code = exitcodes.CONFIG
             else:
                 with os.fdopen(w, "wb") as f:
                     _compact_pickler()(f, pickle.HIGHEST_PROTOCOL).dump({k: getattr(cfg, k) for k in AGENT_SECTIONS})
@@ -103,43 +97,66 @@ def load_config_compact(config: Path):
     with os.fdopen(r, "rb") as f:
         data = f.read()
     _pid, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0 or not data:
-        raise typer.Exit(1)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0 or not data:
+        raise typer.Exit(code if code > 0 else exitcodes.RUNTIME)
     return root_model().model_construct(**pickle.loads(data))
 
 
 @app.command("run")
 def run(
     config: Path = typer.Option(..., "--config", "-c", help="Gateway YAML file (sections: site, mqtt or influxdb, gateway)."),
-    log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
+    log_level: LogLevel = LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Run the gateway agent until SIGTERM/SIGINT.
 
     The whole file is validated first (every error printed as `file: key.path (line N): message`,
-    exit 1). Every sample read is stored in the durable buffer (fsync'ed) before it is sent and
-    removed only after the sink confirmed it; a stop flushes memory to the buffer.
+    exit 78). Every sample read is stored in the durable buffer (fsync'ed) before it is sent and
+    removed only after the sink confirmed it; a stop flushes memory to the buffer. Under systemd
+    (Type=notify) it reports readiness and pings the watchdog while its event loop runs.
     """
     import asyncio
 
+    from plantmrv import logs
     from plantmrv.config import ConfigError
 
     malloc = tune_malloc()
     cfg = load_config_compact(config)
-    setup_logging(log_level)
+    logs.setup(log_level, log_format)
     if malloc:
-        logging.getLogger("plantmrv.gateway").info("event=malloc_tuned %s", " ".join(f"{k}={v}" for k, v in malloc.items()))
+        logging.getLogger("plantmrv.gateway").info("event=malloc_tuned settings=%s", ",".join(f"{k}={v}" for k, v in malloc.items()))
     from plantmrv.gateway.agent import GatewayAgent
 
     try:
         agent = GatewayAgent(cfg, config)
     except ConfigError as exc:
-        for issue in exc.issues:
-            typer.echo(str(issue), err=True)
-        raise typer.Exit(1)
+        exitcodes.config_error(exc.issues)
     except ValueError as exc:
-        typer.echo(f"{config}: {exc}", err=True)
-        raise typer.Exit(1)
-    asyncio.run(agent.run(install_signal_handlers=True))
+        exitcodes.config_error([f"{config}: {exc}"])
+    asyncio.run(_run_supervised(agent))
+
+
+async def _run_supervised(agent) -> None:
+    """Run the agent with a heartbeat task: /healthz and systemd's watchdog see the event loop turn."""
+    import asyncio
+
+    from plantmrv import sdnotify
+
+    async def heartbeat() -> None:
+        await asyncio.sleep(0)  # the agent has started
+        sdnotify.ready(f"gateway {agent.gateway_id} running")
+        while True:
+            agent.metrics.health.beat()
+            await asyncio.sleep(1.0)
+
+    beat = asyncio.create_task(heartbeat(), name="heartbeat")
+    try:
+        await agent.run(install_signal_handlers=True)
+    finally:
+        sdnotify.stopping()
+        beat.cancel()
+        await asyncio.gather(beat, return_exceptions=True)
 
 
 @app.command("status")
@@ -204,7 +221,7 @@ def browse(
         groups = asyncio.run(walk(url, username, password, max_nodes))
     except (OSError, TimeoutError) as exc:
         typer.echo(redact(f"cannot browse {url}: {type(exc).__name__}: {exc}"), err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(exitcodes.RUNTIME)
     text = render_yaml(url, groups, measurement)
     n = sum(len(g["nodes"]) for g in groups)
     skipped = sum(len(g["skipped"]) for g in groups)

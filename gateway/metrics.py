@@ -2,19 +2,30 @@
 
 The plain totals feed the one-line status log and the ``gateway`` health measurement
 (``buffer_depth``, ``buffer_bytes``, ``samples_read``, ``samples_sent``, ``samples_dropped``,
-``online``) sent through the sink like any other batch.
+``online``) sent through the sink like any other batch. :meth:`GatewayMetrics.serve` serves
+``/metrics``, ``/healthz`` and ``/readyz`` (:mod:`plantmrv.ops`): ready while the sink is
+connected and the durable buffer is below 90% of its cap.
 """
 
 from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import Counter, Gauge
+
+from plantmrv.ops import Health, OpsServer, new_registry
+
+BUFFER_READY_FRACTION = 0.9  # past this share of buffer.max_mb the gateway is about to drop data: not ready
 
 
 class GatewayMetrics:
-    def __init__(self) -> None:
-        self.registry = r = CollectorRegistry()
+    def __init__(self, buffer_cap_bytes: int | None = None) -> None:
+        self.registry = r = new_registry("gateway")
+        self.health = Health(stall_after_s=60.0)
+        self.health.add_check("sink", self._sink_ready)
+        self.health.add_check("buffer", self._buffer_ready)
+        self.buffer_cap_bytes = buffer_cap_bytes
+        self.server: OpsServer | None = None
         p = "plantmrv_gateway_"
         self._read = Counter(p + "samples_read", "Samples read from sources", ["source"], registry=r)
         self._buffered = Counter(p + "samples_buffered", "Samples stored (fsync'ed) in the durable buffer", registry=r)
@@ -42,6 +53,7 @@ class GatewayMetrics:
         self.reconnects = 0
         self.sink_failures = 0
         self.connected: dict[str, bool] = {}
+        self.buffer_bytes = 0
 
     # sources
     def source_read(self, source: str, n: int) -> None:
@@ -93,6 +105,7 @@ class GatewayMetrics:
     def buffer_state(self, depth: int, nbytes: int) -> None:
         self.depth.set(depth)
         self.bytes.set(nbytes)
+        self.buffer_bytes = nbytes
 
     # sink
     def sent(self, sink: str, n: int) -> None:
@@ -115,9 +128,22 @@ class GatewayMetrics:
         self.reconnects += 1
         self._reconnects.labels(f"sink:{sink}").inc()
 
-    def serve(self, host: str, port: int) -> int:
-        """Start the /metrics HTTP server in a thread; return the bound port."""
-        from prometheus_client import start_http_server
+    # readiness
+    def _sink_ready(self) -> tuple[bool, str]:
+        sinks = {k: v for k, v in self.connected.items() if k.startswith("sink:")}
+        if not sinks:
+            return False, "sink not connected yet"
+        down = [k for k, up in sinks.items() if not up]
+        return (False, f"{', '.join(down)} disconnected") if down else (True, "connected")
 
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        return server.server_address[1]
+    def _buffer_ready(self) -> tuple[bool, str]:
+        if not self.buffer_cap_bytes:
+            return True, f"{self.buffer_bytes} bytes"
+        share = self.buffer_bytes / self.buffer_cap_bytes
+        detail = f"{self.buffer_bytes} of {self.buffer_cap_bytes} bytes ({share:.0%})"
+        return share < BUFFER_READY_FRACTION, detail
+
+    def serve(self, host: str, port: int) -> int:
+        """Serve /metrics, /healthz and /readyz in a thread; return the bound port."""
+        self.server = OpsServer(self.registry, self.health)
+        return self.server.start(host, port)

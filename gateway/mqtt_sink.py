@@ -87,9 +87,11 @@ class MqttSink:
         c.max_inflight_messages_set(cfg.max_inflight)
         c.reconnect_delay_set(1, 30)
         c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         self.client = c
+        self._unreachable = False  # a (re)connect failed since the last connection: logged once
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         if getattr(reason_code, "is_failure", False):  # called before the message counts as published
@@ -101,9 +103,17 @@ class MqttSink:
             log.error("event=mqtt_sink_refused broker=%s reason=%s", self.mqtt.url, reason_code)
             return
         client.publish(self.state, b"online", qos=1, retain=True)
+        self._unreachable = False
         self._connected.set()
         self.metrics.sink_connected(self.name, True)
         log.info("event=mqtt_sink_connected broker=%s topic=%s", self.mqtt.url, self.topic)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        """paho could not reach the broker (it retries with backoff): a warning once per outage, then DEBUG."""
+        (log.debug if self._unreachable else log.warning)("event=mqtt_sink_unreachable broker=%s retry_max_s=30", self.mqtt.url)
+        self._unreachable = True
+        self._last_error = "broker unreachable"
+        self.metrics.sink_connected(self.name, False)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._connected.is_set():

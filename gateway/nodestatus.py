@@ -55,10 +55,10 @@ class NodeHealth:
         n = self.nodes[i]
         return n.node_id or n.browse_path
 
-    def _fields(self, i: int) -> str:
+    def _fields(self, i: int) -> tuple:
+        """(node, browse path, group, series) of tag ``i``, for the ``node= browse_path= group= series=`` keys."""
         n = self.nodes[i]
-        return (f"node={self._node(i)!r} browse_path={n.browse_path!r} group={self.groups[i].name!r} "
-                f"series={self.table[i].key()!r}")
+        return self._node(i), n.browse_path, self.groups[i].name, self.table[i].key()
 
     def fail(self, i: int, code: int, phase: str) -> None:
         """Tag ``i`` fails with status ``code`` in ``phase`` (logged when it starts failing, or fails in another phase)."""
@@ -69,7 +69,8 @@ class NodeHealth:
         self.metrics.node_failing(self.source, self._node(i), self.table[i].key(), name, phase, prev and (prev[0], prev[2]))
         self.failing[i] = (name, code, phase, prev[3] if prev else time.monotonic())
         if prev is None or prev[2] != phase:  # a BAD code that changes to another is counted, not logged again
-            log.warning("event=opcua_node_failing source=%s %s status=%s code=0x%08X phase=%s", self.source, self._fields(i), name, code, phase)
+            log.warning("event=opcua_node_failing source=%s node=%s browse_path=%s group=%s series=%s status=%s code=0x%08X phase=%s",
+                        self.source, *self._fields(i), name, code, phase)
 
     def ok(self, i: int, phase: str) -> None:
         """Tag ``i`` passed ``phase``: a failure in that phase or an earlier one is over (good data
@@ -79,8 +80,8 @@ class NodeHealth:
             return
         del self.failing[i]
         self.metrics.node_recovered(self.source, self._node(i), self.table[i].key(), prev[0], prev[2])
-        log.info("event=opcua_node_recovered source=%s %s was=%s phase=%s failed_for_s=%.1f", self.source, self._fields(i),
-                 prev[0], prev[2], time.monotonic() - prev[3])
+        log.info("event=opcua_node_recovered source=%s node=%s browse_path=%s group=%s series=%s was=%s phase=%s failed_for_s=%.1f",
+                 self.source, *self._fields(i), prev[0], prev[2], time.monotonic() - prev[3])
 
     def observe(self, idx: np.ndarray, codes: np.ndarray) -> None:
         """The status codes of a batch's rows (tag ``idx[k]`` had ``codes[k]``), in arrival order."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import signal
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from plantmrv import exitcodes
+from plantmrv.logs import LOG_FORMAT_OPTION, LOG_LEVEL_OPTION, LogFormat, LogLevel
 
 app = typer.Typer(no_args_is_help=True, help="Broker-to-InfluxDB ingest service with validation and dead letters.")
 dl_app = typer.Typer(no_args_is_help=True, help="Messages ingest refused: list, show, replay after fixing the config.")
@@ -26,18 +28,8 @@ def _load(file: Path):
     try:
         require_section(cfg, "ingest", file)
     except ConfigError as exc:
-        for issue in exc.issues:
-            typer.echo(str(issue), err=True)
-        raise typer.Exit(1)
+        exitcodes.config_error(exc.issues)
     return cfg
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def tune_malloc() -> dict[str, int]:
@@ -62,20 +54,22 @@ def run(
     client_id: Optional[str] = typer.Option(
         None, "--client-id", help="MQTT client id, overriding mqtt.client_id (each process of a group needs its own, stable)."
     ),
-    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    log_level: LogLevel = LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Subscribe (QoS 1, persistent session, shared subscription), validate, write to InfluxDB, ack after write.
 
     Runs until SIGTERM or SIGINT, then writes what it holds and disconnects; anything not yet
     written stays at the broker for the next start.
     """
+    from plantmrv import logs
     from plantmrv.ingest.service import IngestService
 
     malloc = tune_malloc()
     cfg = _load(config)
-    _logging(log_level)
+    logs.setup(log_level, log_format)
     if malloc:
-        logging.getLogger("plantmrv.ingest").info("event=malloc_tuned %s", " ".join(f"{k}={v}" for k, v in malloc.items()))
+        logging.getLogger("plantmrv.ingest").info("event=malloc_tuned settings=%s", ",".join(f"{k}={v}" for k, v in malloc.items()))
     svc = IngestService(cfg, client_id=client_id)
 
     def _term(signum, frame):
@@ -90,8 +84,8 @@ def run(
     try:
         svc.run_forever()
     except Exception as exc:
-        typer.echo(f"ingest stopped on an error: {exc}", err=True)
-        raise typer.Exit(1)
+        logging.getLogger("plantmrv.ingest").error("event=stopped_on_error error=%s", f"{type(exc).__name__}: {exc}")
+        raise typer.Exit(exitcodes.RUNTIME)
 
 
 def _store(cfg):

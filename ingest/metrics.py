@@ -1,13 +1,20 @@
-"""Prometheus metrics of the ingest service (one registry per service instance)."""
+"""Prometheus metrics of the ingest service (one registry per service instance).
+
+:meth:`IngestMetrics.serve` serves ``/metrics``, ``/healthz`` and ``/readyz`` (:mod:`plantmrv.ops`);
+the service registers its readiness checks (broker, InfluxDB, in-flight memory) on ``health``.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
+
+from plantmrv.ops import Health, OpsServer, new_registry
 
 
 class IngestMetrics:
     def __init__(self) -> None:
-        r = self.registry = CollectorRegistry()
+        r = self.registry = new_registry("ingest")
+        self.health = Health(stall_after_s=60.0)
         p = "plantmrv_ingest_"
         self.messages_in = Counter(p + "messages", "MQTT messages received", ["kind"], registry=r)
         self.bytes_in = Counter(p + "received_bytes", "Payload bytes received", registry=r)
@@ -30,20 +37,18 @@ class IngestMetrics:
         self.inflight_messages = Gauge(p + "inflight_messages", "Messages received but not yet acknowledged", registry=r)
         self.inflight_bytes = Gauge(p + "inflight_bytes", "Payload bytes received but not yet acknowledged", registry=r)
         self.connected = Gauge(p + "broker_connected", "1 while connected to the broker", registry=r)
-        self.server = None
+        self.server: OpsServer | None = None
         self.port: int | None = None
 
     def serve(self, host: str, port: int) -> int:
-        """Start the /metrics HTTP server; returns the bound port."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        self.server = server
-        self.port = server.server_address[1]
+        """Serve /metrics, /healthz and /readyz in a thread; returns the bound port."""
+        self.server = OpsServer(self.registry, self.health)
+        self.port = self.server.start(host, port)
         return self.port
 
     def close(self) -> None:
         if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+            self.server.close()
             self.server = None
 
     def value(self, name: str, **labels) -> float:

@@ -219,6 +219,7 @@ class ResilientWriter:
     def _post(self, body: bytes, lines: int) -> None:
         delay = self.retry_min_s
         started = time.monotonic()
+        failures = 0
         while True:
             if self.stop_event.is_set():
                 raise Stopping()
@@ -232,11 +233,14 @@ class ResilientWriter:
                     self.metrics.influx_errors.labels(kind=str(exc.status or "unreachable")).inc()
                 if self.give_up_after_s is not None and time.monotonic() - started > self.give_up_after_s:
                     raise
-                log.warning("event=influx_write_failed status=%s retry_in_s=%.1f error=%r", exc.status, delay, str(exc)[:300])
+                failures += 1
+                log.warning("event=influx_write_failed status=%s retry_in_s=%.1f error=%s", exc.status, delay, str(exc)[:300])
                 if self.stop_event.wait(delay):
                     raise Stopping() from None
                 delay = min(delay * 2, self.retry_max_s)
                 continue
+            if failures:
+                log.info("event=influx_write_resumed failed_attempts=%d down_s=%.1f", failures, time.monotonic() - started)
             if self.metrics:
                 self.metrics.write_seconds.observe(time.perf_counter() - t0)
                 self.metrics.batch_lines.observe(lines)
@@ -379,6 +383,19 @@ class IngestService:
         self.fatal: BaseException | None = None
         self._closing = False
         self._run_stop = threading.Event()
+        self._broker_down_since: float | None = None  # monotonic time of the first failed (re)connect
+        self._add_readiness_checks()
+
+    def _add_readiness_checks(self) -> None:
+        from plantmrv.ops import influx_probe
+
+        broker = f"{self.mqtt_cfg.host}:{self.mqtt_cfg.port}"
+        limit = int(self.cfg.max_inflight_mb * 1024 * 1024)
+        health = self.metrics.health
+        health.add_check("broker", lambda: (True, f"{broker} connected") if self.metrics.value("plantmrv_ingest_broker_connected")
+                         else (False, f"{broker} not connected"))
+        health.add_check("influxdb", influx_probe(self.influx_cfg))
+        health.add_check("inflight", lambda: (self._inflight_bytes < limit, f"{self._inflight_bytes} of {limit} bytes in flight"))
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -459,17 +476,23 @@ class IngestService:
 
     def run_forever(self, status_interval_s: float = 60.0) -> None:
         """Run until :meth:`request_stop` (SIGTERM in the CLI), logging a status line every ``status_interval_s``."""
+        from plantmrv import sdnotify
+
         self.start()
+        sdnotify.ready(f"ingest {self.client_id} running")
         next_status = time.monotonic() + status_interval_s
         try:
             while not self._run_stop.is_set():
                 self._run_stop.wait(1)
                 if self.fatal is not None:
                     raise self.fatal
+                if self._batcher is not None and self._batcher.is_alive():
+                    self.metrics.health.beat()  # /healthz and systemd's watchdog
                 if time.monotonic() >= next_status:
                     log.info(self.status_line())
                     next_status += status_interval_s
         finally:
+            sdnotify.stopping()
             self.stop()
 
     def request_stop(self) -> None:
@@ -501,6 +524,7 @@ class IngestService:
                 c.tls_insecure_set(True)
         c.reconnect_delay_set(1, 30)
         c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
@@ -524,9 +548,11 @@ class IngestService:
         with self._gen_lock:
             self._gen += 1
         self.metrics.connected.set(1)
+        down_s = time.monotonic() - self._broker_down_since if self._broker_down_since is not None else 0.0
+        self._broker_down_since = None
         log.info(
-            "event=connected broker=%s:%d client_id=%s session_present=%s",
-            self.mqtt_cfg.host, self.mqtt_cfg.port, self.client_id, bool(getattr(flags, "session_present", False)),
+            "event=connected broker=%s:%d client_id=%s session_present=%s down_s=%.1f",
+            self.mqtt_cfg.host, self.mqtt_cfg.port, self.client_id, bool(getattr(flags, "session_present", False)), down_s,
         )
         if self.cfg.protocol == "5":
             from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -544,11 +570,21 @@ class IngestService:
             log.info("event=subscribed topics=%s", ",".join(self.topics()))
             self._subscribed.set()
 
+    def _on_connect_fail(self, client, userdata) -> None:
+        """A (re)connect attempt failed (paho retries with backoff): logged once per outage, then at DEBUG."""
+        first = self._broker_down_since is None
+        if first:
+            self._broker_down_since = time.monotonic()
+        (log.warning if first else log.debug)(
+            "event=broker_unreachable broker=%s:%d client_id=%s retry_max_s=30", self.mqtt_cfg.host, self.mqtt_cfg.port, self.client_id)
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
         self.metrics.connected.set(0)
         self._subscribed.clear()
         if not self._stop.is_set():
-            log.warning("event=disconnected reason=%r (reconnecting; unacknowledged messages will be redelivered)", str(reason_code))
+            self._broker_down_since = time.monotonic()
+            log.warning("event=disconnected broker=%s:%d reason=%s next=reconnecting (unacknowledged messages will be redelivered)",
+                        self.mqtt_cfg.host, self.mqtt_cfg.port, str(reason_code))
 
     def _on_message(self, client, userdata, msg) -> None:
         try:

@@ -3,7 +3,9 @@
 Each service contributes its own typer app from ``<package>/cli.py``; this module mounts them
 and holds the commands that belong to no single service (``check-config``, ``version``).
 Service modules import their heavy dependencies (asyncua, fastapi) inside commands, so
-``plantmrv --help`` stays fast on a Raspberry Pi.
+``plantmrv --help`` stays fast on a Raspberry Pi. A command group whose extra is not installed
+(``api`` without ``plantmrv[server]``) is replaced by a stub that names the extra; exit codes
+are those of :mod:`plantmrv.exitcodes`.
 """
 
 from __future__ import annotations
@@ -17,35 +19,64 @@ from typing import Optional
 import typer
 
 import plantmrv
+from plantmrv import exitcodes, extras
 from plantmrv.config import ConfigError, load_config
 
 app = typer.Typer(
     name="plantmrv",
     help=(
         "IoT telemetry and MRV pipeline for low-carbon demonstration plants: gateways (OPC UA, MQTT) "
-        "-> broker -> ingest -> InfluxDB -> MRV analytics -> Grafana and a verifier API."
+        "-> broker -> ingest -> InfluxDB -> MRV analytics -> Grafana and a verifier API.\n\n"
+        "Exit codes: 0 ok, 1 runtime error, 2 usage error, 69 extra not installed, 78 config error."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-# (command name, module with a typer `app`, help shown in `plantmrv --help`)
+# (command name, module with a typer `app`, help shown in `plantmrv --help`, extra it needs)
 SUBCOMMANDS = [
-    ("simulate", "plantmrv.simulators.cli", "Simulated plants served over OPC UA and MQTT, with faults and ground truth."),
-    ("gateway", "plantmrv.gateway.cli", "Edge gateway agent: OPC UA / MQTT sources, durable buffer, MQTT or InfluxDB sink."),
-    ("ingest", "plantmrv.ingest.cli", "Broker-to-InfluxDB ingest service with validation and dead letters."),
-    ("analytics", "plantmrv.analytics.cli", "MRV analytics engine: continuous, backfill and period reports."),
-    ("api", "plantmrv.api.cli", "Verifier API (FastAPI), its access tokens and operators' acceptances."),
-    ("dashboards", "plantmrv.dashboards.cli", "Grafana dashboards generated from code: build, check and push."),
-    ("demo", "plantmrv.demo", "Run the whole pipeline on simulated plants."),
+    ("simulate", "plantmrv.simulators.cli", "Simulated plants served over OPC UA and MQTT, with faults and ground truth.", None),
+    ("gateway", "plantmrv.gateway.cli", "Edge gateway agent: OPC UA / MQTT sources, durable buffer, MQTT or InfluxDB sink.", None),
+    ("ingest", "plantmrv.ingest.cli", "Broker-to-InfluxDB ingest service with validation and dead letters.", None),
+    ("analytics", "plantmrv.analytics.cli", "MRV analytics engine: continuous, backfill and period reports.", None),
+    ("api", "plantmrv.api.cli", "Verifier API (FastAPI), its access tokens and operators' acceptances.", "server"),
+    ("dashboards", "plantmrv.dashboards.cli", "Grafana dashboards generated from code: build, check and push.", "dashboards"),
+    ("demo", "plantmrv.demo", "Run the whole pipeline on simulated plants.", "demo"),
 ]
 
 
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"plantmrv {plantmrv.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+) -> None:
+    pass
+
+
+def _mount_missing_extra(name: str, extra: str, help_text: str) -> None:
+    """A stand-in for a command group whose extra is absent: any use (even --help) names the extra."""
+
+    def needs_extra(ctx: typer.Context) -> None:
+        typer.echo(extras.message(name, extra), err=True)
+        raise typer.Exit(exitcodes.UNAVAILABLE)
+
+    app.command(name, help=f"{help_text} (needs the '{extra}' extra)", add_help_option=False,
+                context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(needs_extra)
+
+
 def _mount() -> None:
-    for name, module_name, help_text in SUBCOMMANDS:
+    for name, module_name, help_text, extra in SUBCOMMANDS:
         if importlib.util.find_spec(module_name) is None:
             continue  # a service whose module is not part of this build
+        if extra and extras.missing(extra):
+            _mount_missing_extra(name, extra, help_text)
+            continue
         module = importlib.import_module(module_name)
         app.add_typer(module.app, name=name, help=help_text)
 
@@ -59,19 +90,52 @@ def check_config(
 ) -> None:
     """Validate a config file and print every error as `file: key.path (line N): message`.
 
-    Exit code 0 when the file is valid, 1 when it is not. Secrets are never printed.
+    Takes a service config (sections site, influxdb, mqtt, gateway, ingest, analytics, api, dashboards) or a
+    simulator config (`plants:`, see examples/simulate.yaml). Exit code 0 when the file is valid,
+    78 when it is not. Secrets are never printed.
     """
+    from plantmrv.config import read_config_text
+
     try:
-        cfg = load_config(file)
+        text = read_config_text(file)  # once: FILE may be /dev/stdin
+        if section is None and _is_simulator_config(text):
+            return _check_simulator_config(file)
+        cfg = load_config(file, text=text)
         if section and getattr(cfg, section, None) is None:
             raise ConfigError([_missing_section(file, section)])
     except ConfigError as exc:
         for issue in exc.issues:
             typer.echo(str(issue), err=True)
         typer.echo(f"{file}: {len(exc.issues)} error(s)", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(exitcodes.CONFIG)
     present = [name for name in type(cfg).model_fields if getattr(cfg, name, None) is not None]
     typer.echo(f"{file}: OK (sections: {', '.join(present)})")
+
+
+SIMULATOR_KEYS = {"start", "plants", "faults", "random_faults"}
+
+
+def _is_simulator_config(text: str) -> bool:
+    """A mapping whose keys are the simulator's (`plants` among them), not plantmrv's sections."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False  # load_config reports it, located
+    return isinstance(doc, dict) and "plants" in doc and set(doc) <= SIMULATOR_KEYS
+
+
+def _check_simulator_config(file: Path) -> None:
+    from plantmrv.simulators.server import build_config
+
+    try:
+        cfg = build_config([], file)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        typer.echo(f"{file}: 1 error(s)", err=True)
+        raise typer.Exit(exitcodes.CONFIG)
+    typer.echo(f"{file}: OK (simulator config: {len(cfg.assets)} plant(s))")
 
 
 def _missing_section(file: Path, section: str):
@@ -121,27 +185,54 @@ def config_doc(
         typer.echo(text, nl=False)
 
 
+@app.command("healthcheck")
+def healthcheck(
+    url: str = typer.Argument("http://127.0.0.1:9109/readyz", help="A service's /readyz or /healthz (see docs/operations.md)."),
+    timeout_s: float = typer.Option(3.0, "--timeout", help="Seconds to wait for the answer."),
+) -> None:
+    """Exit 0 when URL answers 200, else print why and exit 1 (for container healthchecks: the image has no curl)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            body = resp.read(4096).decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        typer.echo(f"{url}: HTTP {exc.code}: {exc.read(4096).decode('utf-8', 'replace').strip()}", err=True)
+        raise typer.Exit(exitcodes.RUNTIME)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        typer.echo(f"{url}: {getattr(exc, 'reason', exc)}", err=True)
+        raise typer.Exit(exitcodes.RUNTIME)
+    typer.echo(body.strip())
+
+
 @app.command("version")
 def version() -> None:
-    """Print the plantmrv version."""
+    """Print the plantmrv version (the same as `plantmrv --version`)."""
     typer.echo(plantmrv.__version__)
 
 
 def load_or_exit(file: Path):
-    """Load a config for a service command; print located errors and exit 1 on failure."""
+    """Load a config for a service command; print located errors and exit 78 (EX_CONFIG) on failure."""
     try:
         return load_config(file)
     except ConfigError as exc:
-        for issue in exc.issues:
-            typer.echo(str(issue), err=True)
-        raise typer.Exit(1)
+        exitcodes.config_error(exc.issues)
 
 
 _mount()
 
 
 def main() -> None:
-    app(prog_name="plantmrv")
+    try:
+        app(prog_name="plantmrv")
+    except ModuleNotFoundError as exc:  # a module of an extra that is not installed, met inside a command
+        extra = extras.extra_of(exc.name)
+        if extra is None:
+            raise
+        command = " ".join(a for a in sys.argv[1:3] if not a.startswith("-")) or "this command"
+        typer.echo(extras.message(command, extra), err=True)
+        sys.exit(exitcodes.UNAVAILABLE)
 
 
 if __name__ == "__main__":

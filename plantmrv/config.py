@@ -4,7 +4,8 @@ One schema for every service, with a section each (``site``, ``influxdb``, ``mqt
 ``gateway``, ``ingest``, ``analytics``, ``api``); a file holds the sections its service needs.
 Every validation error is rendered as ``file: key.path (line N): message`` so an engineer
 finds the fault without reading a traceback. Secrets (passwords, tokens) are ``SecretStr``
-and never printed; ``${VAR}`` / ``${VAR:-default}`` take them from the environment.
+and never printed; ``${VAR}`` / ``${VAR:-default}`` take them from the environment, or from the
+file that ``$VAR_FILE`` names when ``$VAR`` is unset (Docker secrets, systemd credentials).
 """
 
 from __future__ import annotations
@@ -131,6 +132,21 @@ class MqttConfig(StrictModel):
         return self.url.lower().startswith("mqtts") or self.tls is not None
 
 
+class MetricsConfig(StrictModel):
+    """``/metrics``, ``/healthz`` and ``/readyz`` of a long-running service (docs/operations.md)."""
+
+    host: str = Field("127.0.0.1", description="Address of /metrics, /healthz and /readyz.")
+    port: int | None = Field(None, ge=0, le=65535, description="Their port; null disables them, 0 picks a free port (logged).")
+
+
+class AnalyticsMetricsConfig(MetricsConfig):
+    port: int | None = Field(9110, ge=0, le=65535, description="Their port; null disables them, 0 picks a free port (logged).")
+
+
+class ApiMetricsConfig(MetricsConfig):
+    port: int | None = Field(9111, ge=0, le=65535, description="Their port (apart from the API's, so they stay off the public listener); null disables them, 0 picks a free port (logged).")
+
+
 # --------------------------------------------------------------------------- root
 
 
@@ -227,6 +243,8 @@ def _node_to_python(node: yaml.Node, path: tuple, lines: dict[tuple, int], env_i
             name, default = m.group(1), m.group(2)
             if name in os.environ:
                 return os.environ[name]
+            if f"{name}_FILE" in os.environ:  # a secret in a file (Docker secrets, systemd credentials)
+                return _read_secret_file(name, path, env_issues)
             if default is not None:
                 return default
             env_issues.append((path, f"environment variable {name} is not set"))
@@ -234,6 +252,16 @@ def _node_to_python(node: yaml.Node, path: tuple, lines: dict[tuple, int], env_i
 
         value = _ENV.sub(sub, value)
     return value
+
+
+def _read_secret_file(name: str, path: tuple, env_issues: list[tuple[tuple, str]]) -> str:
+    """``${NAME}`` from the file named by ``$NAME_FILE``, without its trailing newline."""
+    file = os.environ[f"{name}_FILE"]
+    try:
+        return Path(file).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        env_issues.append((path, f"environment variable {name}_FILE: cannot read {file}: {getattr(exc, 'strerror', None) or exc}"))
+        return ""
 
 
 def _construct_scalar(node: yaml.ScalarNode):
@@ -322,19 +350,30 @@ def validate_data(model: type[BaseModel], data: Any, filename: str, lines: dict[
         raise ConfigError(validation_issues(exc, filename, lines or {}, prefix, data)) from None
 
 
-def load_config(path: str | os.PathLike, model: type[BaseModel] | None = None):
-    """Load and validate a plantmrv YAML config file; raise :class:`ConfigError` on any problem."""
-    path = Path(path)
+def read_config_text(path: str | os.PathLike) -> str:
+    """The text of a config file; :class:`ConfigError` (located at the file) when it cannot be read."""
     filename = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([ConfigIssue(filename, "", None, "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigIssue(filename, "", None, f"cannot read: {exc}")]) from None
+
+
+def load_config(path: str | os.PathLike, model: type[BaseModel] | None = None, text: str | None = None):
+    """Load and validate a plantmrv YAML config file; raise :class:`ConfigError` on any problem.
+
+    ``text``: the file's content when the caller has read it already (``/dev/stdin``).
+    """
+    path = Path(path)
+    filename = str(path)
+    if text is None:
+        text = read_config_text(path)
     data, lines, issues = load_yaml_with_lines(text, filename)
-    if data is None:
-        data = {}
+    if data is None or data == {}:
+        sections = ", ".join(root_model().model_fields)
+        raise ConfigError(issues + [ConfigIssue(filename, "", None, f"the file holds no section; expected one or more of {sections}")])
     if not isinstance(data, dict):
         issues.append(ConfigIssue(filename, "", 1, "top level must be a mapping of sections"))
         raise ConfigError(issues)
@@ -374,6 +413,17 @@ def cross_check(cfg: Any, filename: str, lines: dict[tuple, int] | None = None) 
             issue.line = _line_for(loc, lines)
     if issues:
         raise ConfigError(issues)
+
+
+def relative_base(config_path: str | os.PathLike) -> Path:
+    """The folder that relative paths of a service's state (buffer, generated PKI) resolve against.
+
+    Under systemd with ``StateDirectory=`` that is ``$STATE_DIRECTORY`` (``/var/lib/plantmrv``:
+    writable, while ``/etc/plantmrv`` is read-only under ``ProtectSystem=strict``); otherwise the
+    config file's folder.
+    """
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(state) if state else Path(config_path).resolve().parent
 
 
 def require_section(cfg: Any, name: str, filename: str) -> Any:

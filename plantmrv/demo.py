@@ -453,8 +453,9 @@ def _run(stack: Stack, run_dir: Path, duration: float, speed: float, warmup: flo
         cfg_dir / "plantmrv.yaml",
         {
             **core,
-            "analytics": {"projects": projects, "max_gap_s": max(10.0, 4 * speed), "poll_s": 2, "settle_s": 2, "late_data_lookback": "7d"},
-            "api": {"port": api_port, "token_store": str(state / "api-tokens.db")},
+            "analytics": {"projects": projects, "max_gap_s": max(10.0, 4 * speed), "poll_s": 2, "settle_s": 2, "late_data_lookback": "7d",
+                          "metrics": {"port": 0}},
+            "api": {"port": api_port, "token_store": str(state / "api-tokens.db"), "metrics": {"port": 0}},
         },
     )
 

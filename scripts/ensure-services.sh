@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Make sure Debian's influxd and mosquitto binaries are present (the tests and the demo run
 # them as the user's own processes on free loopback ports; the system services are not used),
-# and what the report tests look with: headless Chromium, CJK fonts, tesseract OCR (English and
-# Japanese) and poppler's pdfinfo/pdftotext.
+# promtool (the metrics tests check every service's metric names with it), and what the report
+# tests look with: headless Chromium, CJK fonts, tesseract OCR (English and Japanese) and
+# poppler's pdfinfo/pdftotext.
 set -euo pipefail
 missing=()
 command -v influxd >/dev/null 2>&1 || [ -x /usr/bin/influxd ] || missing+=(influxdb)
@@ -12,6 +13,8 @@ fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || missing+=(fonts-noto-cjk)
 command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
 [ -e /usr/share/tesseract-ocr/5/tessdata/jpn.traineddata ] || missing+=(tesseract-ocr-jpn)
 command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
+# promtool (Debian's prometheus package) checks every service's metric names in the tests
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
   echo "installing Debian packages: ${missing[*]}"

@@ -6,13 +6,14 @@ Mounted by ``plantmrv/cli.py``; also runnable as ``python -m plantmrv.simulators
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from plantmrv import exitcodes
+from plantmrv.logs import LOG_FORMAT_OPTION, LOG_LEVEL_OPTION, LogFormat, LogLevel
 
 SHORT_HELP = "Simulated plants served over OPC UA, MQTT and Modbus TCP, with faults and ground truth."
 
@@ -71,7 +72,7 @@ command line, and is never printed.
 \b
 Once serving, stdout gets the line
   plantmrv-sim ready endpoint=opc.tcp://HOST:PORT tags=N
-Logs are key=value lines on stderr."""
+Logs are logfmt (key=value) or, with --log-format json, JSON lines on stderr."""
 
 app = typer.Typer(
     name="simulate",
@@ -108,15 +109,16 @@ def simulate(
     user: Optional[str] = typer.Option(None, "--user", help="Require this username (password from --password-env)."),
     password_env: str = typer.Option("PLANTMRV_SIM_PASSWORD", "--password-env", help="Environment variable holding the password for --user."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many wall seconds (default: run until interrupted)."),
-    log_level: str = typer.Option("INFO", "--log-level", help="Log level of the key=value logs on stderr."),
+    log_level: LogLevel = LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     from .meters import parse_time_ns
     from .plants import PLANT_TYPES
     from .server import ServeOptions, Simulator, build_config
 
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-    for noisy in ("asyncua", "paho", "pymodbus"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from plantmrv import logs
+
+    logs.setup(log_level, log_format)
     modes = []
     for m in security:
         for part in m.split(","):
@@ -141,9 +143,9 @@ def simulate(
         raise typer.Exit(2)
     try:
         cfg = build_config(plant_list, config, scale=scale, start_ns=start_ns, seed=seed, fault_seed=fault_seed, fault_rate_per_h=fault_rate)
-    except ValueError as exc:
+    except ValueError as exc:  # a problem in --config FILE is a config error, one on the command line a usage error
         typer.echo(str(exc), err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(exitcodes.CONFIG if config is not None and str(exc).startswith(str(config)) else exitcodes.USAGE)
     if mqtt_qos not in (0, 1, 2):
         typer.echo(f"--mqtt-qos: {mqtt_qos} is not 0, 1 or 2", err=True)
         raise typer.Exit(2)

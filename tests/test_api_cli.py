@@ -30,6 +30,7 @@ def write_config(tmp_path: Path, influx_url: str, database: str, port: int) -> P
             "projects_from": str(ROOT / "examples" / "analytics.yaml"),
             "token_store": str(tmp_path / "tokens.sqlite"),
             "log": {"level": "INFO"},
+            "metrics": {"port": 0},
         },
     }
     path = tmp_path / "api.yaml"
@@ -53,11 +54,11 @@ def test_config_errors_name_the_key_and_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("api:\n  port: 8000\n  tokens:\n    - name: v1\n      role: verifier\n      sha256: \"abc\"\n")
     r = CliRunner().invoke(cli, ["check-config", str(bad)])
-    assert r.exit_code == 1
+    assert r.exit_code == 78
     assert "api.tokens[0].sha256 (line 6): String should match pattern" in r.output
     bad.write_text("api:\n  port: 8000\n  tokens:\n    - name: v1\n      role: verifier\n      sha256: \"" + "a" * 64 + "\"\n")
     r = CliRunner().invoke(cli, ["check-config", str(bad)])
-    assert r.exit_code == 1
+    assert r.exit_code == 78
     assert "api.tokens[0] (line 4): Value error, a verifier token must list the projects it may read" in r.output
 
 
@@ -118,11 +119,10 @@ def test_token_cli_create_list_revoke_and_the_served_api_honours_them(influx_db,
     assert "status=401" in logs and token not in logs
 
 
-def test_systemd_unit_checks_the_api_section_then_serves_it():
+def test_systemd_unit_serves_the_api_and_stops_on_config_errors():
     text = (ROOT / "deploy" / "systemd" / "plantmrv-api.service").read_text()
-    assert "check-config /etc/plantmrv/plantmrv.yaml --section api" in text
     assert "ExecStart=/opt/plantmrv/venv/bin/plantmrv api -c /etc/plantmrv/plantmrv.yaml" in text
-    assert "User=plantmrv" in text and "Restart=always" in text
+    assert "User=plantmrv" in text and "Restart=on-failure" in text and "RestartPreventExitStatus=69 78" in text
 
 
 def test_unusable_token_store_is_reported_with_its_path(tmp_path):
@@ -131,5 +131,5 @@ def test_unusable_token_store_is_reported_with_its_path(tmp_path):
     cfg = tmp_path / "api.yaml"
     cfg.write_text(yaml.safe_dump({"api": {"token_store": str(blocker / "tokens.sqlite")}}))
     r = CliRunner().invoke(cli, ["api", "-c", str(cfg)])
-    assert r.exit_code == 1
+    assert r.exit_code == 78
     assert f"token_store {blocker / 'tokens.sqlite'}: cannot create or open" in r.output

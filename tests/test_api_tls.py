@@ -142,5 +142,5 @@ def test_api_refuses_to_start_with_a_key_that_does_not_match(pki, tmp_path):
     path = tmp_path / "api.yaml"
     path.write_text(yaml.safe_dump({"api": {"tls": {"cert_file": str(pki["cert"]), "key_file": str(other)}}}))
     r = CliRunner().invoke(cli, ["api", "-c", str(path)])
-    assert r.exit_code == 1
+    assert r.exit_code == 78  # EX_CONFIG: a restart cannot fix it
     assert f"{path}: api.tls: cannot use cert_file {pki['cert']} with key_file {other}" in r.output

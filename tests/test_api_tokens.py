@@ -129,7 +129,7 @@ def test_the_api_refuses_to_start_on_an_unsafe_store(tmp_path):
     d = private_dir(tmp_path)
     os.chmod(d, 0o777)
     r = CliRunner().invoke(cli, ["api", "-c", str(_config(tmp_path, d / "tokens.sqlite"))])
-    assert r.exit_code == 1 and "lets other users write the token store's directory" in r.output
+    assert r.exit_code == 78 and "lets other users write the token store's directory" in r.output
 
 
 # --------------------------------------------------------------------------- expiry, last use, names

@@ -118,8 +118,18 @@ def test_unknown_section_is_named(tmp_path):
     assert issues_of(path) == [f"{path}: gatway (line 2): unknown key (check its spelling and indentation)"]
 
 
-def test_empty_file_is_valid_with_defaults(tmp_path):
-    path = write(tmp_path, "")
+def test_an_empty_file_is_refused_naming_the_sections_it_could_hold(tmp_path):
+    for text in ("", "# only a comment\n", "{}\n"):
+        path = write(tmp_path, text)
+        with pytest.raises(ConfigError) as exc:
+            load_config(path)
+        assert str(exc.value) == f"{path}: <root>: the file holds no section; expected one or more of site, influxdb, mqtt, gateway, ingest, analytics, api, dashboards"
+        proc = run_cli("check-config", str(path))
+        assert proc.returncode == 78 and "holds no section" in proc.stderr
+
+
+def test_a_file_with_only_defaults_is_valid(tmp_path):
+    path = write(tmp_path, "influxdb: {}\n")
     assert load_config(path).influxdb == InfluxConfig()
 
 
@@ -130,19 +140,19 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_check_config_cli_reports_errors_and_exit_code(tmp_path, monkeypatch):
     bad = write(tmp_path, "influxdb:\n  password: hunter2-secret\n  batch_lines: 0\n", "bad.yaml")
     proc = run_cli("check-config", str(bad))
-    assert proc.returncode == 1
+    assert proc.returncode == 78
     assert f"{bad}: influxdb.batch_lines (line 3): Input should be greater than or equal to 1" in proc.stderr
     assert "hunter2" not in proc.stderr + proc.stdout
     bad = write(tmp_path, "influxdb:\n  password: hunter2-secret\n", "bad2.yaml")
     proc = run_cli("check-config", str(bad))
-    assert proc.returncode == 1
+    assert proc.returncode == 78
     assert f"{bad}: influxdb (line 1): Value error, username and password go together" in proc.stderr
     assert "hunter2" not in proc.stderr + proc.stdout
     good = write(tmp_path, "site: {id: hcmc}\n", "good.yaml")
     proc = run_cli("check-config", str(good))
     assert proc.returncode == 0 and proc.stdout.strip() == f"{good}: OK (sections: site, influxdb)"
     proc = run_cli("check-config", str(good), "--section", "gateway")
-    assert proc.returncode == 1 and f"{good}: gateway: section 'gateway' is required" in proc.stderr
+    assert proc.returncode == 78 and f"{good}: gateway: section 'gateway' is required" in proc.stderr
 
 
 def test_union_member_names_do_not_appear_in_key_paths(tmp_path):
@@ -180,3 +190,19 @@ def test_check_config_runs_cross_section_checks(tmp_path):
     )
     got = issues_of(path)
     assert got == [f"{path}: mqtt: sink type mqtt needs the top-level `mqtt:` section"], got
+
+
+def test_a_secret_comes_from_the_file_that_var_file_names(tmp_path, monkeypatch):
+    secret = tmp_path / "influx_token"
+    secret.write_text("s3cret-token\n")
+    path = write(tmp_path, "influxdb:\n  token: ${PMRV_T_TOKEN}\n")
+    monkeypatch.delenv("PMRV_T_TOKEN", raising=False)
+    monkeypatch.setenv("PMRV_T_TOKEN_FILE", str(secret))
+    assert load_config(path).influxdb.token.get_secret_value() == "s3cret-token"
+    monkeypatch.setenv("PMRV_T_TOKEN", "from-env")  # the variable itself wins
+    assert load_config(path).influxdb.token.get_secret_value() == "from-env"
+    monkeypatch.delenv("PMRV_T_TOKEN")
+    monkeypatch.setenv("PMRV_T_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert str(exc.value) == f"{path}: influxdb.token (line 2): environment variable PMRV_T_TOKEN_FILE: cannot read {tmp_path / 'missing'}: No such file or directory"

@@ -156,7 +156,7 @@ def test_every_query_is_raw_influxql_on_the_datasource_variable():
                 assert "from(bucket" not in t["query"] and "|>" not in t["query"]
 
 
-def test_provisioning_datasource_is_influxql_on_the_compose_influxdb_with_env_token():
+def test_provisioning_datasource_is_influxql_on_the_compose_influxdb_with_the_read_only_token():
     doc = yaml.safe_load((PROVISIONING / "datasources" / "plantmrv-influxdb.yaml").read_text())
     assert doc["apiVersion"] == 1
     (ds,) = doc["datasources"]
@@ -164,7 +164,7 @@ def test_provisioning_datasource_is_influxql_on_the_compose_influxdb_with_env_to
     assert ds["uid"] == panels.DEFAULT_DATASOURCE_UID and ds["name"] == panels.DEFAULT_DATASOURCE_NAME
     assert ds["jsonData"]["version"] == "InfluxQL" and ds["jsonData"]["dbName"] == "plantmrv"
     assert ds["jsonData"]["httpHeaderName1"] == "Authorization"
-    assert ds["secureJsonData"]["httpHeaderValue1"] == "Token $INFLUX_TOKEN"
+    assert ds["secureJsonData"]["httpHeaderValue1"] == "Token $__file{/run/influx-tokens/reader.token}"
     for dash in build.build_all(SETTINGS).values():
         current = next(v for v in dash["templating"]["list"] if v["name"] == "datasource")["current"]
         assert current["value"] == ds["uid"]
@@ -178,7 +178,7 @@ def test_provisioning_provider_reads_the_directory_compose_mounts_the_generated_
     mounts = {m.split(":")[1]: m.split(":")[0] for m in compose["services"]["grafana"]["volumes"] if isinstance(m, str)}
     assert (ROOT / "deploy" / mounts[prov["options"]["path"]]).resolve() == GENERATED
     assert (ROOT / "deploy" / mounts["/etc/grafana/provisioning"]).resolve() == PROVISIONING
-    assert "INFLUX_TOKEN" in compose["services"]["grafana"]["environment"]
+    assert "influx-tokens:/run/influx-tokens:ro" in compose["services"]["grafana"]["volumes"]
 
 
 def test_cli_build_writes_reports_and_removes_stale_files(tmp_path):

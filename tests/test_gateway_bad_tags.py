@@ -55,7 +55,7 @@ def test_every_tag_that_cannot_be_read_is_logged_once_counted_and_shown(tmp_path
     finally:
         srv.kill()
     log = gw.log()
-    failing = re.findall(r"event=opcua_node_failing source=plc node='([^']+)' .*?series='([^']+)' status=(\w+) code=0x[0-9A-F]{8} phase=(\w+)", log)
+    failing = re.findall(r'event=opcua_node_failing source=plc node="([^"]+)" .*?series="([^"]+)" status=(\w+) code=0x[0-9A-F]{8} phase=(\w+)', log)
     seen = {}
     for node, series, st, phase in failing:
         seen.setdefault((node, series.rsplit(" ", 1)[1], st, phase), 0)
@@ -70,7 +70,7 @@ def test_every_tag_that_cannot_be_read_is_logged_once_counted_and_shown(tmp_path
             assert count == 1, f"{f} was reported {count} times, not once"
     assert seen[("ns=2;s=T_typo", "typo_kw", "BadNodeIdUnknown", "data")] == 1  # the polled one: a read returns the status
     assert "event=opcua_subscribed source=plc groups=1 items=5 failed=2" in log  # the typo and the unresolved path
-    assert re.search(r"event=opcua_node_recovered source=plc node='ns=2;s=B_flaky' .* was=BadCommunicationError phase=data", log)
+    assert re.search(r'event=opcua_node_recovered source=plc node="ns=2;s=B_flaky" .* was=BadCommunicationError phase=data', log)
     assert failures == {"BadNodeIdUnknown": 2, "BadNoMatch": 1, "BadNotReadable": 1, "BadUserAccessDenied": 1, "BadWaitingForInitialData": 1}
 
     assert status.returncode == 2, status.stdout + status.stderr

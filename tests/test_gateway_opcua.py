@@ -331,8 +331,8 @@ def test_gateway_percent_deadband_is_a_share_of_the_eurange(tmp_path, influx_db,
         assert_contiguous(pts["t3_kw"], PERIOD_S, "t3_kw (no deadband)")
         assert "t4_kw" not in pts
         log = gw.log()
-        assert ("event=opcua_node_failing source=plc node='ns=2;s=T4' browse_path=None group='pct_no_range' "
-                "series='pump,asset=P1,site=testsite t4_kw' status=BadDeadbandFilterInvalid") in log, log[-3000:]
+        assert ("event=opcua_node_failing source=plc node=\"ns=2;s=T4\" browse_path=None group=pct_no_range "
+                "series=\"pump,asset=P1,site=testsite t4_kw\" status=BadDeadbandFilterInvalid") in log, log[-3000:]
         assert "items=4 failed=1" in log
     finally:
         srv.kill()
@@ -394,8 +394,8 @@ def test_gateway_reads_tags_by_browse_path(tmp_path, influx_db, influxd, gateway
             assert all(v == k for k, v in ticks.items()), f"t{i}_kw: values not node T{i}'s ticks: {sorted(ticks.items())[:5]}"
             assert len(ticks) >= 0.8 * (max(ticks) - min(ticks) + 1), f"t{i}_kw: {len(ticks)} polls over {max(ticks) - min(ticks) + 1} ticks"
         log = gw.log()
-        assert ("event=opcua_node_failing source=plc_typo node='0:Objects/2:Plant/2:Asset0/2:T2x' "
-                "browse_path='0:Objects/2:Plant/2:Asset0/2:T2x' group='typo'") in log and "status=BadNoMatch" in log, log[-3000:]
+        assert ("event=opcua_node_failing source=plc_typo node=0:Objects/2:Plant/2:Asset0/2:T2x "
+                "browse_path=0:Objects/2:Plant/2:Asset0/2:T2x group=typo") in log and "status=BadNoMatch" in log, log[-3000:]
         assert "event=opcua_connection_lost" not in log
     finally:
         srv.kill()

@@ -15,12 +15,14 @@ import json
 import logging
 import re
 import ssl
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from plantmrv import exitcodes
+from plantmrv.logs import LOG_FORMAT_OPTION, LogFormat, LogLevel
 
 app = typer.Typer(
     help="Verifier API (FastAPI), its access tokens and operators' acceptances.",
@@ -36,17 +38,11 @@ app.add_typer(acceptance_app, name="acceptance")
 ConfigOpt = typer.Option(..., "--config", "-c", help="YAML config with sections api, influxdb and analytics.")
 
 
-def _setup_logging(cfg) -> None:
+def _setup_logging(cfg, level: Optional[LogLevel], fmt: LogFormat) -> None:
+    from plantmrv import logs
+
     api = cfg.api
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if api and api.log.file:
-        handlers.append(logging.FileHandler(api.log.file))
-    fmt = logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-    logger = logging.getLogger("plantmrv")
-    for h in handlers:
-        h.setFormatter(fmt)
-        logger.addHandler(h)
-    logger.setLevel(api.log.level if api else "INFO")
+    logs.setup(level or (api.log.level if api else "INFO"), fmt, file=str(api.log.file) if api and api.log.file else None)
     from plantmrv.api.accesslog import QuietAbort
 
     logging.getLogger("uvicorn.error").addFilter(QuietAbort())
@@ -60,8 +56,7 @@ def _tls_options(config: Path, cfg) -> dict:
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(tls.cert_file, tls.key_file)
     except (OSError, ssl.SSLError) as exc:
-        typer.echo(f"{config}: api.tls: cannot use cert_file {tls.cert_file} with key_file {tls.key_file}: {exc}", err=True)
-        raise typer.Exit(1)
+        exitcodes.config_error([f"{config}: api.tls: cannot use cert_file {tls.cert_file} with key_file {tls.key_file}: {exc}"])
     return {"ssl_certfile": str(tls.cert_file), "ssl_keyfile": str(tls.key_file)}
 
 
@@ -69,6 +64,9 @@ def _tls_options(config: Path, cfg) -> dict:
 def serve(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config with sections api, influxdb and analytics; runs the server."),
+    log_level: Optional[LogLevel] = typer.Option(None, "--log-level", case_sensitive=False, envvar="PLANTMRV_LOG_LEVEL",
+                                                 help="Least severe level logged (default: api.log.level)."),
+    log_format: LogFormat = LOG_FORMAT_OPTION,
 ) -> None:
     """Serve the verifier API with uvicorn on api.host:api.port (`plantmrv api -c FILE`), HTTPS with api.tls.
 
@@ -81,35 +79,39 @@ def serve(
     if config is None:
         typer.echo(ctx.get_help())
         typer.echo("\nerror: -c/--config FILE is required to run the server", err=True)
-        raise typer.Exit(2)
-    import uvicorn
-
+        raise typer.Exit(exitcodes.USAGE)
     from plantmrv.api.app import create_app
     from plantmrv.cli import load_or_exit
+    from plantmrv.ops import Health, OpsServer, influx_probe, new_registry, run_uvicorn
 
     cfg = load_or_exit(config)
     if cfg.api is None:
-        typer.echo(f"{config}: api: section 'api' is required for this command", err=True)
-        raise typer.Exit(1)
+        exitcodes.config_error([f"{config}: api: section 'api' is required for this command"])
+    _setup_logging(cfg, log_level, log_format)
     from plantmrv.api.tokens import TokenStoreError
     from plantmrv.config import ConfigError
 
     try:
         api = create_app(cfg)
     except ConfigError as exc:
-        for issue in exc.issues:
-            typer.echo(str(issue), err=True)
-        raise typer.Exit(1)
+        exitcodes.config_error(exc.issues)
     except TokenStoreError as exc:
-        typer.echo(f"{config}: api: {exc}", err=True)
-        raise typer.Exit(1)
+        exitcodes.config_error([f"{config}: api: {exc}"])
     except ValueError as exc:  # names its key: influxdb.tls.ca_file, analytics.mrv_interval
-        typer.echo(f"{config}: {exc}", err=True)
-        raise typer.Exit(1)
+        exitcodes.config_error([f"{config}: {exc}"])
     tls = _tls_options(config, cfg)
-    _setup_logging(cfg)
-    logging.getLogger("plantmrv.api").info("event=start host=%s port=%d tls=%s projects=%d", cfg.api.host, cfg.api.port, "on" if tls else "off", len(api.state.projects))
-    uvicorn.run(api, host=cfg.api.host, port=cfg.api.port, log_level=cfg.api.log.level.lower(), access_log=False, root_path=cfg.api.root_path, **tls)
+    log = logging.getLogger("plantmrv.api")
+    log.info("event=start host=%s port=%d tls=%s projects=%d", cfg.api.host, cfg.api.port, "on" if tls else "off", len(api.state.projects))
+    health = Health(stall_after_s=60.0)
+    health.add_check("influxdb", influx_probe(cfg.influxdb))
+    ops = OpsServer(new_registry("api"), health)
+    if cfg.api.metrics.port is not None:
+        log.info("event=metrics_listening host=%s port=%d", cfg.api.metrics.host, ops.start(cfg.api.metrics.host, cfg.api.metrics.port))
+    try:
+        run_uvicorn(api, health, host=cfg.api.host, port=cfg.api.port, log_level=(log_level or cfg.api.log.level).lower(),
+                    access_log=False, root_path=cfg.api.root_path, **tls)
+    finally:
+        ops.close()
 
 
 def _store(config: Path):

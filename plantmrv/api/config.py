@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from plantmrv.config import StrictModel
+from plantmrv.config import ApiMetricsConfig, StrictModel
 
 Role = Literal["verifier", "operator", "admin"]
 PROJECT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"  # analytics.projects[].id, at most 64 characters
@@ -88,6 +88,7 @@ class ApiConfig(StrictModel):
     max_gaps_listed: int = Field(10_000, ge=1, description="Most gaps one `/reductions` answer lists (the count is always exact).")
     limits: ApiLimits = Field(default_factory=ApiLimits, description="Per-token concurrency, worker threads and timeouts toward InfluxDB.")
     log: ApiLogConfig = Field(default_factory=ApiLogConfig, description="Logs of the API service.")
+    metrics: ApiMetricsConfig = Field(default_factory=ApiMetricsConfig, description="Prometheus /metrics, /healthz and /readyz, on their own port.")
 
     @model_validator(mode="after")
     def _unique_token_names(self) -> "ApiConfig":
