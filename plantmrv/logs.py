@@ -61,8 +61,8 @@ _PROTECTED = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
 _KEY = re.compile(r"(?:^|(?<=\s))([A-Za-z_][A-Za-z0-9_.]*)=")
 _SPEC = re.compile(r"%(?:\(([^)]*)\))?([#0\- +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?)[hlL]?([diouxXeEfFgGcrsa%])")
 _QUOTED = re.compile(r'=("(?:[^"\\]|\\.)*")')
-_BARE = re.compile(r'^[^\s"=\\\x00-\x1f\x7f]+$')
-_NUMBER = re.compile(r"^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$")
+_BARE = re.compile(r"^[^\s\"=\\\x00-\x1f\x7f]+\Z")
+_NUMBER = re.compile(r"^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?\Z")
 
 
 def quote(value: str) -> str:

@@ -33,7 +33,7 @@ def test_a_tag_is_reported_when_it_starts_failing_and_when_it_recovers_not_in_be
         h.observe(np.array([0, 1, 0, 1, 2]), np.array([GOOD, SENSOR, GOOD, COMM, UNCERTAIN], np.uint32))
         h.observe(np.array([1, 1]), np.array([SENSOR, COMM], np.uint32))  # bad, bad again: counted, not logged
         failing = caplog.text.count("event=opcua_node_failing")
-        assert failing == 1 and "node='ns=2;s=T1'" in caplog.text and "status=BadSensorFailure" in caplog.text
+        assert failing == 1 and "node=ns=2;s=T1" in caplog.text and "status=BadSensorFailure" in caplog.text
         assert (_bad(m, "BadSensorFailure"), _bad(m, "BadCommunicationError")) == (0, 1)
         h.observe(np.array([1]), np.array([GOOD], np.uint32))
     assert caplog.text.count("event=opcua_node_recovered") == 1 and "was=BadCommunicationError" in caplog.text
