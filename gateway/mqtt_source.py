@@ -125,6 +125,7 @@ class BrokerSubscriber:
 
 
 class MqttSource(BrokerSubscriber):
+    lost_on_disconnect = True  # unseen while disconnected: coverage ends at the last reading
     type = "mqtt"
 
     def __init__(self, cfg: MqttSourceConfig, site: str, metrics: "GatewayMetrics", broker: MqttConfig | None,
@@ -151,8 +152,10 @@ class MqttSource(BrokerSubscriber):
             log.warning("event=value_refused source=%s topic=%s more=%d", self.name, topic, len(decoded.rejects) - 10)
         if decoded.rejects:
             self.metrics.source_error(self.name, "refused_value", len(decoded.rejects))
-        if len(decoded.batch):
-            batch = decoded.batch
+        batch = decoded.batch
+        if len(batch):
             self.metrics.source_read(self.name, len(batch))
-            # a reading proves only the fields it carries, as of its own time (the watermark)
-            emit(batch, int(batch.ts_ns.max()), np.unique(batch.series))
+        if len(batch) or decoded.watermark_ns is not None:
+            # the readings vouch for the fields they carry (every field of a report-by-exception
+            # mapping), as of their own time: the watermark
+            emit(batch, decoded.watermark_ns, decoded.vouched)

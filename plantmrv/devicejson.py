@@ -28,12 +28,13 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from dataclasses import field as _dc_field
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from plantmrv.batch import SampleBatch, Series
+from plantmrv.batch import Quality, SampleBatch, Series
 from plantmrv.config import StrictModel
 from plantmrv.limits import DEFAULT_LIMITS, DecodeLimits, LimitError, loads_bounded
 from plantmrv.scaling import Scaling
@@ -117,6 +118,21 @@ class DeviceJsonTopic(StrictModel):
         ..., min_length=1, description="Field name (with unit) -> dotted JSON path of its value, or `{path, scale, offset, unit}`."
     )
     timestamp: TimestampConfig | None = Field(None, description="Where the reading's time is; null: the time the message was received.")
+    report_by_exception: bool = Field(
+        False, description="The device sends a field only when it changes: a field absent from a reading is unchanged as of the "
+        "reading's time (not refused), and every reading vouches for every field of the mapping (the gateway's coverage). "
+        "Leave false for devices that leave out fields they cannot read.")
+    status: str | None = Field(
+        None, description="Dotted JSON path of an object `{field: status}` with OPC UA status names (`BadSensorFailure`, "
+        "`UncertainLastUsableValue`): a Bad field becomes a BAD sample (a gap, written to sample_quality), an Uncertain one an "
+        "UNCERTAIN sample.")
+
+    @field_validator("status")
+    @classmethod
+    def _status_path(cls, v: str | None) -> str | None:
+        if v is not None and not _PATH.match(v):
+            raise ValueError(f"{v!r} is not a dotted JSON path like 'status'")
+        return v
 
     @field_validator("topic")
     @classmethod
@@ -224,6 +240,10 @@ class FieldReject:
 class DecodedJson:
     batch: SampleBatch
     rejects: list[FieldReject]
+    #: indices into ``batch.table`` of the fields the readings vouch for (their watermark:
+    #: ``watermark_ns``): the fields carried, or every field of a report-by-exception mapping
+    vouched: np.ndarray = _dc_field(default_factory=lambda: np.empty(0, np.int32))
+    watermark_ns: int | None = None
 
 
 class JsonDecodeError(ValueError):
@@ -274,8 +294,10 @@ class DeviceJsonMapping:
             raise JsonDecodeError(f"payload is not a JSON object or a non-empty list of objects (got {type(doc).__name__})")
         tags = self.tags_for(topic)
         table = [Series(self.cfg.measurement, tuple(sorted(tags.items())), name) for name, *_ in self._fields]
-        sid, ts, vals, rejects = [], [], [], []
+        sid, ts, vals, qual, rejects = [], [], [], [], []
         ts_cfg = self.cfg.timestamp
+        rbe = self.cfg.report_by_exception
+        watermark = None
         for r_i, record in enumerate(records):
             where = f"[{r_i}]." if isinstance(doc, list) else ""
             t_ns = received_ns
@@ -289,10 +311,21 @@ class DeviceJsonMapping:
                     detail = f"{where}{ts_cfg.path} {exc}; {len(table)} fields of this reading refused"
                     rejects.append(FieldReject("json_timestamp", detail, where + ts_cfg.path))
                     continue
+            statuses = self._statuses(record, where, rejects)
+            watermark = t_ns if watermark is None else max(watermark, t_ns)
             for i, (name, path, scale, offset) in enumerate(self._fields):
+                q = _quality_of(statuses.get(name))
                 found, raw = get_path(record, path)
+                if q == Quality.BAD:  # known bad: a BAD sample (its value, if any, goes to sample_quality only)
+                    value = to_number(raw) if found else None
+                    sid.append(i)
+                    ts.append(t_ns)
+                    vals.append(value * scale + offset if value is not None else math.nan)
+                    qual.append(q)
+                    continue
                 if not found:
-                    rejects.append(FieldReject("json_missing", f"{where}{path} (field {name}) is missing", where + path))
+                    if not rbe:
+                        rejects.append(FieldReject("json_missing", f"{where}{path} (field {name}) is missing", where + path))
                     continue
                 value = to_number(raw)
                 if value is None:
@@ -305,8 +338,32 @@ class DeviceJsonMapping:
                 sid.append(i)
                 ts.append(t_ns)
                 vals.append(value)
-        batch = SampleBatch(table, np.array(sid, np.int32), np.array(ts, np.int64), np.array(vals, np.float64))
-        return DecodedJson(batch.compact() if rejects else batch, rejects)
+                qual.append(q)
+        batch = SampleBatch(table, np.array(sid, np.int32), np.array(ts, np.int64), np.array(vals, np.float64), np.array(qual, np.uint8))
+        if rbe:  # every field vouched for as of the newest reading, the table kept whole
+            return DecodedJson(batch, rejects, np.arange(len(table), dtype=np.int32), watermark)
+        if rejects:
+            batch = batch.compact()
+        return DecodedJson(batch, rejects, np.unique(batch.series).astype(np.int32), int(batch.ts_ns.max()) if len(batch) else None)
+
+    def _statuses(self, record: dict, where: str, rejects: list) -> dict[str, str]:
+        """``{field: status name}`` of a reading (``status`` path), ``{}`` without one."""
+        if self.cfg.status is None:
+            return {}
+        found, raw = get_path(record, self.cfg.status)
+        if not found:
+            return {}
+        if not isinstance(raw, dict):
+            rejects.append(FieldReject("json_type", f"{where}{self.cfg.status} is {_short(raw)}, not an object of field statuses", where + self.cfg.status))
+            return {}
+        return {str(k): str(v) for k, v in raw.items()}
+
+
+def _quality_of(status: str | None) -> int:
+    """Quality of an OPC UA status name: Good* (or none) GOOD, Uncertain* UNCERTAIN, anything else BAD."""
+    if status is None or status.startswith("Good"):
+        return Quality.GOOD
+    return Quality.UNCERTAIN if status.startswith("Uncertain") else Quality.BAD
 
 
 class DeviceJsonRouter:

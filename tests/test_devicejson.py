@@ -289,3 +289,41 @@ def test_field_unit_mismatch_is_a_located_error():
 
     with pytest.raises(ValidationError, match=r"field 'flow_m3_per_h': unit: 'MW' cannot be converted to 'm3/h' \(power vs volume flow\)"):
         DeviceJsonTopic.model_validate({"topic": "a", "measurement": "pump", "fields": {"flow_m3_per_h": {"path": "q", "unit": "MW"}}})
+
+
+def test_a_report_by_exception_device_vouches_for_every_field_and_its_statuses_are_qualities():
+    """A device that sends only what changed: a reading without a field says the field is
+    unchanged as of the reading's time; a Bad status makes a BAD sample (a gap downstream); the
+    gateway's coverage then stores the unchanged fields again every minute."""
+    from plantmrv.batch import Quality, SampleBatch
+    from plantmrv.gateway.coverage import CoverageTracker
+    from plantmrv.gateway.metrics import GatewayMetrics
+    from plantmrv.gateway.mqtt_source import MqttSource
+
+    cfg = load_config_source(dict(SHARED, report_by_exception=True, status="status"))
+    src = MqttSource(cfg, "bd", GatewayMetrics(), MqttConfig(url="mqtt://127.0.0.1:1883"))
+    tracker = CoverageTracker(lambda _s: 60 * 10**9, "gw", "d")  # what the agent does with each emit
+    stored = []
+
+    def emit(batch, watermark_ns=None, covers=None):
+        stored.append(tracker.observe(batch, watermark_ns, covers))
+
+    t0 = 1767225600000  # ms
+    for dt_s, body in [(0, {"ac": {"p_w": 5000}, "e": 10}), (30, {}), (61, {}), (90, {"ac": {"p_w": 6000}}),
+                       (100, {"status": {"export_energy_kwh": "BadSensorFailure"}}), (200, {})]:
+        src.handle("pv/inv07/telemetry", json.dumps({"ts": t0 + dt_s * 1000, **body}).encode(), emit, NOW)
+    got = SampleBatch.concat(stored)
+    rows = sorted((got.table[s].field, int((t - t0 * 10**6) // 10**9), float(v) if q != Quality.BAD else "BAD")
+                  for s, t, v, q in zip(got.series, got.ts_ns, got.value, got.quality))
+    fields = {f: [(t, v) for ff, t, v in rows if ff == f] for f in ("ac_power_kw", "export_energy_kwh")}
+    # power: its reading, a heartbeat after a minute of silence, the hold before its change, the
+    # change, a heartbeat at the last reading
+    assert fields["ac_power_kw"] == [(0, 5.0), (61, 5.0), (90, 6.0), (200, 6.0)]
+    # energy: held until the last reading before it went bad, then BAD and no heartbeat after:
+    # its silence is a gap
+    assert fields["export_energy_kwh"] == [(0, 10.0), (61, 10.0), (90, 10.0), (100, "BAD")]
+    # without report_by_exception an absent field is refused and vouched for by nothing
+    plain = MqttSource(load_config_source(SHARED), "bd", GatewayMetrics(), MqttConfig(url="mqtt://127.0.0.1:1883"))
+    marks = []
+    plain.handle("pv/inv07/telemetry", json.dumps({"ts": t0, "e": 3}).encode(), lambda b, w=None, c=None: marks.append([b.table[i].field for i in c]), NOW)
+    assert marks == [["export_energy_kwh"]]
