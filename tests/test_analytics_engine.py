@@ -341,3 +341,50 @@ def test_fields_the_methodology_does_not_read_are_not_queried_and_results_are_un
     assert got.params_hash == want.params_hash
     by_id = {q.id: roles_read(q) for q in cfg.projects}
     assert by_id["hcmc-vsd"] == {"energy_meter", "hours_meter"} and by_id["danang-pumps"] == {"energy_meter", "volume_meter", "running"}
+
+
+def test_intervals_close_on_the_sources_watermark_provisional_after_lateness_then_final(influx_db):
+    """Event time, not the wall clock: project A's gateway has reported to 03:00, project B's only
+    to 01:00. B's later hours are computed provisionally once A (the engine's event time) is the
+    lateness past them, and computed again, final, when B's watermark passes; the watermark and
+    its lag are metrics. Nothing depends on the wall clock (it is set a month later here)."""
+    from plantmrv.analytics.metrics import AnalyticsMetrics
+
+    def cover(site, asset, t_ns):
+        s = Series.of("coverage", "tags_total", site=site, asset=asset, measurement="pump", gateway="gw", source="plc")
+        influx_db.write_batch(SampleBatch([s], np.zeros(1, np.int32), np.array([t_ns], np.int64), np.array([1.0])))
+
+    ts = T0 + np.arange(0, 3 * 3600 + 1, 1, dtype=np.int64) * S
+    a_batch, _ = meter_batch(ts, np.full(len(ts), 500.0), start_reading=0.0)
+    b_series = Series.of("pump", "energy_kwh", site="danang", asset="pump2")
+    b_batch = SampleBatch([b_series], a_batch.series, a_batch.ts_ns, a_batch.value)
+    early = b_batch.ts_ns <= T0 + 3600 * S
+    influx_db.write_batch(a_batch)
+    influx_db.write_batch(b_batch.take(np.flatnonzero(early)))
+    cover("danang", "pump1", T0 + 3 * 3600 * S)
+    cover("danang", "pump2", T0 + 3600 * S)
+    b = pump_project(id="pump-b", assets=[{"measurement": "pump", "asset": "pump2", "fields": {"energy_meter": "energy_kwh"}}])
+    cfg = AnalyticsConfig.model_validate({"projects": [pump_project(), b], "max_gap_s": 10, "settle_s": 0, "lateness": "30m",
+                                          "mrv_interval": "1h", "process_interval": "1m", "late_data_lookback": "6h"})
+    metrics = AnalyticsMetrics()
+    eng = Engine(cfg, influx_db, metrics=metrics)
+    wall = T0 + 30 * 86400 * S
+    done = eng.poll(now_ns=wall)
+    assert done["danang-pumps/1h"] == 3
+    assert done["pump-b/1h"] == 2  # 00:00 final, 01:00 provisional; 02:00-03:00 ends less than 30 min before A's 03:00
+    pb = cfg.projects[1]
+    cols = eng.read_results(pb, T0, T0 + 3 * 3600 * S, 3600)
+    assert list(cols["provisional"]) == [0.0, 1.0]
+    assert cols["completeness"][1] == 0.0  # B's data for 01:00-02:00 has not arrived: filled conservatively
+    reg = metrics.registry
+    assert reg.get_sample_value("plantmrv_analytics_watermark_seconds", {"project": "pump-b"}) == (T0 + 3600 * S) / S
+    assert reg.get_sample_value("plantmrv_analytics_watermark_lag_seconds", {"project": "danang-pumps"}) == (wall - T0 - 3 * 3600 * S) / S
+    assert reg.get_sample_value("plantmrv_analytics_intervals_written_total", {"project": "pump-b", "interval": "1h", "provisional": "true"}) == 1
+    # B's gateway catches up: its hours are computed again, final, from the data that arrived
+    influx_db.write_batch(b_batch.take(np.flatnonzero(~early)))
+    cover("danang", "pump2", T0 + 3 * 3600 * S)
+    eng.poll(now_ns=wall + 5 * S)
+    cols = eng.read_results(pb, T0, T0 + 3 * 3600 * S, 3600)
+    assert list(cols["provisional"]) == [0.0, 0.0, 0.0]
+    np.testing.assert_allclose(cols["completeness"], 1.0)
+    np.testing.assert_allclose(cols["project_energy_kwh"], 500.0, rtol=1e-9)
