@@ -379,32 +379,40 @@ def _rate_core(ts, p, edges_ns, max_gap_ns):
 def _gap_spans(ts, edges_ns, gap_s, bridge) -> np.ndarray:
     """The uncovered spans within ``[edges[0], edges[-1])`` as an (k, 2) int64 array.
 
-    Computed only when some interval has gap time (a full pass over the samples); ``bridge(seg,
-    dt)`` says which segments are covered.
+    Only the intervals that have gap time are scanned (runs of them at once), so a year of
+    gapless data costs nothing here. ``bridge(segments, dt)`` says which segments are covered.
     """
     edges = np.asarray(edges_ns, dtype=np.int64)
-    lo, hi = int(edges[0]), int(edges[-1])
-    if not np.any(np.asarray(gap_s) > 0):
+    gappy = np.asarray(gap_s) > 0
+    if not gappy.any():
         return np.empty((0, 2), np.int64)
     if len(ts) < 2:
-        return np.array([[lo, hi]], np.int64)
-    i0 = max(int(np.searchsorted(ts, lo, side="right")) - 1, 0)
-    i1 = min(int(np.searchsorted(ts, hi, side="left")) + 1, len(ts))
-    t = ts[i0:i1]
-    dt = np.diff(t)
-    open_ = ~np.asarray(bridge(np.arange(i0, i1 - 1), dt), bool)
-    starts = t[:-1][open_]
-    ends = t[1:][open_]
-    spans = [np.stack([starts, ends], axis=1)] if len(starts) else []
-    if t[0] > lo:
-        spans.insert(0, np.array([[lo, t[0]]], np.int64))
-    if t[-1] < hi:
-        spans.append(np.array([[t[-1], hi]], np.int64))
-    if not spans:
-        return np.empty((0, 2), np.int64)
-    out = np.concatenate(spans).astype(np.int64)
-    out = np.clip(out, lo, hi)
-    return out[out[:, 1] > out[:, 0]]
+        return np.array([[int(edges[0]), int(edges[-1])]], np.int64)
+    # runs of consecutive intervals with gaps: [first, last]
+    starts = np.flatnonzero(gappy & ~np.concatenate(([False], gappy[:-1])))
+    ends = np.flatnonzero(gappy & ~np.concatenate((gappy[1:], [False])))
+    out = []
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        lo, hi = int(edges[a]), int(edges[b + 1])
+        i0 = max(int(np.searchsorted(ts, lo, side="right")) - 1, 0)
+        i1 = min(int(np.searchsorted(ts, hi, side="left")) + 1, len(ts))
+        t = ts[i0:i1]
+        if len(t) == 0:
+            out.append(np.array([[lo, hi]], np.int64))
+            continue
+        spans = []
+        if len(t) > 1:
+            open_ = ~np.asarray(bridge(np.arange(i0, i1 - 1), np.diff(t)), bool)
+            if open_.any():
+                spans.append(np.stack([t[:-1][open_], t[1:][open_]], axis=1))
+        if t[0] > lo:
+            spans.insert(0, np.array([[lo, t[0]]], np.int64))
+        if t[-1] < hi:
+            spans.append(np.array([[t[-1], hi]], np.int64))
+        if spans:
+            part = np.clip(np.concatenate(spans).astype(np.int64), lo, hi)
+            out.append(part[part[:, 1] > part[:, 0]])
+    return np.concatenate(out) if out else np.empty((0, 2), np.int64)
 
 
 def merge_spans(spans: list[np.ndarray]) -> np.ndarray:

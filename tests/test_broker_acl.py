@@ -237,8 +237,8 @@ def test_client_certificates_authenticate_a_gateway_with_the_same_authorization(
 def test_the_shipped_authorization_is_what_broker_acl_makes_of_the_shipped_configs(monkeypatch):
     monkeypatch.setenv("INFLUX_TOKEN", "x")
     monkeypatch.setenv("MQTT_PASSWORD", "x")
-    doc = document_for_files([REPO / "deploy/config/plantmrv.yaml", REPO / "examples/gateway-opcua.yaml"])
+    doc = document_for_files([REPO / "deploy/config/ingest.yaml", REPO / "examples/gateway-opcua.yaml"])
     assert json.loads((DEPLOY / "dynamic-security.json").read_text()) == doc, (
-        "run: plantmrv broker-acl deploy/config/plantmrv.yaml examples/gateway-opcua.yaml -o deploy/mosquitto/dynamic-security.json")
+        "run: plantmrv broker-acl deploy/config/ingest.yaml examples/gateway-opcua.yaml -o deploy/mosquitto/dynamic-security.json")
     text = json.dumps(doc)
     assert "password" not in text and "salt" not in text, "the authorization holds no secrets"

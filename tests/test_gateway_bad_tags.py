@@ -55,9 +55,11 @@ def test_every_tag_that_cannot_be_read_is_logged_once_counted_and_shown(tmp_path
     finally:
         srv.kill()
     log = gw.log()
-    failing = re.findall(r'event=opcua_node_failing source=plc node="([^"]+)" .*?series="([^"]+)" status=(\w+) code=0x[0-9A-F]{8} phase=(\w+)', log)
+    # logfmt: a value is quoted when it holds a space, '=' or a quote (a NodeId does, a browse path not)
+    failing = re.findall(r'event=opcua_node_failing source=plc node=(?:"([^"]+)"|(\S+)) .*?series="([^"]+)" status=(\w+) code=0x[0-9A-F]{8} phase=(\w+)', log)
     seen = {}
-    for node, series, st, phase in failing:
+    for quoted, bare, series, st, phase in failing:
+        node = quoted or bare
         seen.setdefault((node, series.rsplit(" ", 1)[1], st, phase), 0)
         seen[(node, series.rsplit(" ", 1)[1], st, phase)] += 1
     for f, (_key, addr, st, phase) in NODES.items():

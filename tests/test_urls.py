@@ -74,7 +74,7 @@ def test_check_config_locates_every_broken_service_url_and_never_echoes_a_secret
     f.write_text(text)
     line = next(n for n, ln in enumerate(text.splitlines(), 1) if "url:" in ln and (SECRET in ln or "htp//" in ln))
     res = CliRunner().invoke(app, ["check-config", str(f)])
-    assert res.exit_code == 1
+    assert res.exit_code == 78  # EX_CONFIG
     first = res.output.splitlines()[0]
     assert first.startswith(f"{f}: {key} (line {line}): "), res.output
     assert SECRET not in res.output
