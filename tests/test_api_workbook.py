@@ -14,7 +14,7 @@ import openpyxl
 import pytest
 
 from plantmrv.analytics import registry
-from tests import libreoffice, verify_workbook
+from tests import libreoffice, verify_export, verify_workbook
 from tests.workbook_support import workbook_env  # noqa: F401
 
 API_FIELDS = ("reference_energy_kwh", "project_energy_kwh", "energy_saved_kwh", "reference_t_co2", "project_t_co2", "reduction_t_co2")
@@ -38,14 +38,21 @@ def exported(workbook_env, tmp_path_factory):
         rows = workbook_env.get(f"/projects/{case.id}/reductions", **case.range, interval="hour").json()
         report = workbook_env.get(f"/projects/{case.id}/monitoring-report", period="monitoring").json()
         api[case.id] = (rows, report)
-    recalculated = libreoffice.recalculate(list(paths.values()), out)
-    return {pid: (paths[pid], recalculated[paths[pid]], *api[pid]) for pid in paths}
+    empty = out / "empty.xlsx"  # a range without results: the layout still holds, ER_p is 0
+    empty.write_bytes(workbook_env.get("/projects/wte/export", **{"from": "2026-03-12T00:00:00Z", "to": "2026-03-13T00:00:00Z"}, format="xlsx", raw="false").content)
+    recalculated = libreoffice.recalculate([*paths.values(), empty], out)
+    exported = {pid: (paths[pid], recalculated[paths[pid]], *api[pid]) for pid in paths}
+    exported["empty"] = (empty, recalculated[empty], {"rows": [], "totals": dict.fromkeys(API_FIELDS, 0.0)},
+                         {"reported_reduction_t_co2": 0, **dict.fromkeys(API_FIELDS, 0.0)})
+    return exported
 
 
 def test_the_cases_cover_every_methodology_with_gaps_and_a_meter_event(workbook_env, exported):
     kinds = {(c.config["plant_type"], c.config["baseline"]) for c in workbook_env.cases}
     assert kinds == {(m.plant_type, m.baseline) for m in registry.all_methodologies()}
     for pid, (_, _, rows, report) in exported.items():
+        if pid == "empty":
+            continue
         assert report["gap_intervals"] >= 1 and report["checks"]["status"] == "ok", pid
         assert any(r["completeness"] < 1 for r in rows["rows"]), pid
     for case in workbook_env.cases:
@@ -67,7 +74,7 @@ def test_libreoffice_recalculates_every_workbook_to_the_api_figures(exported):
                         n_formulas += 1
                         assert got != libreoffice.CORRUPT and got is not None, (pid, ws.title, c.coordinate, c.value)
         calc = values["Calculation"]
-        assert n_formulas > 24 * 6, pid
+        assert n_formulas > 24 * 6 or pid == "empty", pid
         fields = {calc.cell(5, j).value: j for j in range(2, calc.max_column + 1) if calc.cell(5, j).value}
         assert set(fields) == set(API_FIELDS), (pid, fields)
         hours = rows["rows"]
@@ -89,6 +96,8 @@ def test_libreoffice_recalculates_every_workbook_to_the_api_figures(exported):
 
 def test_every_conservative_fill_is_a_formula_over_the_gap_cells_and_the_fill_value(exported):
     for pid, (source, _, rows, _) in exported.items():
+        if pid == "empty":
+            continue
         wb = openpyxl.load_workbook(source)
         calc, inp = wb["Calculation"], wb["Input"]
         fill_cols = [j for j in range(2, calc.max_column + 1) if "+ MAX(gap_s(" in str(calc.cell(4, j).value)]
@@ -140,6 +149,18 @@ def test_waste_to_energy_lays_out_the_decay_tail_per_crediting_year(exported):
     years = [r for r in values["FOD"].iter_rows(values_only=True) if isinstance(r[0], int) and isinstance(r[1], str) and r[1].startswith("20")]
     assert [y[0] for y in years] == [1, 2] and years[0][7] > 0  # year 1's waste stored before the export
     assert years[0][6] > 0  # and the export's own first half day, summed live from Input
+
+
+def test_csv_carries_the_same_inputs_and_the_meter_events(workbook_env):
+    case = workbook_env.cases[0]
+    text = workbook_env.get(f"/projects/{case.id}/export", **case.range, raw="false").text
+    sec = verify_export.sections(text)
+    assert {"project_energy_covered_kwh", "project_energy_gap_s", "project_energy_gap_kwh", "volume_covered_m3"} <= set(sec["intervals"][0])
+    gap = next(r for r in verify_export.records(sec["intervals"]) if r["start_utc"] == "2026-03-10T05:00:00Z")
+    assert float(gap["project_energy_gap_s"]) > 900 - 20
+    events = verify_export.records(sec["events"])
+    assert [(e["source"], e["kind"], e["counted"]) for e in events] == [(f"{case.id}.energy_kwh", "meter_replacement", "1")]
+    assert verify_export.check_csv(text.encode())["intervals"] == 24
 
 
 def test_verifier_rederives_the_floored_er_p_from_the_workbook_alone(exported):

@@ -2,8 +2,9 @@
 (streamed) and xlsx, both ending with a trailer (docs/verifier.md).
 
 CSV: one file of sections, each introduced by a line ``#section,<name>`` and its header row:
-``meta``, ``parameters``, ``monitoring_points``, ``formulas``, ``intervals``, ``totals``,
-``checks``, ``gaps``, ``raw`` (every monitored value at native resolution, streamed a day at a
+``meta``, ``parameters``, ``monitoring_points``, ``formulas``, ``intervals`` (with the inputs
+each result is re-derived from), ``totals``, ``checks``, ``gaps``, ``events`` (meter events),
+``raw`` (every monitored value at native resolution, streamed a day at a
 time from InfluxDB), then ``trailer``: the number of lines and the SHA-256 of every byte before
 it, the raw rows' count and canonical ``data_sha256`` (:mod:`plantmrv.api.digests`), the
 intervals' count and ``intervals_sha256``, ``parameters_sha256``, the checks' status, the
@@ -15,14 +16,12 @@ present a truncated export as a complete one either.
 Every text cell is spreadsheet-safe (:mod:`plantmrv.api.cells`): CSV written by the csv module,
 text that a spreadsheet would run as a formula neutralised.
 
-xlsx, laid out like a JCM monitoring spreadsheet: ``Input`` (the parameters with symbol,
-description, value, unit, monitoring option, data source, measurement method, frequency,
-comments; then the monitored values per interval), ``Calculation`` (live Excel formulas that
-reference the Input cells: reference energy, RE_i, PE_i, ER_i, the period total and ER_p with
-the rounding rule), ``Checks``, ``Gaps``, ``Formulas`` (as text), ``Project``, ``Raw`` (per
-monitoring point a ``#point`` row, a header, then ``ts_ns`` as text, time and value) and
-``Trailer``. Opening it in a spreadsheet recomputes the same tonnes (the workbook asks for a
-full recalculation on load). Built with openpyxl's write-only mode into a spooled temporary
+xlsx, laid out like a JCM monitoring spreadsheet: ``Input``, ``Calculation`` (live formulas
+that re-derive every interval's tonnes from the stored inputs and the parameters), the
+methodology's tables (``FOD``, ``Days``), ``Checks``, ``Gaps``, ``Formulas``, ``Project`` (all
+written by :mod:`plantmrv.api.workbook`), ``Raw`` (per monitoring point a ``#point`` row, a
+header, then ``ts_ns`` as text, time and value) and ``Trailer``. Opening it in a spreadsheet
+recomputes the same tonnes. Built with openpyxl's write-only mode into a spooled temporary
 file; the ``Raw`` and ``Trailer`` sheets' XML is then written into the zip directly (openpyxl
 writes ~30k cells/s, this ~1M), and the file is streamed out in chunks.
 """

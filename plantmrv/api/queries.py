@@ -65,6 +65,19 @@ def mrv_query(project_id: str, source_interval: str, start_ns: int, end_ns: int,
     )
 
 
+def events_query(project_id: str, start_ns: int, end_ns: int) -> str:
+    """The meter events the engine found for one project in ``[start, end)`` (measurement ``mrv_event``)."""
+    return f"SELECT * FROM {_ident('mrv_event')} WHERE {_ident('project')} = {_lit(project_id)} AND {_time_range(start_ns, end_ns)}"
+
+
+def mrv_sum_query(project_id: str, source_interval: str, field: str, start_ns: int, end_ns: int) -> str:
+    """The sum of one numeric field of ``mrv`` over the intervals starting in ``[start, end)``."""
+    if source_interval not in SOURCE_INTERVAL_S:
+        raise ValueError(f"source interval {source_interval!r} is not one of {sorted(SOURCE_INTERVAL_S)}")
+    return (f"SELECT sum({_ident(field)}) FROM {_ident(MRV_MEASUREMENT)} WHERE {_ident('project')} = {_lit(project_id)} "
+            f"AND {_ident('interval')} = {_lit(source_interval)} AND {_time_range(start_ns, end_ns)}")
+
+
 def _numeric_fields(extra: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(MRV_FIELDS + MRV_INPUT_FIELDS + tuple(extra)))
 

@@ -37,8 +37,8 @@ import numpy as np
 
 from plantmrv.api.cells import Formula, xlsx_cells
 from plantmrv.api.models import GapInfo, ProjectDetail, ResultChecks
-from plantmrv.api.queries import MRV_FIELDS, MrvColumns, _ident, _lit
-from plantmrv.api.reports import from_ns, iso
+from plantmrv.api.queries import MrvColumns, events_query, mrv_sum_query
+from plantmrv.api.reports import from_ns, iso, to_ns
 
 NS = 1_000_000_000
 KWH_PER_MWH = 1000.0
@@ -102,8 +102,7 @@ def read_extras(client, project: ProjectDetail, start_ns: int, end_ns: int, sour
     from plantmrv.analytics import registry
 
     out = ExportExtras()
-    where = f"{_ident('project')} = {_lit(project.id)} AND time >= {int(start_ns)} AND time < {int(end_ns)}"
-    for r in client.query(f"SELECT * FROM {_ident('mrv_event')} WHERE {where}", database=database):
+    for r in client.query(events_query(project.id, start_ns, end_ns), database=database):
         c = r.columns
         for i in range(len(r)):
             get = lambda k: (c.get(k)[i] if c.get(k) is not None else None)  # noqa: E731
@@ -114,25 +113,18 @@ def read_extras(client, project: ProjectDetail, start_ns: int, end_ns: int, sour
     for t in m.tables:
         if isinstance(t, registry.DecayTable) and project.crediting_start is not None:
             covered = next(f.field for f in registry.input_fields(m) if f.name == f"{t.quantity}.covered")
-            ye = t.year_edges(_ns(project.crediting_start), end_ns)
+            ye = t.year_edges(to_ns(project.crediting_start), end_ns)
             for x in range(len(ye) - 1):
                 a, b = int(ye[x]), min(int(ye[x + 1]), start_ns)
                 if b <= a:
                     continue
-                res = client.query(f"SELECT sum({_ident(covered)}) FROM {_ident('mrv')} WHERE {_ident('project')} = {_lit(project.id)} "
-                                   f"AND {_ident('interval')} = {_lit(source_interval)} AND time >= {a} AND time < {b}", database=database)
+                res = client.query(mrv_sum_query(project.id, source_interval, covered, a, b), database=database)
                 out.waste_before_t[x] = float(np.nansum(np.asarray(res[0].columns.get("sum", []), dtype=float))) if res and len(res[0]) else 0.0
     return out
 
 
 def _float(v) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def _ns(dt) -> int:
-    from plantmrv.api.reports import to_ns
-
-    return to_ns(dt)
 
 
 # --------------------------------------------------------------------------- cells
@@ -289,7 +281,7 @@ def _write_input(sh: Sheet, project: ProjectDetail, mrv: MrvColumns, m, fields, 
              ("start_s", "Interval start [s since 1970-01-01 UTC]", lambda i: int(t[i]) // NS), ("end_s", "Interval end [s since 1970-01-01 UTC]", lambda i: (int(t[i]) + step_ns) // NS)]
     for tb in tables.values():
         if isinstance(tb, registry.DecayTable):
-            ye = tb.year_edges(_ns(project.crediting_start), int(t[-1]) + step_ns if len(t) else end_ns)
+            ye = tb.year_edges(to_ns(project.crediting_start), int(t[-1]) + step_ns if len(t) else end_ns)
             years = np.searchsorted(ye, t, side="right")  # 1-based crediting year of the start; 0 before the crediting period
             cols.append(("x", "Crediting year x of the interval start (TOOL04 year; 0 before the crediting period) [-]", lambda i, y=years: int(y[i])))
         else:
@@ -368,7 +360,7 @@ def _write_decay(sh: Sheet, tb, project: ProjectDetail, mrv: MrvColumns, lay: La
     first_year = f"FOD!$F${r}"
     sh.add()
 
-    ye = tb.year_edges(_ns(project.crediting_start), int(t[-1]) + step_ns if len(t) else _ns(project.crediting_start) + 1)
+    ye = tb.year_edges(to_ns(project.crediting_start), int(t[-1]) + step_ns if len(t) else to_ns(project.crediting_start) + 1)
     ends = t + step_ns
     last_year = int(np.searchsorted(ye, ends[-1] - 1, side="right")) if len(t) else 1  # 1-based year of the last instant
     n_years = max(last_year, 1)
@@ -611,8 +603,6 @@ def _write_checks(sh: Sheet, checks: ResultChecks, rows: list[list]) -> None:
 
 def _write_gaps(sh: Sheet, gap_list: list[GapInfo], extras: ExportExtras, cal_row_of: dict[int, int], gap_row_of: dict[int, int]) -> None:
     sh.add(["Start (UTC)", "End (UTC)", "Completeness [-]", "Gap filled [s]", "Filled by", "Calculation row [-]"], header=True)
-    from plantmrv.api.reports import to_ns
-
     for g in gap_list:
         start = to_ns(g.start)
         r = sh.add([g.start.strftime("%Y-%m-%dT%H:%M:%SZ"), g.end.strftime("%Y-%m-%dT%H:%M:%SZ"), g.completeness, g.gap_filled_s, g.filled_by, cal_row_of.get(start)])
