@@ -289,14 +289,13 @@ def _write_input(sh: Sheet, project: ProjectDetail, mrv: MrvColumns, m, fields, 
             cols.append(("day", f"Local day d (UTC{project.day_category_utc_offset_h:+g} h) [date]", lambda i, d=labels: d[i][0]))
     seen: dict[str, str] = {}
     for f in fields:
+        lay.input_symbol[f.name] = f.symbol
         if f.field in seen:  # a field two quantities share (waste diverted and burned)
             lay.input_col[f.name] = seen[f.field]
             continue
-        key = f.name
         v = mrv.fields.get(f.field, np.full(len(t), np.nan))
-        cols.append((key, f"{f.symbol}: {f.description} [{f.unit}]", lambda i, v=v: _cell(v[i])))
+        cols.append((f.name, f"{f.symbol}: {f.description} [{f.unit}]", lambda i, v=v: _cell(v[i])))
         seen[f.field] = col(len(cols) - 1)
-        lay.input_symbol[f.name] = f.symbol
     cols += [("completeness", "Completeness, all inputs [-]", lambda i: _cell(mrv.fields["completeness"][i])),
              ("gap_filled_s", "Seconds without data, any input [s]", lambda i: _cell(mrv.fields["gap_filled_s"][i])),
              ("params_hash", "params_hash [-]", lambda i: str(mrv.params_hash[i]))]
