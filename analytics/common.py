@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .parameters import Param
-from .registry import Formula
+from .registry import Column, Formula
 
 KWH_PER_MWH = 1000.0
 FILL_METHOD = (
@@ -44,6 +44,15 @@ FILL_FORMULA = Formula(
     "E_PJ,i", "E_PJ,i = EC_PJ,i,covered + max(gap_s,i / 3600 x P_fill, EC_PJ,i,gap)",
     "Project energy: consumption over covered time plus, over missing time, the larger of the meter's increment across the gap "
     "and the maximum plausible power [kWh]", "form",
+)
+
+
+#: The workbook's columns of the same frame: emissions of the reference and project energies, ER.
+ELECTRICITY_COLUMNS = (
+    Column("E_saved", "E_saved,i", "kWh", "Energy saved", "{E_RE} - {E_PJ}", "energy_saved_kwh"),
+    Column("RE", "RE_i", "tCO2", "Reference emissions", "{E_RE} / {kWh_per_MWh} * {EF_grid}", "reference_t_co2"),
+    Column("PE", "PE_i", "tCO2", "Project emissions", "{E_PJ} / {kWh_per_MWh} * {EF_grid}", "project_t_co2"),
+    Column("ER", "ER_i", "tCO2", "Emission reductions", "{RE} - {PE}", "reduction_t_co2"),
 )
 
 

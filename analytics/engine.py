@@ -156,6 +156,7 @@ def results_bodies(project: ProjectConfig, results: IntervalResults, interval_s:
         "gap_filled_s": results.gap_filled_s,
     }
     cols.update({k: np.asarray(v, dtype=float) for k, v in results.cobenefits.items()})
+    cols.update({k: np.asarray(v, dtype=float) for k, v in results.inputs.items()})  # what the verifier's workbook re-derives the results from
     cols["provisional"] = np.zeros(len(results)) if provisional is None else np.asarray(provisional, dtype=float)
     h = results.params_hash.replace('"', "")
     constant = f'params_hash="{h}",credited={"true" if results.credited else "false"}'

@@ -57,6 +57,7 @@ class IntervalResults:
     cobenefits: dict[str, np.ndarray] = field(default_factory=dict)
     events: list = field(default_factory=list)  # MeterEventFound of every meter
     gap_spans_ns: np.ndarray = field(default_factory=lambda: np.empty((0, 2), np.int64))  # union of every input's gaps
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)  # registry.input_fields: what the workbook re-derives the results from
 
     @property
     def energy_saved_kwh(self) -> np.ndarray:
@@ -167,6 +168,8 @@ def compute(
     cache: dict[str, tuple] = {}
     configured = {r: True for a in project.assets for r in a.fields.by_role()}
     sources = registry.quantity_sources(m, configured)
+    stored: dict[str, np.ndarray] = {}  # the inputs stored beside the results (registry.input_fields)
+    fields_of = {(f.quantity, f.name.rsplit(".", 1)[-1]): f.field for f in registry.input_fields(m) if f.quantity}
     for q in m.quantities:
         role = sources[q.name]
         if role is None:  # an optional quantity the project does not measure
@@ -180,8 +183,11 @@ def compute(
         gap_s = union_gap_s([spans], edges)
         all_spans.append(spans)
         covered[q.name] = amount
+        stored[fields_of[(q.name, "covered")]] = amount
         if q.side == "project":
             amounts[q.name] = amount + np.maximum(gap_s / 3600.0 * (fill_rate or 0.0), gap_amount)
+            stored[fields_of[(q.name, "gap_s")]] = gap_s
+            stored[fields_of[(q.name, "gap")]] = gap_amount
         else:
             amounts[q.name] = amount
     states = {r: list(signals.get(r) or []) for r in m.states if signals.get(r)}
@@ -203,5 +209,5 @@ def compute(
     return IntervalResults(
         edges, np.asarray(out.reference_energy_kwh, float), np.asarray(out.project_energy_kwh, float), np.asarray(out.reference_t_co2, float),
         np.asarray(out.project_t_co2, float), np.clip(completeness, 0.0, 1.0), np.asarray(gap, float), h, m.credited, FILL_METHOD, cob,
-        events, union,
+        events, union, {**stored, **{k: np.asarray(v, float) for k, v in out.inputs.items()}},
     )

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .baselines import efficiency_ratio, specific_energy
-from .common import ELECTRICITY_FORMULAS, FILL_FORMULA, PERIOD_FORMULAS, emission_reductions_t_co2, emissions_t_co2, fill_power_param
+from .common import ELECTRICITY_COLUMNS, ELECTRICITY_FORMULAS, FILL_FORMULA, PERIOD_FORMULAS, emission_reductions_t_co2, emissions_t_co2, fill_power_param
 from .parameters import Param
-from .registry import Formula, Inputs, Methodology, Outputs, Quantity, register
+from .registry import Column, Formula, Inputs, Methodology, Outputs, Quantity, fill_column, register
 
 RHO_WATER_KG_PER_M3 = 1000.0  # methodologies.md s.3 [published]
 G_M_PER_S2 = 9.80665  # standard gravity [published]
@@ -114,6 +114,8 @@ PROJECT_ENERGY = Quantity("project_energy", "kWh", "energy_meter", "power", "pro
 VOLUME_KPI = Quantity("volume", "m3", "volume_meter", "flow", "kpi", "V_PJ", "Volume pumped (co-benefit)", required=False)
 HOURS_KPI = Quantity("operating_time", "h", "hours_meter", "running", "kpi", "t_PJ", "Operating hours (co-benefit)", required=False)
 VOLUME_REFERENCE = Quantity("volume", "m3", "volume_meter", "flow", "reference", "V_PJ", "Volume pumped")
+FILLED_ENERGY = fill_column(PROJECT_ENERGY, "E_PJ", "E_PJ,i", "Project energy, filled conservatively over missing time", "project_energy_kwh")
+SEC_KPI = Column("SEC_PJ", "SEC_PJ,i", "kWh/m3", "Energy per m3 pumped (co-benefit)", 'IF({volume.covered} > 0, {project_energy.covered} / {volume.covered}, "")', total=False)
 
 
 def compute_efficiency_ratio(inp: Inputs) -> Outputs:
@@ -148,6 +150,11 @@ register(Methodology(
         FILL_FORMULA, *ELECTRICITY_FORMULAS, *PERIOD_FORMULAS,
     ),
     compute=compute_efficiency_ratio, source=_SOURCE,
+    columns=(
+        FILLED_ENERGY,
+        Column("E_RE", "E_RE,i", "kWh", "Reference energy: covered consumption x efficiency ratio", "{project_energy.covered} * {eta_project} / {eta_reference}", "reference_energy_kwh"),
+        *ELECTRICITY_COLUMNS, SEC_KPI,
+    ),
 ))
 register(Methodology(
     plant_type="pump", baseline="specific_energy", title="High-efficiency pumps (specific energy, head or duty changed)", credited=True,
@@ -158,4 +165,9 @@ register(Methodology(
         FILL_FORMULA, *ELECTRICITY_FORMULAS, *PERIOD_FORMULAS,
     ),
     compute=compute_specific_energy, source=_SOURCE,
+    columns=(
+        FILLED_ENERGY,
+        Column("E_RE", "E_RE,i", "kWh", "Reference energy: baseline SEC x covered volume", "{volume.covered} * {sec_baseline_kwh_per_m3}", "reference_energy_kwh"),
+        *ELECTRICITY_COLUMNS, SEC_KPI,
+    ),
 ))

@@ -32,7 +32,7 @@ import numpy as np
 from .baselines import generation
 from .common import PERIOD_FORMULAS, emission_reductions_t_co2, emissions_t_co2
 from .parameters import Param
-from .registry import Formula, Inputs, Methodology, Outputs, Quantity, register
+from .registry import Column, DayTable, Formula, InputField, Inputs, Methodology, Outputs, Quantity, register
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,7 @@ def compute_generation(inp: Inputs) -> Outputs:
     edges = inp.edges_ns
     eg = generation(inp.covered["generation"])  # a missing interval generates 0 (reference low)
     ef = inp.ef_t_co2_per_mwh
+    stored = {}
     if inp.project.day_category is not None:
         days = local_day_edges_ns(int(edges[0]), int(edges[-1]), inp.project.day_category.utc_offset_h)
         flags = inp.states.get("grid_available") or []
@@ -138,7 +139,13 @@ def compute_generation(inp: Inputs) -> Outputs:
             cats = np.full(len(days) - 1, MIXED_DAY)
         day_of = np.clip(np.searchsorted(days, edges[:-1], side="right") - 1, 0, len(days) - 2)
         ef = ef_by_day_category(cats[day_of], inp.ef_t_co2_per_mwh, inp.value("ef_diesel_t_co2_per_mwh"))
-    return Outputs(eg, np.zeros_like(eg), reference_emissions_t_co2(eg, ef), project_emissions_t_co2(eg))
+        stored["day_category"] = cats[day_of].astype(float)  # the monitored "category of the day d" of each interval
+    return Outputs(eg, np.zeros_like(eg), reference_emissions_t_co2(eg, ef), project_emissions_t_co2(eg), inputs=stored)
+
+
+DAY_CATEGORY = InputField("day_category", "day_category", "GA_d", "-", "Category of the interval's local day d (KH_AM002): 1 grid supply all day, 0 outage all day, -1 mixed or unknown")
+DAY_TABLE = DayTable("day_category", ((GRID_DAY, "grid supply all day: grid EF"), (OUTAGE_DAY, "outage all day: diesel EF"),
+                                      (MIXED_DAY, "mixed or not known all day: the lower EF")), local_day_edges_ns)
 
 
 register(Methodology(
@@ -152,6 +159,18 @@ register(Methodology(
         *PERIOD_FORMULAS,
     ),
     compute=compute_generation, source="JCM VN_AM007, TH_AM001, KH_AM002, MN_AM003 [published]", states=("grid_available",),
+    columns=(
+        Column("E_RE", "E_RE,i", "kWh", "Electricity supplied to the grid over covered time", "{generation.covered}", "reference_energy_kwh"),
+        Column("E_PJ", "E_PJ,i", "kWh", "Project energy (none)", "0", "project_energy_kwh"),
+        Column("E_saved", "E_saved,i", "kWh", "Energy saved", "{E_RE} - {E_PJ}", "energy_saved_kwh"),
+        Column("EF_RE", "EF_RE,i", "tCO2/MWh", "Reference EF: by the category of the interval's day (KH_AM002, Days sheet), else the grid EF", (
+            "IF({day_category} = 1, {EF_grid}, IF({day_category} = 0, {ef_diesel_t_co2_per_mwh}, MIN({EF_grid}, {ef_diesel_t_co2_per_mwh})))",
+            "{EF_grid}"), total=False),
+        Column("RE", "RE_i", "tCO2", "Reference emissions", "{E_RE} / {kWh_per_MWh} * {EF_RE}", "reference_t_co2"),
+        Column("PE", "PE_i", "tCO2", "Project emissions (none)", "0", "project_t_co2"),
+        Column("ER", "ER_i", "tCO2", "Emission reductions", "{RE} - {PE}", "reduction_t_co2"),
+    ),
+    inputs=(DAY_CATEGORY,), tables=(DAY_TABLE,),
     state_span=state_span_ns,
     conditional_formulas=((lambda p: p.day_category is not None, Formula(
         "EF_RE,d", "EF_RE,d = EF_grid if GA_d = 1 all day d; EF_diesel if GA_d = 0 all day d; min(EF_grid, EF_diesel) otherwise",

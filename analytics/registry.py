@@ -18,6 +18,13 @@ quantity adds, over every gap, the larger of what its meter measured across the 
 methodology's configured maximum plausible rate (the parameter named by ``fill``) times the
 gap; a ``kpi`` quantity (co-benefits) counts covered time only. Every gap of every quantity
 and state counts in completeness and ``gap_filled_s``.
+
+The workbook (the verifier's xlsx export) re-derives every interval from what the engine
+stores beside its results: per quantity the amount over covered time, and for a project-side
+quantity its gap seconds and its meter's increment across them (:func:`input_fields`). A
+methodology lays out its calculation as :class:`Column` s, spreadsheet formulas over those
+inputs and its parameters, and names the auxiliary tables it needs (:class:`DecayTable`,
+:class:`DayTable`); no spreadsheet library is involved here.
 """
 
 from __future__ import annotations
@@ -92,6 +99,75 @@ class Formula:
     tag: Literal["published", "derived", "form"]
 
 
+@dataclass(frozen=True)
+class InputField:
+    """A per-interval input the engine stores beside the results (a field of measurement ``mrv``),
+    from which the workbook's formulas re-derive them."""
+
+    field: str  # the mrv field
+    name: str  # how column expressions name it: ``<quantity>.covered``, ``<quantity>.gap_s``, ``<quantity>.gap``, or its own name
+    symbol: str
+    unit: str
+    description: str
+    quantity: str | None = None  # the quantity it belongs to (None: a methodology's own input)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the workbook's Calculation sheet: a spreadsheet formula per interval.
+
+    ``expression`` is spreadsheet syntax (``+ - * / ( )``, ``MAX``, ``MIN``, ``IF``, ``EXP``)
+    over names in braces that the workbook resolves to cells: the interval's stored inputs by
+    their :attr:`InputField.name` (``{project_energy.covered}``), the methodology's parameters
+    by name (``{eta_project}``, the Input sheet), ``{EF_grid}``, ``{kWh_per_MWh}``, the ``key``
+    of an earlier column, and the names a table provides (``{fod.factor}``). A tuple holds
+    alternatives: the first whose names all resolve (inputs measured, parameters with a value)
+    is used; a column none of whose alternatives resolves is left out (an optional quantity the
+    project does not measure). ``result``: the field of ``mrv`` (and of the API's intervals)
+    the column reproduces.
+    """
+
+    key: str
+    symbol: str
+    unit: str
+    description: str
+    expression: str | tuple[str, ...]
+    result: str | None = None
+    total: bool = True  # summed in the period's total row
+
+    @property
+    def alternatives(self) -> tuple[str, ...]:
+        return (self.expression,) if isinstance(self.expression, str) else tuple(self.expression)
+
+
+@dataclass(frozen=True)
+class DecayTable:
+    """First-order decay laid out in the workbook (CDM TOOL04): the constant factor, the waste
+    types, the waste of each crediting year, and per year y one block with the decay in y of
+    each earlier year's waste (the tail). Columns name ``{<name>.factor}``,
+    ``{<name>.first_year}`` (first-year decay per tonne, summed over types) and
+    ``{<name>.tail}`` (the interval's share of its year's tail)."""
+
+    name: str
+    quantity: str  # the waste diverted (reference side, covered time)
+    factor: str  # expression over scalar parameters [tCO2e per t of decaying DOC]
+    types: tuple[str, ...]
+    share: str  # vector parameters, one value per type
+    doc: str
+    k: str
+    year_edges: Callable[[int, int], np.ndarray]  # (crediting start ns, until ns) -> year starts ns
+
+
+@dataclass(frozen=True)
+class DayTable:
+    """Categories of local days d (JCM KH_AM002) laid out in the workbook: one row per day and
+    stored category; the interval's ``{<input>}`` names its day's category cell."""
+
+    input: str  # the methodology input holding the category of the interval's day
+    categories: tuple[tuple[int, str], ...]  # (code, meaning)
+    day_edges: Callable[[int, int, float], np.ndarray]  # (start ns, end ns, UTC offset h) -> local midnights ns
+
+
 @dataclass
 class Inputs:
     """What a methodology's ``compute`` gets: conservative amounts per quantity, states, parameters."""
@@ -125,6 +201,7 @@ class Outputs:
     reference_t_co2: np.ndarray
     project_t_co2: np.ndarray
     cobenefits: dict[str, np.ndarray] = field(default_factory=dict)
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)  # the methodology's own stored inputs (:attr:`Methodology.inputs`)
 
 
 @dataclass(frozen=True)
@@ -147,6 +224,10 @@ class Methodology:
     state_span: Callable[[Any, int, int], tuple[int, int]] | None = None
     #: (condition on the project, formula) pairs shown only where they apply
     conditional_formulas: tuple[tuple[Callable[[Any], bool], Formula], ...] = ()
+    #: the workbook's Calculation columns, the methodology's own stored inputs, its tables
+    columns: tuple[Column, ...] = ()
+    inputs: tuple[InputField, ...] = ()
+    tables: tuple[DecayTable | DayTable, ...] = ()
 
     def formulas_for(self, project) -> tuple[Formula, ...]:
         return self.formulas + tuple(f for cond, f in self.conditional_formulas if cond(project))
@@ -160,6 +241,13 @@ class Methodology:
         for q in self.quantities:
             out += [r for r in (q.meter, q.rate) if r]
         return tuple(dict.fromkeys(out + list(self.states)))
+
+    def element_labels(self, parameter: str) -> tuple[str, ...] | None:
+        """Labels of the values of a vector parameter (the waste types of a decay table)."""
+        for t in self.tables:
+            if isinstance(t, DecayTable) and parameter in (t.share, t.doc, t.k):
+                return t.types
+        return None
 
 
 _REGISTRY: dict[tuple[str, str], Methodology] = {}
@@ -230,3 +318,33 @@ def quantity_sources(m: Methodology, configured: Mapping[str, Any]) -> dict[str,
                 break
         out[q.name] = src
     return out
+
+
+def _unit_suffix(unit: str) -> str:
+    return unit.lower().replace("/", "_per_")
+
+
+def input_fields(m: Methodology) -> tuple[InputField, ...]:
+    """The per-interval inputs the engine stores for methodology ``m`` (fields of ``mrv``).
+
+    Per quantity its amount over covered time (``<quantity>_covered_<unit>``; quantities read
+    from the same roles share the field of the first); per project-side quantity also its gap
+    seconds (``<quantity>_gap_s``) and its meter's increment across those gaps
+    (``<quantity>_gap_<unit>``); then the methodology's own inputs."""
+    out: list[InputField] = []
+    first: dict[tuple, str] = {}
+    for q in m.quantities:
+        u = _unit_suffix(q.unit)
+        covered = first.setdefault((q.meter, q.rate), f"{q.name}_covered_{u}")
+        out.append(InputField(covered, f"{q.name}.covered", f"{q.symbol},covered", q.unit, f"{q.description}, over covered time", q.name))
+        if q.side == "project":
+            out.append(InputField(f"{q.name}_gap_s", f"{q.name}.gap_s", f"gap_s({q.symbol})", "s", f"Seconds without data of {q.symbol}", q.name))
+            out.append(InputField(f"{q.name}_gap_{u}", f"{q.name}.gap", f"{q.symbol},gap", q.unit, f"{q.symbol} its meter measured across those seconds", q.name))
+    return tuple(out) + m.inputs
+
+
+def fill_column(q: Quantity, key: str, symbol: str, description: str, result: str | None = None) -> Column:
+    """The conservative fill of a project-side quantity as a workbook column:
+    covered amount + max(gap seconds / 3600 x the configured fill rate, the meter's increment across the gap)."""
+    n = q.name
+    return Column(key, symbol, q.unit, description, f"{{{n}.covered}} + MAX({{{n}.gap_s}} / 3600 * {{{q.fill}}}, {{{n}.gap}})", result)

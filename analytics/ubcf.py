@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .baselines import specific_energy
-from .common import ELECTRICITY_FORMULAS, FILL_FORMULA, PERIOD_FORMULAS, emission_reductions_t_co2, emissions_t_co2, fill_power_param
+from .common import ELECTRICITY_COLUMNS, ELECTRICITY_FORMULAS, FILL_FORMULA, PERIOD_FORMULAS, emission_reductions_t_co2, emissions_t_co2, fill_power_param
 from .parameters import Param
-from .registry import Formula, Inputs, Methodology, Outputs, Quantity, register
+from .registry import Column, Formula, Inputs, Methodology, Outputs, Quantity, fill_column, register
 
 CREDITED = False
 LABEL = "NOT CREDITED: no crediting methodology exists for U-BCF; KPIs against a declared baseline"
@@ -124,10 +124,25 @@ def _quality_pairs(project) -> dict[str, tuple[str, str]]:
     return out
 
 
+PROJECT_ENERGY = Quantity("project_energy", "kWh", "energy_meter", "power", "project", "E_PJ", "Electricity of pumps and blowers", fill="fill_power_kw")
+
+
+def _chemical_columns(name: str, symbol: str) -> tuple[Column, ...]:
+    """KPIs of a dosed chemical against the baseline dose (shown when measured; CO2 only with a factor)."""
+    return (
+        Column(f"{symbol}_per_m3", f"{symbol}_i / V_i", "kg/m3", f"{name.capitalize()} per m3 treated (KPI, not credited)",
+               f'IF({{volume.covered}} > 0, {{{name}.covered}} / {{volume.covered}}, "")', total=False),
+        Column(f"{symbol}_saved", f"{symbol}_saved,i", "kg", f"{name.capitalize()} saved against the baseline dose (KPI, not credited)",
+               f"{{{name}_baseline_kg_per_m3}} * {{volume.covered}} - {{{name}.covered}}"),
+        Column(f"{symbol}_co2", f"CO2({symbol}_saved,i)", "tCO2", f"CO2 of the {name} saved (KPI, not credited)",
+               f"{{{symbol}_saved}} / 1000 * {{{name}_ef_t_co2_per_t}}"),
+    )
+
+
 register(Methodology(
     plant_type="ubcf", baseline="specific_energy", title="U-BCF drinking-water pre-treatment (KPIs, not credited)", credited=CREDITED,
     quantities=(
-        Quantity("project_energy", "kWh", "energy_meter", "power", "project", "E_PJ", "Electricity of pumps and blowers", fill="fill_power_kw"),
+        PROJECT_ENERGY,
         Quantity("volume", "m3", "volume_meter", "flow", "reference", "V", "Water treated"),
         Quantity("chlorine", "kg", None, "chlorine_rate", "kpi", "Cl", "Chlorine dosed (co-benefit)", required=False),
         Quantity("coagulant", "kg", None, "coagulant_rate", "kpi", "Coag", "Coagulant dosed (co-benefit)", required=False),
@@ -139,4 +154,12 @@ register(Methodology(
         Formula("removal_i", "removal_i = 1 - mean(C_out,i) / mean(C_in,i)", "Co-benefit: ammonium / turbidity / manganese removal [-]", "form"),
     ),
     compute=compute_kpis, source="methodologies.md s.3 'U-BCF drinking-water pre-treatment': no crediting methodology exists; KPIs", label=LABEL,
+    columns=(
+        fill_column(PROJECT_ENERGY, "E_PJ", "E_PJ,i", "Plant energy, filled conservatively over missing time (NOT CREDITED)", "project_energy_kwh"),
+        Column("E_RE", "E_RE,i", "kWh", "Declared-baseline energy: SEC_BL x covered volume (NOT CREDITED)", "{volume.covered} * {sec_baseline_kwh_per_m3}", "reference_energy_kwh"),
+        *ELECTRICITY_COLUMNS,
+        Column("SEC_PJ", "SEC_PJ,i", "kWh/m3", "Energy per m3 treated, against SEC_BL (KPI, not credited)",
+               'IF({volume.covered} > 0, {project_energy.covered} / {volume.covered}, "")', total=False),
+        *_chemical_columns("chlorine", "Cl"), *_chemical_columns("coagulant", "Coag"),
+    ),
 ))

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .baselines import constant_power_hours, specific_energy
-from .common import ELECTRICITY_FORMULAS, FILL_FORMULA, PERIOD_FORMULAS, emission_reductions_t_co2, emissions_t_co2, fill_power_param
+from .common import ELECTRICITY_COLUMNS, ELECTRICITY_FORMULAS, FILL_FORMULA, PERIOD_FORMULAS, emission_reductions_t_co2, emissions_t_co2, fill_power_param
 from .parameters import Param
-from .registry import Formula, Inputs, Methodology, Outputs, Quantity, register
+from .registry import Column, Formula, Inputs, Methodology, Outputs, Quantity, fill_column, register
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ def ex_ante_reductions_t_co2(energy_saved_kwh, ef_t_co2_per_mwh):
 PROJECT_ENERGY = Quantity("project_energy", "kWh", "energy_meter", "power", "project", "E_PJ", "Electricity of the controlled equipment", fill="fill_power_kw")
 OPERATING_TIME = Quantity("operating_time", "h", "hours_meter", "running", "reference", "t_PJ", "Operating hours of the controlled equipment")
 VOLUME_REFERENCE = Quantity("volume", "m3", "volume_meter", "flow", "reference", "V_PJ", "Volume delivered")
+FILLED_ENERGY = fill_column(PROJECT_ENERGY, "E_PJ", "E_PJ,i", "Project energy, filled conservatively over missing time", "project_energy_kwh")
 
 
 def compute_constant_power_hours(inp: Inputs) -> Outputs:
@@ -108,6 +109,11 @@ register(Methodology(
         FILL_FORMULA, *ELECTRICITY_FORMULAS, *PERIOD_FORMULAS,
     ),
     compute=compute_constant_power_hours, source=_SOURCE,
+    columns=(
+        FILLED_ENERGY,
+        Column("E_RE", "E_BL,i", "kWh", "Reference energy: pre-retrofit power x covered operating hours", "{operating_time.covered} * {baseline_power_kw}", "reference_energy_kwh"),
+        *ELECTRICITY_COLUMNS,
+    ),
 ))
 register(Methodology(
     plant_type="vsd", baseline="specific_energy", title="Inverters on pumps and blowers (flow-normalised)", credited=True,
@@ -118,4 +124,9 @@ register(Methodology(
         FILL_FORMULA, *ELECTRICITY_FORMULAS, *PERIOD_FORMULAS,
     ),
     compute=compute_flow_normalised, source=_SOURCE,
+    columns=(
+        FILLED_ENERGY,
+        Column("E_RE", "E_BL,i", "kWh", "Reference energy: baseline SEC x covered volume", "{volume.covered} * {sec_baseline_kwh_per_m3}", "reference_energy_kwh"),
+        *ELECTRICITY_COLUMNS,
+    ),
 ))

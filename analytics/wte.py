@@ -47,7 +47,7 @@ import numpy as np
 from .baselines import fod_methane
 from .common import PERIOD_FORMULAS, emission_reductions_t_co2, emissions_t_co2
 from .parameters import Param
-from .registry import Formula, Inputs, Methodology, Outputs, Quantity, register
+from .registry import Column, DecayTable, Formula, Inputs, Methodology, Outputs, Quantity, fill_column, register
 
 C_TO_CO2 = 44.0 / 12.0  # [published]
 WASTE_TYPES = ("food", "paper", "wood", "textiles", "garden")
@@ -311,14 +311,21 @@ def compute_fod(inp: Inputs) -> Outputs:
 
 
 _WASTE = dict(meter="waste_meter", rate="waste_rate", symbol="W")
+WASTE_BURNED = Quantity("waste_burned", "t", side="project", description="Waste burned (fossil CO2 of its plastics)", fill="fill_waste_t_per_h", **_WASTE)
+IMPORT = Quantity("import", "kWh", "import_meter", "import_power", "project", "EC_import", "Electricity purchased from the grid", fill="fill_import_power_kw")
+AUX_FUEL = Quantity("aux_fuel", "kg", "aux_fuel_meter", "aux_fuel_rate", "project", "FC_aux", "Auxiliary fossil fuel", fill="fill_aux_fuel_kg_per_h")
+#: TOOL04 in the workbook: the factor, the waste types, each crediting year's waste and the tail blocks
+DECAY_TABLE = DecayTable(
+    "fod", "waste", "{phi} * (1 - {f}) * {gwp_ch4} * (1 - {ox}) * (16 / 12) * {F} * {doc_f} * {mcf}", WASTE_TYPES,
+    "composition", "doc_j", "k_j_per_year", crediting_year_edges_ns,
+)
 register(Methodology(
     plant_type="wte", baseline="fod_methane", title="Waste-to-energy (ACM0022 form, TOOL04 first-order decay)", credited=True,
     quantities=(
         Quantity("waste", "t", side="reference", description="Waste diverted from landfill (credited by first-order decay)", **_WASTE),
-        Quantity("waste_burned", "t", side="project", description="Waste burned (fossil CO2 of its plastics)", fill="fill_waste_t_per_h", **_WASTE),
+        WASTE_BURNED,
         Quantity("export", "kWh", "export_meter", "export_power", "reference", "EG_net", "Electricity supplied to the grid"),
-        Quantity("import", "kWh", "import_meter", "import_power", "project", "EC_PJ", "Electricity purchased from the grid", fill="fill_import_power_kw"),
-        Quantity("aux_fuel", "kg", "aux_fuel_meter", "aux_fuel_rate", "project", "FC_aux", "Auxiliary fossil fuel", fill="fill_aux_fuel_kg_per_h"),
+        IMPORT, AUX_FUEL,
     ),
     parameters=WtEParameters, required_parameters=("fill_waste_t_per_h", "fill_aux_fuel_kg_per_h", "fill_import_power_kw"),
     formulas=(
@@ -332,4 +339,22 @@ register(Methodology(
         PERIOD_FORMULAS[1],
     ),
     compute=compute_fod, source="CDM ACM0022 [form], CDM TOOL04 [published equation], methodologies.md s.3 'Waste-to-energy'",
+    columns=(
+        fill_column(WASTE_BURNED, "W_burned", "W_burned,i", "Waste burned, filled conservatively over missing time"),
+        fill_column(IMPORT, "E_PJ", "EC_import,i", "Electricity purchased, filled conservatively over missing time", "project_energy_kwh"),
+        fill_column(AUX_FUEL, "FC_aux", "FC_aux,i", "Auxiliary fuel, filled conservatively over missing time"),
+        Column("E_RE", "EG_net,i", "kWh", "Electricity supplied to the grid over covered time", "{export.covered}", "reference_energy_kwh"),
+        Column("E_saved", "E_saved,i", "kWh", "Net electricity: supplied - purchased", "{E_RE} - {E_PJ}", "energy_saved_kwh"),
+        Column("BE_CH4_first", "BE_CH4,first,i", "tCO2e", "Methane avoided: first-year decay of the interval's own waste (FOD sheet)", "{fod.factor} * {waste.covered} * {fod.first_year}"),
+        Column("BE_CH4_tail", "BE_CH4,tail,i", "tCO2e", "Methane avoided: the interval's share of its crediting year's decay of earlier years' waste (FOD sheet)", "{fod.tail}"),
+        Column("BE_CH4", "BE_CH4,i", "tCO2e", "Methane avoided from landfill", "{BE_CH4_first} + {BE_CH4_tail}"),
+        Column("BE_EC", "BE_EC,i", "tCO2", "Grid electricity displaced", "{E_RE} / {kWh_per_MWh} * {EF_grid}"),
+        Column("RE", "BE_i", "tCO2e", "Reference emissions: methane avoided + electricity displaced", "{BE_CH4} + {BE_EC}", "reference_t_co2"),
+        Column("PE_COM", "PE_COM,i", "tCO2", "Fossil CO2 of the plastics burned", "{W_burned} * {plastic_fraction} * {fcc_plastic} * {ffc_plastic} * (44 / 12) * {of}"),
+        Column("PE_EC", "PE_EC,i", "tCO2", "Purchased electricity", "{E_PJ} / {kWh_per_MWh} * {EF_grid}"),
+        Column("PE_FC", "PE_FC,i", "tCO2", "Auxiliary fossil fuel", "{FC_aux} / 1000 * {aux_fuel_ef_t_co2_per_t}"),
+        Column("PE", "PE_i", "tCO2", "Project emissions", "{PE_COM} + {PE_EC} + {PE_FC}", "project_t_co2"),
+        Column("ER", "ER_i", "tCO2e", "Emission reductions", "{RE} - {PE}", "reduction_t_co2"),
+    ),
+    tables=(DECAY_TABLE,),
 ))

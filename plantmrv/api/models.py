@@ -169,6 +169,8 @@ class ProjectDetail(BaseModel):
     ex_ante_t_co2: float | None = Field(None, description="Ex-ante estimate for the monitoring period [tCO2], shown beside the ex-post value.")
     japan_share: float | None = Field(None, description="Japan's share of credits per the Credit Allocation Form (0..1).")
     params_hash: str | None = Field(None, description="The `params_hash` the analytics engine stamps on results computed with these parameters; stored results with another hash are flagged as stale.")
+    crediting_start: datetime | None = Field(None, description="Waste-to-energy: start of the crediting period, year 1 of the first-order-decay model (CDM TOOL04); later years credit the decay of earlier years' waste.")
+    day_category_utc_offset_h: float | None = Field(None, description="Solar PV under JCM KH_AM002: days d (whose category picks the grid or the diesel EF) run from local midnight at this UTC offset [h].")
 
     def summary(self) -> ProjectSummary:
         return ProjectSummary(

@@ -21,6 +21,7 @@ from plantmrv.api.models import (
     ParameterInfo,
     ProjectDetail,
 )
+from plantmrv.api.reports import from_ns
 
 MISSING_DATA_RULE = (
     "Never filled silently: every missing or bad-quality interval is flagged; its reference energy is "
@@ -62,21 +63,22 @@ def project_from_analytics(p: Any, ef: EmissionFactorInfo | None = None, max_gap
     for f in dataclasses.fields(p.parameter_set):
         prm = getattr(p.parameter_set, f.name)
         ov = overrides.get(f.name)
-        params.append(
-            ParameterInfo(
-                name=f.name,
-                symbol=prm.symbol or f.name,
-                description=prm.description or "",
-                value=prm.value if isinstance(prm.value, (int, float)) else None,
-                unit=prm.unit,
-                option=prm.option,
-                kind="default" if ov is None else ("measured" if prm.option == "C" else "datasheet"),
-                source=prm.source,
-                measurement_method=(ov.measurement_method if ov else None) or "",
-                frequency=(ov.frequency if ov else None) or ("Fixed ex ante" if prm.option == "A" else ""),
-                comments=(ov.comments if ov else None) or ("methodology default" if ov is None else "project value"),
-            )
+        common = dict(
+            unit=prm.unit,
+            option=prm.option,
+            kind="default" if ov is None else ("measured" if prm.option == "C" else "datasheet"),
+            source=prm.source,
+            measurement_method=(ov.measurement_method if ov else None) or "",
+            frequency=(ov.frequency if ov else None) or ("Fixed ex ante" if prm.option == "A" else ""),
+            comments=(ov.comments if ov else None) or ("methodology default" if ov is None else "project value"),
         )
+        symbol = prm.symbol or f.name
+        if isinstance(prm.value, (tuple, list)):  # one row per value (waste types j), named <name>[<index>]
+            labels = p.spec.element_labels(f.name) or tuple(str(i + 1) for i in range(len(prm.value)))
+            for i, (label, v) in enumerate(zip(labels, prm.value)):
+                params.append(ParameterInfo(name=f"{f.name}[{i}]", symbol=f"{symbol}[{label}]", description=f"{prm.description or ''} ({label})", value=float(v), **common))
+            continue
+        params.append(ParameterInfo(name=f.name, symbol=symbol, description=prm.description or "", value=prm.value if isinstance(prm.value, (int, float)) else None, **common))
     for name, symbol, desc in (("electricity_price_per_kwh", "price_elec", "Electricity tariff (co-benefit: cost saved)"),):
         pv = getattr(p, name, None)
         if pv is not None:
@@ -121,6 +123,8 @@ def project_from_analytics(p: Any, ef: EmissionFactorInfo | None = None, max_gap
         ex_ante_t_co2=p.ex_ante_t_co2,
         japan_share=p.japan_share,
         params_hash=engine_params_hash(p, max_gap_s) if max_gap_s is not None else None,
+        crediting_start=from_ns(p.crediting_start_ns) if p.plant_type == "wte" else None,
+        day_category_utc_offset_h=p.day_category.utc_offset_h if p.day_category is not None else None,
     )
 
 

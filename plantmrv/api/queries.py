@@ -52,16 +52,34 @@ def _time_range(start_ns: int, end_ns: int) -> str:
     return f"time >= {int(start_ns)} AND time < {int(end_ns)}"
 
 
-def mrv_query(project_id: str, source_interval: str, start_ns: int, end_ns: int) -> str:
-    """Every result interval of one project in ``[start, end)``, oldest first."""
+def mrv_query(project_id: str, source_interval: str, start_ns: int, end_ns: int, extra: tuple[str, ...] = ()) -> str:
+    """Every result interval of one project in ``[start, end)``, oldest first (with the numeric
+    fields ``extra`` too: the inputs an export re-derives the results from)."""
     if source_interval not in SOURCE_INTERVAL_S:
         raise ValueError(f"source interval {source_interval!r} is not one of {sorted(SOURCE_INTERVAL_S)}")
-    fields = ", ".join(_ident(f) for f in MRV_FIELDS + MRV_INPUT_FIELDS + MRV_STRING_FIELDS)
+    fields = ", ".join(_ident(f) for f in _numeric_fields(extra) + MRV_STRING_FIELDS)
     return (
         f"SELECT {fields} FROM {_ident(MRV_MEASUREMENT)} WHERE "
         f"{_ident('project')} = {_lit(project_id)} AND {_ident('interval')} = {_lit(source_interval)} "
         f"AND {_time_range(start_ns, end_ns)}"
     )
+
+
+def events_query(project_id: str, start_ns: int, end_ns: int) -> str:
+    """The meter events the engine found for one project in ``[start, end)`` (measurement ``mrv_event``)."""
+    return f"SELECT * FROM {_ident('mrv_event')} WHERE {_ident('project')} = {_lit(project_id)} AND {_time_range(start_ns, end_ns)}"
+
+
+def mrv_sum_query(project_id: str, source_interval: str, field: str, start_ns: int, end_ns: int) -> str:
+    """The sum of one numeric field of ``mrv`` over the intervals starting in ``[start, end)``."""
+    if source_interval not in SOURCE_INTERVAL_S:
+        raise ValueError(f"source interval {source_interval!r} is not one of {sorted(SOURCE_INTERVAL_S)}")
+    return (f"SELECT sum({_ident(field)}) FROM {_ident(MRV_MEASUREMENT)} WHERE {_ident('project')} = {_lit(project_id)} "
+            f"AND {_ident('interval')} = {_lit(source_interval)} AND {_time_range(start_ns, end_ns)}")
+
+
+def _numeric_fields(extra: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(MRV_FIELDS + MRV_INPUT_FIELDS + tuple(extra)))
 
 
 def _raw_where(point: MonitoringPointInfo, start_ns: int, end_ns: int) -> str:
@@ -103,10 +121,12 @@ class MrvColumns:
         return MrvColumns(self.time[lo:hi], {f: v[lo:hi] for f, v in self.fields.items()}, self.params_hash[lo:hi])
 
 
-def fetch_mrv(client: InfluxClient, project_id: str, source_interval: str, start_ns: int, end_ns: int, database: str | None = None) -> MrvColumns:
-    """Stored results of one project (from ``database``, default the client's), sorted by time."""
-    results = client.query(mrv_query(project_id, source_interval, start_ns, end_ns), database=database)
-    names = MRV_FIELDS + MRV_INPUT_FIELDS
+def fetch_mrv(client: InfluxClient, project_id: str, source_interval: str, start_ns: int, end_ns: int, database: str | None = None,
+              extra: tuple[str, ...] = ()) -> MrvColumns:
+    """Stored results of one project (from ``database``, default the client's), sorted by time;
+    the numeric fields ``extra`` as further columns (NaN where not stored)."""
+    results = client.query(mrv_query(project_id, source_interval, start_ns, end_ns, extra), database=database)
+    names = _numeric_fields(extra)
     times, cols, hashes = [], {f: [] for f in names}, []
     for r in results:
         n = len(r)
