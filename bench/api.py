@@ -47,7 +47,8 @@ def setup(tmp: Path, days: int):
     from plantmrv.analytics.engine import Engine
     from plantmrv.api.config import ApiConfig
     from plantmrv.api.tokens import hash_token
-    from plantmrv.config import InfluxConfig, root_model
+    from plantmrv.app.config import root_model
+    from plantmrv.config import InfluxConfig
     from plantmrv.localservices import influxd_service
     from plantmrv.simulators import plants
 

@@ -67,7 +67,7 @@ def load_config_compact(config: Path):
     from plantmrv.config import ConfigError, load_config, root_model
 
     if not hasattr(os, "fork"):
-        from plantmrv.cli import load_or_exit
+        from plantmrv.clitools import load_or_exit
 
         return load_or_exit(config)
     r, w = os.pipe()
@@ -170,7 +170,7 @@ def status(
     Reads the agent's Prometheus endpoint (gateway.health.metrics_port must not be null).
     Exit code 0 when every component is up and no tag fails, 2 otherwise, 1 when unreachable.
     """
-    from plantmrv.cli import load_or_exit
+    from plantmrv.clitools import load_or_exit
     from plantmrv.gateway.statusview import fetch, render
 
     cfg = load_or_exit(config)

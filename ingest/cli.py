@@ -21,7 +21,7 @@ CONFIG_OPT = typer.Option(..., "--config", "-c", help="YAML config with sections
 
 
 def _load(file: Path):
-    from plantmrv.cli import load_or_exit
+    from plantmrv.clitools import load_or_exit
     from plantmrv.config import ConfigError, require_section
 
     cfg = load_or_exit(file)

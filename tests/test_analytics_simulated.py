@@ -19,7 +19,7 @@ from plantmrv.analytics.engine import Engine, asset_fields
 from plantmrv.analytics.methodologies import resolve_grid_ef
 from plantmrv.simulators import faults, plants
 from plantmrv.simulators.truth import truth
-from plantmrv.truthcheck import expected_from_truth
+from plantmrv.app.demo.truthcheck import expected_from_truth
 
 S = 1_000_000_000
 DAY0 = 1_773_100_800 * S  # 2026-03-10T00:00:00Z

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from plantmrv.cli import app as cli
+from plantmrv.app.cli import app as cli
 from plantmrv.config import InfluxConfig
 from plantmrv.influx import InfluxClient, InfluxError
 from plantmrv.localservices import InfluxService, ServiceError, free_port, influxd_service

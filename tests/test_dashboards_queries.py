@@ -390,7 +390,7 @@ def test_today_month_and_period_stats_sum_the_mrv_rows_of_their_own_range(data_d
 def test_cli_check_reports_every_panel_ok_on_the_data_and_empty_on_a_fresh_database(data_db, influxd, tmp_path):
     from typer.testing import CliRunner
 
-    from plantmrv.cli import app
+    from plantmrv.app.cli import app
 
     client, end_ns, _ = data_db
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end_ns // 10**9))
@@ -552,7 +552,7 @@ def test_a_rule_with_a_for_duration_fires_only_once_the_condition_held_that_long
 def test_cli_check_prints_firing_alerts_and_annotation_events(data_db, influxd):
     from typer.testing import CliRunner
 
-    from plantmrv.cli import app
+    from plantmrv.app.cli import app
 
     _, end_ns, _ = data_db
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end_ns // 10**9))

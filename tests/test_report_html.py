@@ -14,7 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from plantmrv.cli import app as cli_app
+from plantmrv.app.cli import app as cli_app
 from tests import browser
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -49,15 +49,6 @@ def distinct_points(points: Iterable[MonitoringPointInfo]) -> list[MonitoringPoi
     return list(seen.values())
 
 
-def canonical_order(ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows in ascending time, ties (several series merged) by the value's bits."""
-    if len(ts) < 2 or bool(np.all(np.diff(ts) > 0)):
-        return ts, values
-    bits = np.where(np.isnan(values), np.nan, values).astype(">f8").view(">u8")
-    order = np.lexsort((bits, ts))
-    return ts[order], values[order]
-
-
 def pack_rows(ts: np.ndarray, values: np.ndarray) -> bytes:
     rows = np.empty(len(ts), dtype=_ROW)
     rows["t"] = ts
