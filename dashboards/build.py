@@ -705,8 +705,8 @@ def portfolio_dashboard(settings: BuildSettings) -> dash_b.Dashboard:
     d = d.with_panel(P.stat(_("Energy saved, monitoring period"), P.U_KWH, [total('sum("energy_saved_kwh")', "energy_saved")], description=_("Reference minus project energy over the time range [kWh]."), calc="sum", width=4))
     d = d.with_panel(P.stat(_("Data completeness"), P.U_RATIO, [total('mean("completeness")', "completeness")], description=_("Mean covered fraction of the hourly MRV intervals in the time range."), thresholds=P.COMPLETENESS, width=4))
     # One tile per gateway, green "online" / red "offline". A count of online gateways needs a
-    # nested InfluxQL subquery over the filled per-minute buckets, which took influxd 1.x ~10 s for
-    # 6 gateways over 24 h (bench/dashboards.py); the tiles also name the gateway that is down.
+    # nested InfluxQL subquery over the filled per-minute buckets, far too slow on influxd 1.x
+    # (bench/README.md, dashboards); the tiles also name the gateway that is down.
     d = d.with_panel(gateway_online_stat(_("Gateways online"), width=4, by_gateway=False))
     targets = targets_row(settings)
     if targets:
