@@ -53,12 +53,17 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
+CONFIG_FREE = {"healthcheck", "version"}  # commands that read no config file (a healthcheck runs every few seconds)
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", "-V", callback=_version_callback, is_eager=True, help="Print the version and exit."),
 ) -> None:
-    # here rather than at import: `plantmrv --help` needs no service's config models
-    import plantmrv.app.config  # noqa: F401 - registers every service's config section
+    # here rather than at import, and not for CONFIG_FREE: their start-up needs no service's config models
+    if ctx.invoked_subcommand not in CONFIG_FREE:
+        import plantmrv.app.config  # noqa: F401 - registers every service's config section
 
 
 def _mount_missing_extra(name: str, extra: str, help_text: str) -> None:
