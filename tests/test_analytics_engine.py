@@ -418,11 +418,11 @@ def test_results_do_not_depend_on_how_the_work_is_cut(influx_db):
     for h in range(1, 49):
         # as the gateway delivers: every sample up to and including its watermark (the coverage point)
         t = batch.ts_ns[on_time]
-        influx_db.write_batch(batch.take(on_time[(t <= T0 + h * 3600 * S) & ((t > T0 + (h - 1) * 3600 * S) | (h == 1))]))
-        influx_db.write_batch(SampleBatch([cov], np.zeros(1, np.int32), np.array([T0 + h * 3600 * S]), np.array([1.0])))
+        write_batch(influx_db, batch.take(on_time[(t <= T0 + h * 3600 * S) & ((t > T0 + (h - 1) * 3600 * S) | (h == 1))]))
+        write_batch(influx_db, SampleBatch([cov], np.zeros(1, np.int32), np.array([T0 + h * 3600 * S]), np.array([1.0])))
         eng.poll(now_ns=T0 + h * 3600 * S + 2 * S)
         if h == 30:  # the two late hours arrive (a gateway replaying its buffer)
-            influx_db.write_batch(batch.take(np.flatnonzero(late & ~gaps)))
+            write_batch(influx_db, batch.take(np.flatnonzero(late & ~gaps)))
     eng.poll(now_ns=T0 + 49 * 3600 * S)
     polled = results(eng)
     for iv, n in ((60, 2 * 1440), (3600, 48)):
