@@ -21,7 +21,7 @@ NS = 1_000_000_000
 
 
 def _load(config: Path):
-    from plantmrv.cli import load_or_exit
+    from plantmrv.clitools import load_or_exit
     from plantmrv.config import ConfigError, require_section
 
     cfg = load_or_exit(config)

@@ -17,9 +17,15 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from plantmrv.config import AnalyticsMetricsConfig, StrictModel, check_timezone
+from plantmrv.config import ConfigSection, MetricsConfig, StrictModel, check_timezone
 
 from . import registry
+
+
+class AnalyticsMetricsConfig(MetricsConfig):
+    port: int | None = Field(9110, ge=0, le=65535, description="Their port; null disables them, 0 picks a free port (logged).")
+
+
 _DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -536,3 +542,6 @@ def check_report_alignment(project: ProjectConfig, interval_s: int, kind: str) -
                 f"project {project.id}: {duration_label(interval_s)} intervals do not align with {what} (UTC{offset_s / 3600:+g} h): "
                 f"an interval would straddle the boundary. Report this project by monitoring period, or set analytics.mrv_interval "
                 f"to an interval that divides {duration_label(_gcd_s(offset_s))} (e.g. 30m)")
+
+
+SECTION = ConfigSection("analytics", AnalyticsConfig)

@@ -60,6 +60,7 @@ def engine_cost(url: str, repeat: int) -> None:
     from plantmrv.analytics.engine import Engine
     from plantmrv.batch import SampleBatch, Series
     from plantmrv.influx import InfluxClient
+    from plantmrv.influxwrite import write_batch
 
     client = InfluxClient(url, "bench_analytics")
     client.execute('DROP DATABASE "bench_analytics"')
@@ -69,7 +70,7 @@ def engine_cost(url: str, repeat: int) -> None:
     power = np.full(len(ts), 500.0)
     reading = np.concatenate(([0.0], np.cumsum(np.full(len(ts) - 1, 500.0 / 3600))))
     table = [Series.of("vsd", "energy_kwh", site="hcmc", asset="intake1"), Series.of("vsd", "running", site="hcmc", asset="intake1")]
-    client.write_batch(SampleBatch(table, np.repeat([0, 1], len(ts)), np.concatenate([ts, ts]), np.concatenate([reading, np.ones(len(ts))])))
+    write_batch(client, SampleBatch(table, np.repeat([0, 1], len(ts)), np.concatenate([ts, ts]), np.concatenate([reading, np.ones(len(ts))])))
     cfg = AnalyticsConfig.model_validate(
         {
             "projects": [

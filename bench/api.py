@@ -47,7 +47,9 @@ def setup(tmp: Path, days: int):
     from plantmrv.analytics.engine import Engine
     from plantmrv.api.config import ApiConfig
     from plantmrv.api.tokens import hash_token
-    from plantmrv.config import InfluxConfig, root_model
+    from plantmrv.app.config import root_model
+    from plantmrv.config import InfluxConfig
+    from plantmrv.influxwrite import write_batch
     from plantmrv.localservices import influxd_service
     from plantmrv.simulators import plants
 
@@ -63,7 +65,7 @@ def setup(tmp: Path, days: int):
     t0 = time.perf_counter()
     ts = DAY0 + np.arange(-60, days * 86400 + 61, dtype=np.int64) * NS
     fields = plants.generate("pump", ts, 7)
-    client.write_batch(plants.to_batch("danang", "pump1", "pump", ts, {"energy_kwh": fields["energy_kwh"]}))
+    write_batch(client, plants.to_batch("danang", "pump1", "pump", ts, {"energy_kwh": fields["energy_kwh"]}))
     Engine(analytics, client).backfill(DAY0, DAY0 + days * 86400 * NS, interval_s=[3600])
     # a year of hourly results of a second project (reductions over a year)
     hours = np.arange(366 * 24, dtype=np.int64)

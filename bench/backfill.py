@@ -68,13 +68,14 @@ def project_config(days: int) -> dict:
 
 
 def load(client, days: int) -> None:
+    from plantmrv.influxwrite import write_batch
     from plantmrv.simulators import plants
 
     t0 = time.perf_counter()
     for d0 in range(0, days, 5):
         ts = T0 + np.arange(d0 * 86400, min(days, d0 + 5) * 86400 + (60 if d0 + 5 >= days else 0), dtype=np.int64) * NS
         f = plants.generate("vsd", ts, 7)
-        client.write_batch(plants.to_batch("hcmc", "intake1", "vsd", ts, {k: f[k] for k in FIELDS}))
+        write_batch(client, plants.to_batch("hcmc", "intake1", "vsd", ts, {k: f[k] for k in FIELDS}))
     print(f"load: {days} days x {len(FIELDS)} fields at 1 s ({days * 86400 * len(FIELDS):,} values) in {time.perf_counter() - t0:.1f} s")
 
 

@@ -225,7 +225,7 @@ def plantmrv_config(d: Path, opcua_url: str, mqtt_url: str, tags: int, publishin
 def start_plantmrv(d: Path, cfg: Path) -> subprocess.Popen:
     log = open(d / "plantmrv-gateway.log", "ab")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}  # as deploy/systemd runs it
-    return subprocess.Popen([sys.executable, "-m", "plantmrv.cli", "gateway", "run", "-c", str(cfg)], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "plantmrv", "gateway", "run", "-c", str(cfg)], cwd=REPO, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 

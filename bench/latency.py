@@ -77,7 +77,7 @@ def services_config(d: Path, influx_url: str, mqtt_url: str, settle_s: float) ->
 
 def spawn(d: Path, name: str, args: list[str]) -> subprocess.Popen:
     log = open(d / f"{name}.log", "ab")
-    return subprocess.Popen([sys.executable, "-m", "plantmrv.cli", *args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen([sys.executable, "-m", "plantmrv", *args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 class Probe(threading.Thread):

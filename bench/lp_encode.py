@@ -33,7 +33,7 @@ def make_batch(points: int, kind: str) -> SampleBatch:
 
 
 def plantmrv_encode(batch: SampleBatch) -> int:
-    out = LineProtocolEncoder().encode(batch, route_quality=False)
+    out = LineProtocolEncoder().encode(batch)
     return out.lines
 
 

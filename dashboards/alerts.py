@@ -46,6 +46,7 @@ from plantmrv.i18n import fill, language
 from plantmrv.i18n import gettext as _
 
 from . import panels as P
+from .build import PLANT_TYPES
 from .settings import BuildSettings
 
 ORG_ID = 1
@@ -147,8 +148,6 @@ def platform_rules(settings: BuildSettings) -> list[RuleSpec]:
 
 
 def plant_rules(settings: BuildSettings) -> list[RuleSpec]:
-    from .build import PLANT_TYPES
-
     a = settings.dashboards.alerts
     out = []
     for pt in PLANT_TYPES.values():

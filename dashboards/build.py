@@ -9,7 +9,7 @@ tCO2 reduced today / this month / this monitoring period, energy saved, data com
 gateways online.
 
 Public API: :func:`build_all` (uid -> dashboard JSON dict), :func:`render` (stable JSON text),
-:func:`write_all` (``<out>/<uid>.json`` and ``PANELS.md``), :func:`inventory`,
+:func:`inventory` (``PANELS.md``),
 :func:`schema_errors` (Grafana's dashboard schema as encoded in grafana-foundation-sdk),
 :data:`PLANT_TYPES`.
 
@@ -705,8 +705,8 @@ def portfolio_dashboard(settings: BuildSettings) -> dash_b.Dashboard:
     d = d.with_panel(P.stat(_("Energy saved, monitoring period"), P.U_KWH, [total('sum("energy_saved_kwh")', "energy_saved")], description=_("Reference minus project energy over the time range [kWh]."), calc="sum", width=4))
     d = d.with_panel(P.stat(_("Data completeness"), P.U_RATIO, [total('mean("completeness")', "completeness")], description=_("Mean covered fraction of the hourly MRV intervals in the time range."), thresholds=P.COMPLETENESS, width=4))
     # One tile per gateway, green "online" / red "offline". A count of online gateways needs a
-    # nested InfluxQL subquery over the filled per-minute buckets, which took influxd 1.x ~10 s for
-    # 6 gateways over 24 h (bench/dashboards.py); the tiles also name the gateway that is down.
+    # nested InfluxQL subquery over the filled per-minute buckets, far too slow on influxd 1.x
+    # (bench/README.md, dashboards); the tiles also name the gateway that is down.
     d = d.with_panel(gateway_online_stat(_("Gateways online"), width=4, by_gateway=False))
     targets = targets_row(settings)
     if targets:
@@ -881,44 +881,6 @@ def inventory(dashboards: dict[str, dict]) -> str:
             out.append(f"| {p['title']} ({p['type']}) | `{d.get('unit', '')}` | {th} | {p.get('timeFrom', '')} | {queries} |")
         out.append("")
     return "\n".join(out)
-
-
-def _write_files(out_dir: Path, files: dict[str, str]) -> list[tuple[Path, str]]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for name, text in files.items():
-        path = out_dir / name
-        old = path.read_text(encoding="utf-8") if path.exists() else None
-        if old == text:
-            results.append((path, "unchanged"))
-            continue
-        path.write_text(text, encoding="utf-8")
-        results.append((path, "created" if old is None else "updated"))
-    return results
-
-
-def write_all(out_dir: Path, settings: BuildSettings | None = None, lang: str = "en", alerting_dir: Path | None = None) -> list[tuple[Path, str]]:
-    """Write ``<out_dir>/<uid>.json`` and ``<out_dir>/PANELS.md`` and, when ``alerting_dir`` is
-    given, the alert rules, contact points and notification policy (``plantmrv-alerting.yaml``,
-    Grafana's alerting file provisioning) into it; return (path, action) per file.
-
-    Actions: created, updated, unchanged; stale ``plantmrv-*.json`` files no generator produces any
-    more are removed (action ``removed``).
-    """
-    from .alerts import render_alerting
-
-    out_dir = Path(out_dir)
-    dashboards = build_all(settings, lang)
-    files = {f"{uid}.json": render(d) for uid, d in dashboards.items()}
-    files["PANELS.md"] = inventory(dashboards)
-    results = _write_files(out_dir, files)
-    for stale in sorted(out_dir.glob("plantmrv-*.json")):
-        if stale.name not in files:
-            stale.unlink()
-            results.append((stale, "removed"))
-    if alerting_dir is not None:
-        results += _write_files(Path(alerting_dir), {"plantmrv-alerting.yaml": render_alerting(settings, lang)})
-    return results
 
 
 # --------------------------------------------------------------------------- schema check

@@ -49,7 +49,7 @@ def build_cmd(
 
     Writes `<out>/<uid>.json` (stable: sorted keys, same input gives the same bytes), `<out>/PANELS.md` (every panel with unit, thresholds and query) and `<alerting-dir>/plantmrv-alerting.yaml`, removes stale `plantmrv-*.json` files, and prints created/updated/unchanged/removed per file. The committed files are built with `-c examples/analytics.yaml`.
     """
-    from .build import write_all
+    from .write import write_all
 
     lang = check_lang(lang)
     results = write_all(out, load_settings(config), lang, alerting)
@@ -68,7 +68,7 @@ def plan_cmd(
 
     Idempotent: the same config writes the same points. Run it again after changing a project's ex-ante estimate or a target.
     """
-    from plantmrv.cli import load_or_exit
+    from plantmrv.clitools import load_or_exit
 
     from .plan import plan_lines
     from .settings import BuildSettings

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from plantmrv.config import StrictModel, check_timezone
+from plantmrv.config import ConfigSection, StrictModel, check_timezone
 
 PLANT_TYPE_KEYS = ("ubcf", "pump", "vsd", "wte", "pv")
 
@@ -100,3 +100,6 @@ class DashboardsConfig(StrictModel):
         if len(set(names)) != len(names):
             raise ValueError(f"contact point names must be unique: {names}")
         return v
+
+
+SECTION = ConfigSection("dashboards", DashboardsConfig)

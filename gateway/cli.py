@@ -21,14 +21,14 @@ def tune_malloc() -> dict[str, int]:
     """Set glibc's allocator for a small long-running agent; return what was set.
 
     ``M_ARENA_MAX`` 1: the agent's few threads (event loop, paho's network loop, buffer I/O)
-    share the main arena instead of growing a second one (~2 MB on bench/gateway.py). Skipped
-    when the environment sets ``MALLOC_ARENA_MAX``; a no-op outside glibc. Call before any
-    thread starts.
+    share the main arena instead of growing a second one. Skipped when the environment sets
+    ``MALLOC_ARENA_MAX``; a no-op outside glibc. Call before any thread starts.
 
-    Not set here: a fixed ``M_MMAP_THRESHOLD`` (``MALLOC_MMAP_THRESHOLD_=131072``) saves another
-    ~4 MB at 10,000 tags, because the ~250-400 KB blobs of each flush are then mmap'ed and
-    returned instead of fragmenting the heap, but it costs ~1,200 page faults/s and ~20% more CPU
-    (bench/gateway.py: 4.7% vs 3.9% of a core); an operator short of RAM can set it.
+    Not set here: a fixed ``M_MMAP_THRESHOLD`` (``MALLOC_MMAP_THRESHOLD_=131072``) saves more
+    memory, because the blobs of each flush are then mmap'ed and returned instead of fragmenting
+    the heap, but it costs page faults and CPU on every flush; an operator short of RAM can set
+    it. Both trade-offs were measured with ``bench/gateway.py`` (figures in bench/README.md,
+    gateway).
     """
     from plantmrv.malloc import M_ARENA_MAX, set_unless_configured
 
@@ -54,12 +54,13 @@ def _compact_pickler():
 def load_config_compact(config: Path):
     """The validated config, parsed in a forked child so its garbage never enters the agent's heap (exit 78 if invalid).
 
-    YAML with line numbers for error messages allocates ~3 KB per tag that Python frees but
-    cannot give back (fragmented arenas): ~25 MB for 10,000 tags, for the life of the agent.
-    The child parses and validates (printing every located error, exit 78), then pickles the
-    sections the agent reads; the agent unpickles only those models, with each OPC UA node as a
-    :class:`~plantmrv.gateway.opcua_source.NodeRef` tuple rather than a pydantic model (~5 MB
-    less at 10,000 tags). Without ``os.fork`` the config is loaded in-process.
+    YAML with line numbers for error messages allocates per tag what Python frees but cannot
+    give back (fragmented arenas), for the life of the agent. The child parses and validates
+    (printing every located error, exit 78), then pickles the sections the agent reads; the
+    agent unpickles only those models, with each OPC UA node as a
+    :class:`~plantmrv.gateway.opcua_source.NodeRef` tuple rather than a pydantic model, which is
+    smaller (figures in bench/README.md, gateway). Without ``os.fork`` the config is loaded
+    in-process.
     """
     import os
     import pickle
@@ -67,7 +68,7 @@ def load_config_compact(config: Path):
     from plantmrv.config import ConfigError, load_config, root_model
 
     if not hasattr(os, "fork"):
-        from plantmrv.cli import load_or_exit
+        from plantmrv.clitools import load_or_exit
 
         return load_or_exit(config)
     r, w = os.pipe()
@@ -170,7 +171,7 @@ def status(
     Reads the agent's Prometheus endpoint (gateway.health.metrics_port must not be null).
     Exit code 0 when every component is up and no tag fails, 2 otherwise, 1 when unreachable.
     """
-    from plantmrv.cli import load_or_exit
+    from plantmrv.clitools import load_or_exit
     from plantmrv.gateway.statusview import fetch, render
 
     cfg = load_or_exit(config)

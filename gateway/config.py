@@ -14,9 +14,10 @@ from typing import Annotated, Any, Union
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from plantmrv.config import StrictModel
+from plantmrv.config import ConfigSection, StrictModel
 from plantmrv.timebounds import TimestampBoundsFields
 from plantmrv.gateway.influx_sink import InfluxSinkConfig
+from plantmrv.gateway.names import check_names
 from plantmrv.gateway.mqtt_sink import MqttSinkConfig
 from plantmrv.gateway.modbus_source import ModbusSourceConfig
 from plantmrv.gateway.mqtt_source import MqttSourceConfig
@@ -90,3 +91,13 @@ class GatewayConfig(TimestampBoundsFields):
                 raise ValueError(f"sources[{i}].name {src.name!r} repeats sources[{seen[src.name]}].name; source names must be unique")
             seen[src.name] = i
         return self
+
+
+def _check_runnable(root, filename: str) -> None:
+    """The agent's cross-section checks (sink and sources need `mqtt`, ...); its module loads only for a file with a gateway section."""
+    from plantmrv.gateway.agent import check_runnable
+
+    check_runnable(root, filename)
+
+
+SECTION = ConfigSection("gateway", GatewayConfig, checks=(_check_runnable, check_names))

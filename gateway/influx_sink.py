@@ -1,8 +1,10 @@
 """InfluxDB direct sink (``type: influxdb``), for plants without a broker.
 
 Decodes the stored batches and writes them with the core client (:class:`plantmrv.influx.InfluxClient`,
-v1 ``/write``), routed to ``sample_quality`` by :func:`plantmrv.lineprotocol.with_quality_series`,
-the very routing ingest applies in broker mode. ``send`` returns only after InfluxDB
+v1 ``/write``) in three explicit steps: routed to ``sample_quality`` by
+:func:`plantmrv.qualityrouting.with_quality_series` (the very routing ingest applies in broker
+mode), encoded (:class:`plantmrv.lineprotocol.LineProtocolEncoder`, bodies of
+``influxdb.batch_lines`` lines at most), written body by body. ``send`` returns only after InfluxDB
 answered 204 for every body; a connection error or 5xx raises and the batches stay in the
 buffer. A *partial write* (InfluxDB refused some lines for good, e.g. a field type conflict)
 is not retried forever: the refused samples are counted as dropped and logged, as are GOOD
@@ -67,11 +69,13 @@ class InfluxSink:
 
     def __init__(self, cfg: InfluxSinkConfig, influx: InfluxConfig, metrics: "GatewayMetrics"):
         from plantmrv.influx import InfluxClient
+        from plantmrv.lineprotocol import LineProtocolEncoder
 
         self.cfg = cfg
         self.influx = influx
         self.metrics = metrics
         self.client = InfluxClient.from_config(influx.model_copy(update={"max_retries": cfg.max_retries}))
+        self.encoder = LineProtocolEncoder(max_lines=influx.batch_lines)
         self._db_ready = not influx.create_database
 
     async def start(self) -> None:
@@ -79,6 +83,7 @@ class InfluxSink:
 
     def _send_blocking(self, blobs: list[bytes]) -> None:
         from plantmrv.influx import PartialWriteError
+        from plantmrv.qualityrouting import with_quality_series
 
         if not self._db_ready:
             self.client.create_database()
@@ -93,7 +98,7 @@ class InfluxSink:
         batch = SampleBatch.concat(batches)
         if not len(batch):
             return
-        encoded = self.client.encoder.encode(batch)
+        encoded = self.encoder.encode(with_quality_series(batch))
         if encoded.dropped_nonfinite:
             self.metrics.dropped("not_finite", encoded.dropped_nonfinite)
             log.error("event=samples_dropped reason=not_finite samples=%d (GOOD samples whose value is NaN or infinite)",

@@ -21,7 +21,7 @@ CONFIG_OPT = typer.Option(..., "--config", "-c", help="YAML config with sections
 
 
 def _load(file: Path):
-    from plantmrv.cli import load_or_exit
+    from plantmrv.clitools import load_or_exit
     from plantmrv.config import ConfigError, require_section
 
     cfg = load_or_exit(file)
@@ -36,11 +36,10 @@ def tune_malloc() -> dict[str, int]:
     """Keep the batcher's memory between batches; return what was set (a no-op outside glibc).
 
     Each batch allocates tens of MB of numpy arrays and frees them. With glibc's defaults the
-    freed memory goes back to the kernel and the next batch faults it in again: at a steady
-    200,000 points/s that was ~50,000 page faults and ~0.13 CPU-s per 1M points
-    (``bench/ingest.py --rate 200000``: 0.86-0.98 -> 0.70-0.83 CPU-s per 1M). A 32 MiB
-    ``M_MMAP_THRESHOLD`` (glibc's largest) keeps such arrays in the heap, a 512 MiB
-    ``M_TRIM_THRESHOLD`` keeps the heap; the price is that ingest holds its peak (tens of MB).
+    freed memory goes back to the kernel and the next batch faults it in again, page by page, at
+    a cost in CPU per point (``bench/ingest.py --rate 200000``; figures in bench/README.md,
+    ingest). A 32 MiB ``M_MMAP_THRESHOLD`` (glibc's largest) keeps such arrays in the heap, a
+    512 MiB ``M_TRIM_THRESHOLD`` keeps the heap; the price is that ingest holds its peak.
     Parameters the environment sets are left alone.
     """
     from plantmrv.malloc import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, set_unless_configured

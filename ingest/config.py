@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from plantmrv.config import StrictModel
+from plantmrv.config import ConfigSection, StrictModel
 from plantmrv.datamodel import DATA_MODEL
 from plantmrv.ingest.device_json import DeviceJsonTopic
 from plantmrv.limits import DEFAULT_LIMITS, DecodeLimits
@@ -107,3 +107,6 @@ class IngestConfig(StrictModel):
                 raise ValueError(f"topic {item.topic!r} is mapped twice")
             seen.add(item.topic)
         return v
+
+
+SECTION = ConfigSection("ingest", IngestConfig)

@@ -44,7 +44,8 @@ from plantmrv.ingest.deadletter import DeadLetter, DeadLetterStore
 from plantmrv.ingest.device_json import DeviceJsonRouter, JsonDecodeError, topic_matches
 from plantmrv.ingest.metrics import IngestMetrics
 from plantmrv.ingest.validate import Validator, parse_go_duration_s
-from plantmrv.lineprotocol import MAX_LINES_PER_BODY, QUALITY_FIELDS, QUALITY_MEASUREMENT, EncodedBodies, LineProtocolEncoder, with_quality_series
+from plantmrv.lineprotocol import MAX_LINES_PER_BODY, EncodedBodies, LineProtocolEncoder
+from plantmrv.qualityrouting import QUALITY_FIELDS, QUALITY_MEASUREMENT, with_quality_series
 
 log = logging.getLogger("plantmrv.ingest")
 BACKLOG_JOB_BODIES = 8  # see IngestService._seal_deadline
@@ -173,11 +174,11 @@ class ResilientWriter:
         self.retry_max_s = retry_max_s
         self.stop_event = stop_event or threading.Event()
         self.give_up_after_s = give_up_after_s
-        self.encoder = LineProtocolEncoder(max_lines=min(client.encoder.max_lines, max_lines or MAX_LINES_PER_BODY))
+        self.encoder = LineProtocolEncoder(max_lines=min(client.batch_lines, max_lines or MAX_LINES_PER_BODY))
 
     def encode(self, batch: SampleBatch) -> EncodedBodies:
         """Line protocol of ``batch`` (not thread-safe: one thread encodes, any thread may write)."""
-        enc = self.encoder.encode(batch, route_quality=False)
+        enc = self.encoder.encode(batch)  # routed by quality already (Processor)
         if enc.dropped_nonfinite:  # validation refuses these first; never silently drop one
             raise ValueError(f"{enc.dropped_nonfinite} non-finite values reached the writer")
         return enc

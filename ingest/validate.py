@@ -8,7 +8,7 @@ skew and the retention window), so a 5,000-sample batch costs microseconds. A re
 the rule, with the rows it covers.
 
 A non-GOOD sample may lack a finite value (an OPC UA read that failed has none): it is routed to
-``sample_quality`` (:func:`plantmrv.lineprotocol.with_quality_series`), not refused.
+``sample_quality`` (:func:`plantmrv.qualityrouting.with_quality_series`), not refused.
 """
 
 from __future__ import annotations

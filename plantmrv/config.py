@@ -1,7 +1,9 @@
 """YAML configuration: loading, ``${ENV}`` substitution, pydantic validation, located errors.
 
-One schema for every service, with a section each (``site``, ``influxdb``, ``mqtt``,
-``gateway``, ``ingest``, ``analytics``, ``api``); a file holds the sections its service needs.
+One schema for every service: the shared sections defined here (``site``, ``influxdb``, ``mqtt``)
+and a section per service (``gateway``, ``ingest``, ...), which each service declares beside its
+code (:class:`ConfigSection`) and the application registers (:mod:`plantmrv.app.config`); a file
+holds the sections its service needs.
 Every validation error is rendered as ``file: key.path (line N): message`` so an engineer
 finds the fault without reading a traceback. Secrets (passwords, tokens) are ``SecretStr``
 and never printed; ``${VAR}`` / ``${VAR:-default}`` take them from the environment, or from the
@@ -14,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -139,32 +141,42 @@ class MetricsConfig(StrictModel):
     port: int | None = Field(None, ge=0, le=65535, description="Their port; null disables them, 0 picks a free port (logged).")
 
 
-class AnalyticsMetricsConfig(MetricsConfig):
-    port: int | None = Field(9110, ge=0, le=65535, description="Their port; null disables them, 0 picks a free port (logged).")
-
-
-class ApiMetricsConfig(MetricsConfig):
-    port: int | None = Field(9111, ge=0, le=65535, description="Their port (apart from the API's, so they stay off the public listener); null disables them, 0 picks a free port (logged).")
-
-
 # --------------------------------------------------------------------------- root
 
 
-def _section_models() -> dict[str, Any]:
-    """Service sections live beside their service; imported here so one schema covers all."""
-    from plantmrv.analytics.config import AnalyticsConfig
-    from plantmrv.api.config import ApiConfig
-    from plantmrv.dashboards.config import DashboardsConfig
-    from plantmrv.gateway.config import GatewayConfig
-    from plantmrv.ingest.config import IngestConfig
+@dataclass(frozen=True)
+class ConfigSection:
+    """A service's top-level section: its key, its model and the checks that span sections.
 
-    return {"gateway": GatewayConfig, "ingest": IngestConfig, "analytics": AnalyticsConfig, "api": ApiConfig, "dashboards": DashboardsConfig}
+    Each service declares its own (``SECTION`` in ``<service>/config.py``) and the application
+    (:mod:`plantmrv.app.config`) registers them all, in the order the reference lists them: this
+    module knows no service. A check takes ``(root_config, filename)`` and raises
+    :class:`ConfigError`; :func:`load_config` runs it for every file that holds the section.
+    """
+
+    name: str
+    model: type[BaseModel]
+    checks: tuple[Callable[[Any, str], None], ...] = ()
+
+
+_SECTIONS: dict[str, ConfigSection] = {}
+_ROOT = None
+
+
+def register_section(section: ConfigSection) -> None:
+    """Add a service's section to the root schema (once; registering the same one again is a no-op)."""
+    global _ROOT
+    known = _SECTIONS.get(section.name)
+    if known is not None and known != section:
+        raise ValueError(f"config section {section.name!r} is registered twice, with different models or checks")
+    _SECTIONS[section.name] = section
+    _ROOT = None
 
 
 def _build_root():
     from pydantic import create_model
 
-    sections = {name: (model | None, None) for name, model in _section_models().items()}
+    sections = {s.name: (s.model | None, None) for s in _SECTIONS.values()}
     return create_model(
         "PlantMRVConfig",
         __base__=StrictModel,
@@ -175,12 +187,12 @@ def _build_root():
     )
 
 
-_ROOT = None
-
-
 def root_model():
+    """The model of a whole config file: the shared sections and every registered service's."""
     global _ROOT
     if _ROOT is None:
+        if not _SECTIONS:
+            raise RuntimeError("no service has registered its config section: import plantmrv.app.config, which registers every service's")
         _ROOT = _build_root()
     return _ROOT
 
@@ -389,22 +401,16 @@ def load_config(path: str | os.PathLike, model: type[BaseModel] | None = None, t
     return cfg
 
 
-# Checks that span sections (a gateway's MQTT sink needs the `mqtt` section, ...): each service
-# package that has some exposes them as a function, run for every file that holds its section.
-CROSS_CHECKS = {"gateway": ["plantmrv.gateway.agent:check_runnable", "plantmrv.gateway.names:check_names"]}
-
-
 def cross_check(cfg: Any, filename: str, lines: dict[tuple, int] | None = None) -> None:
-    import importlib
-
+    """Run the checks that span sections (a gateway's MQTT sink needs the `mqtt` section, ...) of
+    every registered section the file holds; raise one :class:`ConfigError` with all they found."""
     issues: list[ConfigIssue] = []
-    for section, targets in CROSS_CHECKS.items():
-        if getattr(cfg, section, None) is None:
+    for section in _SECTIONS.values():
+        if getattr(cfg, section.name, None) is None:
             continue
-        for target in [targets] if isinstance(targets, str) else targets:
-            module, func = target.split(":")
+        for check in section.checks:
             try:
-                getattr(importlib.import_module(module), func)(cfg, filename)
+                check(cfg, filename)
             except ConfigError as exc:
                 issues.extend(exc.issues)
     for issue in issues:

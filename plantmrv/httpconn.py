@@ -1,11 +1,10 @@
 """A lean keep-alive HTTP/1.1 client connection for InfluxDB's hot paths: writes and raw-data queries.
 
-``http.client`` spends about 0.5 ms of Python per request (a buffered reader per answer, the
-answer's headers parsed by the ``email`` package): at 200 writes of 5,000 lines per million
-points that was a fifth of ingest's CPU. This connection sends the request head and body
-together and reads the answer with a few ``recv`` calls: a write through
-:class:`~plantmrv.influx.InfluxClient` costs 0.14-0.24 ms of CPU, against 0.5-0.65 ms with
-``http.client`` (200 bodies of 5,000 lines to influxd).
+``http.client`` spends much of a write's client CPU in Python around the request (a buffered
+reader per answer, the answer's headers parsed by the ``email`` package), and ingest makes a
+write per 5,000 lines. This connection sends the request head and body together and reads the
+answer with a few ``recv`` calls, for a fraction of ``http.client``'s CPU per request
+(``bench/httpconn.py``; figures in bench/README.md).
 
 It speaks what InfluxDB answers with: ``Content-Length`` or chunked bodies, keep-alive or
 ``Connection: close``, and no body for 204/304 or 1xx. A connection reused after being idle may

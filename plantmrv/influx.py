@@ -3,7 +3,9 @@
 InfluxDB 1.x, 2.x (with a DBRP mapping) and 3.x all serve this API, so one code path serves
 all three. Auth: none, v1 user + password, or a v2/v3 token (``Authorization: Token``).
 
-Writes retry with exponential backoff and full jitter on connection errors, 429 and 5xx
+The client takes line-protocol bodies, not samples: callers encode (:mod:`plantmrv.lineprotocol`;
+:mod:`plantmrv.influxwrite` routes, encodes and writes a sample batch in one call). Writes retry
+with exponential backoff and full jitter on connection errors, 429 and 5xx
 (honouring ``Retry-After``); a 400 *partial write* raises :class:`PartialWriteError` naming the
 rejected lines, so the caller can dead-letter exactly those. Queries are InfluxQL, read in
 chunks and returned as numpy columns: as MessagePack where the server speaks it (InfluxDB >= 1.4;
@@ -34,9 +36,7 @@ try:  # a declared dependency; without it queries fall back to JSON
 except ImportError:  # pragma: no cover
     msgpack = None
 
-from plantmrv.batch import SampleBatch
 from plantmrv.httpconn import HttpConnection
-from plantmrv.lineprotocol import LineProtocolEncoder
 
 log = logging.getLogger("plantmrv.influx")
 
@@ -65,7 +65,6 @@ class WriteStats:
     lines: int = 0
     bytes: int = 0
     retries: int = 0
-    dropped_nonfinite: int = 0
     seconds: float = 0.0
 
 
@@ -130,7 +129,7 @@ class InfluxClient:
         self.backoff_max_s = backoff_max_s
         self._sleep = sleep
         self.retries = 0  # total retries made, for metrics
-        self.encoder = LineProtocolEncoder(max_lines=batch_lines)
+        self.batch_lines = batch_lines  # lines per /write body callers encode for this server (influxdb.batch_lines)
         headers = {"User-Agent": "plantmrv"}
         auth = None
         if token:
@@ -233,8 +232,8 @@ class InfluxClient:
         """POST on this thread's keep-alive connection; a gzip answer is unpacked.
 
         For the hot paths, writes (ingest, gateway) and raw-data queries (analytics):
-        :class:`~plantmrv.httpconn.HttpConnection` costs a third or less of ``http.client``'s CPU per
-        request and httpx more still (see its docstring).
+        :class:`~plantmrv.httpconn.HttpConnection` costs less CPU per request than ``http.client``,
+        and httpx more still (bench/README.md, httpconn).
         """
         status, answer_headers, body = self._connection().request(
             "POST", f"{self._url.path.rstrip('/')}{path}", {**self._write_headers, **headers}, content
@@ -282,6 +281,7 @@ class InfluxClient:
         raise InfluxError(f"InfluxDB /write answered {resp.status_code}: {text}", resp.status_code)
 
     def write_bodies(self, bodies: Iterable[bytes]) -> WriteStats:
+        """POST each body in turn (:meth:`write_body`); count bodies, lines, bytes and retries."""
         stats = WriteStats()
         t0 = time.perf_counter()
         before = self.retries
@@ -292,13 +292,6 @@ class InfluxClient:
             stats.bytes += len(body)
         stats.retries = self.retries - before
         stats.seconds = time.perf_counter() - t0
-        return stats
-
-    def write_batch(self, batch: SampleBatch) -> WriteStats:
-        """Encode and write a batch (bodies of at most ``batch_lines`` lines)."""
-        encoded = self.encoder.encode(batch)
-        stats = self.write_bodies(encoded.bodies)
-        stats.dropped_nonfinite = encoded.dropped_nonfinite
         return stats
 
     def query_chunks(self, q: str, epoch: str = "ns", chunk_size: int = 10000, database: str | None = None) -> Iterator[dict]:
@@ -341,8 +334,9 @@ class InfluxClient:
         return params
 
     def _query_headers(self, accept: str | None = None) -> dict[str, str]:
-        """Query answers uncompressed unless ``gzip`` is set: gzip of a raw-data answer costs
-        influxd 1.x about as much CPU as the query itself (loopback and LAN gain nothing)."""
+        """Query answers uncompressed unless ``gzip`` is set: influxd 1.x spends a large share of
+        a raw-data query's CPU compressing it (bench/README.md, backfill), which loopback and LAN
+        do not need."""
         headers = {"Accept-Encoding": "gzip" if self.gzip else "identity"}
         if accept:
             headers["Accept"] = accept
@@ -352,7 +346,7 @@ class InfluxClient:
         """Run InfluxQL; return one :class:`QueryResult` per (statement, series), chunks merged.
 
         ``fmt="msgpack"`` asks for MessagePack (``Accept: application/x-msgpack``, InfluxDB >= 1.4),
-        which costs influxd half the CPU of JSON; rows whose cells are all float64 / int64 are
+        which costs influxd less CPU than JSON (bench/README.md, backfill); rows whose cells are all float64 / int64 are
         decoded into numpy without a Python object per value. A server that answers JSON anyway
         (InfluxDB 3's v1 API) is read as JSON. ``fmt="json"``, no ``epoch`` (RFC 3339 times) or
         no ``msgpack`` package: chunked JSON. Results are identical either way.

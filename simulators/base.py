@@ -42,7 +42,7 @@ def assemble(
     ts = np.asarray(ts_ns, dtype=np.int64)
     key = key_from(rng)
     if ts.ndim == 1 and len(ts) > 2 * CHUNK:
-        # long grids in cache-sized pieces (2x faster than one pass over 100s of MB);
+        # long grids in day-sized pieces: temporaries stay small, not 100s of MB (bench/README.md, simulate);
         # values do not depend on the split (grid-independent noise, absolute meter knots)
         out = {name: np.empty(len(ts)) for name in fields}
         for i in range(0, len(ts), CHUNK):

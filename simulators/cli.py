@@ -1,6 +1,6 @@
 """``plantmrv simulate``: simulated plants served over OPC UA and MQTT, with faults.
 
-Mounted by ``plantmrv/cli.py``; also runnable as ``python -m plantmrv.simulators``.
+Mounted by ``plantmrv/app/cli.py``; also runnable as ``python -m plantmrv.simulators``.
 """
 
 from __future__ import annotations

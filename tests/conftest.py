@@ -19,6 +19,7 @@ import secrets
 
 import pytest
 
+import plantmrv.app.config  # noqa: F401 - every service's config section, as in every plantmrv process
 from plantmrv.brokeracl import GatewayIdentity, IngestIdentity, dynsec_document
 from plantmrv.localservices import ServiceError, influxd_service, mosquitto_service
 

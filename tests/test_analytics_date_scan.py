@@ -24,7 +24,7 @@ from plantmrv.analytics.methodologies import compute, resolve_grid_ef
 from plantmrv.simulators import plants
 from plantmrv.simulators.meters import parse_time_ns
 from plantmrv.simulators.truth import truth
-from plantmrv.truthcheck import expected_intervals
+from plantmrv.app.demo.truthcheck import expected_intervals
 from tests.rbe_pipeline import gateway_store, plant_samples, signals_from_stored
 
 S = 1_000_000_000

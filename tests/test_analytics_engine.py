@@ -6,6 +6,7 @@ import pytest
 from plantmrv.analytics.config import AnalyticsConfig
 from plantmrv.analytics.engine import Engine, period_reports
 from plantmrv.batch import SampleBatch, Series
+from plantmrv.influxwrite import write_batch
 
 S = 1_000_000_000
 T0 = 1_767_225_600 * S  # 2026-01-01T00:00:00Z
@@ -52,7 +53,7 @@ def test_backfill_matches_meter_truth_across_rollover_and_is_idempotent(influx_d
     ts = T0 + np.arange(0, 6 * 3600 + 1, 1, dtype=np.int64) * S
     power = 600.0 + 50.0 * np.sin(np.arange(len(ts)) / 900.0)
     batch, e = meter_batch(ts, power)
-    influx_db.write_batch(batch)
+    write_batch(influx_db, batch)
     eng = Engine(config(), influx_db)
     n = eng.backfill(T0, T0 + 6 * 3600 * S, interval_s=[3600])
     assert n == 6
@@ -75,7 +76,7 @@ def test_gap_is_flagged_in_exactly_its_intervals_and_filled_conservatively(influ
     gap = (ts >= T0 + 5400 * S) & (ts < T0 + 7200 * S + 600 * S)  # 01:30 - 02:10 missing
     power = np.full(len(ts), 600.0)
     batch, _ = meter_batch(ts, power, start_reading=0.0)
-    influx_db.write_batch(batch.take(np.flatnonzero(~gap)))
+    write_batch(influx_db, batch.take(np.flatnonzero(~gap)))
     eng = Engine(config(), influx_db)
     eng.backfill(T0, T0 + 4 * 3600 * S, interval_s=[60, 3600])
     p = eng.config.projects[0]
@@ -97,14 +98,14 @@ def test_continuous_poll_recomputes_intervals_that_receive_late_data(influx_db):
     ts = T0 + np.arange(0, 4 * 3600 + 1, 1, dtype=np.int64) * S
     batch, _ = meter_batch(ts, np.full(len(ts), 360.0), start_reading=0.0)
     late = (ts >= T0 + 2 * 3600 * S) & (ts < T0 + 3 * 3600 * S)
-    influx_db.write_batch(batch.take(np.flatnonzero(~late)))
+    write_batch(influx_db, batch.take(np.flatnonzero(~late)))
     eng = Engine(config(mrv_interval="1h", process_interval="1m", late_data_check_s=1), influx_db)
     p = eng.config.projects[0]
     assert eng.poll(now_ns=T0 + 4 * 3600 * S + S)["danang-pumps/1m"] == 240
     before = eng.read_results(p, T0, T0 + 4 * 3600 * S, 3600)
     assert before["completeness"][2] < 0.01
     assert eng.poll(now_ns=T0 + 4 * 3600 * S + 2 * S)["danang-pumps/1h"] == 0  # nothing changed
-    influx_db.write_batch(batch.take(np.flatnonzero(late)))  # the gateway replays its buffer
+    write_batch(influx_db, batch.take(np.flatnonzero(late)))  # the gateway replays its buffer
     done = eng.poll(now_ns=T0 + 4 * 3600 * S + 3 * S)
     assert done["danang-pumps/1h"] == 3  # hour 2 and its neighbours, as one range
     assert done["danang-pumps/1m"] == 62  # the 60 minutes and one neighbour each side
@@ -118,7 +119,7 @@ def test_continuous_poll_recomputes_intervals_that_receive_late_data(influx_db):
 
 def test_late_data_check_runs_at_its_own_cadence(influx_db):
     ts = T0 + np.arange(0, 3600 + 1, 1, dtype=np.int64) * S
-    influx_db.write_batch(meter_batch(ts, np.full(len(ts), 500.0), start_reading=0.0)[0])
+    write_batch(influx_db, meter_batch(ts, np.full(len(ts), 500.0), start_reading=0.0)[0])
     eng = Engine(config(late_data_check_s=60), influx_db)
     calls = []
     eng._counts = lambda *a: calls.append(a[1:]) or {}
@@ -134,7 +135,7 @@ def test_late_data_check_runs_at_its_own_cadence(influx_db):
 def test_period_report_floors_the_period_total_and_shares_credits(influx_db):
     ts = T0 + np.arange(0, 24 * 3600 + 1, 1, dtype=np.int64) * S
     batch, _ = meter_batch(ts, np.full(len(ts), 800.0), start_reading=0.0)
-    influx_db.write_batch(batch)
+    write_batch(influx_db, batch)
     eng = Engine(config(), influx_db)
     eng.backfill(T0, T0 + 24 * 3600 * S, interval_s=[3600])
     (r,) = period_reports(eng, "monitoring")
@@ -163,7 +164,7 @@ def test_cli_backfill_then_report(influx_db, tmp_path):
 
     ts = T0 + np.arange(0, 3 * 3600 + 1, 1, dtype=np.int64) * S
     batch, _ = meter_batch(ts, np.full(len(ts), 700.0), start_reading=0.0)
-    influx_db.write_batch(batch)
+    write_batch(influx_db, batch)
     path = tmp_path / "a.yaml"
     path.write_text(yaml.safe_dump({"influxdb": {"url": influx_db.url, "database": influx_db.database}, "analytics": {"projects": [pump_project()]}}))
     runner = CliRunner()
@@ -193,7 +194,7 @@ def test_cli_run_once_computes_closed_intervals(influx_db, tmp_path):
     hour0 = (now_s // 3600 - 2) * 3600 * S  # two closed hours before the current one
     ts = hour0 + np.arange(0, 2 * 3600 + 1, 1, dtype=np.int64) * S
     batch, _ = meter_batch(ts, np.full(len(ts), 500.0), start_reading=0.0)
-    influx_db.write_batch(batch)
+    write_batch(influx_db, batch)
     project = pump_project(monitoring_period={"start": "2020-01-01T00:00:00Z", "end": "2100-01-01T00:00:00Z"})
     path = tmp_path / "a.yaml"
     path.write_text(yaml.safe_dump({"influxdb": {"url": influx_db.url, "database": influx_db.database}, "analytics": {"projects": [project], "late_data_lookback": "3h", "settle_s": 0}}))
@@ -226,7 +227,7 @@ def test_running_flag_sent_only_on_change_is_held_through_the_gateways_coverage(
         stored.append(tracker.observe(rows, int(ts[k])))
     stored = SampleBatch.concat(stored)
     assert (stored.series == stored.table.index(run)).sum() < 250  # vs 11,401 samples at full rate
-    influx_db.write_batch(stored)
+    write_batch(influx_db, stored)
     vsd = pump_project(
         plant_type="vsd", baseline="constant_power_hours",
         assets=[{"measurement": "pump", "asset": "pump1", "fields": {"energy_meter": "energy_kwh", "running": "running"}}],
@@ -249,7 +250,7 @@ def test_wte_hours_of_a_later_crediting_year_credit_the_decay_of_earlier_waste(i
     t_prev = T0 - 365 * 86400 * S  # 2025-01-01: crediting year 1
     s = Series.of("wte", "waste_t_per_h", site="yangon", asset="wte1")
     ts = np.concatenate([t_prev + np.arange(0, 6 * 3600 + 1, dtype=np.int64) * S, T0 + np.arange(0, 2 * 3600 + 1, dtype=np.int64) * S])
-    influx_db.write_batch(SampleBatch([s], np.zeros(len(ts), np.int32), ts, np.full(len(ts), 2.5)))
+    write_batch(influx_db, SampleBatch([s], np.zeros(len(ts), np.int32), ts, np.full(len(ts), 2.5)))
     from tests.test_analytics_late_wte import wte_engine
 
     eng = wte_engine(influx_db)
@@ -284,7 +285,7 @@ def test_kh_am002_pv_credits_each_local_day_at_its_category_ef(influx_db):
     flag = Series.of("pv", "grid_ok", site="phnompenh", asset="pv1")
     # grid all of day 1, outage all of day 2 (the gateway stores the unchanged flag every 10 s here)
     flag_ts = np.concatenate(([d0 - 10 * S], ts))
-    influx_db.write_batch(SampleBatch.concat([
+    write_batch(influx_db, SampleBatch.concat([
         SampleBatch([meter], np.zeros(len(ts), np.int32), ts, np.arange(len(ts)) * (36.0 * 10 / 3600)),  # 36 kW
         SampleBatch([flag], np.zeros(len(flag_ts), np.int32), flag_ts, (flag_ts < d0 + 86400 * S).astype(float)),
     ]))
@@ -352,15 +353,15 @@ def test_intervals_close_on_the_sources_watermark_provisional_after_lateness_the
 
     def cover(site, asset, t_ns):
         s = Series.of("coverage", "tags_total", site=site, asset=asset, measurement="pump", gateway="gw", source="plc")
-        influx_db.write_batch(SampleBatch([s], np.zeros(1, np.int32), np.array([t_ns], np.int64), np.array([1.0])))
+        write_batch(influx_db, SampleBatch([s], np.zeros(1, np.int32), np.array([t_ns], np.int64), np.array([1.0])))
 
     ts = T0 + np.arange(0, 3 * 3600 + 1, 1, dtype=np.int64) * S
     a_batch, _ = meter_batch(ts, np.full(len(ts), 500.0), start_reading=0.0)
     b_series = Series.of("pump", "energy_kwh", site="danang", asset="pump2")
     b_batch = SampleBatch([b_series], a_batch.series, a_batch.ts_ns, a_batch.value)
     early = b_batch.ts_ns <= T0 + 3600 * S
-    influx_db.write_batch(a_batch)
-    influx_db.write_batch(b_batch.take(np.flatnonzero(early)))
+    write_batch(influx_db, a_batch)
+    write_batch(influx_db, b_batch.take(np.flatnonzero(early)))
     cover("danang", "pump1", T0 + 3 * 3600 * S)
     cover("danang", "pump2", T0 + 3600 * S)
     b = pump_project(id="pump-b", assets=[{"measurement": "pump", "asset": "pump2", "fields": {"energy_meter": "energy_kwh"}}])
@@ -381,7 +382,7 @@ def test_intervals_close_on_the_sources_watermark_provisional_after_lateness_the
     assert reg.get_sample_value("plantmrv_analytics_watermark_lag_seconds", {"project": "danang-pumps"}) == (wall - T0 - 3 * 3600 * S) / S
     assert reg.get_sample_value("plantmrv_analytics_intervals_written_total", {"project": "pump-b", "interval": "1h", "provisional": "true"}) == 1
     # B's gateway catches up: its hours are computed again, final, from the data that arrived
-    influx_db.write_batch(b_batch.take(np.flatnonzero(~early)))
+    write_batch(influx_db, b_batch.take(np.flatnonzero(~early)))
     cover("danang", "pump2", T0 + 3 * 3600 * S)
     eng.poll(now_ns=wall + 5 * S)
     cols = eng.read_results(pb, T0, T0 + 3 * 3600 * S, 3600)
@@ -417,11 +418,11 @@ def test_results_do_not_depend_on_how_the_work_is_cut(influx_db):
     for h in range(1, 49):
         # as the gateway delivers: every sample up to and including its watermark (the coverage point)
         t = batch.ts_ns[on_time]
-        influx_db.write_batch(batch.take(on_time[(t <= T0 + h * 3600 * S) & ((t > T0 + (h - 1) * 3600 * S) | (h == 1))]))
-        influx_db.write_batch(SampleBatch([cov], np.zeros(1, np.int32), np.array([T0 + h * 3600 * S]), np.array([1.0])))
+        write_batch(influx_db, batch.take(on_time[(t <= T0 + h * 3600 * S) & ((t > T0 + (h - 1) * 3600 * S) | (h == 1))]))
+        write_batch(influx_db, SampleBatch([cov], np.zeros(1, np.int32), np.array([T0 + h * 3600 * S]), np.array([1.0])))
         eng.poll(now_ns=T0 + h * 3600 * S + 2 * S)
         if h == 30:  # the two late hours arrive (a gateway replaying its buffer)
-            influx_db.write_batch(batch.take(np.flatnonzero(late & ~gaps)))
+            write_batch(influx_db, batch.take(np.flatnonzero(late & ~gaps)))
     eng.poll(now_ns=T0 + 49 * 3600 * S)
     polled = results(eng)
     for iv, n in ((60, 2 * 1440), (3600, 48)):

@@ -10,6 +10,7 @@ from plantmrv.analytics import wte
 from plantmrv.analytics.config import AnalyticsConfig
 from plantmrv.analytics.engine import Engine
 from plantmrv.batch import SampleBatch, Series
+from plantmrv.influxwrite import write_batch
 
 S = 1_000_000_000
 H = 3600 * S
@@ -41,7 +42,7 @@ def poll_at(eng, t_ns):
     """The gateway's watermark reaches ``t_ns`` (a ``coverage`` point), then the engine polls:
     event time, not the wall clock, decides which intervals close."""
     cov = Series.of("coverage", "tags_total", site="yangon", asset="wte1", measurement="wte", gateway="gw", source="plc")
-    eng.client.write_batch(SampleBatch([cov], np.zeros(1, np.int32), np.array([t_ns], np.int64), np.array([1.0])))
+    write_batch(eng.client, SampleBatch([cov], np.zeros(1, np.int32), np.array([t_ns], np.int64), np.array([1.0])))
     return eng.poll(now_ns=t_ns)
 
 
@@ -68,7 +69,7 @@ def test_late_waste_in_an_earlier_crediting_year_recomputes_the_later_years_inte
     """A gateway replays an hour of year 1 just after the year ends: the hours and minutes of
     year 2 already computed take the new decay tail, as a fresh backfill of the same data does."""
     replayed = waste_batch(T0 - 2 * H, T0 - H - S)  # 22:00-23:00 of the last day of year 1
-    influx_db.write_batch(SampleBatch.concat([waste_batch(T0 - 3 * H, T0 - 2 * H - S), waste_batch(T0 - H, T0 + 2 * H)]))
+    write_batch(influx_db, SampleBatch.concat([waste_batch(T0 - 3 * H, T0 - 2 * H - S), waste_batch(T0 - H, T0 + 2 * H)]))
     eng = wte_engine(influx_db)
     p = eng.config.projects[0]
     first = poll_at(eng, T0 + 2 * H + S)  # from now - lookback: 20:00 of year 1 to 02:00 of year 2
@@ -76,7 +77,7 @@ def test_late_waste_in_an_earlier_crediting_year_recomputes_the_later_years_inte
     stale = results(eng, T0, T0 + 2 * H)
     assert poll_at(eng, T0 + 2 * H + 2 * S) == {"yangon-wte/1m": 0, "yangon-wte/1h": 0}
 
-    influx_db.write_batch(replayed)
+    write_batch(influx_db, replayed)
     done = poll_at(eng, T0 + 2 * H + 3 * S)
     # the changed hour with its neighbours, then both hours of year 2; minutes likewise
     assert done == {"yangon-wte/1h": 3 + 2, "yangon-wte/1m": 62 + 120}
@@ -99,10 +100,10 @@ def test_late_waste_in_the_latest_crediting_year_recomputes_only_its_neighbours(
     """The common case stays cheap: late data within the current crediting year recomputes the
     changed intervals and their neighbours, nothing of the years."""
     replayed = waste_batch(T0 + H, T0 + 2 * H - S)
-    influx_db.write_batch(SampleBatch.concat([waste_batch(T0 - 3 * H, T0 + H - S), waste_batch(T0 + 2 * H, T0 + 3 * H)]))
+    write_batch(influx_db, SampleBatch.concat([waste_batch(T0 - 3 * H, T0 + H - S), waste_batch(T0 + 2 * H, T0 + 3 * H)]))
     eng = wte_engine(influx_db)
     poll_at(eng, T0 + 3 * H + S)
-    influx_db.write_batch(replayed)
+    write_batch(influx_db, replayed)
     processed = []
     process = eng.process
     eng.process = lambda p, a, b, iv, *rest: processed.append((a, b, iv)) or process(p, a, b, iv, *rest)
@@ -119,7 +120,7 @@ def test_late_waste_in_the_latest_crediting_year_recomputes_only_its_neighbours(
 def test_concurrent_backfill_across_a_crediting_year_equals_computing_hour_by_hour_in_order(influx_db):
     """Chunks are loaded concurrently but computed and written in order: a chunk straddling the
     anniversary and the chunks after it (the later ones from the year cache) see year 1's waste."""
-    influx_db.write_batch(waste_batch(T0 - 3 * H, T0 + 5 * H))
+    write_batch(influx_db, waste_batch(T0 - 3 * H, T0 + 5 * H))
     eng = wte_engine(influx_db)
     p = eng.config.projects[0]
     for h in range(T0 - 3 * H, T0 + 5 * H, H):
@@ -156,7 +157,7 @@ def test_minutes_polled_across_the_anniversary_from_mid_hour_equal_a_fresh_backf
     - ``first_poll_hour_written``: the plant feeds waste from 23:40 on, a previous run wrote the
       23:00 hour, and the engine's first poll starts its minutes at 23:40 (now - lookback).
     """
-    influx_db.write_batch(waste_batch(waste_from_ns, T0 + 6 * H))
+    write_batch(influx_db, waste_batch(waste_from_ns, T0 + 6 * H))
     eng = wte_engine(influx_db)
     p = eng.config.projects[0]
     mid = T0 - 20 * 60 * S  # 23:40 of the last day of year 1
@@ -185,7 +186,7 @@ def test_a_poll_failing_part_way_across_the_anniversary_leaves_no_hour_unread(in
     """A poll at 00:05 fails while writing (InfluxDB restarting): the next poll's minutes of
     year 2 still see the 23:00 hour of year 1, as a fresh backfill does (the MRV interval is
     computed first, so the minutes never run ahead of the hours they read)."""
-    influx_db.write_batch(waste_batch(T0 - 3 * H, T0 + 2 * H))
+    write_batch(influx_db, waste_batch(T0 - 3 * H, T0 + 2 * H))
     eng = wte_engine(influx_db)
     assert poll_at(eng, T0 - 20 * 60 * S) == {"yangon-wte/1m": 360, "yangon-wte/1h": 6}
     process = eng.process
@@ -210,7 +211,7 @@ def test_a_poll_failing_part_way_across_the_anniversary_leaves_no_hour_unread(in
 def test_a_window_from_mid_hour_across_the_anniversary_costs_no_extra_query(influx_db):
     """The part of the hour before a mid-hour start comes from the window's own raw query,
     started at the hour instead: as many queries as a window starting on the hour."""
-    influx_db.write_batch(waste_batch(T0 - 3 * H, T0 + H))
+    write_batch(influx_db, waste_batch(T0 - 3 * H, T0 + H))
     eng = wte_engine(influx_db)
     p = eng.config.projects[0]
     queries = []

@@ -19,7 +19,8 @@ from plantmrv.analytics.engine import Engine, asset_fields
 from plantmrv.analytics.methodologies import resolve_grid_ef
 from plantmrv.simulators import faults, plants
 from plantmrv.simulators.truth import truth
-from plantmrv.truthcheck import expected_from_truth
+from plantmrv.app.demo.truthcheck import expected_from_truth
+from plantmrv.influxwrite import write_batch
 
 S = 1_000_000_000
 DAY0 = 1_773_100_800 * S  # 2026-03-10T00:00:00Z
@@ -39,7 +40,7 @@ def write_plant(client, project, day0, seed=SEED, fault_list=()):
     used = {f: fields[f] for _, f in pairs}
     if fault_list:
         used, quality = faults.apply_faults(fault_list, project.site, asset.asset, ts, used)
-    client.write_batch(plants.to_batch(project.site, asset.asset, project.plant_type, ts, used))
+    write_batch(client, plants.to_batch(project.site, asset.asset, project.plant_type, ts, used))
 
 
 def truth_reduction_t_co2(project, ef):
@@ -121,7 +122,7 @@ def test_meter_replacement_is_a_gap_until_declared_then_exact_and_bad_quality_sa
     params = faults.with_meter_resets(plants.make_params("pv"), fl, "binhduong", "pv1")
     fields = plants.generate("pv", ts, SEED, params=params)
     used, quality = faults.apply_faults(fl, "binhduong", "pv1", ts, {"export_energy_kwh": fields["export_energy_kwh"]})
-    influx_db.write_batch(plants.to_batch("binhduong", "pv1", "pv", ts, used, quality))
+    write_batch(influx_db, plants.to_batch("binhduong", "pv1", "pv", ts, used, quality))
     ef = None
     t = truth("pv", DAY0, DAY0 + 86400 * S, rng=SEED).inputs
     lost_bad = truth("pv", bad_at - S, bad_at + 300 * S, rng=SEED).inputs["export_mwh"]

@@ -21,6 +21,7 @@ from plantmrv.analytics.engine import Engine
 from plantmrv.api.app import create_app
 from plantmrv.api.cells import TRIGGERS, csv_rows, neutralise, unneutralise
 from plantmrv.api.workbook import FORMULA_SHEETS
+from plantmrv.influxwrite import write_batch
 from plantmrv.simulators import plants
 from tests import verify_export
 from tests.test_api_support import DAY0, PROJECT_ID, S, TOKENS, analytics_raw, fresh_database, make_cfg
@@ -44,7 +45,7 @@ def hostile(influxd, tmp_path_factory):
     pump["parameters"]["eta_reference"]["source"] = DDE
     analytics = AnalyticsConfig.model_validate(raw)
     ts = DAY0 + np.arange(-60, 6 * 3600 + 61, 10, dtype=np.int64) * S
-    influx.write_batch(plants.to_batch(SITE, ASSET, "pump", ts, {"energy_kwh": plants.generate("pump", ts, 7)["energy_kwh"]}))
+    write_batch(influx, plants.to_batch(SITE, ASSET, "pump", ts, {"energy_kwh": plants.generate("pump", ts, 7)["energy_kwh"]}))
     Engine(analytics, influx).backfill(DAY0, DAY0 + 6 * 3600 * S, projects=[analytics.projects[0]], interval_s=[3600])
     cfg = make_cfg("t_api_cells", influxd.url, tmp_path_factory.mktemp("cells"))
     cfg.analytics = analytics

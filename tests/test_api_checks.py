@@ -16,7 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from plantmrv.cli import app as cli
+from plantmrv.app.cli import app as cli
 from tests import verify_export
 from tests.test_api_support import DAY0, PROJECT_ID, S, TOKENS, analytics_raw, api_env  # noqa: F401
 

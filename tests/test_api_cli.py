@@ -13,7 +13,7 @@ import httpx
 import yaml
 from typer.testing import CliRunner
 
-from plantmrv.cli import app as cli
+from plantmrv.app.cli import app as cli
 from plantmrv.config import load_config
 from plantmrv.localservices import free_port
 

@@ -21,6 +21,7 @@ from plantmrv.api.config import ApiConfig
 from plantmrv.api.tokens import hash_token
 from plantmrv.config import InfluxConfig, root_model
 from plantmrv.simulators import plants
+from plantmrv.influxwrite import write_batch
 
 S = 1_000_000_000
 DAY0 = 1_773_100_800 * S  # 2026-03-10T00:00:00Z
@@ -44,7 +45,7 @@ def api(influxd, tmp_path_factory):
     for project in analytics.projects:
         (asset, pairs), = asset_fields(project)
         fields = plants.generate(project.plant_type, ts, 7)
-        influx.write_batch(plants.to_batch(asset.site or project.site, asset.asset, project.plant_type, ts, {f: fields[f] for _, f in pairs}))
+        write_batch(influx, plants.to_batch(asset.site or project.site, asset.asset, project.plant_type, ts, {f: fields[f] for _, f in pairs}))
     Engine(analytics, influx).backfill(DAY0, DAY0 + 86400 * S, interval_s=[3600])
     cfg = root_model()(
         influxdb=InfluxConfig(url=influxd.url, database="t_api_plant_types"),

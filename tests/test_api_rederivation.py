@@ -15,6 +15,7 @@ import io
 import math
 import time
 
+from plantmrv.influxwrite import write_batch
 from tests import verify_export
 from tests.test_api_support import END_ISO, GAP_HOUR_ISO, PROJECT_ID, START_ISO, api_env  # noqa: F401
 
@@ -214,14 +215,14 @@ def test_report_hash_changes_when_two_raw_samples_swap_values(api_env):
     a, b = 1_773_187_200 * 10**9 + 3600 * 10**9, 1_773_187_200 * 10**9 + 7200 * 10**9  # 01:00 and 02:00 on 2026-03-11, 5 s grid points
     series = Series.of("pump", "energy_kwh", site="danang", asset="pump1")
     va, vb = (api_env.influx.query(f'SELECT "energy_kwh" FROM "pump" WHERE time = {t}')[0].columns["energy_kwh"][0] for t in (a, b))
-    api_env.influx.write_batch(SampleBatch.from_columns({series: ([a, b], [vb, va])}))
+    write_batch(api_env.influx, SampleBatch.from_columns({series: ([a, b], [vb, va])}))
     try:
         swapped = api_env.get(url, params=params).json()
         assert swapped["raw_points"] == first["raw_points"] and swapped["data_sha256"] != first["data_sha256"]
         export = api_env.get(f"/projects/{PROJECT_ID}/export", params={"from": "2026-03-11T00:00:00Z", "to": "2026-03-12T00:00:00Z"})
         assert verify_export.check_csv(export.content, swapped)["data_sha256"] == swapped["data_sha256"]
     finally:
-        api_env.influx.write_batch(SampleBatch.from_columns({series: ([a, b], [va, vb])}))
+        write_batch(api_env.influx, SampleBatch.from_columns({series: ([a, b], [va, vb])}))
     assert api_env.get(url, params=params).json()["data_sha256"] == first["data_sha256"]
 
 

@@ -14,6 +14,7 @@ from plantmrv.api.models import MonitoringPointInfo
 from plantmrv.api.queries import count_raw, mrv_query, raw_query, read_raw
 from plantmrv.api.tokens import TokenStore, hash_token
 from plantmrv.batch import SampleBatch, Series
+from plantmrv.influxwrite import write_batch
 from tests.test_api_support import OTHER_ID, PROJECT_ID, TOKENS, api_env  # noqa: F401
 
 RANGE = "from=2026-03-10T00:00:00Z&to=2026-03-11T00:00:00Z"
@@ -188,7 +189,7 @@ def test_hostile_strings_in_queries_are_always_literals_or_identifiers(api_env, 
 
 def test_hostile_identifiers_configured_for_a_monitoring_point_still_read_their_data(api_env):
     name = 'we"ird\\meas'
-    api_env.influx.write_batch(SampleBatch.from_columns({Series.of(name, "f,1", site="s 'x", asset='a"b'): ([1709251200000000000], [42.0])}))
+    write_batch(api_env.influx, SampleBatch.from_columns({Series.of(name, "f,1", site="s 'x", asset='a"b'): ([1709251200000000000], [42.0])}))
     point = MonitoringPointInfo(symbol="X", measurement=name, site="s 'x", asset='a"b', field="f,1")
     res = api_env.influx.query(raw_query(point, 0, 2**62))
     assert res and res[0].columns["f,1"].tolist() == [42.0]

@@ -27,6 +27,7 @@ from plantmrv.api.config import ApiConfig
 from plantmrv.api.tokens import hash_token
 from plantmrv.config import InfluxConfig, root_model
 from plantmrv.simulators import faults, plants
+from plantmrv.influxwrite import write_batch
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "analytics.yaml"
 S = 1_000_000_000
@@ -69,7 +70,7 @@ def write_pump(client, seed: int = 7) -> None:
     ts = DAY0 + np.arange(-60, DAYS * 86400 + 60 + 1, STEP_S, dtype=np.int64) * S
     fields = plants.generate("pump", ts, seed)
     used = {"energy_kwh": faults.apply_dropout(ts, fields["energy_kwh"], *DROPOUT)}
-    client.write_batch(plants.to_batch("danang", "pump1", "pump", ts, used))
+    write_batch(client, plants.to_batch("danang", "pump1", "pump", ts, used))
 
 
 def write_other_project_result(client) -> None:
@@ -159,5 +160,5 @@ def write_meter(client, step_s: int = 5, days: int = DAYS) -> int:
     """The simulated pump's meter every ``step_s`` over the test days (plus a minute each side); returns the rows written."""
     ts = DAY0 + np.arange(-60, days * 86400 + 60 + 1, step_s, dtype=np.int64) * S
     fields = plants.generate("pump", ts, 7)
-    client.write_batch(plants.to_batch("danang", "pump1", "pump", ts, {"energy_kwh": fields["energy_kwh"]}))
+    write_batch(client, plants.to_batch("danang", "pump1", "pump", ts, {"energy_kwh": fields["energy_kwh"]}))
     return len(ts)

@@ -18,10 +18,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from plantmrv.cli import app as cli
+from plantmrv.app.cli import app as cli
 from plantmrv.config import InfluxConfig
 from plantmrv.influx import InfluxClient, InfluxError
 from plantmrv.localservices import InfluxService, ServiceError, free_port, influxd_service
+from plantmrv.influxwrite import write_batch
 from tests.test_api_support import TOKENS, hash_token
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +83,7 @@ def test_influx_client_verifies_influxdb_against_the_configured_ca(influxd_https
     s = 1_773_100_800 * 10**9
     from plantmrv.batch import SampleBatch, Series
 
-    client.write_batch(SampleBatch.from_columns({Series.of("pump", "energy_kwh", site="danang", asset="pump1"): (s + np.arange(3) * 10**9, [1.0, 2.0, 3.5])}))
+    write_batch(client, SampleBatch.from_columns({Series.of("pump", "energy_kwh", site="danang", asset="pump1"): (s + np.arange(3) * 10**9, [1.0, 2.0, 3.5])}))
     q = "SELECT energy_kwh FROM pump"
     assert client.query(q)[0].columns["energy_kwh"].tolist() == [1.0, 2.0, 3.5]  # MessagePack over plantmrv's own connection
     assert client.query(q, fmt="json")[0].columns["energy_kwh"].tolist() == [1.0, 2.0, 3.5]  # chunked JSON over httpx

@@ -20,7 +20,7 @@ from plantmrv.api.app import create_app
 from plantmrv.api.cli import parse_expiry
 from plantmrv.api.store import StoreError
 from plantmrv.api.tokens import TokenStore, hash_token
-from plantmrv.cli import app as cli
+from plantmrv.app.cli import app as cli
 from tests.test_api_support import PROJECT_ID, TOKENS, api_env, make_cfg  # noqa: F401
 
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=timezone.utc)

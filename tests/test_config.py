@@ -134,7 +134,7 @@ def test_a_file_with_only_defaults_is_valid(tmp_path):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "plantmrv.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "plantmrv", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_check_config_cli_reports_errors_and_exit_code(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from grafana_foundation_sdk.models import units as sdk_units
-from plantmrv.cli import app as cli_app
+from plantmrv.app.cli import app as cli_app
 from plantmrv.dashboards import alerts, build, panels
 from plantmrv.dashboards.settings import BuildSettings
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from plantmrv.cli import app as cli_app
+from plantmrv.app.cli import app as cli_app
 from plantmrv.dashboards import push as push_mod
 from plantmrv.dashboards.push import PushError, push
 

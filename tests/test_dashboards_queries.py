@@ -26,6 +26,7 @@ import pytest
 from plantmrv.config import load_config
 from plantmrv.dashboards import alerts, build, check
 from plantmrv.dashboards.settings import BuildSettings
+from plantmrv.influxwrite import write_batch
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "analytics.yaml"
 SETTINGS_CFG = load_config(EXAMPLE)
@@ -203,7 +204,8 @@ def write_simulated_data(client, end_ns: int, hours: int = SIM_HOURS, step_s: in
     """
     from plantmrv.analytics.engine import Engine
     from plantmrv.dashboards.plan import plan_lines
-    from plantmrv.lineprotocol import event_line, with_quality_series
+    from plantmrv.lineprotocol import event_line
+    from plantmrv.qualityrouting import with_quality_series
     from plantmrv.simulators import plants
     from plantmrv.simulators.faults import apply_faults, fault_lines
 
@@ -217,7 +219,7 @@ def write_simulated_data(client, end_ns: int, hours: int = SIM_HOURS, step_s: in
     for name, pt in plants.PLANT_TYPES.items():
         site, asset = pt.default_site, pt.default_asset
         values, quality = apply_faults(faults, site, asset, ts, plants.generate(name, ts, rng=11))
-        client.write_batch(with_quality_series(plants.to_batch(site, asset, name, ts, values, quality)))
+        write_batch(client, with_quality_series(plants.to_batch(site, asset, name, ts, values, quality)))
         info.tag_values[(pt.measurement, "site")] = [site]
         info.tag_values[(pt.measurement, "asset")] = [asset]
         first = next(iter(pt.fields))
@@ -390,7 +392,7 @@ def test_today_month_and_period_stats_sum_the_mrv_rows_of_their_own_range(data_d
 def test_cli_check_reports_every_panel_ok_on_the_data_and_empty_on_a_fresh_database(data_db, influxd, tmp_path):
     from typer.testing import CliRunner
 
-    from plantmrv.cli import app
+    from plantmrv.app.cli import app
 
     client, end_ns, _ = data_db
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end_ns // 10**9))
@@ -429,7 +431,7 @@ def test_a_site_selection_matches_exactly_the_selected_sites_whatever_their_char
     from plantmrv.batch import SampleBatch, Series
 
     table = [Series.of("pump", "power_kw", site=s, asset="p1") for s in sites]
-    influx_db.write_batch(SampleBatch(table, np.arange(len(sites), dtype=np.int32), np.full(len(sites), 10**18, np.int64), np.arange(len(sites), dtype=np.float64), np.zeros(len(sites), np.uint8)))
+    write_batch(influx_db, SampleBatch(table, np.arange(len(sites), dtype=np.int32), np.full(len(sites), 10**18, np.int64), np.arange(len(sites), dtype=np.float64), np.zeros(len(sites), np.uint8)))
     listed = check.tag_values(influx_db, 'SHOW TAG VALUES FROM "pump" WITH KEY = "site"')
     assert set(sites) <= set(listed)
     chosen = sites[: 1 + pick % len(sites)]
@@ -552,7 +554,7 @@ def test_a_rule_with_a_for_duration_fires_only_once_the_condition_held_that_long
 def test_cli_check_prints_firing_alerts_and_annotation_events(data_db, influxd):
     from typer.testing import CliRunner
 
-    from plantmrv.cli import app
+    from plantmrv.app.cli import app
 
     _, end_ns, _ = data_db
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end_ns // 10**9))

@@ -17,7 +17,7 @@ import pytest
 @pytest.mark.slow
 def test_demo_runs_the_whole_pipeline_and_matches_ground_truth(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "plantmrv.cli", "demo", "run", "--duration", "45", "--speed", "160", "--start", "2026-12-04T02:00:00Z",
+        [sys.executable, "-m", "plantmrv", "demo", "run", "--duration", "45", "--speed", "160", "--start", "2026-12-04T02:00:00Z",
          "--out", str(tmp_path)],
         capture_output=True,
         text=True,

@@ -144,7 +144,7 @@ def test_dockerfile_copies_every_package_folder():
 def test_compose_commands_are_real_cli_commands():
     from typer.main import get_command
 
-    from plantmrv.cli import app
+    from plantmrv.app.cli import app
 
     cli = get_command(app)
     for name, svc in compose()["services"].items():

@@ -47,7 +47,7 @@ def test_every_tag_that_cannot_be_read_is_logged_once_counted_and_shown(tmp_path
         gateways.append(gw)
         # B_flaky is bad while tick % 40 is 10..19 (1 s in every 4 s): wait for a failure and a recovery
         wait_for(lambda: "event=opcua_node_recovered" in gw.log() and "flaky_kw" in gw.log(), 30, "the flaky tag to fail and recover")
-        status = subprocess.run([sys.executable, "-m", "plantmrv.cli", "gateway", "status", "-c", str(cfg)],
+        status = subprocess.run([sys.executable, "-m", "plantmrv", "gateway", "status", "-c", str(cfg)],
                                 capture_output=True, text=True, cwd=REPO, timeout=60)
         failures = {s: metrics_value(port, f'plantmrv_gateway_node_failures_total{{source="plc",status="{s}"}}')
                     for s in ("BadNodeIdUnknown", "BadNoMatch", "BadNotReadable", "BadUserAccessDenied", "BadWaitingForInitialData")}

@@ -95,7 +95,7 @@ def test_gateway_config_cross_section_errors_before_start(tmp_path):
 def test_check_config_cli_reports_every_gateway_error(tmp_path):
     p = tmp_path / "gw.yaml"
     p.write_text("gateway:\n  id: 'bad id'\n  sources: []\n  bogus: 1\n")
-    r = subprocess.run([sys.executable, "-m", "plantmrv.cli", "check-config", str(p)], capture_output=True, text=True, cwd=REPO)
+    r = subprocess.run([sys.executable, "-m", "plantmrv", "check-config", str(p)], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 78
     assert "gateway.id (line 2)" in r.stderr and "gateway.sources (line 3)" in r.stderr and "gateway.bogus (line 4): unknown key" in r.stderr
 
@@ -103,7 +103,7 @@ def test_check_config_cli_reports_every_gateway_error(tmp_path):
 def test_gateway_run_refuses_a_bad_config_before_starting(tmp_path):
     p = tmp_path / "gw.yaml"
     p.write_text("site: {id: s}\ngateway:\n  id: g1\n  sources:\n    - {type: opcua, name: p, url: 'opc.tcp://h:4840', groups: []}\n")
-    r = subprocess.run([sys.executable, "-m", "plantmrv.cli", "gateway", "run", "-c", str(p)], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "plantmrv", "gateway", "run", "-c", str(p)], capture_output=True,
                        text=True, cwd=REPO, timeout=60)
     assert r.returncode == 78
     assert "gateway.sources[0].groups (line 5)" in r.stderr
@@ -112,7 +112,7 @@ def test_gateway_run_refuses_a_bad_config_before_starting(tmp_path):
 
 def test_gateway_commands_have_help():
     for args in (["gateway", "--help"], ["gateway", "run", "--help"], ["gateway", "browse", "--help"]):
-        r = subprocess.run([sys.executable, "-m", "plantmrv.cli", *args], capture_output=True, text=True, cwd=REPO, timeout=60)
+        r = subprocess.run([sys.executable, "-m", "plantmrv", *args], capture_output=True, text=True, cwd=REPO, timeout=60)
         assert r.returncode == 0 and "Usage" in r.stdout, (args, r.stderr)
 
 

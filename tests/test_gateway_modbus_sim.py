@@ -143,7 +143,7 @@ def test_scan_lists_answering_ranges_and_sunspec_models_and_writes_a_loadable_so
 
     sim, port, _ = _sim(simulator, tmp_path)
     out = tmp_path / "scan.yaml"
-    r = subprocess.run([sys.executable, "-m", "plantmrv.cli", "gateway", "scan", f"modbus://127.0.0.1:{port}", "--unit", "2",
+    r = subprocess.run([sys.executable, "-m", "plantmrv", "gateway", "scan", f"modbus://127.0.0.1:{port}", "--unit", "2",
                         "--range", "40000-40100", "--timeout", "0.3", "-o", str(out)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "model 103 at 40070 (L=50): Inverter (Three Phase)" in r.stdout
@@ -152,9 +152,9 @@ def test_scan_lists_answering_ranges_and_sunspec_models_and_writes_a_loadable_so
     src = yaml.safe_load(out.read_text())[0]
     cfg = ModbusSourceConfig.model_validate({**src, "devices": [{**src["devices"][0], "asset": "pv1"}]})
     assert cfg.devices[0].sunspec.base_address == 40000
-    r = subprocess.run([sys.executable, "-m", "plantmrv.cli", "gateway", "scan", f"modbus://127.0.0.1:{port}", "--unit", "1",
+    r = subprocess.run([sys.executable, "-m", "plantmrv", "gateway", "scan", f"modbus://127.0.0.1:{port}", "--unit", "1",
                         "--range", "16020-16140", "--timeout", "0.3"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "holding registers answering: 16020-16140" in r.stdout and "no 'SunS' marker" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "plantmrv.cli", "gateway", "scan", "tcp://x", "--range", "9-1"],
+    r = subprocess.run([sys.executable, "-m", "plantmrv", "gateway", "scan", "tcp://x", "--range", "9-1"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--range: '9-1' is not a range" in r.stderr and "Traceback" not in r.stderr

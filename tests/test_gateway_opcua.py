@@ -239,9 +239,9 @@ def test_gateway_browse_prints_a_pasteable_source_that_check_config_holds_to_the
 
     srv = OpcUaServer(port=free_port(), tags=15, period_s=1.0, units=True, bad=True, log_path=tmp_path / "opcua2.log").start()
     try:
-        r = subprocess.run([sys.executable, "-m", "plantmrv.cli", "gateway", "browse", srv.url], capture_output=True,
+        r = subprocess.run([sys.executable, "-m", "plantmrv", "gateway", "browse", srv.url], capture_output=True,
                            text=True, cwd=REPO, timeout=60)
-        with_m = subprocess.run([sys.executable, "-m", "plantmrv.cli", "gateway", "browse", srv.url, "--measurement", "pump"],
+        with_m = subprocess.run([sys.executable, "-m", "plantmrv", "gateway", "browse", srv.url, "--measurement", "pump"],
                                 capture_output=True, text=True, cwd=REPO, timeout=60)
     finally:
         srv.kill()

@@ -367,7 +367,7 @@ class GatewayProcess:
 
     def start(self) -> "GatewayProcess":
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([PY, "-m", "plantmrv.cli", "gateway", "run", "-c", str(self.config)], cwd=REPO,
+        self.proc = subprocess.Popen([PY, "-m", "plantmrv", "gateway", "run", "-c", str(self.config)], cwd=REPO,
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         return self

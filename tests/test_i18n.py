@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from plantmrv import i18n
-from plantmrv.cli import app as cli_app
+from plantmrv.app.cli import app as cli_app
 from plantmrv.i18n import __main__ as tools
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,6 +14,7 @@ import pytest
 import plantmrv.influx as influx_mod
 from plantmrv.batch import SampleBatch, Series
 from plantmrv.influx import InfluxClient, InfluxError, PartialWriteError, quote_ident, quote_literal
+from plantmrv.influxwrite import write_batch
 from plantmrv.localservices import influxd_service
 
 
@@ -32,7 +33,7 @@ def test_ping_reports_version(influxd):
 
 
 def test_chunked_query_merges_into_numpy_columns(influx_db):
-    influx_db.write_batch(pump_batch(25_000))
+    write_batch(influx_db, pump_batch(25_000))
     res = influx_db.query("SELECT power_kw FROM pump")
     assert len(res) == 1 and len(res[0]) == 25_000
     assert res[0].columns["time"].dtype == np.int64
@@ -40,7 +41,7 @@ def test_chunked_query_merges_into_numpy_columns(influx_db):
 
 
 def test_group_by_tags_gives_one_result_per_series(influx_db):
-    influx_db.write_batch(SampleBatch.concat([pump_batch(10, asset="P1"), pump_batch(20, asset="P2")]))
+    write_batch(influx_db, SampleBatch.concat([pump_batch(10, asset="P1"), pump_batch(20, asset="P2")]))
     res = influx_db.query("SELECT count(power_kw) FROM pump GROUP BY asset")
     assert {r.tags["asset"]: int(r.columns["count"][0]) for r in res} == {"P1": 10, "P2": 20}
 
@@ -61,13 +62,13 @@ def test_partial_write_names_rejected_lines_and_keeps_the_rest(influx_db):
 def test_missing_database_is_a_clear_error(influxd):
     with influxd.client(database="does_not_exist", max_retries=0) as c:
         with pytest.raises(InfluxError, match="does_not_exist"):
-            c.write_batch(pump_batch(1))
+            write_batch(c, pump_batch(1))
 
 
 def test_retention_policy_and_gzip_writes(influx_db):
     influx_db.create_retention_policy("two_years", "104w")
     with InfluxClient(influx_db.url, influx_db.database, retention_policy="two_years", gzip=True) as c:
-        c.write_batch(pump_batch(100, t0=time.time_ns() - 86_400 * 10**9))
+        write_batch(c, pump_batch(100, t0=time.time_ns() - 86_400 * 10**9))
         assert count(c) == 100
     assert count(influx_db) == 0  # the default policy holds nothing
     with pytest.raises(ValueError, match="duration"):
@@ -85,7 +86,7 @@ def test_writes_survive_an_influxd_restart_mid_stream(influxd_private):
     def writer():
         try:
             for b in batches:
-                client.write_batch(b)
+                write_batch(client, b)
                 time.sleep(0.05)
         except Exception as exc:  # surfaced by the assertion below
             errors.append(exc)
@@ -111,11 +112,11 @@ def test_v1_user_password_auth(tmp_path):
         httpx.post(f"{svc.url}/query", data={"q": "CREATE USER admin WITH PASSWORD 'pw' WITH ALL PRIVILEGES"}).raise_for_status()
         with InfluxClient(svc.url, "authdb", username="admin", password="pw") as c:
             c.create_database()
-            c.write_batch(pump_batch(5))
+            write_batch(c, pump_batch(5))
             assert count(c) == 5
         with InfluxClient(svc.url, "authdb", username="admin", password="wrong", max_retries=0) as c:
             with pytest.raises(InfluxError, match="refused the credentials") as exc:
-                c.write_batch(pump_batch(1))
+                write_batch(c, pump_batch(1))
             assert "wrong" not in str(exc.value)
     finally:
         svc.stop()
@@ -140,7 +141,7 @@ def test_token_auth_sends_the_v2_header():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with InfluxClient(f"http://127.0.0.1:{server.server_port}", "plants", retention_policy="autogen", token="tok-123") as c:
-            c.write_batch(pump_batch(3))
+            write_batch(c, pump_batch(3))
         assert seen["auth"] == "Token tok-123"
         assert seen["path"].startswith("/write?") and "db=plants" in seen["path"] and "rp=autogen" in seen["path"] and "precision=ns" in seen["path"]
     finally:
@@ -148,7 +149,7 @@ def test_token_auth_sends_the_v2_header():
 
 
 def test_quoting_keeps_user_input_out_of_influxql(influx_db):
-    influx_db.write_batch(pump_batch(3))
+    write_batch(influx_db, pump_batch(3))
     hostile = "danang' OR 1=1 --"
     res = influx_db.query(f"SELECT power_kw FROM {quote_ident('pump')} WHERE site = {quote_literal(hostile)}")
     assert res == []
@@ -156,7 +157,7 @@ def test_quoting_keeps_user_input_out_of_influxql(influx_db):
 
 
 def test_quoting_escapes_newlines_and_refuses_carriage_returns(influx_db):
-    influx_db.write_batch(pump_batch(2))
+    write_batch(influx_db, pump_batch(2))
     assert influx_db.query(f"SELECT power_kw FROM pump WHERE site = {quote_literal('a' + chr(10) + 'b')}") == []
     with pytest.raises(ValueError, match="carriage return"):
         quote_literal("a\rb")
@@ -165,7 +166,7 @@ def test_quoting_escapes_newlines_and_refuses_carriage_returns(influx_db):
 def test_query_retries_while_influxd_is_down_and_fails_clearly_when_it_stays_down(influxd_private):
     client = influxd_private.client(max_retries=30, backoff_max_s=0.3)
     client.create_database()
-    client.write_batch(pump_batch(10))
+    write_batch(client, pump_batch(10))
     influxd_private.stop()
     restart = threading.Timer(1.5, influxd_private.start)
     restart.start()

@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from plantmrv.batch import Quality, SampleBatch, Series
-from plantmrv.cli import app
+from plantmrv.app.cli import app
 from plantmrv.codec import decode_message, encode_message
 from plantmrv.config import ConfigError, load_config
 from plantmrv.ingest.config import IngestConfig

@@ -11,15 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from plantmrv.batch import Quality, SampleBatch, Series
+from plantmrv.influxwrite import encode_batch, write_batch
 from plantmrv.lineprotocol import (
     MAX_LINES_PER_BODY,
     LineProtocolEncoder,
     LineProtocolError,
-    encode_batch,
     encode_wide,
-    render_floats,
     series_prefix,
 )
+from plantmrv.numformat import render_floats
 
 
 def _render_one(v: float) -> str:
@@ -201,7 +201,7 @@ def test_hostile_names_round_trip_through_real_influxd(influx_db):
     table = [Series.of("plant meas,1", f"power kw,{i}=x", site=tag, asset=f"A{i}") for i, tag in enumerate(HOSTILE_TAGS)]
     n = len(table)
     batch = SampleBatch(table, np.arange(n), 1_700_000_000_000_000_000 + np.arange(n), np.arange(n) * 0.1 + 0.3)
-    stats = influx_db.write_batch(batch)
+    stats = write_batch(influx_db, batch)
     assert stats.lines == n
     results = influx_db.query('SELECT * FROM "plant meas,1" GROUP BY *')
     got = {}
@@ -222,7 +222,7 @@ def test_encoder_round_trip_through_real_influxd_values_timestamps_tags(influx_d
     ts = 1_700_000_000_000_000_000 + (np.arange(n) // len(table)) * 1_000_000_000 + 123
     values = rng.normal(500, 200, n) * 10.0 ** rng.integers(-3, 6, n)
     batch = SampleBatch(table, np.arange(n) % len(table), ts, values)
-    influx_db.write_batch(batch)
+    write_batch(influx_db, batch)
     for sid, s in enumerate(table):
         res = influx_db.query(f'SELECT "{s.field}" FROM pump WHERE asset=\'{s.tag_dict["asset"]}\'')
         sel = batch.series == sid

@@ -171,7 +171,7 @@ def test_no_log_template_repeats_a_key_or_uses_a_reserved_one():
 def test_every_service_command_offers_the_same_log_options():
     from typer.main import get_command
 
-    from plantmrv.cli import app
+    from plantmrv.app.cli import app
 
     cli = get_command(app)
     for path in (("gateway", "run"), ("ingest", "run"), ("analytics", "run"), ("simulate",), ("api",)):
@@ -186,6 +186,6 @@ def test_an_unknown_log_level_is_a_usage_error(tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "plantmrv.cli", "gateway", "run", "-c", str(tmp_path / "x.yaml"), "--log-level", "verbose"],
+    proc = subprocess.run([sys.executable, "-m", "plantmrv", "gateway", "run", "-c", str(tmp_path / "x.yaml"), "--log-level", "verbose"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "verbose" in proc.stderr and "debug" in proc.stderr, proc.stderr

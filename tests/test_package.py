@@ -57,13 +57,13 @@ def test_wheel_imports_every_subpackage_from_the_wheel_not_the_source_tree(wheel
 
 
 def test_editable_install_imports_every_subpackage():
-    code = "import importlib; [importlib.import_module(m) for m in %r]; import plantmrv.cli" % SUBPACKAGES
+    code = "import importlib; [importlib.import_module(m) for m in %r]; import plantmrv.app.cli" % SUBPACKAGES
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=120)
     assert proc.returncode == 0, proc.stderr
 
 
 def test_cli_help_lists_every_command():
-    proc = subprocess.run([sys.executable, "-m", "plantmrv.cli", "--help"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "plantmrv", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0
     for command in ("check-config", "version"):
         assert command in proc.stdout

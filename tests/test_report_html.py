@@ -14,7 +14,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from plantmrv.cli import app as cli_app
+from plantmrv.app.cli import app as cli_app
+from plantmrv.influxwrite import write_batch
 from tests import browser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ def engine_with_results(influxd):
     ts = np.arange(START_S, START_S + HOURS * 3600, 10, dtype=np.int64) * 10**9
     fault = Fault("dropout", (START_S + 7200) * 10**9, (START_S + 9600) * 10**9, "danang", "pump1", "energy_kwh")
     values, quality = apply_faults([fault], "danang", "pump1", ts, plants.generate("pump", ts, rng=3))
-    client.write_batch(plants.to_batch("danang", "pump1", "pump", ts, values, quality))
+    write_batch(client, plants.to_batch("danang", "pump1", "pump", ts, values, quality))
     doc = yaml.safe_load((ROOT / "examples" / "analytics.yaml").read_text())["analytics"]
     doc["projects"] = [p for p in doc["projects"] if p["id"] == "danang-pumps"]
     engine = Engine(AnalyticsConfig.model_validate(doc), client)

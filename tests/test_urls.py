@@ -7,7 +7,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from plantmrv.cli import app
+from plantmrv.app.cli import app
 from plantmrv.urls import check_url, redact
 
 SECRET = "S3CR3T-pw"

@@ -28,6 +28,7 @@ from plantmrv.api.config import ApiConfig
 from plantmrv.api.reports import iso
 from plantmrv.api.tokens import hash_token
 from plantmrv.config import InfluxConfig, root_model
+from plantmrv.influxwrite import write_batch
 from plantmrv.simulators import faults, plants
 
 S = 1_000_000_000
@@ -149,7 +150,7 @@ def write_case(influx, case: Case, start_ns: int, length_s: int, seed: int, day0
         if f in case.project_meters:
             v = faults.apply_dropout(ts, v, day0_ns + PROJECT_GAP[0] * S, day0_ns + PROJECT_GAP[1] * S)
         out[f] = v
-    influx.write_batch(plants.to_batch("s", case.id, case.plant, ts, out))
+    write_batch(influx, plants.to_batch("s", case.id, case.plant, ts, out))
     return events
 
 

@@ -81,7 +81,7 @@ def serve(
         typer.echo("\nerror: -c/--config FILE is required to run the server", err=True)
         raise typer.Exit(exitcodes.USAGE)
     from plantmrv.api.app import create_app
-    from plantmrv.cli import load_or_exit
+    from plantmrv.clitools import load_or_exit
     from plantmrv.ops import Health, OpsServer, influx_probe, new_registry, run_uvicorn
 
     cfg = load_or_exit(config)
@@ -126,7 +126,7 @@ def _store(config: Path):
 
 
 def _store_config(config: Path):
-    from plantmrv.cli import load_or_exit
+    from plantmrv.clitools import load_or_exit
 
     cfg = load_or_exit(config)
     if cfg.api is None or cfg.api.token_store is None:

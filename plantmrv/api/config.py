@@ -14,10 +14,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from plantmrv.config import ApiMetricsConfig, StrictModel
+from plantmrv.config import ConfigSection, MetricsConfig, StrictModel
 
 Role = Literal["verifier", "operator", "admin"]
 PROJECT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"  # analytics.projects[].id, at most 64 characters
+
+
+class ApiMetricsConfig(MetricsConfig):
+    port: int | None = Field(9111, ge=0, le=65535, description="Their port (apart from the API's, so they stay off the public listener); null disables them, 0 picks a free port (logged).")
 
 
 class ApiTokenEntry(StrictModel):
@@ -97,3 +101,6 @@ class ApiConfig(StrictModel):
         if dup:
             raise ValueError(f"token names must be unique, repeated: {', '.join(sorted(dup))}")
         return self
+
+
+SECTION = ConfigSection("api", ApiConfig)

@@ -158,15 +158,23 @@ class RawDataError(ValueError):
     """Raw values that cannot be exported or hashed as numbers (rendered as HTTP 422)."""
 
 
+def canonical_order(ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows in ascending time, ties (several series merged) by the value's bits: the order
+    :mod:`plantmrv.api.digests` hashes them in."""
+    if len(ts) < 2 or bool(np.all(np.diff(ts) > 0)):
+        return ts, values
+    bits = np.where(np.isnan(values), np.nan, values).astype(">f8").view(">u8")
+    order = np.lexsort((bits, ts))
+    return ts[order], values[order]
+
+
 def read_raw(client: InfluxClient, point: MonitoringPointInfo, start_ns: int, end_ns: int, edge: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One point's raw rows in ``[start, end)`` as ``(ts_ns int64, value float64)`` in canonical
-    order (:func:`plantmrv.api.digests.canonical_order`), read as MessagePack in one answer.
+    order (:func:`canonical_order`), read as MessagePack in one answer.
 
     Integer and boolean fields become float64 (exact to 2**53; true = 1.0); text values are
     refused with :class:`RawDataError`: a monitored quantity is a number.
     """
-    from plantmrv.api.digests import canonical_order
-
     ts_parts, value_parts = [], []
     for r in client.query(raw_query(point, start_ns, end_ns, edge)):
         col = r.columns.get(point.field)

@@ -41,7 +41,7 @@ app = typer.Typer(help="Run the whole pipeline on simulated plants and report ag
 
 S = 1_000_000_000
 HOUR_NS = 3600 * S
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]  # the checkout: plantmrv/app/demo/harness.py
 PROJECTS_EXAMPLE = REPO / "examples" / "analytics.yaml"
 OPCUA_PLANTS = ("pump", "vsd", "ubcf", "wte")
 MQTT_PLANTS = ("pv",)
@@ -114,7 +114,7 @@ class Stack:
         log.parent.mkdir(parents=True, exist_ok=True)
         fh = open(log, "ab")
         popen = subprocess.Popen(
-            [sys.executable, "-m", "plantmrv.cli", *args], stdout=fh, stderr=subprocess.STDOUT, cwd=self.out, start_new_session=True
+            [sys.executable, "-m", "plantmrv", *args], stdout=fh, stderr=subprocess.STDOUT, cwd=self.out, start_new_session=True
         )
         fh.close()
         proc = Proc(name, popen, log)
@@ -346,7 +346,7 @@ def hourly_results(client, start_ns: int, end_ns: int) -> dict[tuple[str, int], 
 def truth_totals(projects_cfg, start_ns: int, end_ns: int) -> dict[str, dict[str, float]]:
     from plantmrv.analytics.methodologies import resolve_grid_ef
     from plantmrv.simulators.truth import truth
-    from plantmrv.truthcheck import expected_from_truth
+    from plantmrv.app.demo.truthcheck import expected_from_truth
 
     out = {}
     for p in projects_cfg:
@@ -415,7 +415,7 @@ def run(
 
 def _run(stack: Stack, run_dir: Path, duration: float, speed: float, warmup: float, start_ns: int | None = None) -> dict:
     from plantmrv.analytics.config import AnalyticsConfig
-    from plantmrv.demoreport import ProjectOutcome, write_report
+    from plantmrv.app.demo.report import ProjectOutcome, write_report
 
     if speed * duration < 3600:
         raise DemoError(f"--speed {speed:g} x --duration {duration:g} covers less than one plant hour; raise either")
@@ -545,7 +545,7 @@ def _run(stack: Stack, run_dir: Path, duration: float, speed: float, warmup: flo
         stack.stop_proc(proc)
     _wait_drained(ingest_metrics)
     backfill = subprocess.run(
-        [sys.executable, "-m", "plantmrv.cli", "analytics", "backfill", "-c", str(services_cfg), "--from", iso(plan.window_start_ns), "--to", iso(plant_end)],
+        [sys.executable, "-m", "plantmrv", "analytics", "backfill", "-c", str(services_cfg), "--from", iso(plan.window_start_ns), "--to", iso(plant_end)],
         capture_output=True,
         text=True,
         cwd=run_dir,
@@ -598,7 +598,7 @@ def _create_token(config: Path, project_ids: list[str]) -> str:
     args = ["api", "token", "create", "--role", "verifier", "--name", "demo-verifier", "-c", str(config)]
     for pid in project_ids:
         args += ["--project", pid]
-    proc = subprocess.run([sys.executable, "-m", "plantmrv.cli", *args], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "plantmrv", *args], capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         raise DemoError(f"could not create the demo verifier token: {proc.stderr.strip()}")
     tokens = re.findall(r"\b[A-Za-z0-9_\-]{24,}\b", proc.stdout)

@@ -1,7 +1,8 @@
-"""The ``plantmrv`` command line.
+"""The ``plantmrv`` command line (also ``python -m plantmrv``).
 
 Each service contributes its own typer app from ``<package>/cli.py``; this module mounts them
-and holds the commands that belong to no single service (``check-config``, ``version``).
+and holds the commands that belong to no single service (``check-config``, ``version``). Before
+any command runs, every service's config section is registered (:mod:`plantmrv.app.config`).
 Service modules import their heavy dependencies (asyncua, fastapi) inside commands, so
 ``plantmrv --help`` stays fast on a Raspberry Pi. A command group whose extra is not installed
 (``api`` without ``plantmrv[server]``) is replaced by a stub that names the extra; exit codes
@@ -42,7 +43,7 @@ SUBCOMMANDS = [
     ("analytics", "plantmrv.analytics.cli", "MRV analytics engine: continuous, backfill and period reports.", None),
     ("api", "plantmrv.api.cli", "Verifier API (FastAPI), its access tokens and operators' acceptances.", "server"),
     ("dashboards", "plantmrv.dashboards.cli", "Grafana dashboards generated from code: build, check and push.", "dashboards"),
-    ("demo", "plantmrv.demo", "Run the whole pipeline on simulated plants.", "demo"),
+    ("demo", "plantmrv.app.demo.harness", "Run the whole pipeline on simulated plants.", "demo"),
 ]
 
 
@@ -52,11 +53,17 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
+CONFIG_FREE = {"healthcheck", "version"}  # commands that read no config file (a healthcheck runs every few seconds)
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", "-V", callback=_version_callback, is_eager=True, help="Print the version and exit."),
 ) -> None:
-    pass
+    # here rather than at import, and not for CONFIG_FREE: their start-up needs no service's config models
+    if ctx.invoked_subcommand not in CONFIG_FREE:
+        import plantmrv.app.config  # noqa: F401 - registers every service's config section
 
 
 def _mount_missing_extra(name: str, extra: str, help_text: str) -> None:
@@ -210,14 +217,6 @@ def healthcheck(
 def version() -> None:
     """Print the plantmrv version (the same as `plantmrv --version`)."""
     typer.echo(plantmrv.__version__)
-
-
-def load_or_exit(file: Path):
-    """Load a config for a service command; print located errors and exit 78 (EX_CONFIG) on failure."""
-    try:
-        return load_config(file)
-    except ConfigError as exc:
-        exitcodes.config_error(exc.issues)
 
 
 _mount()
