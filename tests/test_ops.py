@@ -274,7 +274,7 @@ def test_version_option_and_shell_completion():
     proc = subprocess.run([PLANTMRV, "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout == f"plantmrv {plantmrv.__version__}\n"
     proc = subprocess.run([PLANTMRV, "--show-completion", "bash"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and "_plantmrv_completion" in proc.stdout and "complete " in proc.stdout
+    assert proc.returncode == 0 and "_plantmrv_completion" in proc.stdout and "complete " in proc.stdout, (proc.returncode, proc.stdout[-500:], proc.stderr[-1500:])
 
 
 def test_a_gateway_whose_broker_is_unreachable_says_so_once_and_is_not_ready(tmp_path):
