@@ -27,7 +27,7 @@ class GatewayMetrics:
         self.buffer_cap_bytes = buffer_cap_bytes
         self.server: OpsServer | None = None
         p = "plantmrv_gateway_"
-        self._read = Counter(p + "samples_read", "Samples read from sources", ["source"], registry=r)
+        self._read = Counter(p + "samples_read", "Samples read from sources and stored durably (counted once fsync'ed)", ["source"], registry=r)
         self._buffered = Counter(p + "samples_buffered", "Samples stored (fsync'ed) in the durable buffer", registry=r)
         self._sent = Counter(p + "samples_sent", "Samples confirmed by the sink (PUBACK / HTTP 204)", ["sink"], registry=r)
         self._dropped = Counter(p + "samples_dropped", "Samples dropped (buffer full, rejected by InfluxDB)", ["reason"], registry=r)
@@ -35,6 +35,15 @@ class GatewayMetrics:
         self._reconnects = Counter(p + "reconnects", "Reconnect attempts", ["component"], registry=r)
         self._sink_errors = Counter(p + "sink_errors", "Failed sends (kept in the buffer, retried)", ["sink"], registry=r)
         self._backfilled = Counter(p + "samples_backfilled", "Samples read with HistoryRead after an outage", ["source"], registry=r)
+        self._republished = Counter(p + "notifications_republished", "OPC UA NotificationMessages asked for again (Republish) "
+                                    "after a gap or a restart and stored", ["source"], registry=r)
+        self._no_history = Gauge(p + "nodes_without_history", "Tags whose server keeps no history (no HistoryRead): an outage "
+                                 "leaves a permanent gap there", ["source"], registry=r)
+        self._node_no_history = Gauge(p + "node_without_history", "1 for each tag whose server keeps no history (NodeId or browse "
+                                      "path, series)", ["source", "node", "series"], registry=r)
+        self.without_history: dict[str, dict[str, str]] = {}  # source -> {node: series}
+        self._pending = Gauge(p + "samples_pending", "Samples received from sources and not yet durable (in memory, "
+                              "unacknowledged upstream: what a kill -9 would leave to the source to send again)", registry=r)
         self.depth = Gauge(p + "buffer_depth_samples", "Samples waiting in the durable buffer", registry=r)
         self.bytes = Gauge(p + "buffer_bytes", "Bytes of encoded batches in the durable buffer", registry=r)
         self._connected = Gauge(p + "connected", "1 when the component is connected", ["component"], registry=r)
@@ -93,7 +102,23 @@ class GatewayMetrics:
         except KeyError:
             pass
 
+    def source_republished(self, source: str, n: int) -> None:
+        self._republished.labels(source).inc(n)
+
+    def nodes_without_history(self, source: str, nodes: dict[str, str]) -> None:
+        """The tags of ``source`` whose server keeps no history, now: {node: series}."""
+        for node, series in self.without_history.get(source, {}).items():
+            if node not in nodes:
+                self._node_no_history.remove(source, node, series)
+        for node, series in nodes.items():
+            self._node_no_history.labels(source, node, series).set(1)
+        self._no_history.labels(source).set(len(nodes))
+        self.without_history[source] = dict(nodes)
+
     # buffer
+    def pending(self, n: int) -> None:
+        self._pending.set(n)
+
     def buffered(self, n: int) -> None:
         self.samples_buffered += n
         self._buffered.inc(n)

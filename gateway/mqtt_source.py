@@ -153,8 +153,6 @@ class MqttSource(BrokerSubscriber):
         if decoded.rejects:
             self.metrics.source_error(self.name, "refused_value", len(decoded.rejects))
         batch = decoded.batch
-        if len(batch):
-            self.metrics.source_read(self.name, len(batch))
         if len(batch) or decoded.watermark_ns is not None:
             # the readings vouch for the fields they carry (every field of a report-by-exception
             # mapping), as of their own time: the watermark
