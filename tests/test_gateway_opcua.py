@@ -1,5 +1,5 @@
 """Gateway against a real asyncua server and real influxd: kill -9, server restart, network cut
-with HistoryRead backfill, OperationLimits, security, browse."""
+recovered by subscription transfer, HistoryRead backfill, OperationLimits, security, browse."""
 
 from __future__ import annotations
 
@@ -33,6 +33,11 @@ PERIOD_S = 0.1
 @pytest.fixture
 def opcua_server(tmp_path):
     yield from running_opcua_server(tmp_path, tags=12, period_s=PERIOD_S, history=True)
+
+
+@pytest.fixture
+def opcua_server_without_history(tmp_path):
+    yield from running_opcua_server(tmp_path, tags=6, period_s=PERIOD_S, history=False)
 
 
 def _drain(gw: GatewayProcess, port: int, timeout_s: float = 30) -> None:
@@ -103,9 +108,11 @@ def test_gateway_resubscribes_after_opcua_server_restart(tmp_path, opcua_server,
 
 
 @pytest.mark.slow
-def test_gateway_backfills_a_network_outage_with_history_read(tmp_path, opcua_server, influx_db, influxd, gateways):
-    """The link to a running server is cut for 8 s: the gap is read back with HistoryRead."""
-    proxy = TcpProxy(opcua_server.port)
+def test_gateway_recovers_a_network_outage_from_the_subscription_the_server_kept(tmp_path, opcua_server_without_history, influx_db,
+                                                                                   influxd, gateways):
+    """The link to a server without history is cut for 6 s: the server keeps the subscription, the
+    gateway transfers it to its new session and gets what the server queued. No gap, no HistoryRead."""
+    proxy = TcpProxy(opcua_server_without_history.port)
     try:
         port = free_port()
         cfg = write_gateway_config(tmp_path / "gw.yaml", opcua_url=f"opc.tcp://127.0.0.1:{proxy.port}/", tags=6,
@@ -113,20 +120,46 @@ def test_gateway_backfills_a_network_outage_with_history_read(tmp_path, opcua_se
         gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
         gateways.append(gw)
         wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_sent_total") > 30, 30, "first samples sent")
-        cut_k = int(round(time.time() / PERIOD_S))
         proxy.down()
-        time.sleep(8)
+        time.sleep(6)
         proxy.up()
         back_k = int(round(time.time() / PERIOD_S))
-        wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_backfilled_total") > 0, 40, "backfill")
         wait_for(lambda: max(influx_points(influx_db).get("t5_kw", {0: 0})) > (back_k + 20) * PERIOD_S * 1e9, 30, "live data after the cut")
         _drain(gw, port)
         assert gw.stop() == 0
-        pts = influx_points(influx_db)
-        for f, d in pts.items():
-            assert_contiguous(d, PERIOD_S, f, start_k=cut_k - 10, end_k=back_k + 10)
+        for f, d in influx_points(influx_db).items():
+            assert_contiguous(d, PERIOD_S, f)  # from the first sample the gateway read
+        log = gw.log()
+        assert "event=opcua_subscription_transferred" in log and "event=opcua_backfill" not in log
+        assert metrics_value(port, "plantmrv_gateway_nodes_without_history") in (6, -1)  # -1: stopped already
     finally:
         proxy.close()
+
+
+@pytest.mark.slow
+def test_gateway_backfills_with_history_read_what_no_subscription_kept(tmp_path, opcua_server, influx_db, influxd, gateways):
+    """Killed, and restarted 4 s later with another publishing interval (so its subscription is not
+    taken over): the outage is read back with HistoryRead."""
+    port = free_port()
+    cfg = write_gateway_config(tmp_path / "gw.yaml", opcua_url=opcua_server.url, tags=6, period_ms=PERIOD_S * 1000,
+                               influx_url=influxd.url, database=influx_db.database, metrics_port=port)
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    gateways.append(gw)
+    wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_sent_total") > 30, 30, "first samples sent")
+    cut_k = int(round(time.time() / PERIOD_S))
+    gw.kill9()
+    cfg.write_text(cfg.read_text().replace("publishing_interval_ms: 100", "publishing_interval_ms: 50"))
+    time.sleep(4)
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    gateways.append(gw)
+    back_k = int(round(time.time() / PERIOD_S))
+    wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_backfilled_total") > 0, 40, "backfill")
+    wait_for(lambda: max(influx_points(influx_db).get("t5_kw", {0: 0})) > (back_k + 20) * PERIOD_S * 1e9, 30, "live data after the restart")
+    _drain(gw, port)
+    assert gw.stop() == 0
+    for f, d in influx_points(influx_db).items():
+        assert_contiguous(d, PERIOD_S, f, start_k=cut_k - 10, end_k=back_k + 10)
+    assert "event=opcua_config_changed" in gw.log()
 
 
 def test_gateway_reconnects_when_the_link_goes_silent(tmp_path, opcua_server, influx_db, influxd, gateways):

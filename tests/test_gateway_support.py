@@ -120,6 +120,9 @@ async def _serve(args) -> None:
                 return User(role=UserRole.User)
             return None
 
+    from plantmrv.simulators import opcua_conformance
+
+    opcua_conformance.install()  # TransferSubscriptions and Republish as Part 4 says
     server = Server(user_manager=_Users())
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{args.port}/")
