@@ -304,14 +304,15 @@ class TcpProxy:
         self._writers: set = set()
         self._gen = 0
         self._frozen: set[int] = set()
+        self._muted: set[int] = set()  # connections whose server-to-client direction is swallowed
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self.up()
 
-    async def _pipe(self, reader, writer, gen: int):
+    async def _pipe(self, reader, writer, gen: int, reply: bool = False):
         try:
             while data := await reader.read(65536):
-                if gen in self._frozen:
+                if gen in self._frozen or (reply and gen in self._muted):
                     continue  # a silent link: the TCP connection stays up, nothing gets through
                 writer.write(data)
                 await writer.drain()
@@ -328,7 +329,7 @@ class TcpProxy:
             return
         self._writers |= {writer, w2}
         gen = self._gen
-        await asyncio.gather(self._pipe(reader, w2, gen), self._pipe(r2, writer, gen))
+        await asyncio.gather(self._pipe(reader, w2, gen), self._pipe(r2, writer, gen, reply=True))
 
     async def _up(self):
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
@@ -353,6 +354,14 @@ class TcpProxy:
             self._frozen.add(self._gen)
             self._gen += 1
         self._loop.call_soon_threadsafe(_f)
+
+    def mute_replies(self) -> None:
+        """Existing connections pass the client's bytes on but none of the server's (e.g. an MQTT
+        broker gets PUBLISHes and its PUBACKs never arrive); new connections work."""
+        def _m():
+            self._muted.add(self._gen)
+            self._gen += 1
+        self._loop.call_soon_threadsafe(_m)
 
     def close(self) -> None:
         self.down()
