@@ -214,7 +214,8 @@ class GatewayAgent:
         self.metrics_port: int | None = None
         self._health_table = [
             Series.of("gateway", f, site=self.site, gateway=self.gateway_id)
-            for f in ("buffer_depth", "buffer_bytes", "samples_read", "samples_sent", "samples_dropped", "online", "buffer_max_bytes")
+            for f in ("buffer_depth", "buffer_bytes", "samples_read", "samples_sent", "samples_dropped", "online", "buffer_max_bytes",
+                      "nodes_without_history")
         ]
 
     # ------------------------------------------------------------------ intake
@@ -275,6 +276,7 @@ class GatewayAgent:
             return await self._flush()
 
     async def _flush(self) -> int:
+        since = self._pending_since if self._pending else time.monotonic()
         for tracker in self.trackers.values():  # the assets' watermarks, with the samples they cover
             cov = tracker.coverage_batch()
             if len(cov):
@@ -311,6 +313,7 @@ class GatewayAgent:
                 log.warning("event=buffer_full_drop_oldest batches=%d samples=%d cap_mb=%g ids=%d..%d", len(dropped), n,
                             self.cfg.buffer.max_mb, dropped[0][0], dropped[-1][0])
         self.metrics.buffered(stored)
+        self.metrics.durable_after(time.monotonic() - since)
         for source, n in reads.items():
             self.metrics.source_read(source, n)
         self.metrics.pending(sum(self._pending_read.values()))
@@ -383,7 +386,8 @@ class GatewayAgent:
     # ------------------------------------------------------------------ health
     def health_batch(self, ts_ns: int | None = None) -> SampleBatch:
         m = self.metrics
-        vals = [self.buffer.depth, self.buffer.nbytes, m.samples_read, m.samples_sent, m.samples_dropped, 1.0, self.buffer.max_bytes]
+        vals = [self.buffer.depth, self.buffer.nbytes, m.samples_read, m.samples_sent, m.samples_dropped, 1.0, self.buffer.max_bytes,
+                m.nodes_without_history_total]
         n = len(vals)
         return SampleBatch(self._health_table, np.arange(n, dtype=np.int32), np.full(n, ts_ns or time.time_ns(), np.int64),
                            np.asarray(vals, np.float64))
@@ -398,7 +402,8 @@ class GatewayAgent:
         m = self.metrics
         comps = ",".join(f"{k}:{'up' if v else 'down'}" for k, v in sorted(m.connected.items()))
         return (f"event=status read={m.samples_read} buffered={m.samples_buffered} sent={m.samples_sent} "
-                f"dropped={m.samples_dropped} buffer_depth={self.buffer.depth} buffer_bytes={self.buffer.nbytes} "
+                f"dropped={m.samples_dropped} pending={sum(self._pending_read.values())} buffer_depth={self.buffer.depth} "
+                f"buffer_bytes={self.buffer.nbytes} nodes_without_history={m.nodes_without_history_total} "
                 f"malformed={m.malformed} reconnects={m.reconnects} send_failures={m.sink_failures} components={comps}")
 
     async def _status_log(self) -> None:

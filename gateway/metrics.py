@@ -2,16 +2,17 @@
 
 The plain totals feed the one-line status log and the ``gateway`` health measurement
 (``buffer_depth``, ``buffer_bytes``, ``samples_read``, ``samples_sent``, ``samples_dropped``,
-``online``) sent through the sink like any other batch. :meth:`GatewayMetrics.serve` serves
+``online``, ``buffer_max_bytes``, ``nodes_without_history``) sent through the sink like any other batch. :meth:`GatewayMetrics.serve` serves
 ``/metrics``, ``/healthz`` and ``/readyz`` (:mod:`plantmrv.ops`): ready while the sink is
-connected and the durable buffer is below 90% of its cap.
+connected and the durable buffer is below 90% of its cap; ``/readyz`` also names the tags whose
+server keeps no history.
 """
 
 from __future__ import annotations
 
 import time
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from plantmrv.ops import Health, OpsServer, new_registry
 
@@ -44,6 +45,9 @@ class GatewayMetrics:
         self.without_history: dict[str, dict[str, str]] = {}  # source -> {node: series}
         self._pending = Gauge(p + "samples_pending", "Samples received from sources and not yet durable (in memory, "
                               "unacknowledged upstream: what a kill -9 would leave to the source to send again)", registry=r)
+        self._durable_delay = Histogram(p + "durability_delay_seconds", "Per stored batch, how long its oldest sample waited in "
+                                        "memory from receipt to fsync (the durability window)",
+                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5), registry=r)
         self.depth = Gauge(p + "buffer_depth_samples", "Samples waiting in the durable buffer", registry=r)
         self.bytes = Gauge(p + "buffer_bytes", "Bytes of encoded batches in the durable buffer", registry=r)
         self._connected = Gauge(p + "connected", "1 when the component is connected", ["component"], registry=r)
@@ -105,6 +109,10 @@ class GatewayMetrics:
     def source_republished(self, source: str, n: int) -> None:
         self._republished.labels(source).inc(n)
 
+    @property
+    def nodes_without_history_total(self) -> int:
+        return sum(len(v) for v in self.without_history.values())
+
     def nodes_without_history(self, source: str, nodes: dict[str, str]) -> None:
         """The tags of ``source`` whose server keeps no history, now: {node: series}."""
         for node, series in self.without_history.get(source, {}).items():
@@ -118,6 +126,9 @@ class GatewayMetrics:
     # buffer
     def pending(self, n: int) -> None:
         self._pending.set(n)
+
+    def durable_after(self, seconds: float) -> None:
+        self._durable_delay.observe(seconds)
 
     def buffered(self, n: int) -> None:
         self.samples_buffered += n

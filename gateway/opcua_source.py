@@ -96,7 +96,8 @@ class OpcUaGroup(StrictModel):
     tags: dict[str, str] = Field(default_factory=dict, description="Extra tags (bounded cardinality only).")
     publishing_interval_ms: float = Field(1000.0, gt=0, description="Subscription publishing interval.")
     sampling_interval_ms: float = Field(-1.0, description="Monitored-item sampling interval; -1 = the publishing interval.")
-    queue_size: int = Field(10, ge=1, le=100_000, description="Server-side queue per monitored item (values kept between publishes).")
+    queue_size: int = Field(10, ge=1, le=100_000, description="Server-side queue per monitored item: values kept between publishes "
+                            "and while the gateway is away (x the sampling interval, it must exceed a gateway restart).")
     deadband_type: Literal["none", "absolute", "percent"] = Field("none", description="Data-change deadband.")
     deadband_value: float = Field(0.0, ge=0, description="Deadband in engineering units (absolute) or percent of EURange.")
     poll_interval_ms: float = Field(1000.0, ge=10, description="Poll period; sub-second periods are honoured (mode: poll).")
@@ -142,7 +143,8 @@ class OpcUaSourceConfig(StrictModel):
     password: SecretStr | None = Field(None, description="Use `${OPCUA_PASSWORD}`.")
     security: OpcUaSecurity = Field(default_factory=OpcUaSecurity)
     request_timeout_s: float = Field(10.0, gt=0, description="Answer timeout of each service call.")
-    session_timeout_s: float = Field(120.0, ge=10, description="Requested session timeout.")
+    session_timeout_s: float = Field(120.0, ge=10, description="Requested session timeout; subscriptions outlive a lost "
+                                     "connection as long, so a gateway back (reconnected or restarted) within it takes them over.")
     watchdog_interval_s: float = Field(
         10.0,
         ge=1,
@@ -595,7 +597,6 @@ class OpcUaSource:
         self._session = session = client.uaclient.session
         install(session)  # DataChangeNotifications decoded as numpy columns
         session.ensure_publish_loop = lambda: None  # our publish loops acknowledge only what is stored (below)
-        await self._check_history(client, nodeids, read_chunk)
         groups: dict[int, list[int]] = {}
         for i, g in enumerate(self.node_group):
             groups.setdefault(id(g), []).append(i)
@@ -631,6 +632,7 @@ class OpcUaSource:
                     log.info("event=opcua_subscription_transferred source=%s subscription=%d stored_through=%d available=%d",
                              self.name, sid, self.ledger.subs[sid].through, len(available))
                     self._republish_later(session, next(s for s in subs if s.sub_id == sid), self.ledger.available(sid, available))
+            await self._check_history(client, nodeids, read_chunk)  # after the subscriptions: their queues wait for nobody
             taken_over = len(subs) > 0 and all(s.transferred for s in subs)
             if outage_from_ns and self.cfg.history_backfill:
                 # subscriptions taken over lost nothing the server held: only what was not is read again

@@ -226,7 +226,7 @@ def test_restart_storm_loses_nothing_invents_nothing_and_counts_every_repeat(mod
 def test_kill_9_loses_no_device_message_the_gateway_had_read_but_not_stored(tmp_path, mosquitto, influx_db, influxd, gateways):
     """Device JSON over MQTT QoS 1: the gateway acknowledges a message to the broker only once its
     sample is stored. Killed three times while holding messages read but not stored, on restart
-    it gets them again (persistent session): all 500 arrive, each once."""
+    it gets them again (persistent session): every message published arrives, each once."""
     port = free_port()
     source = """
 - type: mqtt
@@ -249,11 +249,14 @@ def test_kill_9_loses_no_device_message_the_gateway_had_read_but_not_stored(tmp_
     pub.connect(mosquitto.host, mosquitto.port)
     pub.loop_start()
     t0 = 1767225600000
-    n = 500
+    sent = [0]
+    stop = threading.Event()
 
-    def publish() -> None:
-        for k in range(n):
+    def publish() -> None:  # a meter reading every 10 ms until the kills are over
+        while not stop.is_set():
+            k = sent[0]
             pub.publish("durable/m1/telemetry", f'{{"ts": {t0 + k * 1000}, "e": {k}}}', qos=1).wait_for_publish(5)
+            sent[0] = k + 1
             time.sleep(0.01)
 
     sender = threading.Thread(target=publish, daemon=True)
@@ -264,7 +267,10 @@ def test_kill_9_loses_no_device_message_the_gateway_had_read_but_not_stored(tmp_
             pending.append(_kill_while_pending(gw, port))
             gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
             gateways.append(gw)
-        sender.join(60)
+        wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_read_total") > 0, 30, "the last run storing samples")
+        stop.set()
+        sender.join(10)
+        n = sent[0]
         wait_for(lambda: len(influx_points(influx_db, "pv").get("export_energy_kwh", {})) >= n, 30, f"{n} samples in InfluxDB")
         assert gw.stop() == 0
     finally:

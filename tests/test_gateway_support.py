@@ -196,11 +196,15 @@ async def _serve(args) -> None:
         delay = k * period - time.time()
         await asyncio.sleep(max(delay, 0.0))
         ts = datetime.fromtimestamp(k * period, timezone.utc)
-        for i, nid in enumerate(ids):
-            value = float(k) + (1e6 * i if args.distinct else 0.0)
-            await server.write_attribute_value(
-                nid, ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=ts, ServerTimestamp=ts)
-            )
+        slices = max(1, args.spread)
+        for j in range(slices):  # --spread N: the tick's writes in N slices across the period, as a busy PLC changes
+            if j:
+                await asyncio.sleep(max(0.0, k * period + j * period / slices - time.time()))
+            for i in range(j * len(ids) // slices, (j + 1) * len(ids) // slices):
+                value = float(k) + (1e6 * i if args.distinct else 0.0)
+                await server.write_attribute_value(
+                    ids[i], ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=ts, ServerTimestamp=ts)
+                )
         if mixed:
             w = server.write_attribute_value
             await w(mixed["M_int32"], ua.DataValue(ua.Variant(k % 100_000, ua.VariantType.Int32), SourceTimestamp=ts, ServerTimestamp=ts))
@@ -236,6 +240,7 @@ class OpcUaServer:
     bad: bool = False
     distinct: bool = False
     max_nodes_per_read: int | None = None
+    spread: int = 1
     tick_log: Path | None = None
     log_path: Path | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
@@ -266,6 +271,8 @@ class OpcUaServer:
             a += ["--max-nodes-per-read", str(self.max_nodes_per_read)]
         if self.tick_log:
             a += ["--tick-log", str(self.tick_log)]
+        if self.spread > 1:
+            a += ["--spread", str(self.spread)]
         return a
 
     def start(self, timeout_s: float = 60) -> "OpcUaServer":
@@ -479,6 +486,7 @@ def main() -> None:
     ap.add_argument("--distinct", action="store_true")
     ap.add_argument("--max-nodes-per-read", type=int)
     ap.add_argument("--tick-log")
+    ap.add_argument("--spread", type=int, default=1, help="Write each tick in N slices spread over the period.")
     args = ap.parse_args()
     import logging
 
