@@ -40,6 +40,17 @@ def opcua_server_without_history(tmp_path):
     yield from running_opcua_server(tmp_path, tags=6, period_s=PERIOD_S, history=False)
 
 
+def _streaming(tmp_path, url: str, tags: int, influxd, influx_db, gateways, sent: int = 30):
+    """A gateway (direct to InfluxDB, metrics on) reading T0..T<tags-1> from ``url``, once it has sent ``sent`` samples."""
+    port = free_port()
+    cfg = write_gateway_config(tmp_path / "gw.yaml", opcua_url=url, tags=tags, period_ms=PERIOD_S * 1000,
+                               influx_url=influxd.url, database=influx_db.database, metrics_port=port)
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    gateways.append(gw)
+    wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_sent_total") > sent, 30, "first samples sent")
+    return gw, port, cfg
+
+
 def _drain(gw: GatewayProcess, port: int, timeout_s: float = 30) -> None:
     wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_sent_total") > 0
              and metrics_value(port, "plantmrv_gateway_buffer_depth_samples") == 0, timeout_s, "buffer drained")
@@ -86,12 +97,7 @@ def test_gateway_kill_9_five_times_loses_no_buffered_sample(tmp_path, opcua_serv
 
 @pytest.mark.slow
 def test_gateway_resubscribes_after_opcua_server_restart(tmp_path, opcua_server, influx_db, influxd, gateways):
-    port = free_port()
-    cfg = write_gateway_config(tmp_path / "gw.yaml", opcua_url=opcua_server.url, tags=4, period_ms=PERIOD_S * 1000,
-                               influx_url=influxd.url, database=influx_db.database, metrics_port=port)
-    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
-    gateways.append(gw)
-    wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_sent_total") > 20, 30, "first samples sent")
+    gw, port, _cfg = _streaming(tmp_path, opcua_server.url, 4, influxd, influx_db, gateways, sent=20)
     opcua_server.kill()
     time.sleep(3)
     opcua_server.start()
@@ -114,12 +120,7 @@ def test_gateway_recovers_a_network_outage_from_the_subscription_the_server_kept
     gateway transfers it to its new session and gets what the server queued. No gap, no HistoryRead."""
     proxy = TcpProxy(opcua_server_without_history.port)
     try:
-        port = free_port()
-        cfg = write_gateway_config(tmp_path / "gw.yaml", opcua_url=f"opc.tcp://127.0.0.1:{proxy.port}/", tags=6,
-                                   period_ms=PERIOD_S * 1000, influx_url=influxd.url, database=influx_db.database, metrics_port=port)
-        gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
-        gateways.append(gw)
-        wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_sent_total") > 30, 30, "first samples sent")
+        gw, port, _cfg = _streaming(tmp_path, f"opc.tcp://127.0.0.1:{proxy.port}/", 6, influxd, influx_db, gateways)
         proxy.down()
         time.sleep(6)
         proxy.up()
@@ -140,12 +141,7 @@ def test_gateway_recovers_a_network_outage_from_the_subscription_the_server_kept
 def test_gateway_backfills_with_history_read_what_no_subscription_kept(tmp_path, opcua_server, influx_db, influxd, gateways):
     """Killed, and restarted 4 s later with another publishing interval (so its subscription is not
     taken over): the outage is read back with HistoryRead."""
-    port = free_port()
-    cfg = write_gateway_config(tmp_path / "gw.yaml", opcua_url=opcua_server.url, tags=6, period_ms=PERIOD_S * 1000,
-                               influx_url=influxd.url, database=influx_db.database, metrics_port=port)
-    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
-    gateways.append(gw)
-    wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_sent_total") > 30, 30, "first samples sent")
+    gw, port, cfg = _streaming(tmp_path, opcua_server.url, 6, influxd, influx_db, gateways)
     cut_k = int(round(time.time() / PERIOD_S))
     gw.kill9()
     cfg.write_text(cfg.read_text().replace("publishing_interval_ms: 100", "publishing_interval_ms: 50"))
