@@ -25,6 +25,7 @@ class GatewayMetrics:
         self.health = Health(stall_after_s=60.0)
         self.health.add_check("sink", self._sink_ready)
         self.health.add_check("buffer", self._buffer_ready)
+        self.health.add_check("history", self._history_detail)
         self.buffer_cap_bytes = buffer_cap_bytes
         self.server: OpsServer | None = None
         p = "plantmrv_gateway_"
@@ -171,6 +172,18 @@ class GatewayMetrics:
             return False, "sink not connected yet"
         down = [k for k, up in sinks.items() if not up]
         return (False, f"{', '.join(down)} disconnected") if down else (True, "connected")
+
+    def _history_detail(self) -> tuple[bool, str]:
+        """Always ready: names the tags whose server keeps no history (a gateway outage is a permanent gap there)."""
+        if not self.nodes_without_history_total:
+            return True, "every tag's server keeps history (or none was checked yet)"
+        parts = []
+        for source, nodes in sorted(self.without_history.items()):
+            if nodes:
+                names = list(nodes)
+                parts.append(f"{source}: {len(names)} tags without history ({', '.join(names[:10])}"
+                             + (f", and {len(names) - 10} more" if len(names) > 10 else "") + ")")
+        return True, "; ".join(parts) + ": an outage beyond the server's queues is a permanent gap there"
 
     def _buffer_ready(self) -> tuple[bool, str]:
         if not self.buffer_cap_bytes:

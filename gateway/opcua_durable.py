@@ -103,15 +103,16 @@ class SubscriptionLedger:
             return
         self.transfer_ok = bool(doc.get("transfer", True))
         if doc.get("fingerprint") != self.fingerprint:
-            log.info("event=opcua_config_changed source=%s subscriptions=%d (not taken over: created anew)", self.source, len(subs))
+            log.info("event=opcua_config_changed source=%s subscriptions=%d action=created_anew", self.source, len(subs))
             return
         self.subs = {s.sub_id: s for s in subs}
 
     # ---------------------------------------------------------------- messages
-    def received(self, sub_id: int, seq: int) -> tuple[bool, list[int]]:
-        """A NotificationMessage with data: (emit it?, sequence numbers found missing before it)."""
+    def received(self, sub_id: int, seq: int, live: bool = True) -> tuple[bool, list[int]]:
+        """A NotificationMessage with data (``live``: in a PublishResponse, not a Republish):
+        (emit it?, sequence numbers found missing before it)."""
         s = self.subs[sub_id]
-        s.delivered = True
+        s.delivered |= live
         if seq <= s.through or seq in s.done:
             return False, []  # already emitted (a Republish answered twice, or a message at or below the stored point)
         gaps = self._gap(s, seq)
@@ -251,9 +252,9 @@ async def transfer(session, ledger: SubscriptionLedger) -> dict[int, list[int]]:
         if res.StatusCode.is_good():
             moved[sid] = list(res.AvailableSequenceNumbers or [])
         else:
-            log.warning("event=opcua_subscription_not_transferred source=%s subscription=%d status=%s through=%d "
-                        "(messages the server sent after the stored ones are lost unless HistoryRead backfills them)",
-                        ledger.source, sid, res.StatusCode.name, ledger.subs[sid].through)
+            log.warning("event=opcua_subscription_not_transferred source=%s subscription=%d status=%s through=%d consequence=%s",
+                        ledger.source, sid, res.StatusCode.name, ledger.subs[sid].through,
+                        "messages the server sent after the stored ones are lost unless HistoryRead backfills them")
     ledger.forget(set(moved))
     for sid in moved:
         ledger.subs[sid].transferred = True

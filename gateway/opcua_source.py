@@ -750,12 +750,12 @@ class OpcUaSource:
                 why = "empty answer"
             if msg is None or msg.SequenceNumber != k or not msg.NotificationData:
                 self.ledger.lost(sub.sub_id, k)
-                log.warning("event=opcua_notification_lost source=%s subscription=%d seq=%d reason=%s "
-                            "(the server no longer holds it: its samples are lost unless HistoryRead backfills them)",
-                            self.name, sub.sub_id, k, why)
+                log.warning("event=opcua_notification_lost source=%s subscription=%d seq=%d reason=%s consequence=%s",
+                            self.name, sub.sub_id, k, why,
+                            "the server no longer holds it: its samples are lost unless HistoryRead backfills them")
                 self._emit(SampleBatch.empty(), state=self.ledger.state())
                 continue
-            new, _gaps = self.ledger.received(sub.sub_id, k)
+            new, _gaps = self.ledger.received(sub.sub_id, k, live=False)
             if new:
                 self.metrics.source_republished(self.name, 1)
                 sub.emit_message(msg, live=False)
@@ -882,14 +882,13 @@ class OpcUaSource:
             for s in subs:
                 silent = now - (s.last_publish_at or now)
                 if silent > max(self.cfg.stale_after_s, 3 * s.keepalive_s):
+                    if s.transferred and not self.ledger.subs[s.sub_id].delivered:
+                        self.ledger.transfer_ok = False  # the server kept the subscription but does not serve it to us
+                        self._emit(SampleBatch.empty(), state=self.ledger.state())
+                        log.warning("event=opcua_transfer_unusable source=%s subscription=%d silent_s=%.1f action=%s",
+                                    self.name, s.sub_id, silent, "subscriptions are created anew from now on; HistoryRead "
+                                    "backfills where the server keeps history")
                     raise ConnectionError(f"subscription {s.sub_id} silent for {silent:.1f}s (no data, no keep-alive)")
-                if s.transferred and not self.ledger.subs[s.sub_id].delivered and silent > max(3 * s.keepalive_s, 3.0):
-                    self.ledger.transfer_ok = False  # the server kept the subscription but does not serve it to us
-                    self._emit(SampleBatch.empty(), state=self.ledger.state())
-                    log.warning("event=opcua_transfer_unusable source=%s subscription=%d silent_s=%.1f (subscriptions "
-                                "are created anew from now on; HistoryRead backfills where the server keeps history)",
-                                self.name, s.sub_id, silent)
-                    raise ConnectionError(f"transferred subscription {s.sub_id} silent for {silent:.1f}s")
             try:
                 await asyncio.wait_for(self._lost.wait(), timeout=0.5)
             except asyncio.TimeoutError:
@@ -930,8 +929,8 @@ class OpcUaSource:
             shown = ",".join(list(names)[:20]) + (f",...({len(names) - 20} more)" if len(names) > 20 else "")
             log.warning("event=opcua_nodes_without_history source=%s count=%d of=%d nodes=%s consequence=%s", self.name,
                         len(without), len(self.nodes), shown,
-                        "'samples these nodes change while the gateway cannot read them (outage longer than the server's "
-                        "queues, restart after the session timeout, polled groups) are lost for good: the server keeps no history'")
+                        "samples these nodes change while the gateway cannot read them (an outage longer than the server's "
+                        "queues, a restart after the session timeout, polled groups) are lost for good: the server keeps no history")
         else:
             log.info("event=opcua_all_nodes_have_history source=%s nodes=%d", self.name, len(self.nodes))
 

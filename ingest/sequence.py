@@ -99,9 +99,9 @@ class SequenceTracker:
             while len(st.missing) > MAX_MISSING:
                 st.missing.discard(min(st.missing))
         self.metrics.messages_missing.labels(site=site, gateway=gateway).inc(n)
-        log.warning("event=sequence_gap site=%s gateway=%s epoch=%s first=%d last=%d missing=%d "
-                    "(messages the gateway numbered never arrived: see its buffer_full drops, or the broker's queue limits)",
-                    site, gateway, epoch, first, last, n)
+        log.warning("event=sequence_gap site=%s gateway=%s epoch=%s first=%d last=%d missing=%d hint=%s",
+                    site, gateway, epoch, first, last, n,
+                    "messages the gateway numbered never arrived: see its buffer_full drops, or the broker's queue limits")
         self.store.add_gap(site, gateway, epoch, first, last, time.time_ns())
 
     def save(self) -> None:

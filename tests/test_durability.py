@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 
+import httpx
 import paho.mqtt.client as paho
 import pytest
 
@@ -37,6 +38,12 @@ TAGS = 5
 @pytest.fixture
 def server_without_history(tmp_path):
     yield from running_opcua_server(tmp_path, tags=TAGS, period_s=PERIOD_S, history=False)
+
+
+@pytest.fixture
+def asyncua_server_as_is(tmp_path):
+    """Without simulators/opcua_conformance.py: asyncua 2.1's TransferSubscriptions and Republish as they come."""
+    yield from running_opcua_server(tmp_path, tags=TAGS, period_s=PERIOD_S, history=False, asyncua_as_is=True)
 
 
 class IndependentSubscriber:
@@ -118,6 +125,8 @@ def test_kill_9_while_samples_are_read_but_not_stored_loses_nothing_from_a_serve
         gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
         gateways.append(gw)
         wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_sent_total") > 100, 30, "the last run sending")
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).text
+        assert f"history: plc: {TAGS} tags without history (ns=2;s=T0," in ready, ready
         time.sleep(1)
         assert gw.stop() == 0
     finally:
@@ -279,3 +288,29 @@ def test_kill_9_loses_no_device_message_the_gateway_had_read_but_not_stored(tmp_
     assert all(p > 0 for p in pending), pending
     got = influx_points(influx_db, "pv")["export_energy_kwh"]
     assert got == {(t0 + k * 1000) * 1_000_000: float(k) for k in range(n)}
+
+
+@pytest.mark.slow
+def test_a_server_that_does_not_serve_transferred_subscriptions_gets_new_ones_once_and_for_all(tmp_path, asyncua_server_as_is,
+                                                                                              influx_db, influxd, gateways):
+    """asyncua 2.1's own server moves a subscription but keeps feeding it from the dead connection:
+    the gateway notices the silence, says so, creates new subscriptions, and does not try again."""
+    port = free_port()
+    cfg = write_gateway_config(tmp_path / "gw.yaml", opcua_url=asyncua_server_as_is.url, tags=TAGS, period_ms=PERIOD_S * 1000,
+                               influx_url=influxd.url, database=influx_db.database, metrics_port=port)
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    gateways.append(gw)
+    wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_read_total") > 0, 40, "the gateway storing samples")
+    gw.kill9()
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    gateways.append(gw)
+    wait_for(lambda: "event=opcua_transfer_unusable" in gw.log(), 40, "the silent transferred subscription noticed")
+    wait_for(lambda: gw.log().count("event=opcua_subscribed") == 2, 40, "a new subscription")
+    gw.kill9()
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    gateways.append(gw)
+    wait_for(lambda: gw.log().count("event=opcua_subscribed") == 3, 40, "the next run subscribing anew")
+    wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_read_total") > 100, 40, "the last run reading")
+    assert gw.stop() == 0
+    log = gw.log()
+    assert log.count("event=opcua_subscription_transferred") == 1 and log.count("event=opcua_transfer_unusable") == 1

@@ -63,21 +63,23 @@ def test_gateway_kill_9_five_times_loses_no_buffered_sample(tmp_path, opcua_serv
     the data has no gap at all across the kills."""
     cfg = write_gateway_config(tmp_path / "gw.yaml", opcua_url=opcua_server.url, tags=8, poll_tags=2,
                                period_ms=PERIOD_S * 1000, influx_url=influxd.url, database=influx_db.database)
-    # a slow sink makes the buffer hold data at kill time: InfluxDB answers, but we send big batches rarely
-    text = cfg.read_text().replace("batch_max_age_s: 0.2", "batch_max_age_s: 0.3, send_max_batches: 4, replay_max_samples_per_s: 150")
+    # a sink slower than the input (50 of 100 samples/s) makes the buffer hold data at kill time
+    text = cfg.read_text().replace("batch_max_age_s: 0.2", "batch_max_age_s: 0.3, send_max_batches: 4, replay_max_samples_per_s: 50")
     cfg.write_text(text)
     buffered_at_kill: set = set()
     t0 = time.time()
     for i in range(5):
         gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
         gateways.append(gw)
-        time.sleep(2.0 + 0.37 * i)
+        # kill once it holds data (however long a loaded machine takes to start it), at varied moments
+        wait_for(lambda: buffer_samples(tmp_path / "buffer.db"), 30, "samples in the buffer")
+        time.sleep(0.37 * i)
         gw.kill9()
         pending = buffer_samples(tmp_path / "buffer.db")
         buffered_at_kill |= pending
     assert buffered_at_kill, "the buffer never held data at a kill: the test would prove nothing"
     port = free_port()
-    cfg.write_text(cfg.read_text().replace("metrics_port: null", f"metrics_port: {port}").replace("replay_max_samples_per_s: 150", "replay_max_samples_per_s: 100000"))
+    cfg.write_text(cfg.read_text().replace("metrics_port: null", f"metrics_port: {port}").replace("replay_max_samples_per_s: 50", "replay_max_samples_per_s: 100000"))
     gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
     gateways.append(gw)
     time.sleep(3)

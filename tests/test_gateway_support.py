@@ -122,7 +122,8 @@ async def _serve(args) -> None:
 
     from plantmrv.simulators import opcua_conformance
 
-    opcua_conformance.install()  # TransferSubscriptions and Republish as Part 4 says
+    if not args.asyncua_as_is:
+        opcua_conformance.install()  # TransferSubscriptions and Republish as Part 4 says
     server = Server(user_manager=_Users())
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{args.port}/")
@@ -241,6 +242,7 @@ class OpcUaServer:
     distinct: bool = False
     max_nodes_per_read: int | None = None
     spread: int = 1
+    asyncua_as_is: bool = False  # without simulators/opcua_conformance.py: transferred subscriptions fall silent
     tick_log: Path | None = None
     log_path: Path | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
@@ -273,6 +275,8 @@ class OpcUaServer:
             a += ["--tick-log", str(self.tick_log)]
         if self.spread > 1:
             a += ["--spread", str(self.spread)]
+        if self.asyncua_as_is:
+            a.append("--asyncua-as-is")
         return a
 
     def start(self, timeout_s: float = 60) -> "OpcUaServer":
@@ -487,6 +491,7 @@ def main() -> None:
     ap.add_argument("--max-nodes-per-read", type=int)
     ap.add_argument("--tick-log")
     ap.add_argument("--spread", type=int, default=1, help="Write each tick in N slices spread over the period.")
+    ap.add_argument("--asyncua-as-is", action="store_true", help="Leave asyncua's TransferSubscriptions and Republish as they are.")
     args = ap.parse_args()
     import logging
 
