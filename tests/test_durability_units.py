@@ -148,3 +148,22 @@ def test_ingest_counts_gaps_repeats_late_messages_and_epochs_per_gateway_and_rem
     tr.observe(topic, {"seq": 3})  # an older gateway: no epoch
     assert m.value("plantmrv_ingest_messages_unsequenced_total", **g) == 1
     store.close()
+
+
+def test_dead_letters_list_shows_each_gap_in_a_gateways_sequence(tmp_path):
+    from typer.testing import CliRunner
+
+    from plantmrv.ingest.cli import app
+    from tests.test_ingest_support import write_config
+
+    cfg = write_config(tmp_path, "http://127.0.0.1:9", "d", "mqtt://127.0.0.1:9")
+    store = DeadLetterStore(tmp_path / "dead.db")
+    SequenceTracker(store, IngestMetrics()).observe("plantmrv/v1/s1/gw1/data", {"epoch": "e1", "seq": 1})
+    tr = SequenceTracker(store, IngestMetrics())
+    tr.observe("plantmrv/v1/s1/gw1/data", {"epoch": "e1", "seq": 1})
+    tr.observe("plantmrv/v1/s1/gw1/data", {"epoch": "e1", "seq": 5})
+    store.close()
+    res = CliRunner().invoke(app, ["dead-letters", "list", "-c", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert "s1/gw1  messages 2..4 of epoch e1 never arrived (3 messages)" in res.output
+    assert "1 sequence gaps (3 messages)" in res.output
