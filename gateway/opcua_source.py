@@ -50,6 +50,7 @@ log = logging.getLogger("plantmrv.gateway.opcua")
 _NODEID = re.compile(r"^(ns=\d+;|nsu=[^;]+;)?(i=\d+|s=.+|g=[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}|b=[A-Za-z0-9+/=]+)$")
 _BROWSE_ELEMENT = re.compile(r"^\d+:[^/]+$")
 DEFAULT_CHUNK = 1000  # per call when the server announces no limit (0): keeps messages reasonable
+_OVERFLOW = 0x0480  # StatusCode InfoType DataValue (bit 10) + Overflow (bit 7): the server dropped queued values before this one
 
 # --------------------------------------------------------------------------- config
 
@@ -704,6 +705,8 @@ class OpcUaSource:
                             source._lost.set()
                 if pairs:
                     parts.append(source._rows_from_datavalues(pairs, now_ns))
+                for idx, _ts, _v, codes, _srv in parts:
+                    source._note_overflow(idx, codes)
                 if len(parts) == 1:
                     source._emit_rows(*parts[0], covers=covers, server_clock_ns=clock_ns, **durable)
                 elif parts:
@@ -713,6 +716,20 @@ class OpcUaSource:
                     source._emit(SampleBatch.empty(), **durable)
 
         return _Sub()
+
+    def _note_overflow(self, idx, codes) -> None:
+        """Values the server discarded from a monitored item's full queue (OPC UA Part 4 7.22.1: the
+        next value carries the InfoType DataValue + Overflow bits): a permanent gap, counted and logged."""
+        codes = np.asarray(codes, np.uint64)
+        hit = (codes & np.uint64(_OVERFLOW)) == np.uint64(_OVERFLOW)
+        if not hit.any():
+            return
+        tags = sorted({self._node_name(int(i)) for i in np.asarray(idx)[hit]})
+        self.metrics.source_error(self.name, "queue_overflow", len(tags))
+        log.warning("event=opcua_queue_overflow source=%s tags=%d nodes=%s consequence=%s", self.name, len(tags),
+                    ",".join(tags[:20]) + (f",...({len(tags) - 20} more)" if len(tags) > 20 else ""),
+                    "the server discarded values of these tags from full queues (queue_size too small for the gap it had "
+                    "to hold): lost unless HistoryRead backfills them")
 
     def _keepalive_count(self, interval_ms: float) -> int:
         return max(1, math.ceil(self.cfg.keepalive_s * 1000 / interval_ms))

@@ -167,3 +167,36 @@ def test_dead_letters_list_shows_each_gap_in_a_gateways_sequence(tmp_path):
     assert res.exit_code == 0, res.output
     assert "s1/gw1  messages 2..4 of epoch e1 never arrived (3 messages)" in res.output
     assert "1 sequence gaps (3 messages)" in res.output
+
+
+def test_a_value_the_server_flags_as_after_a_queue_overflow_is_counted_and_logged(caplog):
+    """OPC UA marks the value after discarded ones (a monitored item's queue was full) with the
+    Overflow info bit: the gateway says so, and the message's samples still go out with its ack."""
+    from datetime import datetime, timezone
+
+    from asyncua import ua
+
+    from plantmrv.gateway.opcua_durable import SubSeq
+    from plantmrv.gateway.opcua_source import OpcUaSource, OpcUaSourceConfig
+
+    cfg = OpcUaSourceConfig.model_validate({
+        "type": "opcua", "name": "plc", "url": "opc.tcp://127.0.0.1:4840/",
+        "groups": [{"name": "g", "measurement": "pump", "nodes": [{"field": f"t{i}_kw", "node_id": f"ns=2;s=T{i}"} for i in range(2)]}],
+    })
+    src = OpcUaSource(cfg, "site", GatewayMetrics())
+    got = []
+    src._emit = lambda batch, watermark_ns=None, covers=None, **durable: got.append((batch, durable))
+    sub = src._sub_object(100.0, [(cfg.groups[0], [0, 1])], 10)
+    sub.sub_id = 3
+    src.ledger.subs[3] = SubSeq(3, 100.0)
+    ts = datetime(2026, 12, 4, tzinfo=timezone.utc)
+    items = [ua.MonitoredItemNotification(ClientHandle=1, Value=ua.DataValue(ua.Variant(5.0, ua.VariantType.Double),
+                                                                             ua.StatusCode(0x00000480), SourceTimestamp=ts)),
+             ua.MonitoredItemNotification(ClientHandle=2, Value=ua.DataValue(ua.Variant(6.0, ua.VariantType.Double), SourceTimestamp=ts))]
+    msg = ua.NotificationMessage(SequenceNumber=1, PublishTime=ts, NotificationData=[ua.DataChangeNotification(MonitoredItems=items)])
+    with caplog.at_level(logging.WARNING, logger="plantmrv.gateway.opcua"):
+        asyncio.run(sub.publish_callback(ua.PublishResult(SubscriptionId=3, NotificationMessage=msg)))
+    assert "event=opcua_queue_overflow source=plc tags=1 nodes=ns=2;s=T0" in caplog.text
+    assert src.metrics.registry.get_sample_value("plantmrv_gateway_source_errors_total", {"source": "plc", "kind": "queue_overflow"}) == 1
+    (batch, durable), = got
+    assert batch.value.tolist() == [5.0, 6.0] and set(durable) == {"ack", "state"}
