@@ -13,7 +13,16 @@ runs in the same process layout against the same server and broker; a responder 
 ``getSessionLimits`` RPC (it publishes nothing otherwise), statistics and remote configuration
 are off. If it cannot be installed or started, the bench prints exactly why.
 
+With ``--flush-ms 1000,200,50,0`` (and ``--spread 10``: the server writes each tick in ten slices
+across the second, so every 100 ms publish carries changes, as a busy PLC's do) the bench measures plantmrv alone once per value of
+``buffer.batch_max_age_s`` (0: every notification stored as it comes), same server, same broker,
+one after the other (each run takes over the previous run's subscription): CPU, fsyncs per
+second and the durability window, i.e. how long the oldest sample of each stored batch waited in
+memory between receipt and fsync (from the gateway's ``durability_delay_seconds`` histogram over
+the window: mean and the bucket below which 99% and all of the batches fall).
+
 Run: .venv/bin/python bench/gateway.py [--tags 10000] [--seconds 60] [--publishing-ms 100] [--skip-tb]
+     .venv/bin/python bench/gateway.py --flush-ms 1000,200,50,0 --spread 10 [--tags 10000] [--seconds 60]
 """
 
 from __future__ import annotations
@@ -110,8 +119,35 @@ class Collector:
 # --------------------------------------------------------------------------- measuring
 
 
+def durability_histogram(port: int) -> dict[str, float]:
+    """The gateway's ``plantmrv_gateway_durability_delay_seconds`` series: {le or 'sum'/'count': value}."""
+    import httpx
+
+    out = {}
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
+        if line.startswith("plantmrv_gateway_durability_delay_seconds"):
+            name, value = line.rsplit(" ", 1)
+            if "_bucket" in name:
+                out[name.split('le="')[1].split('"')[0]] = float(value)
+            elif name.endswith("_sum"):
+                out["sum"] = float(value)
+            elif name.endswith("_count"):
+                out["count"] = float(value)
+    return out
+
+
+def window_stats(before: dict[str, float], after: dict[str, float], seconds: float) -> dict:
+    """Flushes per second, mean wait, and the bucket bounds under which 99% and 100% of the window's batches fall."""
+    n = after.get("count", 0) - before.get("count", 0)
+    mean = (after.get("sum", 0) - before.get("sum", 0)) / n if n else float("nan")
+    bounds = sorted((float(k), after[k] - before.get(k, 0)) for k in after if k not in ("sum", "count") and k != "+Inf")
+    p99 = next((b for b, c in bounds if c >= 0.99 * n), float("inf"))
+    top = next((b for b, c in bounds if c >= n), float("inf"))
+    return {"flushes_per_s": n / seconds, "wait_mean_ms": mean * 1000, "wait_p99_ms": p99 * 1000, "wait_max_ms": top * 1000}
+
+
 def measure(proc: subprocess.Popen, collector: Collector, who: str, tags: int, warmup_s: float, seconds: float,
-            grace_s: float, server_pid: int, tick_log: Path, warmup_max_s: float = 300.0) -> dict:
+            grace_s: float, server_pid: int, tick_log: Path, warmup_max_s: float = 300.0, probe=None) -> dict:
     p = psutil.Process(proc.pid)
     srv = psutil.Process(server_pid)
     # warm-up: at least warmup_s, and until every tag has arrived once (fully subscribed), at most warmup_max_s
@@ -152,6 +188,7 @@ def measure(proc: subprocess.Popen, collector: Collector, who: str, tags: int, w
         time.sleep(0.01)
     cpu0, t0 = tree_cpu(), time.monotonic()
     s0 = sum(srv.cpu_times()[:2])
+    probe0 = probe() if probe else None
     peak = 0
     while time.monotonic() - t0 < seconds:
         peak = max(peak, tree_rss())
@@ -163,6 +200,7 @@ def measure(proc: subprocess.Popen, collector: Collector, who: str, tags: int, w
             print(f"  {who}: window {time.monotonic() - t0:4.0f}/{seconds:.0f} s, peak rss {peak / 2**20:.0f} MB", flush=True)
     cpu1, t1 = tree_cpu(), time.monotonic()
     s1 = sum(srv.cpu_times()[:2])
+    durability = window_stats(probe0, probe(), t1 - t0) if probe else {}
     k_hi = k_lo + int(round(seconds))
     time.sleep(grace_s)
     # produced = what the server actually wrote: an asyncua server with thousands of monitored
@@ -182,7 +220,7 @@ def measure(proc: subprocess.Popen, collector: Collector, who: str, tags: int, w
         delivered = collector.count(who, done)
     return {"window_s": t1 - t0, "ticks_written": len(done), "ticks_scheduled": k_hi - k_lo, "server_lag_s": lag,
             "cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0), "server_cpu_pct": 100 * (s1 - s0) / (t1 - t0), "rss_mb": peak / 2**20, "produced": produced,
-            "delivered": delivered, "dupes": collector.dupes[who], "messages": collector.messages[who]}
+            "delivered": delivered, "dupes": collector.dupes[who], "messages": collector.messages[who], **durability}
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -198,7 +236,8 @@ def stop(proc: subprocess.Popen) -> None:
 # --------------------------------------------------------------------------- the gateways
 
 
-def plantmrv_config(d: Path, opcua_url: str, mqtt_url: str, tags: int, publishing_ms: float) -> Path:
+def plantmrv_config(d: Path, opcua_url: str, mqtt_url: str, tags: int, publishing_ms: float, flush_s: float = 1.0,
+                    metrics_port: int | None = None) -> Path:
     lines = [
         "site: {id: bench}",
         f"mqtt: {{url: \"{mqtt_url}\", client_id: bench-gw}}",
@@ -215,8 +254,8 @@ def plantmrv_config(d: Path, opcua_url: str, mqtt_url: str, tags: int, publishin
         lines += [f"        - name: a{a // 100}", "          measurement: bench", f"          asset: Asset{a // 100}",
                   f"          publishing_interval_ms: {publishing_ms}", "          queue_size: 10", "          nodes:"]
         lines += [f"            - {{field: T{i}, node_id: \"ns=2;s=T{i}\"}}" for i in range(a, min(a + 100, tags))]
-    lines += ["  sink: {type: mqtt, max_inflight: 64}", "  buffer: {path: buffer.db}",
-              "  health: {metrics_port: null, sample_interval_s: 10}"]
+    lines += ["  sink: {type: mqtt, max_inflight: 64}", f"  buffer: {{path: buffer.db, batch_max_age_s: {flush_s}}}",
+              f"  health: {{metrics_port: {'null' if metrics_port is None else metrics_port}, sample_interval_s: 10}}"]
     p = d / "gw.yaml"
     p.write_text("\n".join(lines) + "\n")
     return p
@@ -315,6 +354,10 @@ def main() -> None:
     ap.add_argument("--grace", type=float, default=20.0, help="Seconds to wait for late arrivals after the window.")
     ap.add_argument("--publishing-ms", type=float, default=100.0)
     ap.add_argument("--skip-tb", action="store_true")
+    ap.add_argument("--spread", type=int, default=1, help="The server writes each tick in N slices across the second "
+                    "(changes arrive in every publish, not in one burst).")
+    ap.add_argument("--flush-ms", help="Comma-separated buffer.batch_max_age_s values in ms (0: per notification): "
+                    "measure plantmrv's CPU and durability window at each (no ThingsBoard).")
     ap.add_argument("--keep", action="store_true", help="Keep the work directory (logs, configs).")
     args = ap.parse_args()
 
@@ -323,11 +366,21 @@ def main() -> None:
     broker = mosquitto_service(d / "mosquitto").start()
     t = time.monotonic()
     server = OpcUaServer(port=free_port(), tags=args.tags, period_s=1.0, log_path=d / "opcua-server.log",
-                         tick_log=d / "ticks.log").start(timeout_s=900)
+                         tick_log=d / "ticks.log", spread=args.spread).start(timeout_s=900)
     print(f"asyncua server with {args.tags} tags up in {time.monotonic() - t:.0f} s")
     collector = Collector(broker.host, broker.port)
     results: dict[str, dict] = {}
     tb_reason = None
+    if args.flush_ms:
+        try:
+            flush_runs(d, args, server, broker, collector)
+        finally:
+            collector.close()
+            server.kill()
+            broker.stop()
+            if not args.keep:
+                shutil.rmtree(d, ignore_errors=True)
+        return
     try:
         cfg = plantmrv_config(d, server.url, broker.url, args.tags, args.publishing_ms)
         proc = start_plantmrv(d, cfg)
@@ -375,6 +428,36 @@ def main() -> None:
         print(f"work dir kept: {d}")
     else:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def flush_runs(d: Path, args, server: OpcUaServer, broker, collector: Collector) -> None:
+    """plantmrv alone at each ``--flush-ms``: CPU and the durability window."""
+    rows = []
+    for ms in (float(x) for x in args.flush_ms.split(",")):
+        port = free_port()
+        cfg = plantmrv_config(d, server.url, broker.url, args.tags, args.publishing_ms, ms / 1000, port)
+        collector.seen["plantmrv"].clear()
+        proc = start_plantmrv(d, cfg)
+        try:
+            r = measure(proc, collector, "plantmrv", args.tags, args.warmup, args.seconds, args.grace, server.proc.pid,
+                        d / "ticks.log", args.warmup_max, probe=lambda: durability_histogram(port))
+        finally:
+            stop(proc)
+        rows.append((ms, r))
+        print(f"  flush {ms:g} ms: CPU {r['cpu_pct']:.1f}% of a core, window mean {r['wait_mean_ms']:.0f} ms", flush=True)
+    base = rows[0][1]["cpu_pct"]
+    print(f"\n{'batch_max_age':>14}{'CPU % core':>11}{'vs first':>9}{'CPU us/sample':>15}{'fsyncs/s':>9}"
+          f"{'window mean ms':>15}{'p99 <= ms':>10}{'max <= ms':>10}{'delivered':>11}{'ratio':>7}")
+    for ms, r in rows:
+        label = "per notif." if ms == 0 else f"{ms:g} ms"
+        print(f"{label:>14}{r['cpu_pct']:>11.1f}{r['cpu_pct'] / base:>9.2f}"
+              f"{r['cpu_pct'] / 100 * r['window_s'] / max(r['delivered'], 1) * 1e6:>15.1f}{r['flushes_per_s']:>9.1f}"
+              f"{r['wait_mean_ms']:>15.0f}{r['wait_p99_ms']:>10.0f}{r['wait_max_ms']:>10.0f}{r['delivered']:>11}"
+              f"{r['delivered'] / max(r['produced'], 1):>7.3f}")
+    print("\nThe window is how long read samples sit in memory before the fsync: what a kill -9 or a power cut "
+          "leaves to the source to send again (OPC UA: the server's retransmission queue, taken over after a restart "
+          "within the session timeout; MQTT: the broker's persistent session) and what is lost for good only where "
+          "neither holds it (polled tags of a server without history).")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,12 @@ sinks from :data:`SINK_TYPES`; a source only emits :class:`SampleBatch` objects 
 only sends encoded batches or raises. The agent owns everything in between:
 
 * **coalescing**: samples wait in memory at most ``buffer.batch_max_age_s`` (or until
-  ``batch_max_samples``) and are then encoded (:func:`plantmrv.codec.encode_message`) and
-  appended to the SQLite buffer in one fsync'ed transaction;
+  ``batch_max_samples``) and are then encoded (:func:`plantmrv.codec.encode_message`, with the
+  buffer's epoch and the message's sequence number) and appended to the SQLite buffer in one
+  fsync'ed transaction;
+* **acknowledging only what is durable**: a sample counts as read, and the source hears that
+  it may acknowledge it upstream (the ``ack`` it passed with the batch: an OPC UA
+  SubscriptionAcknowledgement, an MQTT PUBACK), only after that transaction;
 * **forwarding**: the oldest stored batches go to the sink; they are deleted only after the
   sink confirmed them; failures back off exponentially with jitter; the send rate is capped so
   a long outage's backlog does not flood the broker;
@@ -46,7 +50,9 @@ def _opcua(cfg, agent: "GatewayAgent"):
 def _mqtt(cfg, agent: "GatewayAgent"):
     from plantmrv.gateway.mqtt_source import MqttSource
 
-    return MqttSource(cfg, agent.site, agent.metrics, cfg.broker or agent.root.mqtt, agent.cfg.bounds())
+    own = cfg.broker.client_id if cfg.broker is not None else None  # else a stable id of its own: the broker keeps its session
+    return MqttSource(cfg, agent.site, agent.metrics, cfg.broker or agent.root.mqtt, agent.cfg.bounds(),
+                      own or f"plantmrv-{agent.site}-{agent.gateway_id}-{cfg.name}")
 
 
 def _modbus(cfg, agent: "GatewayAgent"):
@@ -114,8 +120,23 @@ def merge_batches(batches: list[SampleBatch]) -> SampleBatch:
     return SampleBatch.concat(merge_batches(g) if len(g) > 1 else g[0] for g in by_table.values())
 
 
+def _call_acks(acks: list[Callable[[], None]]) -> None:
+    for ack in acks:
+        try:
+            ack()
+        except Exception:  # noqa: BLE001 - one source's failing ack must not hold up the others
+            log.exception("event=source_ack_failed")
+
+
 class SourceEmitter:
-    """What a source calls with its samples: ``emit(batch, watermark_ns=None, covers=None)``; ``emit.lost()`` on disconnect.
+    """What a source calls with its samples: ``emit(batch, watermark_ns=None, covers=None, ack=None, state=None)``;
+    ``emit.lost()`` on disconnect.
+
+    ``ack`` is called (in the event loop) once every sample emitted so far, this batch's too, is
+    fsync'ed in the buffer: the moment a source may acknowledge them upstream. ``state``
+    (``{key: text}``) is stored in the same transaction as the batch, so what a source records
+    about its samples (e.g. the OPC UA notifications they came in) is durable exactly when they
+    are; :meth:`saved` reads it back after a restart and :meth:`persist` stores state at once.
 
     ``watermark_ns`` is the source time up to which the source observed the series ``covers``
     (indices into ``batch.table``; default: all of it): unchanged ones are known unchanged until
@@ -131,18 +152,33 @@ class SourceEmitter:
         self.source_name = source_name
         self.tracker = tracker
 
-    def __call__(self, batch: SampleBatch, watermark_ns: int | None = None, covers: np.ndarray | None = None) -> None:
-        batch = self.agent._in_bounds(batch)  # before coverage and the resume point see a 1938 or 2150 stamp
-        if not len(batch) and watermark_ns is None:
-            return
+    def __call__(self, batch: SampleBatch, watermark_ns: int | None = None, covers: np.ndarray | None = None,
+                 ack: Callable[[], None] | None = None, state: dict[str, str] | None = None) -> None:
+        agent = self.agent
+        batch = agent._in_bounds(batch)  # before coverage and the resume point see a 1938 or 2150 stamp
         if len(batch):
             newest = int(batch.ts_ns.max())
-            if newest > self.agent._pending_ts.get(self.source_name, 0):
-                self.agent._pending_ts[self.source_name] = newest
-        self.agent.emit(self.tracker.observe(batch, watermark_ns, covers))
+            if newest > agent._pending_ts.get(self.source_name, 0):
+                agent._pending_ts[self.source_name] = newest
+            agent._pending_read[self.source_name] = agent._pending_read.get(self.source_name, 0) + len(batch)
+            agent.metrics.pending(sum(agent._pending_read.values()))
+        if len(batch) or watermark_ns is not None:
+            agent.emit(self.tracker.observe(batch, watermark_ns, covers))
+        if state:
+            agent._pending_state.update(state)
+        if ack is not None:
+            agent.on_durable(ack)
 
     def lost(self) -> None:
         self.agent.emit(self.tracker.close())
+
+    def saved(self, key: str) -> str | None:
+        """State stored by an earlier ``emit(..., state=)`` or :meth:`persist` (this run or a previous one)."""
+        return self.agent.buffer.get_state(key)
+
+    async def persist(self, state: dict[str, str]) -> None:
+        """Store ``state`` durably now (fsync'ed), e.g. what a source must know after a restart before any data depends on it."""
+        await asyncio.to_thread(self.agent.buffer.set_states, state)
 
 
 class GatewayAgent:
@@ -167,6 +203,10 @@ class GatewayAgent:
         self._pending: list[SampleBatch] = []
         self._pending_n = 0
         self._pending_ts: dict[str, int] = {}
+        self._pending_read: dict[str, int] = {}  # samples each source emitted that are not yet durable
+        self._pending_state: dict[str, str] = {}
+        self._acks: list[Callable[[], None]] = []  # called in order once what was emitted before them is durable
+        self._flush_lock = asyncio.Lock()
         self._pending_since = 0.0
         self._flush_now: asyncio.Event | None = None
         self._send_now: asyncio.Event | None = None
@@ -174,7 +214,8 @@ class GatewayAgent:
         self.metrics_port: int | None = None
         self._health_table = [
             Series.of("gateway", f, site=self.site, gateway=self.gateway_id)
-            for f in ("buffer_depth", "buffer_bytes", "samples_read", "samples_sent", "samples_dropped", "online", "buffer_max_bytes")
+            for f in ("buffer_depth", "buffer_bytes", "samples_read", "samples_sent", "samples_dropped", "online", "buffer_max_bytes",
+                      "nodes_without_history")
         ]
 
     # ------------------------------------------------------------------ intake
@@ -197,11 +238,23 @@ class GatewayAgent:
         batch = self._in_bounds(batch)
         if not len(batch):
             return
-        if not self._pending:
+        if not self._pending and not self._acks:
             self._pending_since = time.monotonic()
         self._pending.append(batch)
         self._pending_n += len(batch)
-        if self._pending_n >= self.cfg.buffer.batch_max_samples and self._flush_now is not None:
+        if self._flush_now is not None and (self._pending_n >= self.cfg.buffer.batch_max_samples
+                                            or self.cfg.buffer.batch_max_age_s == 0):
+            self._flush_now.set()
+
+    def on_durable(self, ack: Callable[[], None]) -> None:
+        """Call ``ack`` once everything emitted before it is durable (at once if that is so already)."""
+        if not self._pending and not self._acks and not self._flush_lock.locked():
+            _call_acks([ack])
+            return
+        if not self._pending and not self._acks:
+            self._pending_since = time.monotonic()
+        self._acks.append(ack)
+        if self.cfg.buffer.batch_max_age_s == 0 and self._flush_now is not None:
             self._flush_now.set()
 
     def _in_bounds(self, batch: SampleBatch) -> SampleBatch:
@@ -217,17 +270,30 @@ class GatewayAgent:
         return batch.take(np.flatnonzero(~out))
 
     async def flush(self) -> int:
-        """Encode pending samples and store them durably; return the number stored."""
+        """Encode pending samples and store them durably; return the number stored. Then count
+        them as read and call the acknowledgements that waited for them."""
+        async with self._flush_lock:  # one flush at a time: sequence numbers and acks stay in order
+            return await self._flush()
+
+    async def _flush(self) -> int:
+        since = self._pending_since if self._pending else time.monotonic()
         for tracker in self.trackers.values():  # the assets' watermarks, with the samples they cover
             cov = tracker.coverage_batch()
             if len(cov):
                 self._pending.append(cov)
                 self._pending_n += len(cov)
+        acks, self._acks = self._acks, []
+        extra_state, self._pending_state = self._pending_state, {}
         if not self._pending:
+            if extra_state:
+                await asyncio.to_thread(self.buffer.set_states, extra_state)
+            _call_acks(acks)
             return 0
         batches, self._pending, self._pending_n = self._pending, [], 0
+        reads, self._pending_read = self._pending_read, {}
         floors = {s.name: getattr(s, "resume_floor_ns", None) for s in self.sources}
         state = {f"last_ts_ns:{k}": str(min(v, floors.get(k) or v)) for k, v in self._pending_ts.items()}
+        state.update(extra_state)
         self._pending_ts = {}
         merged = merge_batches(batches)
         stored = 0
@@ -237,7 +303,7 @@ class GatewayAgent:
                 part = part.compact()
             seq = self.buffer.next_id()
             blob = encode_message(part, compress=getattr(self.cfg.sink, "compress", False),
-                                  site=self.site, gateway=self.gateway_id, seq=seq)
+                                  site=self.site, gateway=self.gateway_id, epoch=self.buffer.epoch, seq=seq)
             _rid, dropped = await asyncio.to_thread(self.buffer.append, blob, len(part), seq,
                                                     state if i == len(parts) - 1 else None)
             stored += len(part)
@@ -247,7 +313,12 @@ class GatewayAgent:
                 log.warning("event=buffer_full_drop_oldest batches=%d samples=%d cap_mb=%g ids=%d..%d", len(dropped), n,
                             self.cfg.buffer.max_mb, dropped[0][0], dropped[-1][0])
         self.metrics.buffered(stored)
+        self.metrics.durable_after(time.monotonic() - since)
+        for source, n in reads.items():
+            self.metrics.source_read(source, n)
+        self.metrics.pending(sum(self._pending_read.values()))
         self.metrics.buffer_state(self.buffer.depth, self.buffer.nbytes)
+        _call_acks(acks)
         if self._send_now is not None:
             self._send_now.set()
         return stored
@@ -255,14 +326,15 @@ class GatewayAgent:
     async def _flusher(self) -> None:
         age = self.cfg.buffer.batch_max_age_s
         while True:
-            wait = age if not self._pending else max(0.0, self._pending_since + age - time.monotonic())
+            idle = not self._pending and not self._acks
+            wait = (age or 1.0) if idle else max(0.0, self._pending_since + age - time.monotonic())
             try:
                 await asyncio.wait_for(self._flush_now.wait(), timeout=wait)
             except asyncio.TimeoutError:
                 pass
             self._flush_now.clear()
-            if self._pending and (self._pending_n >= self.cfg.buffer.batch_max_samples
-                                  or time.monotonic() - self._pending_since >= age):
+            if (self._pending or self._acks) and (self._pending_n >= self.cfg.buffer.batch_max_samples
+                                                  or time.monotonic() - self._pending_since >= age):
                 await self.flush()
 
     # ------------------------------------------------------------------ forwarding
@@ -314,7 +386,8 @@ class GatewayAgent:
     # ------------------------------------------------------------------ health
     def health_batch(self, ts_ns: int | None = None) -> SampleBatch:
         m = self.metrics
-        vals = [self.buffer.depth, self.buffer.nbytes, m.samples_read, m.samples_sent, m.samples_dropped, 1.0, self.buffer.max_bytes]
+        vals = [self.buffer.depth, self.buffer.nbytes, m.samples_read, m.samples_sent, m.samples_dropped, 1.0, self.buffer.max_bytes,
+                m.nodes_without_history_total]
         n = len(vals)
         return SampleBatch(self._health_table, np.arange(n, dtype=np.int32), np.full(n, ts_ns or time.time_ns(), np.int64),
                            np.asarray(vals, np.float64))
@@ -329,7 +402,8 @@ class GatewayAgent:
         m = self.metrics
         comps = ",".join(f"{k}:{'up' if v else 'down'}" for k, v in sorted(m.connected.items()))
         return (f"event=status read={m.samples_read} buffered={m.samples_buffered} sent={m.samples_sent} "
-                f"dropped={m.samples_dropped} buffer_depth={self.buffer.depth} buffer_bytes={self.buffer.nbytes} "
+                f"dropped={m.samples_dropped} pending={sum(self._pending_read.values())} buffer_depth={self.buffer.depth} "
+                f"buffer_bytes={self.buffer.nbytes} nodes_without_history={m.nodes_without_history_total} "
                 f"malformed={m.malformed} reconnects={m.reconnects} send_failures={m.sink_failures} components={comps}")
 
     async def _status_log(self) -> None:

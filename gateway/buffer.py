@@ -8,11 +8,19 @@ drops the oldest rows (the caller counts and logs them). A database that SQLite 
 corrupt at open is moved aside (``.corrupt-<time>``) and a fresh one started, so a damaged SD
 card never keeps the agent from starting; a row whose blob fails its CRC is dropped and
 counted when read.
+
+Each row's id is its message sequence number (``seq`` in the wire header): per buffer file
+strictly increasing and never reused, even after every row was sent and deleted or the gateway
+restarted, because the last one handed out is stored (``state`` key ``msg_seq``) in the same
+transaction as its row. The sequence belongs to the buffer's **epoch**, a random id written
+when the file is created: a new file (first start, a corrupt one moved aside, a replaced disk)
+starts a new epoch at 1, so a receiver tells a fresh buffer from lost messages.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
 import threading
 import time
@@ -50,6 +58,12 @@ class DurableBuffer:
         self._db = self._open()
         row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(n_samples),0), COALESCE(SUM(LENGTH(blob)),0), COALESCE(MAX(id),0) FROM batches").fetchone()
         self.rows, self.depth, self.nbytes, self._last_id = (int(x) for x in row)
+        self._last_id = max(self._last_id, int(self.get_state("msg_seq") or 0))
+        self.epoch = self.get_state("epoch")
+        self.new_epoch = self.epoch is None
+        if self.epoch is None:  # a new file (or one from before epochs): its sequence starts anew
+            self.epoch = secrets.token_hex(8)
+            self.set_state("epoch", self.epoch)
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -77,6 +91,7 @@ class DurableBuffer:
         return db
 
     def next_id(self) -> int:
+        """The sequence number the next :meth:`append` takes (unless told another, larger one)."""
         return self._last_id + 1
 
     def append(self, blob: bytes, n_samples: int, record_id: int | None = None,
@@ -91,7 +106,7 @@ class DurableBuffer:
             try:
                 self._db.execute("INSERT INTO batches (id, created_ns, n_samples, blob) VALUES (?, ?, ?, ?)",
                                  (rid, time.time_ns(), n_samples, sqlite3.Binary(blob)))
-                for k, v in (state or {}).items():
+                for k, v in {**(state or {}), "msg_seq": str(rid)}.items():
                     self._db.execute("INSERT INTO state (key, value) VALUES (?, ?) "
                                      "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (k, v))
                 dropped = []
@@ -148,8 +163,19 @@ class DurableBuffer:
         return row[0] if row else None
 
     def set_state(self, key: str, value: str) -> None:
+        self.set_states({key: value})
+
+    def set_states(self, state: dict[str, str]) -> None:
+        """Store ``state`` in one fsync'ed transaction."""
         with self._lock:
-            self._db.execute("INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                                     list(state.items()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:

@@ -2,16 +2,17 @@
 
 The plain totals feed the one-line status log and the ``gateway`` health measurement
 (``buffer_depth``, ``buffer_bytes``, ``samples_read``, ``samples_sent``, ``samples_dropped``,
-``online``) sent through the sink like any other batch. :meth:`GatewayMetrics.serve` serves
+``online``, ``buffer_max_bytes``, ``nodes_without_history``) sent through the sink like any other batch. :meth:`GatewayMetrics.serve` serves
 ``/metrics``, ``/healthz`` and ``/readyz`` (:mod:`plantmrv.ops`): ready while the sink is
-connected and the durable buffer is below 90% of its cap.
+connected and the durable buffer is below 90% of its cap; ``/readyz`` also names the tags whose
+server keeps no history.
 """
 
 from __future__ import annotations
 
 import time
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from plantmrv.ops import Health, OpsServer, new_registry
 
@@ -24,10 +25,11 @@ class GatewayMetrics:
         self.health = Health(stall_after_s=60.0)
         self.health.add_check("sink", self._sink_ready)
         self.health.add_check("buffer", self._buffer_ready)
+        self.health.add_check("history", self._history_detail)
         self.buffer_cap_bytes = buffer_cap_bytes
         self.server: OpsServer | None = None
         p = "plantmrv_gateway_"
-        self._read = Counter(p + "samples_read", "Samples read from sources", ["source"], registry=r)
+        self._read = Counter(p + "samples_read", "Samples read from sources and stored durably (counted once fsync'ed)", ["source"], registry=r)
         self._buffered = Counter(p + "samples_buffered", "Samples stored (fsync'ed) in the durable buffer", registry=r)
         self._sent = Counter(p + "samples_sent", "Samples confirmed by the sink (PUBACK / HTTP 204)", ["sink"], registry=r)
         self._dropped = Counter(p + "samples_dropped", "Samples dropped (buffer full, rejected by InfluxDB)", ["reason"], registry=r)
@@ -35,6 +37,18 @@ class GatewayMetrics:
         self._reconnects = Counter(p + "reconnects", "Reconnect attempts", ["component"], registry=r)
         self._sink_errors = Counter(p + "sink_errors", "Failed sends (kept in the buffer, retried)", ["sink"], registry=r)
         self._backfilled = Counter(p + "samples_backfilled", "Samples read with HistoryRead after an outage", ["source"], registry=r)
+        self._republished = Counter(p + "notifications_republished", "OPC UA NotificationMessages asked for again (Republish) "
+                                    "after a gap or a restart and stored", ["source"], registry=r)
+        self._no_history = Gauge(p + "nodes_without_history", "Tags whose server keeps no history (no HistoryRead): an outage "
+                                 "leaves a permanent gap there", ["source"], registry=r)
+        self._node_no_history = Gauge(p + "node_without_history", "1 for each tag whose server keeps no history (NodeId or browse "
+                                      "path, series)", ["source", "node", "series"], registry=r)
+        self.without_history: dict[str, dict[str, str]] = {}  # source -> {node: series}
+        self._pending = Gauge(p + "samples_pending", "Samples received from sources and not yet durable (in memory, "
+                              "unacknowledged upstream: what a kill -9 would leave to the source to send again)", registry=r)
+        self._durable_delay = Histogram(p + "durability_delay_seconds", "Per stored batch, how long its oldest sample waited in "
+                                        "memory from receipt to fsync (the durability window)",
+                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5), registry=r)
         self.depth = Gauge(p + "buffer_depth_samples", "Samples waiting in the durable buffer", registry=r)
         self.bytes = Gauge(p + "buffer_bytes", "Bytes of encoded batches in the durable buffer", registry=r)
         self._connected = Gauge(p + "connected", "1 when the component is connected", ["component"], registry=r)
@@ -93,7 +107,30 @@ class GatewayMetrics:
         except KeyError:
             pass
 
+    def source_republished(self, source: str, n: int) -> None:
+        self._republished.labels(source).inc(n)
+
+    @property
+    def nodes_without_history_total(self) -> int:
+        return sum(len(v) for v in self.without_history.values())
+
+    def nodes_without_history(self, source: str, nodes: dict[str, str]) -> None:
+        """The tags of ``source`` whose server keeps no history, now: {node: series}."""
+        for node, series in self.without_history.get(source, {}).items():
+            if node not in nodes:
+                self._node_no_history.remove(source, node, series)
+        for node, series in nodes.items():
+            self._node_no_history.labels(source, node, series).set(1)
+        self._no_history.labels(source).set(len(nodes))
+        self.without_history[source] = dict(nodes)
+
     # buffer
+    def pending(self, n: int) -> None:
+        self._pending.set(n)
+
+    def durable_after(self, seconds: float) -> None:
+        self._durable_delay.observe(seconds)
+
     def buffered(self, n: int) -> None:
         self.samples_buffered += n
         self._buffered.inc(n)
@@ -135,6 +172,18 @@ class GatewayMetrics:
             return False, "sink not connected yet"
         down = [k for k, up in sinks.items() if not up]
         return (False, f"{', '.join(down)} disconnected") if down else (True, "connected")
+
+    def _history_detail(self) -> tuple[bool, str]:
+        """Always ready: names the tags whose server keeps no history (a gateway outage is a permanent gap there)."""
+        if not self.nodes_without_history_total:
+            return True, "every tag's server keeps history (or none was checked yet)"
+        parts = []
+        for source, nodes in sorted(self.without_history.items()):
+            if nodes:
+                names = list(nodes)
+                parts.append(f"{source}: {len(names)} tags without history ({', '.join(names[:10])}"
+                             + (f", and {len(names) - 10} more" if len(names) > 10 else "") + ")")
+        return True, "; ".join(parts) + ": an outage beyond the server's queues is a permanent gap there"
 
     def _buffer_ready(self) -> tuple[bool, str]:
         if not self.buffer_cap_bytes:

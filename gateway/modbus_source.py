@@ -487,8 +487,6 @@ class ModbusSource:
         sel = np.flatnonzero(send)
         batch = SampleBatch(d.table, d.series_idx[sel], np.full(len(sel), ts_ns, np.int64), vals[sel], q[sel])
         bad = int(np.count_nonzero(q[sel] != Quality.GOOD))
-        if len(batch):
-            self.metrics.source_read(self.name, len(batch))
         if bad:
             self.metrics.source_error(self.name, "bad_sample", bad)
         self.last_watermark_ns[d.cfg.name] = ts_ns

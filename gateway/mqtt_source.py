@@ -7,11 +7,17 @@ topic pattern (``+`` / ``#`` wildcards), the measurement, the tags (fixed or ``{
 path in s/ms/us/ns or RFC 3339, or the receipt time). A value that is missing or not a finite
 number is counted and logged with topic, path and reason, and the payload's other values are
 still sent; a payload that is not JSON is counted and logged whole. The source keeps running.
+
+QoS 1 and 2 messages are acknowledged to the broker only once their samples are stored in the
+gateway's buffer, on a persistent session (``clean_session`` false, client id
+``plantmrv-<site>-<gateway>-<source>`` unless the source's own ``broker`` section sets one): a
+message the gateway read but had not stored when it died is sent again by the broker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Callable, Literal
@@ -61,14 +67,19 @@ class BrokerSubscriber:
 
     type = "mqtt"
     lost_on_disconnect = False  # call emit.lost() when the session ends (coverage closes)
+    # acknowledge QoS 1/2 messages only once their samples are stored (paho's manual acks), on a
+    # persistent session (clean_session false, a stable client id): what the gateway has not
+    # acknowledged, the broker keeps and sends again, also after a restart
+    durable_acks = False
 
-    def __init__(self, cfg, metrics: "GatewayMetrics", broker: MqttConfig | None):
+    def __init__(self, cfg, metrics: "GatewayMetrics", broker: MqttConfig | None, client_id: str | None = None):
         if broker is None:
             raise ValueError(f"source {cfg.name}: no broker (set sources[].broker or the top-level mqtt section)")
         self.cfg = cfg
         self.name = cfg.name
         self.broker = broker
         self.metrics = metrics
+        self.client_id = client_id or broker.client_id or None
         self.connected = False
 
     def topics(self) -> list[str]:
@@ -90,15 +101,19 @@ class BrokerSubscriber:
         attempt = 0
         while True:
             try:
-                async with aiomqtt.Client(
+                client = aiomqtt.Client(
                     b.host,
                     b.port,
                     username=b.username,
                     password=b.password.get_secret_value() if b.password else None,
-                    identifier=(b.client_id or None),
+                    identifier=self.client_id,
+                    clean_session=False if self.durable_acks else None,
                     keepalive=b.keepalive_s,
                     tls_context=tls_context(b) if b.use_tls else None,
-                ) as client:
+                )
+                if self.durable_acks:  # before connecting: a persistent session's queued messages come at once
+                    client._client.manual_ack_set(True)  # aiomqtt 2.5 has no option for it (empicano/aiomqtt#345)
+                async with client:
                     topics = self.topics()
                     for t in topics:
                         await client.subscribe(t, qos=self.cfg.qos)
@@ -109,6 +124,8 @@ class BrokerSubscriber:
                     await self.on_connected(client)
                     async for msg in client.messages:
                         await self.on_message(client, str(msg.topic), bytes(msg.payload or b""), emit)
+                        if self.durable_acks and msg.qos > 0:  # after the message's samples (if any): sent once they are stored
+                            emit(SampleBatch.empty(), ack=functools.partial(client._client.ack, msg.mid, msg.qos))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -127,10 +144,11 @@ class BrokerSubscriber:
 class MqttSource(BrokerSubscriber):
     lost_on_disconnect = True  # unseen while disconnected: coverage ends at the last reading
     type = "mqtt"
+    durable_acks = True
 
     def __init__(self, cfg: MqttSourceConfig, site: str, metrics: "GatewayMetrics", broker: MqttConfig | None,
-                 bounds: TimeBounds = DEFAULT_BOUNDS):
-        super().__init__(cfg, metrics, broker)
+                 bounds: TimeBounds = DEFAULT_BOUNDS, client_id: str | None = None):
+        super().__init__(cfg, metrics, broker, client_id)
         self.router = DeviceJsonRouter(cfg.mappings, default_tags={"site": site}, bounds=bounds)
 
     def topics(self) -> list[str]:
@@ -153,8 +171,6 @@ class MqttSource(BrokerSubscriber):
         if decoded.rejects:
             self.metrics.source_error(self.name, "refused_value", len(decoded.rejects))
         batch = decoded.batch
-        if len(batch):
-            self.metrics.source_read(self.name, len(batch))
         if len(batch) or decoded.watermark_ns is not None:
             # the readings vouch for the fields they carry (every field of a report-by-exception
             # mapping), as of their own time: the watermark

@@ -5,7 +5,10 @@ sample quality, keeps the source timestamp (server timestamp when the source has
 chunks every service call to the server's OperationLimits, reconnects with exponential
 backoff and jitter (re-creating subscriptions on the new session), watches for a silent
 subscription (no keep-alive) and backfills the outage with HistoryRead where the server keeps
-history. Security: None / Sign / SignAndEncrypt with Basic256Sha256 (default) or
+history. Notifications are acknowledged to the server only once stored, missing ones are
+Republished, and subscriptions are transferred to the next session, also after a restart
+(:mod:`plantmrv.gateway.opcua_durable`). Nodes whose server keeps no history are announced at
+WARNING and in the ``nodes_without_history`` metric: an outage leaves a permanent gap there. Security: None / Sign / SignAndEncrypt with Basic256Sha256 (default) or
 Aes128_Sha256_RsaOaep / Aes256_Sha256_RsaPss, a generated application certificate, an explicit
 server-certificate trust list and username/password.
 
@@ -47,6 +50,7 @@ log = logging.getLogger("plantmrv.gateway.opcua")
 _NODEID = re.compile(r"^(ns=\d+;|nsu=[^;]+;)?(i=\d+|s=.+|g=[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}|b=[A-Za-z0-9+/=]+)$")
 _BROWSE_ELEMENT = re.compile(r"^\d+:[^/]+$")
 DEFAULT_CHUNK = 1000  # per call when the server announces no limit (0): keeps messages reasonable
+_OVERFLOW = 0x0480  # StatusCode InfoType DataValue (bit 10) + Overflow (bit 7): the server dropped queued values before this one
 
 # --------------------------------------------------------------------------- config
 
@@ -93,7 +97,8 @@ class OpcUaGroup(StrictModel):
     tags: dict[str, str] = Field(default_factory=dict, description="Extra tags (bounded cardinality only).")
     publishing_interval_ms: float = Field(1000.0, gt=0, description="Subscription publishing interval.")
     sampling_interval_ms: float = Field(-1.0, description="Monitored-item sampling interval; -1 = the publishing interval.")
-    queue_size: int = Field(10, ge=1, le=100_000, description="Server-side queue per monitored item (values kept between publishes).")
+    queue_size: int = Field(10, ge=1, le=100_000, description="Server-side queue per monitored item: values kept between publishes "
+                            "and while the gateway is away (x the sampling interval, it must exceed a gateway restart).")
     deadband_type: Literal["none", "absolute", "percent"] = Field("none", description="Data-change deadband.")
     deadband_value: float = Field(0.0, ge=0, description="Deadband in engineering units (absolute) or percent of EURange.")
     poll_interval_ms: float = Field(1000.0, ge=10, description="Poll period; sub-second periods are honoured (mode: poll).")
@@ -139,7 +144,8 @@ class OpcUaSourceConfig(StrictModel):
     password: SecretStr | None = Field(None, description="Use `${OPCUA_PASSWORD}`.")
     security: OpcUaSecurity = Field(default_factory=OpcUaSecurity)
     request_timeout_s: float = Field(10.0, gt=0, description="Answer timeout of each service call.")
-    session_timeout_s: float = Field(120.0, ge=10, description="Requested session timeout.")
+    session_timeout_s: float = Field(120.0, ge=10, description="Requested session timeout; subscriptions outlive a lost "
+                                     "connection as long, so a gateway back (reconnected or restarted) within it takes them over.")
     watchdog_interval_s: float = Field(
         10.0,
         ge=1,
@@ -332,13 +338,25 @@ class OpcUaSource:
         self._lost: asyncio.Event | None = None
         self._emit: Callable[[SampleBatch], None] | None = None
         self.health = NodeHealth(self.name, self.nodes, self.node_group, self.table, metrics)  # tags that fail, loudly
+        from plantmrv.gateway.opcua_durable import SubscriptionLedger
+
+        self.ledger = SubscriptionLedger(self.name, self._fingerprint(), metrics)
+        self.without_history: set[int] = set()  # tag indices whose server answers no HistoryRead
+        self._republishing: set[asyncio.Task] = set()
+
+    def _fingerprint(self) -> str:
+        """What a subscription this source created is made of: another configuration does not take it over."""
+        doc = [self.cfg.url] + [[g.mode, g.publishing_interval_ms, g.sampling_interval_ms, g.queue_size, g.deadband_type,
+                                 g.deadband_value, [n.node_id or n.browse_path for n in g.nodes]] for g in self.cfg.groups]
+        return hashlib.sha256(repr(doc).encode()).hexdigest()[:16]
 
     def max_sample_interval_ns(self, series: Series) -> int:
         """Largest time between stored samples of an unchanged tag (its group's setting) [ns]."""
         return self._interval_ns.get(series, int(self.cfg.max_sample_interval_s * 1e9))
 
     # ------------------------------------------------------------------ emit
-    def _emit_rows(self, idx, ts, vals, codes, server_ts=None, covers: np.ndarray | None = None, server_clock_ns: int = 0) -> None:
+    def _emit_rows(self, idx, ts, vals, codes, server_ts=None, covers: np.ndarray | None = None, server_clock_ns: int = 0,
+                   **durable) -> None:
         """Emit one batch from row columns (lists or numpy arrays of equal length).
 
         ``covers`` (tag indices) are the tags the server observed for these rows (a subscription's
@@ -346,9 +364,12 @@ class OpcUaSource:
         capped by the newest server timestamp (a device clock ahead of the server's does not move
         it), or the server's own clock (``server_clock_ns``: a publish's PublishTime less the
         sampling interval) where that is later, so an unchanged subscription still reaches
-        forward. None: rows read from history, no watermark.
+        forward. None: rows read from history, no watermark. ``durable``: the ``ack`` and ``state``
+        of a subscription's NotificationMessage (see :class:`~plantmrv.gateway.agent.SourceEmitter`).
         """
         if not len(idx) and (covers is None or server_clock_ns <= 0):
+            if durable:
+                self._emit(SampleBatch.empty(), **durable)
             return
         ts_arr = np.asarray(ts, dtype=np.int64)
         idx = np.asarray(idx, np.int32)
@@ -363,14 +384,13 @@ class OpcUaSource:
             newest = int(ts_arr.max())
             if newest > self.last_ts_ns:
                 self.last_ts_ns = newest
-            self.metrics.source_read(self.name, len(batch))
             if covers is not None:
                 w = newest
                 srv = np.asarray(server_ts, dtype=np.int64) if server_ts is not None else np.empty(0, np.int64)
                 if len(srv) and int(srv.max()) > 0:
                     w = min(w, int(srv.max()))
                 watermark = max(w, watermark or 0)
-        self._emit(batch, watermark, covers if watermark is not None else None)
+        self._emit(batch, watermark, covers if watermark is not None else None, **durable)
 
     def _rows_from_datavalues(self, pairs, now_ns: int):
         """(series index, asyncua DataValue) pairs -> row columns (with server timestamps); non-numeric good values are counted, not sent."""
@@ -412,6 +432,8 @@ class OpcUaSource:
     # ------------------------------------------------------------------ lifecycle
     async def run(self, emit: Callable[[SampleBatch], None]) -> None:
         self._emit = emit
+        if hasattr(emit, "saved"):  # the subscriptions an earlier run left on the server, to take over
+            self.ledger.load(emit.saved(self.ledger.state_key))
         attempt = 0
         while True:
             client = None
@@ -447,7 +469,11 @@ class OpcUaSource:
             await asyncio.sleep(delay)
 
     async def _disconnect(self, client) -> None:
-        try:
+        for t in list(self._republishing):
+            t.cancel()
+        try:  # CloseSession keeps the subscriptions (DeleteSubscriptions false): the next session takes them over
+            close = client.uaclient.close_session
+            client.uaclient.close_session = lambda _delete: close(False)
             await asyncio.wait_for(client.disconnect(), timeout=5)
         except Exception:  # noqa: BLE001
             pass
@@ -567,7 +593,11 @@ class OpcUaSource:
         nodeids = await self._resolve(client, limits)
         from plantmrv.gateway.opcua_fast import install
 
-        install(client.uaclient.session)  # DataChangeNotifications decoded as numpy columns
+        from plantmrv.gateway.opcua_durable import publish_loop, transfer
+
+        self._session = session = client.uaclient.session
+        install(session)  # DataChangeNotifications decoded as numpy columns
+        session.ensure_publish_loop = lambda: None  # our publish loops acknowledge only what is stored (below)
         groups: dict[int, list[int]] = {}
         for i, g in enumerate(self.node_group):
             groups.setdefault(id(g), []).append(i)
@@ -575,21 +605,42 @@ class OpcUaSource:
         subs = []
         try:
             by_interval: dict[float, list[tuple[OpcUaGroup, list[int]]]] = {}
+            polled: list[int] = []
             for g in self.cfg.groups:
                 if g.mode == "subscription":  # one subscription per publishing interval, not per group:
                     by_interval.setdefault(g.publishing_interval_ms, []).append((g, groups[id(g)]))  # fewer publish loops
                 else:
                     members = groups[id(g)]
+                    polled += members
                     tasks.append(asyncio.create_task(self._poll(client, g, members, [nodeids[i] for i in members], read_chunk)))
+            moved = await transfer(session, self.ledger)  # the subscriptions the last session (or process) left
+            by_id = {self.ledger.subs[sid].interval_ms: sid for sid in moved}
             for interval, members in by_interval.items():
-                subs.append(await self._subscribe(client, interval, members, nodeids, mi_chunk))
-            if subs:  # more PublishRequests in flight than asyncua's one: a busy server is not round-trip bound
-                session = client.uaclient.session
-                for _ in range(self.cfg.publish_requests - 1):
-                    tasks.append(asyncio.create_task(session._publish_loop()))
+                sid = by_id.pop(interval, None)
+                subs.append(self._adopt(sid, interval, members) if sid is not None
+                            else await self._subscribe(client, interval, members, nodeids, mi_chunk))
+            if by_id:  # taken over but no longer configured at this interval
+                await session.delete_subscriptions(list(by_id.values()))
+                self.ledger.forget({s.sub_id for s in subs})
+            if hasattr(self._emit, "persist"):  # the ids are durable before any notification can arrive
+                await self._emit.persist(self.ledger.state())
+            callbacks = {s.sub_id: s.publish_callback for s in subs}
+            if subs:  # several PublishRequests in flight: a busy server is not round-trip bound
+                for _ in range(self.cfg.publish_requests):
+                    tasks.append(asyncio.create_task(publish_loop(session, self.ledger, callbacks)))
+            for sid, available in moved.items():
+                if sid in callbacks:
+                    log.info("event=opcua_subscription_transferred source=%s subscription=%d stored_through=%d available=%d",
+                             self.name, sid, self.ledger.subs[sid].through, len(available))
+                    self._republish_later(session, next(s for s in subs if s.sub_id == sid), self.ledger.available(sid, available))
+            await self._check_history(client, nodeids, read_chunk)  # after the subscriptions: their queues wait for nobody
+            taken_over = len(subs) > 0 and all(s.transferred for s in subs)
             if outage_from_ns and self.cfg.history_backfill:
-                self.resume_floor_ns = outage_from_ns
-                await self._backfill(client, nodeids, outage_from_ns, limits)
+                # subscriptions taken over lost nothing the server held: only what was not is read again
+                backfill = polled if taken_over else list(range(len(self.nodes)))
+                if backfill:
+                    self.resume_floor_ns = outage_from_ns
+                    await self._backfill(client, nodeids, outage_from_ns, limits, backfill)
                 self.resume_floor_ns = None  # rows emitted: the next flush stores them with the new point
             await self._watch(tasks, subs)
         finally:
@@ -597,31 +648,50 @@ class OpcUaSource:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _subscribe(self, client, interval_ms: float, groups: list[tuple[OpcUaGroup, list[int]]], nodeids: _NodeIds, mi_chunk: int):
+    def _sub_object(self, interval_ms: float, groups: list[tuple[OpcUaGroup, list[int]]], keepalive_count: int):
+        """What the source keeps of one subscription: its members, sampling, keep-alive and publish callback."""
         from asyncua import ua
-        from asyncua.common.subscription import Subscription
 
         from plantmrv.gateway.opcua_fast import DataChangeColumns
 
         source = self
 
-        class _FastSubscription(Subscription):
+        class _Sub:
             """Decodes a whole publish response into one batch (no per-value callbacks or tasks)."""
+
+            sub_id = 0
+            transferred = False
+            members = np.asarray(sorted(i for _g, m in groups for i in m), np.int32)
+            sampling_ns = int(max(g.publishing_interval_ms if g.sampling_interval_ms < 0 else g.sampling_interval_ms for g, _ in groups) * 1e6)
+            keepalive_s = keepalive_count * interval_ms / 1000
+            last_publish_at = time.monotonic()
 
             async def publish_callback(self, publish_result) -> None:
                 self.last_publish_at = time.monotonic()
                 msg = publish_result.NotificationMessage
-                data = msg.NotificationData
-                # the server's clock at this publish, less a sampling interval: every change it
-                # sampled before then is in this or an earlier publish (keep-alives included)
-                clock_ns = dt_to_ns(msg.PublishTime) - self.sampling_ns if msg.PublishTime is not None else 0
-                if not data:
+                if not msg.NotificationData:
+                    gaps = source.ledger.keepalive(self.sub_id, msg.SequenceNumber)
+                    # the server's clock at this publish, less a sampling interval: every change it
+                    # sampled before then is in this or an earlier publish (keep-alives included)
+                    clock_ns = dt_to_ns(msg.PublishTime) - self.sampling_ns if msg.PublishTime is not None else 0
                     source._emit_rows([], [], [], [], [], covers=self.members, server_clock_ns=clock_ns)
-                    return
+                else:
+                    new, gaps = source.ledger.received(self.sub_id, msg.SequenceNumber)
+                    if new:  # while older messages are missing, the coverage watermark waits for them
+                        self.emit_message(msg, live=not source.ledger.subs[self.sub_id].missing)
+                if gaps:
+                    source._republish_later(None, self, gaps)
+
+            def emit_message(self, msg, live: bool) -> None:
+                """One NotificationMessage's samples, with its ack and the ledger's state; ``live``: the
+                newest message (its PublishTime moves the coverage watermark), not a Republished one."""
+                clock_ns = dt_to_ns(msg.PublishTime) - self.sampling_ns if msg.PublishTime is not None and live else 0
+                durable = {"ack": source.ledger.acker(self.sub_id), "state": source.ledger.state()}
+                covers = self.members if live else None
                 now_ns = time.time_ns()
                 pairs = []
                 parts = []
-                for notif in data:
+                for notif in msg.NotificationData:
                     if isinstance(notif, DataChangeColumns):  # fast-decoded (opcua_fast)
                         parts.append(source._rows_from_columns(notif, now_ns))
                     elif isinstance(notif, ua.DataChangeNotification):
@@ -631,30 +701,104 @@ class OpcUaSource:
                                 pairs.append((h, item.Value))
                     elif isinstance(notif, ua.StatusChangeNotification):
                         log.warning("event=opcua_subscription_status source=%s status=%s", source.name, notif.Status)
-                        if source._lost is not None:
+                        if source._lost is not None and live:
                             source._lost.set()
                 if pairs:
                     parts.append(source._rows_from_datavalues(pairs, now_ns))
+                for idx, _ts, _v, codes, _srv in parts:
+                    source._note_overflow(idx, codes)
                 if len(parts) == 1:
-                    source._emit_rows(*parts[0], covers=self.members, server_clock_ns=clock_ns)
+                    source._emit_rows(*parts[0], covers=covers, server_clock_ns=clock_ns, **durable)
                 elif parts:
-                    source._emit_rows(*(np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(5)), covers=self.members,
-                                      server_clock_ns=clock_ns)
+                    source._emit_rows(*(np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(5)), covers=covers,
+                                      server_clock_ns=clock_ns, **durable)
+                else:
+                    source._emit(SampleBatch.empty(), **durable)
+
+        return _Sub()
+
+    def _note_overflow(self, idx, codes) -> None:
+        """Values the server discarded from a monitored item's full queue (OPC UA Part 4 7.22.1: the
+        next value carries the InfoType DataValue + Overflow bits): a permanent gap, counted and logged."""
+        codes = np.asarray(codes, np.uint64)
+        hit = (codes & np.uint64(_OVERFLOW)) == np.uint64(_OVERFLOW)
+        if not hit.any():
+            return
+        tags = sorted({self._node_name(int(i)) for i in np.asarray(idx)[hit]})
+        self.metrics.source_error(self.name, "queue_overflow", len(tags))
+        log.warning("event=opcua_queue_overflow source=%s tags=%d nodes=%s consequence=%s", self.name, len(tags),
+                    ",".join(tags[:20]) + (f",...({len(tags) - 20} more)" if len(tags) > 20 else ""),
+                    "the server discarded values of these tags from full queues (queue_size too small for the gap it had "
+                    "to hold): lost unless HistoryRead backfills them")
+
+    def _keepalive_count(self, interval_ms: float) -> int:
+        return max(1, math.ceil(self.cfg.keepalive_s * 1000 / interval_ms))
+
+    def _adopt(self, sub_id: int, interval_ms: float, groups: list[tuple[OpcUaGroup, list[int]]]):
+        """A subscription transferred from an earlier session: its monitored items are the configured ones."""
+        sub = self._sub_object(interval_ms, groups, self._keepalive_count(interval_ms))
+        sub.sub_id = sub_id
+        sub.transferred = True
+        sub.last_publish_at = time.monotonic()
+        return sub
+
+    def _republish_later(self, session, sub, seqs: list[int]) -> None:
+        """Ask the server again for the messages ``seqs`` of ``sub`` (in a task; each is emitted when it comes)."""
+        if not seqs:
+            return
+        log.info("event=opcua_republish source=%s subscription=%d seqs=%d..%d count=%d", self.name, sub.sub_id, seqs[0], seqs[-1], len(seqs))
+        t = asyncio.create_task(self._republish(session, sub, seqs))
+        self._republishing.add(t)
+        t.add_done_callback(self._republishing.discard)
+
+    async def _republish(self, session, sub, seqs: list[int]) -> None:
+        from asyncua.ua.uaerrors import UaStatusCodeError
+
+        session = session or self._session
+        for k in seqs:
+            try:
+                msg = await session.republish(sub.sub_id, k)
+            except UaStatusCodeError as exc:  # BadMessageNotAvailable: the server no longer holds it
+                msg, why = None, exc.__class__.__name__
+            except Exception as exc:  # noqa: BLE001 - the connection went: the next session asks again
+                log.info("event=opcua_republish_interrupted source=%s subscription=%d seq=%d error=%s", self.name, sub.sub_id, k, exc)
+                return
+            else:
+                why = "empty answer"
+            if msg is None or msg.SequenceNumber != k or not msg.NotificationData:
+                self.ledger.lost(sub.sub_id, k)
+                log.warning("event=opcua_notification_lost source=%s subscription=%d seq=%d reason=%s consequence=%s",
+                            self.name, sub.sub_id, k, why,
+                            "the server no longer holds it: its samples are lost unless HistoryRead backfills them")
+                self._emit(SampleBatch.empty(), state=self.ledger.state())
+                continue
+            new, _gaps = self.ledger.received(sub.sub_id, k, live=False)
+            if new:
+                self.metrics.source_republished(self.name, 1)
+                sub.emit_message(msg, live=False)
+
+    async def _subscribe(self, client, interval_ms: float, groups: list[tuple[OpcUaGroup, list[int]]], nodeids: _NodeIds, mi_chunk: int):
+        from asyncua import ua
+
+        from plantmrv.gateway.opcua_durable import SubSeq
 
         params = ua.CreateSubscriptionParameters()
         params.RequestedPublishingInterval = interval_ms
-        params.RequestedMaxKeepAliveCount = max(1, math.ceil(self.cfg.keepalive_s * 1000 / interval_ms))
+        params.RequestedMaxKeepAliveCount = self._keepalive_count(interval_ms)
         params.RequestedLifetimeCount = max(3 * params.RequestedMaxKeepAliveCount,
                                             math.ceil(self.cfg.session_timeout_s * 1000 / interval_ms))
         params.MaxNotificationsPerPublish = 0
         params.PublishingEnabled = True
         params.Priority = 0
-        sub = _FastSubscription(client.uaclient.session, params, handler=object())
-        sub.members = np.asarray(sorted(i for _g, members in groups for i in members), np.int32)
-        sub.sampling_ns = int(max(g.publishing_interval_ms if g.sampling_interval_ms < 0 else g.sampling_interval_ms for g, _ in groups) * 1e6)
-        await sub.init()
+        sub = self._sub_object(interval_ms, groups, params.RequestedMaxKeepAliveCount)
+        session = client.uaclient.session
+        self._session = session
+        result = await session.create_subscription(params, sub.publish_callback)
+        sub.sub_id = result.SubscriptionId
+        self.ledger.subs[sub.sub_id] = SubSeq(sub.sub_id, interval_ms)
         sub.last_publish_at = time.monotonic()
-        sub.keepalive_s = params.RequestedMaxKeepAliveCount * interval_ms / 1000
+        sub.keepalive_s = result.RevisedMaxKeepAliveCount * result.RevisedPublishingInterval / 1000 or sub.keepalive_s
+
         def request(i: int, g: OpcUaGroup, mfilter) -> "ua.MonitoredItemCreateRequest":
             rv = ua.ReadValueId()
             rv.NodeId = nodeids[i]
@@ -694,7 +838,7 @@ class OpcUaSource:
             # the session's service call, not Subscription.create_monitored_items: that one keeps a
             # Node and a SubscriptionItemData per item for callbacks this subscription never makes
             cp = ua.CreateMonitoredItemsParameters()
-            cp.SubscriptionId = sub.subscription_id
+            cp.SubscriptionId = sub.sub_id
             cp.TimestampsToReturn = ua.TimestampsToReturn.Both
             cp.ItemsToCreate = [request(i, g, f) for i, g, f in part]
             results = await session.create_monitored_items(cp)
@@ -710,6 +854,8 @@ class OpcUaSource:
         log.info("event=opcua_subscribed source=%s groups=%d items=%d failed=%d publishing_interval_ms=%g calls=%d",
                  self.name, len(groups), len(items) - len(failed), len(failed), interval_ms,
                  math.ceil(len(items) / mi_chunk))
+        if hasattr(self._emit, "persist"):  # durable once complete, before it can deliver: a restart takes it over
+            await self._emit.persist(self.ledger.state())
         return sub
 
     async def _read(self, client, members: list[int], ids: list, chunk: int) -> None:
@@ -753,14 +899,63 @@ class OpcUaSource:
             for s in subs:
                 silent = now - (s.last_publish_at or now)
                 if silent > max(self.cfg.stale_after_s, 3 * s.keepalive_s):
-                    raise ConnectionError(f"subscription {s.subscription_id} silent for {silent:.1f}s (no data, no keep-alive)")
+                    if s.transferred and not self.ledger.subs[s.sub_id].delivered:
+                        self.ledger.transfer_ok = False  # the server kept the subscription but does not serve it to us
+                        self._emit(SampleBatch.empty(), state=self.ledger.state())
+                        log.warning("event=opcua_transfer_unusable source=%s subscription=%d silent_s=%.1f action=%s",
+                                    self.name, s.sub_id, silent, "subscriptions are created anew from now on; HistoryRead "
+                                    "backfills where the server keeps history")
+                    raise ConnectionError(f"subscription {s.sub_id} silent for {silent:.1f}s (no data, no keep-alive)")
             try:
                 await asyncio.wait_for(self._lost.wait(), timeout=0.5)
             except asyncio.TimeoutError:
                 pass
 
-    async def _backfill(self, client, nodeids: _NodeIds, from_ns: int, limits: dict[str, int]) -> None:
-        """HistoryRead (raw) of the outage for every subscribed/polled node; idempotent downstream."""
+    async def _check_history(self, client, nodeids: _NodeIds, chunk: int) -> None:
+        """Which tags' server keeps no history (UserAccessLevel without HistoryRead): announce them at
+        WARNING and in the ``nodes_without_history`` metric, since an outage leaves a permanent gap there."""
+        from asyncua import ua
+
+        without = set()
+        for k in range(0, len(self.nodes), chunk):
+            part = list(range(k, min(k + chunk, len(self.nodes))))
+            params = ua.ReadParameters()
+            for i in part:
+                rv = ua.ReadValueId()
+                rv.NodeId = nodeids[i]
+                rv.AttributeId = ua.AttributeIds.UserAccessLevel
+                params.NodesToRead.append(rv)
+            try:
+                values = await client.uaclient.read(params)
+            except Exception as exc:  # noqa: BLE001 - not knowing is no reason to stop reading
+                log.info("event=opcua_access_level_unknown source=%s error=%s", self.name, exc)
+                return
+            for i, dv in zip(part, values):
+                level = dv.Value.Value if dv.Value is not None and (dv.StatusCode is None or dv.StatusCode.is_good()) else None
+                if isinstance(level, int) and not level & ua.AccessLevel.HistoryRead.mask:
+                    without.add(i)
+        self._set_without_history(without)
+
+    def _set_without_history(self, without: set[int]) -> None:
+        if without == self.without_history:
+            return
+        self.without_history = without
+        names = {self._node_name(i): self.table[i].key() for i in sorted(without)}
+        self.metrics.nodes_without_history(self.name, names)
+        if without:
+            shown = ",".join(list(names)[:20]) + (f",...({len(names) - 20} more)" if len(names) > 20 else "")
+            log.warning("event=opcua_nodes_without_history source=%s count=%d of=%d nodes=%s consequence=%s", self.name,
+                        len(without), len(self.nodes), shown,
+                        "samples these nodes change while the gateway cannot read them (an outage longer than the server's "
+                        "queues, a restart after the session timeout, polled groups) are lost for good: the server keeps no history")
+        else:
+            log.info("event=opcua_all_nodes_have_history source=%s nodes=%d", self.name, len(self.nodes))
+
+    def _node_name(self, i: int) -> str:
+        return self.nodes[i].node_id or self.nodes[i].browse_path
+
+    async def _backfill(self, client, nodeids: _NodeIds, from_ns: int, limits: dict[str, int], indices: list[int]) -> None:
+        """HistoryRead (raw) of the outage for the tags ``indices``; idempotent downstream."""
         from asyncua import ua
 
         now_ns = time.time_ns()
@@ -772,8 +967,9 @@ class OpcUaSource:
         end = datetime.fromtimestamp(now_ns / 1e9, timezone.utc)
         total = 0
         unsupported = 0
-        for k in range(0, len(self.nodes), chunk):
-            part = list(range(k, min(k + chunk, len(self.nodes))))
+        unsupported_nodes = set()
+        for k in range(0, len(indices), chunk):
+            part = indices[k : k + chunk]
             cps: dict[int, bytes | None] = {i: None for i in part}
             while cps:
                 details = ua.ReadRawModifiedDetails()
@@ -798,6 +994,7 @@ class OpcUaSource:
                 for i, res in zip(ids, results):
                     if not res.StatusCode.is_good():
                         unsupported += 1
+                        unsupported_nodes.add(i)
                         continue
                     for dv in (res.HistoryData.DataValues if res.HistoryData else None) or []:
                         pairs.append((i, dv))
@@ -808,6 +1005,8 @@ class OpcUaSource:
                 self._emit_rows(*rows)
                 cps = nxt
                 await asyncio.sleep(0)  # let live notifications in between chunks
+        if unsupported_nodes - self.without_history:  # the server's access levels promised history it does not serve
+            self._set_without_history(self.without_history | unsupported_nodes)
         self.metrics.source_backfilled(self.name, total)
         log.info("event=opcua_backfill source=%s from=%s to=%s samples=%d nodes_without_history=%d",
                  self.name, start.isoformat(), end.isoformat(), total, unsupported)

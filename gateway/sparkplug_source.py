@@ -245,8 +245,6 @@ class SparkplugSource(BrokerSubscriber):
     def _emit(self, sc: _Scope, sid, ts, vals, qual, watermark_ns: int, emit) -> None:
         batch = SampleBatch(sc.table, np.asarray(sid, np.int32), np.asarray(ts, np.int64), np.asarray(vals, np.float64),
                             np.asarray(qual, np.uint8))
-        if len(batch):
-            self.metrics.source_read(self.name, len(batch))
         # the watermark: every metric of sc.table is known up to the message time (report by exception)
         self.last_watermark_ns = watermark_ns
         emit(batch, watermark_ns)

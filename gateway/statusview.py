@@ -11,6 +11,7 @@ class StatusView:
     totals: dict[str, float] = field(default_factory=dict)  # samples_read, samples_sent, buffer_depth_samples, ...
     dropped: dict[str, float] = field(default_factory=dict)  # reason -> samples
     bad_nodes: list[dict[str, str]] = field(default_factory=list)  # source, node, series, status, phase
+    no_history: list[dict[str, str]] = field(default_factory=list)  # source, node, series: an outage is a permanent gap there
 
 
 def parse(text: str) -> StatusView:
@@ -27,11 +28,14 @@ def parse(text: str) -> StatusView:
                 view.components[s.labels["component"]] = s.value == 1
             elif name == "node_bad" and s.value == 1:
                 view.bad_nodes.append({k: s.labels[k] for k in ("source", "node", "series", "status", "phase")})
+            elif name == "node_without_history" and s.value == 1:
+                view.no_history.append({k: s.labels[k] for k in ("source", "node", "series")})
             elif name == "samples_dropped_total":
                 view.dropped[s.labels["reason"]] = s.value
             elif name in ("samples_read_total", "samples_sent_total", "samples_buffered_total", "buffer_depth_samples", "buffer_bytes"):
                 view.totals[name.removesuffix("_total")] = view.totals.get(name.removesuffix("_total"), 0.0) + s.value
     view.bad_nodes.sort(key=lambda n: (n["source"], n["status"], n["node"]))
+    view.no_history.sort(key=lambda n: (n["source"], n["node"]))
     return view
 
 
@@ -62,4 +66,7 @@ def render(view: StatusView, gateway: str, url: str) -> str:
         lines += ["  " + "  ".join(r[c].ljust(widths[c]) for c in range(4)) + "  " + r[4] for r in rows]
     else:
         lines.append("tags that cannot be read or subscribed: none")
+    if view.no_history:
+        shown = ", ".join(n["node"] for n in view.no_history[:10]) + (f", and {len(view.no_history) - 10} more" if len(view.no_history) > 10 else "")
+        lines.append(f"tags whose server keeps no history (an outage beyond its queues is a permanent gap): {len(view.no_history)}: {shown}")
     return "\n".join(lines) + "\n"

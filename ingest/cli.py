@@ -110,7 +110,7 @@ def dl_list(
     all_: bool = typer.Option(False, "--all", help="Include rows already replayed."),
     limit: int = typer.Option(100, "--limit", help="Show at most this many rows (0: all)."),
 ) -> None:
-    """One line per dead letter: id, time, topic, samples, size, reason."""
+    """One line per dead letter: id, time, topic, samples, size, reason; then one per gap in a gateway's message sequence."""
     store = _store(_load(config))
     rows = store.list(code=reason, include_replayed=all_, limit=limit or None)
     typer.echo(f"{'id':>6}  {'dead-lettered':20}  {'kind':5}  {'samples':>7}  {'bytes':>8}  topic  reason")
@@ -118,6 +118,12 @@ def dl_list(
         flag = " (replayed)" if d.replayed_ns else ""
         typer.echo(f"{d.id:>6}  {_when(d.created_ns):20}  {d.kind:5}  {d.samples:>7}  {len(d.payload):>8}  {d.topic}  {d.reason[:160]}{flag}")
     typer.echo(f"{len(rows)} shown, {store.count()} not replayed in {store.path}")
+    gaps = store.gaps()
+    for g in gaps[-(limit or len(gaps)):]:
+        typer.echo(f"{'gap':>6}  {_when(g.detected_ns):20}  {g.site}/{g.gateway}  messages {g.first}..{g.last} of epoch {g.epoch} "
+                   f"never arrived ({g.last - g.first + 1} messages)")
+    if gaps:
+        typer.echo(f"{len(gaps)} sequence gaps ({sum(g.last - g.first + 1 for g in gaps)} messages) in {store.path}")
 
 
 @dl_app.command("show")

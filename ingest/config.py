@@ -94,6 +94,9 @@ class IngestConfig(StrictModel):
     )
     retry_min_s: float = Field(0.5, gt=0, description="First delay before rewriting a batch InfluxDB did not take (doubles).")
     retry_max_s: float = Field(15.0, gt=0, description="Longest delay between rewrites; data stays at the broker meanwhile.")
+    sequence_gaps: bool = Field(
+        True, description="Count gaps in each gateway's message sequence as missing messages (logged, metric, listed with the "
+        "dead letters). Exact when this process receives all of a gateway's messages; turn off when several processes share the group.")
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     dead_letters: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)

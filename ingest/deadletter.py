@@ -7,6 +7,9 @@ message was received (so a device-JSON reading stamped on receipt keeps its time
 replayed) and when it was dead-lettered. For a gateway batch whose other samples were written,
 the payload is a new wire message holding only the refused samples. Rows are committed
 before the MQTT message is acknowledged, so a crash cannot lose a refusal.
+
+Beside them it keeps each gateway's message sequence (highest number per buffer epoch) and the
+gaps found in it (:mod:`plantmrv.ingest.sequence`): messages a gateway numbered that never came.
 """
 
 from __future__ import annotations
@@ -31,7 +34,34 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     replayed_ns INTEGER
 );
 CREATE INDEX IF NOT EXISTS dead_letters_code ON dead_letters(code);
+CREATE TABLE IF NOT EXISTS sequence_state (
+    site TEXT NOT NULL,
+    gateway TEXT NOT NULL,
+    epoch TEXT NOT NULL,
+    high INTEGER NOT NULL,
+    PRIMARY KEY (site, gateway)
+);
+CREATE TABLE IF NOT EXISTS sequence_gaps (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    detected_ns INTEGER NOT NULL,
+    site TEXT NOT NULL,
+    gateway TEXT NOT NULL,
+    epoch TEXT NOT NULL,
+    first INTEGER NOT NULL,
+    last INTEGER NOT NULL
+);
 """
+
+
+@dataclass
+class SequenceGap:
+    id: int
+    detected_ns: int
+    site: str
+    gateway: str
+    epoch: str
+    first: int
+    last: int
 
 
 @dataclass
@@ -117,6 +147,32 @@ class DeadLetterStore:
         sql = "SELECT COUNT(*) FROM dead_letters" + ("" if include_replayed else " WHERE replayed_ns IS NULL")
         with self._lock:
             return int(self._db.execute(sql).fetchone()[0])
+
+    def sequence_state(self, site: str, gateway: str) -> tuple[str, int] | None:
+        with self._lock:
+            row = self._db.execute("SELECT epoch, high FROM sequence_state WHERE site = ? AND gateway = ?", (site, gateway)).fetchone()
+        return (row[0], int(row[1])) if row else None
+
+    def save_sequence_states(self, rows: list[tuple[str, str, str, int]]) -> None:
+        """(site, gateway, epoch, highest seq) per gateway, in one transaction."""
+        with self._lock:
+            with self._db:
+                self._db.executemany("INSERT INTO sequence_state (site, gateway, epoch, high) VALUES (?,?,?,?) "
+                                     "ON CONFLICT(site, gateway) DO UPDATE SET epoch = excluded.epoch, high = excluded.high", rows)
+
+    def add_gap(self, site: str, gateway: str, epoch: str, first: int, last: int, detected_ns: int) -> None:
+        with self._lock:
+            with self._db:
+                self._db.execute("INSERT INTO sequence_gaps (detected_ns, site, gateway, epoch, first, last) VALUES (?,?,?,?,?,?)",
+                                 (detected_ns, site, gateway, epoch, first, last))
+
+    def gaps(self, limit: int | None = None) -> list[SequenceGap]:
+        sql = "SELECT id, detected_ns, site, gateway, epoch, first, last FROM sequence_gaps ORDER BY id"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock:
+            rows = self._db.execute(sql).fetchall()
+        return [SequenceGap(*r) for r in rows]
 
     def mark_replayed(self, id_: int) -> None:
         with self._lock:

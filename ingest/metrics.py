@@ -37,6 +37,15 @@ class IngestMetrics:
         self.inflight_messages = Gauge(p + "inflight_messages", "Messages received but not yet acknowledged", registry=r)
         self.inflight_bytes = Gauge(p + "inflight_bytes", "Payload bytes received but not yet acknowledged", registry=r)
         self.connected = Gauge(p + "broker_connected", "1 while connected to the broker", registry=r)
+        gw = ["site", "gateway"]
+        self.messages_missing = Counter(p + "messages_missing", "Gateway messages never received: gaps in the gateway's sequence",
+                                        gw, registry=r)
+        self.messages_late = Counter(p + "messages_late", "Gateway messages received after a gap counted them missing", gw, registry=r)
+        self.messages_repeated = Counter(p + "messages_repeated", "Gateway messages received again (resent: by the gateway; "
+                                         "redelivered: by the broker, MQTT DUP)", gw + ["cause"], registry=r)
+        self.messages_unsequenced = Counter(p + "messages_unsequenced", "Gateway messages without epoch and seq (older gateways)",
+                                            gw, registry=r)
+        self.sequence_high = Gauge(p + "sequence_high", "Highest message sequence number received per gateway (this epoch)", gw, registry=r)
         self.server: OpsServer | None = None
         self.port: int | None = None
 

@@ -43,6 +43,7 @@ from plantmrv.ingest.config import IngestConfig
 from plantmrv.ingest.deadletter import DeadLetter, DeadLetterStore
 from plantmrv.ingest.device_json import DeviceJsonRouter, JsonDecodeError, topic_matches
 from plantmrv.ingest.metrics import IngestMetrics
+from plantmrv.ingest.sequence import SequenceTracker
 from plantmrv.ingest.validate import Validator, parse_go_duration_s
 from plantmrv.lineprotocol import MAX_LINES_PER_BODY, EncodedBodies, LineProtocolEncoder
 from plantmrv.qualityrouting import QUALITY_FIELDS, QUALITY_MEASUREMENT, with_quality_series
@@ -323,6 +324,7 @@ class Inbound:
     gen: int
     received_ns: int
     received_mono: float
+    dup: bool = False  # the broker's redelivery flag
 
 
 @dataclass
@@ -365,6 +367,7 @@ class IngestService:
         self.client_id = client_id or self.mqtt_cfg.client_id or f"plantmrv-ingest-{socket.gethostname()}"
         self.metrics = IngestMetrics()
         self.store = DeadLetterStore(self.cfg.dead_letters.path)
+        self.sequence = SequenceTracker(self.store, self.metrics, self.cfg.sequence_gaps)
         self.influx = self.influx_cfg.client()
         self._stop = threading.Event()
         self._queue: "queue.Queue[Inbound]" = queue.Queue()
@@ -472,7 +475,8 @@ class IngestService:
             f"event=status connected={int(m.value('plantmrv_ingest_broker_connected'))} "
             f"messages={m.value('plantmrv_ingest_messages_acked_total'):.0f} points_written={m.value('plantmrv_ingest_points_written_total'):.0f} "
             f"samples_rejected={rejected:.0f} inflight_messages={self._inflight_msgs} inflight_bytes={self._inflight_bytes} "
-            f"lag_s={m.value('plantmrv_ingest_lag_seconds'):.2f}"
+            f"lag_s={m.value('plantmrv_ingest_lag_seconds'):.2f} messages_missing={self.sequence.totals()[0]} "
+            f"messages_repeated={self.sequence.totals()[1]}"
         )
 
     def run_forever(self, status_interval_s: float = 60.0) -> None:
@@ -603,7 +607,7 @@ class IngestService:
                 topic = msg.topic
             except UnicodeDecodeError:
                 topic = msg._topic.decode("utf-8", "replace")
-            self._queue.put(Inbound(topic, msg.payload, msg.mid, msg.qos, self._gen, time.time_ns(), time.monotonic()))
+            self._queue.put(Inbound(topic, msg.payload, msg.mid, msg.qos, self._gen, time.time_ns(), time.monotonic(), bool(msg.dup)))
             self.metrics.bytes_in.inc(size)
         except Exception:  # the network thread must survive anything
             log.exception("event=on_message_failed")
@@ -627,6 +631,8 @@ class IngestService:
                     log.exception("event=process_failed topic=%r", m.topic)
                     p = Processed("raw", SampleBatch.empty(), [DeadLetter(m.topic, m.payload, "raw", "decode", f"decode: internal error {exc!r}", 0, m.received_ns)])
                 self.metrics.messages_in.labels(kind=p.kind).inc()
+                if p.kind == "batch" and p.meta:
+                    self.sequence.observe(m.topic, p.meta, m.dup)
                 if not job.msgs:
                     job.first_mono = m.received_mono
                 job.msgs.append(m)
@@ -637,8 +643,10 @@ class IngestService:
                 prev_mono, last_mono = last_mono, m.received_mono
             if job.msgs and (job.lines >= self.cfg.batch_lines * BACKLOG_JOB_BODIES
                              or time.monotonic() >= self._seal_deadline(job, last_mono - prev_mono)):
+                self.sequence.save()
                 self._submit(job)
                 job = Job()
+        self.sequence.save()
         self._release(job.msgs)
 
     def _seal_deadline(self, job: Job, last_gap_s: float) -> float:

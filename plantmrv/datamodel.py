@@ -21,7 +21,8 @@ DATA_MODEL: dict[str, list[str]] = {
         "net_export_energy_kwh", "incinerating", "aux_fuel_kg_per_h", "aux_fuel_kg", "import_energy_kwh",
     ],
     "pv": ["irradiance_w_per_m2", "module_temp_c", "dc_power_kw", "ac_power_kw", "export_energy_kwh"],
-    "gateway": ["buffer_depth", "buffer_bytes", "samples_read", "samples_sent", "samples_dropped", "online", "buffer_max_bytes"],
+    "gateway": ["buffer_depth", "buffer_bytes", "samples_read", "samples_sent", "samples_dropped", "online", "buffer_max_bytes",
+                "nodes_without_history"],
     "coverage": ["tags_total", "tags_bad"],
 }
 

@@ -463,6 +463,9 @@ class Simulator:
                     return User(role=UserRole.User, name=username)
                 return None
 
+        from plantmrv.simulators import opcua_conformance
+
+        opcua_conformance.install()  # TransferSubscriptions and Republish as Part 4 says
         server = Server(user_manager=_Users())
         await server.init()
         server.set_endpoint(f"opc.tcp://{opts.host}:{opts.port}")
@@ -554,7 +557,7 @@ class Simulator:
                 va.Value = ua.Variant(0.0, ua.VariantType.Double)
                 va.DataType = ua.NodeId(ua.ObjectIds.Double)
                 va.ValueRank = -1
-                va.AccessLevel = ua.AccessLevel.CurrentRead.mask | ua.AccessLevel.HistoryRead.mask
+                va.AccessLevel = ua.AccessLevel.CurrentRead.mask | (ua.AccessLevel.HistoryRead.mask if self.opts.history else 0)
                 va.UserAccessLevel = va.AccessLevel
                 va.Historizing = bool(self.opts.history)
                 va.MinimumSamplingInterval = 1000.0 / self.opts.rate_hz

@@ -2,8 +2,10 @@
 
 A simulated pump station served over OPC UA without history (every outage is a permanent gap),
 a real gateway writing straight to a real influxd, and the analytics engine. Three outages in
-one run: the gateway stopped for five plant minutes, the OPC UA server down for five, and the
-energy meter's tag BAD for five. Each must come out as a gap of its own length (within the
+one run: the gateway stopped for five plant minutes (longer than the server's monitored-item
+queues hold: a shorter stop loses nothing, the restarted gateway takes its subscription over,
+see tests/test_durability.py), the OPC UA server down for five, and the energy meter's tag BAD
+for five. Each must come out as a gap of its own length (within the
 gateway's heartbeat interval), filled conservatively, with completeness below 1; the silence
 in between, when tags are unchanged but healthy, must not.
 """
@@ -39,7 +41,8 @@ def _gateway_yaml(tmp_path, url: str, influxd, db) -> "Path":
                 "type": "opcua", "name": "plc", "url": url, "history_backfill": False, "reconnect_min_s": 0.2, "reconnect_max_s": 0.5,
                 "stale_after_s": 2, "keepalive_s": 0.5, "max_sample_interval_s": HEARTBEAT_S,
                 "groups": [{"name": "pump1", "measurement": "pump", "asset": "pump1", "publishing_interval_ms": 200, "sampling_interval_ms": 100,
-                            "queue_size": 100, "nodes": [{"field": f, "node_id": f"ns=2;s=danang/pump1/{f}"} for f in ("energy_kwh", "power_kw", "running", "volume_m3")]}],
+                            # queue_size 5: 1 s of a 5 Hz plant, so the server cannot hold the gateway's 15 s stop
+                            "queue_size": 5, "nodes": [{"field": f, "node_id": f"ns=2;s=danang/pump1/{f}"} for f in ("energy_kwh", "power_kw", "running", "volume_m3")]}],
             }],
             "sink": {"type": "influxdb"},
             "buffer": {"path": str(tmp_path / "buffer.db"), "batch_max_age_s": 0.2},

@@ -1,5 +1,5 @@
 """Gateway against a real asyncua server and real influxd: kill -9, server restart, network cut
-with HistoryRead backfill, OperationLimits, security, browse."""
+recovered by subscription transfer, HistoryRead backfill, OperationLimits, security, browse."""
 
 from __future__ import annotations
 
@@ -35,6 +35,22 @@ def opcua_server(tmp_path):
     yield from running_opcua_server(tmp_path, tags=12, period_s=PERIOD_S, history=True)
 
 
+@pytest.fixture
+def opcua_server_without_history(tmp_path):
+    yield from running_opcua_server(tmp_path, tags=6, period_s=PERIOD_S, history=False)
+
+
+def _streaming(tmp_path, url: str, tags: int, influxd, influx_db, gateways, sent: int = 30):
+    """A gateway (direct to InfluxDB, metrics on) reading T0..T<tags-1> from ``url``, once it has sent ``sent`` samples."""
+    port = free_port()
+    cfg = write_gateway_config(tmp_path / "gw.yaml", opcua_url=url, tags=tags, period_ms=PERIOD_S * 1000,
+                               influx_url=influxd.url, database=influx_db.database, metrics_port=port)
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    gateways.append(gw)
+    wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_sent_total") > sent, 30, "first samples sent")
+    return gw, port, cfg
+
+
 def _drain(gw: GatewayProcess, port: int, timeout_s: float = 30) -> None:
     wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_sent_total") > 0
              and metrics_value(port, "plantmrv_gateway_buffer_depth_samples") == 0, timeout_s, "buffer drained")
@@ -47,21 +63,23 @@ def test_gateway_kill_9_five_times_loses_no_buffered_sample(tmp_path, opcua_serv
     the data has no gap at all across the kills."""
     cfg = write_gateway_config(tmp_path / "gw.yaml", opcua_url=opcua_server.url, tags=8, poll_tags=2,
                                period_ms=PERIOD_S * 1000, influx_url=influxd.url, database=influx_db.database)
-    # a slow sink makes the buffer hold data at kill time: InfluxDB answers, but we send big batches rarely
-    text = cfg.read_text().replace("batch_max_age_s: 0.2", "batch_max_age_s: 0.3, send_max_batches: 4, replay_max_samples_per_s: 150")
+    # a sink slower than the input (50 of 100 samples/s) makes the buffer hold data at kill time
+    text = cfg.read_text().replace("batch_max_age_s: 0.2", "batch_max_age_s: 0.3, send_max_batches: 4, replay_max_samples_per_s: 50")
     cfg.write_text(text)
     buffered_at_kill: set = set()
     t0 = time.time()
     for i in range(5):
         gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
         gateways.append(gw)
-        time.sleep(2.0 + 0.37 * i)
+        # kill once it holds data (however long a loaded machine takes to start it), at varied moments
+        wait_for(lambda: buffer_samples(tmp_path / "buffer.db"), 30, "samples in the buffer")
+        time.sleep(0.37 * i)
         gw.kill9()
         pending = buffer_samples(tmp_path / "buffer.db")
         buffered_at_kill |= pending
     assert buffered_at_kill, "the buffer never held data at a kill: the test would prove nothing"
     port = free_port()
-    cfg.write_text(cfg.read_text().replace("metrics_port: null", f"metrics_port: {port}").replace("replay_max_samples_per_s: 150", "replay_max_samples_per_s: 100000"))
+    cfg.write_text(cfg.read_text().replace("metrics_port: null", f"metrics_port: {port}").replace("replay_max_samples_per_s: 50", "replay_max_samples_per_s: 100000"))
     gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
     gateways.append(gw)
     time.sleep(3)
@@ -81,12 +99,7 @@ def test_gateway_kill_9_five_times_loses_no_buffered_sample(tmp_path, opcua_serv
 
 @pytest.mark.slow
 def test_gateway_resubscribes_after_opcua_server_restart(tmp_path, opcua_server, influx_db, influxd, gateways):
-    port = free_port()
-    cfg = write_gateway_config(tmp_path / "gw.yaml", opcua_url=opcua_server.url, tags=4, period_ms=PERIOD_S * 1000,
-                               influx_url=influxd.url, database=influx_db.database, metrics_port=port)
-    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
-    gateways.append(gw)
-    wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_sent_total") > 20, 30, "first samples sent")
+    gw, port, _cfg = _streaming(tmp_path, opcua_server.url, 4, influxd, influx_db, gateways, sent=20)
     opcua_server.kill()
     time.sleep(3)
     opcua_server.start()
@@ -103,30 +116,48 @@ def test_gateway_resubscribes_after_opcua_server_restart(tmp_path, opcua_server,
 
 
 @pytest.mark.slow
-def test_gateway_backfills_a_network_outage_with_history_read(tmp_path, opcua_server, influx_db, influxd, gateways):
-    """The link to a running server is cut for 8 s: the gap is read back with HistoryRead."""
-    proxy = TcpProxy(opcua_server.port)
+def test_gateway_recovers_a_network_outage_from_the_subscription_the_server_kept(tmp_path, opcua_server_without_history, influx_db,
+                                                                                   influxd, gateways):
+    """The link to a server without history is cut for 6 s: the server keeps the subscription, the
+    gateway transfers it to its new session and gets what the server queued. No gap, no HistoryRead."""
+    proxy = TcpProxy(opcua_server_without_history.port)
     try:
-        port = free_port()
-        cfg = write_gateway_config(tmp_path / "gw.yaml", opcua_url=f"opc.tcp://127.0.0.1:{proxy.port}/", tags=6,
-                                   period_ms=PERIOD_S * 1000, influx_url=influxd.url, database=influx_db.database, metrics_port=port)
-        gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
-        gateways.append(gw)
-        wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_sent_total") > 30, 30, "first samples sent")
-        cut_k = int(round(time.time() / PERIOD_S))
+        gw, port, _cfg = _streaming(tmp_path, f"opc.tcp://127.0.0.1:{proxy.port}/", 6, influxd, influx_db, gateways)
         proxy.down()
-        time.sleep(8)
+        time.sleep(6)
         proxy.up()
         back_k = int(round(time.time() / PERIOD_S))
-        wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_backfilled_total") > 0, 40, "backfill")
         wait_for(lambda: max(influx_points(influx_db).get("t5_kw", {0: 0})) > (back_k + 20) * PERIOD_S * 1e9, 30, "live data after the cut")
         _drain(gw, port)
         assert gw.stop() == 0
-        pts = influx_points(influx_db)
-        for f, d in pts.items():
-            assert_contiguous(d, PERIOD_S, f, start_k=cut_k - 10, end_k=back_k + 10)
+        for f, d in influx_points(influx_db).items():
+            assert_contiguous(d, PERIOD_S, f)  # from the first sample the gateway read
+        log = gw.log()
+        assert "event=opcua_subscription_transferred" in log and "event=opcua_backfill" not in log
+        assert metrics_value(port, "plantmrv_gateway_nodes_without_history") in (6, -1)  # -1: stopped already
     finally:
         proxy.close()
+
+
+@pytest.mark.slow
+def test_gateway_backfills_with_history_read_what_no_subscription_kept(tmp_path, opcua_server, influx_db, influxd, gateways):
+    """Killed, and restarted 4 s later with another publishing interval (so its subscription is not
+    taken over): the outage is read back with HistoryRead."""
+    gw, port, cfg = _streaming(tmp_path, opcua_server.url, 6, influxd, influx_db, gateways)
+    cut_k = int(round(time.time() / PERIOD_S))
+    gw.kill9()
+    cfg.write_text(cfg.read_text().replace("publishing_interval_ms: 100", "publishing_interval_ms: 50"))
+    time.sleep(4)
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    gateways.append(gw)
+    back_k = int(round(time.time() / PERIOD_S))
+    wait_for(lambda: metrics_value(port, "plantmrv_gateway_samples_backfilled_total") > 0, 40, "backfill")
+    wait_for(lambda: max(influx_points(influx_db).get("t5_kw", {0: 0})) > (back_k + 20) * PERIOD_S * 1e9, 30, "live data after the restart")
+    _drain(gw, port)
+    assert gw.stop() == 0
+    for f, d in influx_points(influx_db).items():
+        assert_contiguous(d, PERIOD_S, f, start_k=cut_k - 10, end_k=back_k + 10)
+    assert "event=opcua_config_changed" in gw.log()
 
 
 def test_gateway_reconnects_when_the_link_goes_silent(tmp_path, opcua_server, influx_db, influxd, gateways):

@@ -120,6 +120,10 @@ async def _serve(args) -> None:
                 return User(role=UserRole.User)
             return None
 
+    from plantmrv.simulators import opcua_conformance
+
+    if not args.asyncua_as_is:
+        opcua_conformance.install()  # TransferSubscriptions and Republish as Part 4 says
     server = Server(user_manager=_Users())
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{args.port}/")
@@ -193,11 +197,15 @@ async def _serve(args) -> None:
         delay = k * period - time.time()
         await asyncio.sleep(max(delay, 0.0))
         ts = datetime.fromtimestamp(k * period, timezone.utc)
-        for i, nid in enumerate(ids):
-            value = float(k) + (1e6 * i if args.distinct else 0.0)
-            await server.write_attribute_value(
-                nid, ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=ts, ServerTimestamp=ts)
-            )
+        slices = max(1, args.spread)
+        for j in range(slices):  # --spread N: the tick's writes in N slices across the period, as a busy PLC changes
+            if j:
+                await asyncio.sleep(max(0.0, k * period + j * period / slices - time.time()))
+            for i in range(j * len(ids) // slices, (j + 1) * len(ids) // slices):
+                value = float(k) + (1e6 * i if args.distinct else 0.0)
+                await server.write_attribute_value(
+                    ids[i], ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=ts, ServerTimestamp=ts)
+                )
         if mixed:
             w = server.write_attribute_value
             await w(mixed["M_int32"], ua.DataValue(ua.Variant(k % 100_000, ua.VariantType.Int32), SourceTimestamp=ts, ServerTimestamp=ts))
@@ -233,6 +241,8 @@ class OpcUaServer:
     bad: bool = False
     distinct: bool = False
     max_nodes_per_read: int | None = None
+    spread: int = 1
+    asyncua_as_is: bool = False  # without simulators/opcua_conformance.py: transferred subscriptions fall silent
     tick_log: Path | None = None
     log_path: Path | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
@@ -263,6 +273,10 @@ class OpcUaServer:
             a += ["--max-nodes-per-read", str(self.max_nodes_per_read)]
         if self.tick_log:
             a += ["--tick-log", str(self.tick_log)]
+        if self.spread > 1:
+            a += ["--spread", str(self.spread)]
+        if self.asyncua_as_is:
+            a.append("--asyncua-as-is")
         return a
 
     def start(self, timeout_s: float = 60) -> "OpcUaServer":
@@ -301,14 +315,15 @@ class TcpProxy:
         self._writers: set = set()
         self._gen = 0
         self._frozen: set[int] = set()
+        self._muted: set[int] = set()  # connections whose server-to-client direction is swallowed
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self.up()
 
-    async def _pipe(self, reader, writer, gen: int):
+    async def _pipe(self, reader, writer, gen: int, reply: bool = False):
         try:
             while data := await reader.read(65536):
-                if gen in self._frozen:
+                if gen in self._frozen or (reply and gen in self._muted):
                     continue  # a silent link: the TCP connection stays up, nothing gets through
                 writer.write(data)
                 await writer.drain()
@@ -325,7 +340,7 @@ class TcpProxy:
             return
         self._writers |= {writer, w2}
         gen = self._gen
-        await asyncio.gather(self._pipe(reader, w2, gen), self._pipe(r2, writer, gen))
+        await asyncio.gather(self._pipe(reader, w2, gen), self._pipe(r2, writer, gen, reply=True))
 
     async def _up(self):
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
@@ -350,6 +365,14 @@ class TcpProxy:
             self._frozen.add(self._gen)
             self._gen += 1
         self._loop.call_soon_threadsafe(_f)
+
+    def mute_replies(self) -> None:
+        """Existing connections pass the client's bytes on but none of the server's (e.g. an MQTT
+        broker gets PUBLISHes and its PUBACKs never arrive); new connections work."""
+        def _m():
+            self._muted.add(self._gen)
+            self._gen += 1
+        self._loop.call_soon_threadsafe(_m)
 
     def close(self) -> None:
         self.down()
@@ -467,6 +490,8 @@ def main() -> None:
     ap.add_argument("--distinct", action="store_true")
     ap.add_argument("--max-nodes-per-read", type=int)
     ap.add_argument("--tick-log")
+    ap.add_argument("--spread", type=int, default=1, help="Write each tick in N slices spread over the period.")
+    ap.add_argument("--asyncua-as-is", action="store_true", help="Leave asyncua's TransferSubscriptions and Republish as they are.")
     args = ap.parse_args()
     import logging
 

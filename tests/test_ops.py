@@ -99,12 +99,16 @@ def test_healthz_readyz_and_metrics_are_separate_endpoints():
 
 def test_a_gateway_is_not_ready_without_its_sink_or_with_a_nearly_full_buffer():
     g = GatewayMetrics(buffer_cap_bytes=1000)
-    assert g.health.ready() == (False, ["fail sink: sink not connected yet", "ok buffer: 0 of 1000 bytes (0%)"])
+    history = "ok history: every tag's server keeps history (or none was checked yet)"
+    assert g.health.ready() == (False, ["fail sink: sink not connected yet", "ok buffer: 0 of 1000 bytes (0%)", history])
     g.sink_connected("mqtt", True)
     g.buffer_state(5, 950)
-    assert g.health.ready() == (False, ["ok sink: connected", "fail buffer: 950 of 1000 bytes (95%)"])
+    assert g.health.ready() == (False, ["ok sink: connected", "fail buffer: 950 of 1000 bytes (95%)", history])
     g.buffer_state(5, 100)
     assert g.health.ready()[0]
+    g.nodes_without_history("plc", {"ns=2;s=T0": "pump,asset=P1 t0_kw"})  # named, and no reason not to be ready
+    assert g.health.ready() == (True, ["ok sink: connected", "ok buffer: 100 of 1000 bytes (10%)", "ok history: plc: 1 tags "
+                                       "without history (ns=2;s=T0): an outage beyond the server's queues is a permanent gap there"])
 
 
 def test_a_cached_probe_asks_the_server_at_most_once_per_ttl():
