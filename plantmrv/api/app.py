@@ -67,6 +67,7 @@ from plantmrv.api.reports import (
 )
 from plantmrv.api.store import StoreError
 from plantmrv.api.tokens import Principal, utc_now
+from plantmrv.i18n import DEFAULT_LANGUAGE, languages
 from plantmrv.influx import InfluxClient, InfluxError
 
 log = logging.getLogger("plantmrv.api")
@@ -86,6 +87,13 @@ ToTime = Annotated[datetime, Query(alias="to", description="End, ISO 8601, exclu
 Period = Annotated[str, Query(max_length=40, pattern=r"^[A-Za-z0-9_./-]+$", description=f"The period: {PERIOD_HELP}.", examples=["FY2024"])]
 Who = Annotated[Principal, Depends(principal)]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: languages with a message catalogue (plantmrv/i18n/catalogues), English first
+LANGUAGES = tuple(languages())
+Lang = Annotated[
+    Literal[LANGUAGES],  # type: ignore[valid-type]
+    Query(description="Language of the headings, labels and notes: `en` (default) or `ja` (a third language is one catalogue file away: "
+          "plantmrv/i18n/catalogues). Sheet names, machine keys, symbols, numbers and hashes are the same in every language.", examples=["ja"]),
+]
 
 
 def _analytics_interval(cfg: Any) -> str:
@@ -364,7 +372,9 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
         responses={
             200: {
                 "description": "A sectioned CSV (`#section,<name>` lines, ending with `#section,trailer` and `#end`) or an xlsx workbook "
-                "(Input, Calculation, Checks, Gaps, Formulas, Project, Raw, Trailer). A stream that fails half-way is aborted, never ended cleanly.",
+                "(Input, Calculation, Checks, Gaps, Formulas, Project, Raw, Trailer), its headings and notes in `lang`: sheet names, CSV sections and "
+                "column headings, the workbook's key rows, symbols and hashes are the same in every language. "
+                "A stream that fails half-way is aborted, never ended cleanly.",
                 "content": {
                     "text/csv": {"example": "#section,meta\nkey,value\nproject,danang-pumps\n...\n#section,raw\nmeasurement,site,asset,field,ts_ns,value,time_utc\npump,danang,pump1,energy_kwh,1709251200000000000,120.5,2024-03-01T00:00:00Z\n#section,trailer\nkey,value\nformat,plantmrv-export-csv/2\n...\n#end\n"},
                     XLSX: {"schema": {"type": "string", "format": "binary"}, "example": "<xlsx bytes>"},
@@ -381,22 +391,23 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
         end: ToTime,
         format: Annotated[Literal["csv", "xlsx"], Query(description="csv (streamed, any size within the limits) or xlsx.", examples=["csv"])] = "csv",
         raw: Annotated[bool, Query(description="Include the raw monitored values (false: parameters, intervals, formulas and gaps only, a small file).", examples=[True])] = True,
+        lang: Lang = DEFAULT_LANGUAGE,
     ):
         project = project_for(who, project_id)
         slot = limits.acquire(who)
         handed_over = False
         try:
             s_ns, e_ns, checked, checks, gap_list, extras = await limits.run(export_prepare, project, start, end, format, raw)
-            stem = f"{project.id}_{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M}"
+            stem = f"{project.id}_{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M}" + ("" if lang == DEFAULT_LANGUAGE else f"_{lang}")
             if format == "csv":
-                chunks = iter_csv(influx, project, checked, checks, gap_list, s_ns, e_ns, source_interval, raw=raw, extras=extras)
+                chunks = iter_csv(influx, project, checked, checks, gap_list, s_ns, e_ns, source_interval, raw=raw, extras=extras, lang=lang)
                 media = "text/csv; charset=utf-8"
             else:
-                spool = await limits.run(build_xlsx, influx, project, checked, checks, gap_list, s_ns, e_ns, source_interval, api_cfg.max_xlsx_raw_rows, raw, extras)
+                spool = await limits.run(build_xlsx, influx, project, checked, checks, gap_list, s_ns, e_ns, source_interval, api_cfg.max_xlsx_raw_rows, raw, extras, lang)
                 chunks, media = iter_file(spool), XLSX
             response = _SlotStreamingResponse(
                 limits.stream(chunks, slot, f"export {project.id} {format}"), slot, media_type=media,
-                headers={"Content-Disposition": f'attachment; filename="{stem}.{format}"'},
+                headers={"Content-Disposition": f'attachment; filename="{stem}.{format}"', "Content-Language": lang},
             )
             handed_over = True
             return response
