@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from plantmrv.api.models import (
@@ -158,6 +159,21 @@ def load_projects(cfg: Any) -> list[ProjectDetail]:
     for p in getattr(analytics, "projects", None) or []:
         out.append(project_from_analytics(p, emission_factor(p), analytics.max_gap_s))
     return out
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a project's plant is, as its pages show it: the time zone its report states times
+    in, and its city. Presentation only: not part of the project document (nor of its hash)."""
+
+    timezone: str = "UTC"
+    city: str | None = None
+
+
+def load_sites(cfg: Any) -> dict[str, Site]:
+    """:class:`Site` of each project of the ``analytics`` section (see :func:`analytics_section`)."""
+    analytics = analytics_section(cfg)
+    return {p.id: Site(timezone=p.timezone, city=p.city) for p in getattr(analytics, "projects", None) or []}
 
 
 def emission_factor(p: Any) -> EmissionFactorInfo | None:
