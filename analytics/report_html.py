@@ -12,6 +12,9 @@ Two functions, split so the rendering can move (to the API) unchanged:
   (``Engine.read_results``), the project config and a :class:`~.reporting.PeriodReport`;
 - :func:`render_html` is a pure function of that dict and a language: no I/O, no clock.
 
+The verifier API serves the same page from its own monitoring report (``plantmrv.api.report_page``
+adapts it to this dict, adding the optional ``checks`` and ``report_sha256`` it has).
+
 Times are shown in the site's zone (``analytics.projects[].timezone``), which the report states.
 """
 
@@ -219,6 +222,8 @@ def _render(d: dict, lang: str) -> str:
     ]
     if d.get("prepared_at_ns"):
         rows.append((_("Prepared"), _time(d["prepared_at_ns"], zone)))
+    if d.get("report_sha256"):
+        rows.append((_("Report hash (report_sha256)"), d["report_sha256"]))
     out.append(_kv(rows))
 
     out.append(_h2("C", _("Monitoring points")))
@@ -233,7 +238,7 @@ def _render(d: dict, lang: str) -> str:
     out.append(_table(
         [_("Parameter"), _("Value"), _("Unit"), _("Option"), _("Source")],
         [[f"{_e(r.get('symbol') or r['name'])}<br><span class=note>{_e(r.get('description') or r['name'])}</span>", _e(r["value"]), _e(r["unit"]), _e(r["option"]), _e(r["source"])] for r in d["parameters"]]
-        + [[f"EF<sub>grid</sub><br><span class=note>{_e(ef_name)}</span>", _e(f"{d['grid_ef']['value_t_co2_per_mwh']:g}"), "tCO2/MWh", "A", _e(d["grid_ef"]["source"])]],
+        + ([[f"EF<sub>grid</sub><br><span class=note>{_e(ef_name)}</span>", _e(f"{d['grid_ef']['value_t_co2_per_mwh']:g}"), "tCO2/MWh", "A", _e(d["grid_ef"]["source"])]] if d.get("grid_ef") else []),
         [22, 12, 11, 8, 47],
         {1},
     ))
@@ -257,6 +262,14 @@ def _render(d: dict, lang: str) -> str:
     out.append(_table([_("Item"), _("Symbol"), _("tCO2")], calc, [46, 30, 24], {2}))
     if not credited:
         out.append('<p class="warn">' + _e(_("U-BCF results are KPIs: no methodology credits them.")) + "</p>")
+    checks = d.get("checks") or {}
+    warnings = ", ".join(checks.get("warnings") or ())
+    if checks.get("status") == "withheld":
+        text = _("Withheld: the stored results failed checks ({warnings}); they are neither rounded nor credited until an operator accepts them.").format(warnings=warnings)
+        out.append(f'<p class="warn">{_e(text)}</p>')
+    elif checks.get("status") == "accepted":
+        text = _("The stored results failed checks ({warnings}); an operator ({by}) accepted them as they are.").format(warnings=warnings, by=checks.get("accepted_by") or "-")
+        out.append(f'<p class="note">{_e(text)}</p>')
 
     out.append(_h2("F", _("Data gaps and how they were filled")))
     if not d["gaps"]:

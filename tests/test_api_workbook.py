@@ -9,6 +9,7 @@ Data, engine and API: :mod:`tests.workbook_support`.
 from __future__ import annotations
 
 import math
+import re
 
 import openpyxl
 import pytest
@@ -26,23 +27,35 @@ def close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
+LANGS = ("en", "ja")
+EMPTY_RANGE = {"from": "2026-03-12T00:00:00Z", "to": "2026-03-13T00:00:00Z"}  # wte: a range without results
+
+
 @pytest.fixture(scope="module")
-def exported(workbook_env, tmp_path_factory):
-    """Every project's xlsx (no raw rows), recalculated in one LibreOffice process, with the API's figures."""
+def workbooks(workbook_env, tmp_path_factory):
+    """Every project's xlsx (no raw rows) in English and Japanese, and an empty range's, all
+    recalculated in one LibreOffice process: {lang: {id: (source, recalculated)}}."""
     out = tmp_path_factory.mktemp("workbooks")
-    paths, api = {}, {}
+    paths: dict[str, dict] = {lang: {} for lang in LANGS}
+    for lang in LANGS:
+        for pid, rng in [(c.id, c.range) for c in workbook_env.cases] + [("empty", EMPTY_RANGE)]:
+            path = out / f"{pid}.{lang}.xlsx"
+            project = "wte" if pid == "empty" else pid
+            path.write_bytes(workbook_env.get(f"/projects/{project}/export", **rng, format="xlsx", raw="false", lang=lang).content)
+            paths[lang][pid] = path
+    recalculated = libreoffice.recalculate([p for by_id in paths.values() for p in by_id.values()], out)
+    return {lang: {pid: (p, recalculated[p]) for pid, p in by_id.items()} for lang, by_id in paths.items()}
+
+
+@pytest.fixture(scope="module")
+def exported(workbook_env, workbooks):
+    """The English workbooks (source, recalculated) with the API's figures of the same range."""
+    exported = {}
     for case in workbook_env.cases:
-        path = out / f"{case.id}.xlsx"
-        path.write_bytes(workbook_env.get(f"/projects/{case.id}/export", **case.range, format="xlsx", raw="false").content)
-        paths[case.id] = path
         rows = workbook_env.get(f"/projects/{case.id}/reductions", **case.range, interval="hour").json()
         report = workbook_env.get(f"/projects/{case.id}/monitoring-report", period="monitoring").json()
-        api[case.id] = (rows, report)
-    empty = out / "empty.xlsx"  # a range without results: the layout still holds, ER_p is 0
-    empty.write_bytes(workbook_env.get("/projects/wte/export", **{"from": "2026-03-12T00:00:00Z", "to": "2026-03-13T00:00:00Z"}, format="xlsx", raw="false").content)
-    recalculated = libreoffice.recalculate([*paths.values(), empty], out)
-    exported = {pid: (paths[pid], recalculated[paths[pid]], *api[pid]) for pid in paths}
-    exported["empty"] = (empty, recalculated[empty], {"rows": [], "totals": dict.fromkeys(API_FIELDS, 0.0)},
+        exported[case.id] = (*workbooks["en"][case.id], rows, report)
+    exported["empty"] = (*workbooks["en"]["empty"], {"rows": [], "totals": dict.fromkeys(API_FIELDS, 0.0)},
                          {"reported_reduction_t_co2": 0, **dict.fromkeys(API_FIELDS, 0.0)})
     return exported
 
@@ -90,7 +103,7 @@ def test_libreoffice_recalculates_every_workbook_to_the_api_figures(exported):
         assert calc.cell(total + 1, 1).value == "ER_p reported [tCO2]"
         assert calc.cell(total + 1, er).value == report["reported_reduction_t_co2"], pid
         assert calc.cell(total + 3, er).value == 0, pid
-        check = next(j for j in range(2, calc.max_column + 1) if str(calc.cell(3, j).value).startswith("ER_i as stored by plantmrv"))
+        check = next(j for j in range(2, calc.max_column + 1) if calc.cell(4, j).value == "stored ER_i - ER_i")
         assert all(abs(calc.cell(FIRST + i, check).value) <= 1e-9 * max(1.0, abs(hours[i]["reduction_t_co2"])) for i in range(len(hours))), pid
 
 
@@ -120,12 +133,13 @@ def test_every_conservative_fill_is_a_formula_over_the_gap_cells_and_the_fill_va
 def test_kh_am002_days_table_picks_the_ef_of_every_interval(exported):
     source, path, rows, _ = exported["pv-kh"]
     wb = openpyxl.load_workbook(source)
-    days = [r for r in wb["Days"].iter_rows(min_row=4, values_only=True) if r[0]]
+    assert [c.value for c in wb["Days"][4]] == ["local_day", "start_utc", "end_utc", "day_category", "meaning", "intervals"]  # the key row
+    days = [r for r in wb["Days"].iter_rows(min_row=5, values_only=True) if r[0]]
     assert [(d[3], d[5]) for d in days] == [(1, 24), (0, 24), (-1, 24)]  # grid day, outage day, mixed day
     calc = wb["Calculation"]
     ef_col = next(j for j in range(2, calc.max_column + 1) if str(calc.cell(3, j).value).startswith("EF_RE,i"))
-    assert calc.cell(FIRST, ef_col).value.startswith("=IF(Days!$D$4=1,")
-    assert "Days!$D$5" in calc.cell(FIRST + 24, ef_col).value and "Days!$D$6" in calc.cell(FIRST + 48, ef_col).value
+    assert calc.cell(FIRST, ef_col).value.startswith("=IF(Days!$D$5=1,")
+    assert "Days!$D$6" in calc.cell(FIRST + 24, ef_col).value and "Days!$D$7" in calc.cell(FIRST + 48, ef_col).value
     values = openpyxl.load_workbook(path, data_only=True)["Calculation"]
     efs = [values.cell(FIRST + i, ef_col).value for i in range(72)]
     assert efs == [0.7] * 24 + [0.6] * 48  # grid EF; diesel; the lower of the two on the mixed day
@@ -189,3 +203,69 @@ def test_every_methodology_column_names_only_its_inputs_parameters_columns_and_t
             known.add(c.key)
             results.add(c.result)
         assert set(API_FIELDS) <= results, (m.key, results)
+
+
+JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+#: an English word left in a heading (symbols, keys and units have digits, underscores or commas, or are short)
+ENGLISH_WORD = re.compile(r"(?<![\w,.(\[])[A-Za-z]{4,}(?![\w,(\[])")
+
+
+def test_a_japanese_workbook_recalculates_to_exactly_the_english_figures(workbooks):
+    """Same sheets, same formulas in the same cells, the same numbers after LibreOffice recalculated
+    both (with every stored result corrupted first); only the text people read differs."""
+    for pid, (en_source, en_path) in workbooks["en"].items():
+        ja_source, ja_path = workbooks["ja"][pid]
+        en, ja = openpyxl.load_workbook(en_source), openpyxl.load_workbook(ja_source)
+        en_values, ja_values = openpyxl.load_workbook(en_path, data_only=True), openpyxl.load_workbook(ja_path, data_only=True)
+        assert ja.sheetnames == en.sheetnames, pid
+        formulas = translated = 0
+        for ws in en.worksheets:
+            if ws.title == "Trailer":  # generated_utc differs by the second the export ran
+                continue
+            other = ja[ws.title]
+            assert (other.max_row, other.max_column) == (ws.max_row, ws.max_column), (pid, ws.title)
+            for row in ws.iter_rows():
+                for c in row:
+                    j = other[c.coordinate]
+                    if c.data_type == "f" or isinstance(c.value, (int, float)):
+                        assert j.value == c.value, (pid, ws.title, c.coordinate, c.value, j.value)
+                        got, want = ja_values[ws.title][c.coordinate].value, en_values[ws.title][c.coordinate].value
+                        assert got == want and got != libreoffice.CORRUPT, (pid, ws.title, c.coordinate, want, got)
+                        formulas += c.data_type == "f"
+                    elif j.value != c.value and (c.value, j.value) != ("en", "ja"):  # the meta key lang
+                        assert isinstance(j.value, str) and JAPANESE.search(j.value), (pid, ws.title, c.coordinate, c.value, j.value)
+                        translated += 1
+                    if j.font.b and isinstance(j.value, str):  # headings: Japanese, or symbols and units only
+                        assert JAPANESE.search(j.value) or not ENGLISH_WORD.search(j.value), (pid, ws.title, c.coordinate, j.value)
+        assert formulas > 0 and translated > 40, (pid, formulas, translated)
+        calc = ja["Calculation"]
+        assert JAPANESE.search(calc["A1"].value) and calc["A3"].value == "区間の開始（UTC）" and "合計" in [c.value for c in calc["A"]], pid
+
+
+def test_the_verifier_scripts_read_a_japanese_workbook_as_an_english_one(workbooks):
+    for pid, (en_source, _) in workbooks["en"].items():
+        ja_source = workbooks["ja"][pid][0]
+        assert verify_workbook.er_p(ja_source) == verify_workbook.er_p(en_source), pid
+        assert verify_export.check_xlsx(ja_source) == verify_export.check_xlsx(en_source), pid
+        project = {r[0]: r[1] for r in openpyxl.load_workbook(ja_source, read_only=True)["Project"].iter_rows(values_only=True) if len(r) > 1 and r[0]}
+        assert project["lang"] == "ja" and project["time_zone"] == "UTC", pid
+
+
+def test_a_japanese_csv_has_the_english_keys_and_hashes(workbook_env):
+    """Sections, column headings, codes and every hash are the same in both languages; the
+    descriptive texts the catalogue knows are Japanese; the trailer proves either complete."""
+    case = workbook_env.cases[0]
+    text = {lang: workbook_env.get(f"/projects/{case.id}/export", **case.range, lang=lang).text for lang in LANGS}  # with the raw rows
+    found = {lang: verify_export.check_csv(t.encode()) for lang, t in text.items()}
+    assert found["en"]["raw_rows"] > 20_000
+    assert {k: v for k, v in found["ja"].items() if k != "content_sha256"} == {k: v for k, v in found["en"].items() if k != "content_sha256"}
+    sec = {lang: verify_export.sections(t) for lang, t in text.items()}
+    assert list(sec["ja"]) == list(sec["en"]) and all(sec["ja"][name][0] == sec["en"][name][0] for name in sec["en"])  # names and headings
+    assert sec["ja"]["raw"] == sec["en"]["raw"] and sec["ja"]["intervals"] == sec["en"]["intervals"]
+    meta = {lang: dict(r[:2] for r in s["meta"][1:]) for lang, s in sec.items()}
+    assert (meta["en"]["lang"], meta["ja"]["lang"]) == ("en", "ja")
+    params = {lang: verify_export.records(s["parameters"]) for lang, s in sec.items()}
+    eta = [next(r for r in params[lang] if r["symbol"] == "eta_PJ") for lang in LANGS]
+    assert eta[0]["description"] == "Wire-to-water efficiency of the project pump" and JAPANESE.search(eta[1]["description"])
+    assert {k: v for k, v in eta[0].items() if k not in ("description", "frequency", "comments")} == {k: v for k, v in eta[1].items() if k not in ("description", "frequency", "comments")}
+    assert "filename=" in (h := workbook_env.get(f"/projects/{case.id}/export", **case.range, raw="false", lang="ja").headers["content-disposition"]) and h.endswith('_ja.csv"')

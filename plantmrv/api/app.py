@@ -20,7 +20,7 @@ import httpx
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -48,8 +48,9 @@ from plantmrv.api.models import (
     ReductionsResponse,
     TokenInfo,
 )
-from plantmrv.api.projects import analytics_section, load_projects
-from plantmrv.api.queries import SOURCE_INTERVAL_S, RawDataError, count_raw
+from plantmrv.api.projects import Site, analytics_section, load_projects, load_sites
+from plantmrv.api.report_page import page_data
+from plantmrv.api.queries import SOURCE_INTERVAL_S, MrvColumns, RawDataError, count_raw
 from plantmrv.api.reports import (
     PERIOD_HELP,
     RangeError,
@@ -67,6 +68,7 @@ from plantmrv.api.reports import (
 )
 from plantmrv.api.store import StoreError
 from plantmrv.api.tokens import Principal, utc_now
+from plantmrv.i18n import DEFAULT_LANGUAGE, languages
 from plantmrv.influx import InfluxClient, InfluxError
 
 log = logging.getLogger("plantmrv.api")
@@ -80,12 +82,24 @@ ERRORS = {
     503: {"model": ErrorResponse, "description": "InfluxDB (or the token store) unreachable."},
     504: {"model": ErrorResponse, "description": "The request read InfluxDB for longer than `api.limits.request_timeout_s`."},
 }
+#: the errors of a route whose own answer is not JSON (FastAPI would document them in its media type)
+JSON_ERRORS = {code: ({"description": r["description"], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}} if "model" in r else r)
+               for code, r in ERRORS.items()}
 ProjectId = Annotated[str, Path(pattern=PROJECT_ID_PATTERN, max_length=64, description="Project id (as configured in `analytics.projects`).", examples=["danang-pumps"])]
 FromTime = Annotated[datetime, Query(alias="from", description="Start, ISO 8601 (UTC if no offset), inclusive; whole hours.", examples=["2024-03-01T00:00:00Z"])]
 ToTime = Annotated[datetime, Query(alias="to", description="End, ISO 8601, exclusive; whole hours.", examples=["2024-03-02T00:00:00Z"])]
 Period = Annotated[str, Query(max_length=40, pattern=r"^[A-Za-z0-9_./-]+$", description=f"The period: {PERIOD_HELP}.", examples=["FY2024"])]
 Who = Annotated[Principal, Depends(principal)]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: languages with a message catalogue (plantmrv/i18n/catalogues), English first
+LANGUAGES = tuple(languages())
+Lang = Annotated[
+    Literal[LANGUAGES],  # type: ignore[valid-type]
+    Query(description="Language of the headings, labels and notes: `en` (default) or `ja` (a third language is one catalogue file away: "
+          "plantmrv/i18n/catalogues). Sheet names, machine keys, symbols, numbers and hashes are the same in every language.", examples=["ja"]),
+]
+#: the HTML page runs nothing and loads nothing: its one inline style sheet is all it needs
+PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 
 def _analytics_interval(cfg: Any) -> str:
@@ -146,6 +160,7 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
     api_cfg: ApiConfig = getattr(cfg, "api", None) or ApiConfig()
     project_list = projects if projects is not None else load_projects(cfg)
     by_id = {p.id: p for p in project_list}
+    sites = load_sites(cfg)
     influx = client or api_influx_client(cfg, api_cfg)
     source_interval = api_cfg.mrv_interval or _analytics_interval(cfg)
     source_s = SOURCE_INTERVAL_S[source_interval]
@@ -240,7 +255,8 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
             warnings=checked.warnings,
         )
 
-    def report_work(project: ProjectDetail, period: str) -> MonitoringReport:
+    def report_parts(project: ProjectDetail, period: str) -> tuple[MonitoringReport, MrvColumns]:
+        """The monitoring report of ``period`` and the stored intervals it summed."""
         deadline = Deadline(api_cfg.limits.request_timeout_s)
         mp = parse_period(project, period)
         s_ns, e_ns = check_range(mp.start, mp.end, api_cfg.max_span_days, source_s, what=f"period {period}")
@@ -272,7 +288,16 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
             raw_points=data.rows, params_hashes=sorted({str(x) for x in mrv.params_hash if x}),
             parameters_sha256=checked.parameters_sha256, data_sha256=data_sha, intervals_sha256=checked.intervals_sha256,
             report_sha256=report_sha256(checked.parameters_sha256, data_sha, checked.intervals_sha256), checks=checks, exports=exports,
-        )
+        ), mrv
+
+    def report_work(project: ProjectDetail, period: str) -> MonitoringReport:
+        return report_parts(project, period)[0]
+
+    def report_page_work(project: ProjectDetail, period: str, lang: str) -> str:
+        from plantmrv.analytics.report_html import render_html
+
+        report, mrv = report_parts(project, period)
+        return render_html(page_data(project, report, mrv, source_s, sites.get(project.id, Site()), clock(), lang), lang)
 
     def export_prepare(project: ProjectDetail, start: datetime, end: datetime, fmt: str, raw: bool):
         """Everything an export needs before its first byte, and its size checked: 413 before any work."""
@@ -322,6 +347,24 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
     async def monitoring_report(project_id: ProjectId, who: Who, period: Period) -> MonitoringReport:
         return await heavy(who, report_work, project_for(who, project_id), period)
 
+    @app.get(
+        "/projects/{project_id}/monitoring-report.html", response_class=HTMLResponse, tags=["results"],
+        summary="The monitoring report as a page people read and print (JCM monitoring-report layout), in English or Japanese",
+        responses={
+            200: {
+                "description": "A self-contained HTML page (A4 print style): project, monitoring period, monitoring points, parameters with sources, "
+                "calculation of emission reductions, data gaps and how they were filled, signatures. Times in the site's time zone, which the page states; "
+                "every figure is the JSON monitoring report's for the same period (its `report_sha256` is on the page).",
+                "content": {"text/html": {"example": '<!DOCTYPE html><html lang="ja"><head><meta charset="utf-8"><title>モニタリング報告書: Cau Do pumps</title>...'
+                                                     "<h1>モニタリング報告書</h1>...<h2>E. 排出削減量の計算</h2>...</html>"}},
+            },
+            **JSON_ERRORS,
+        },
+    )
+    async def monitoring_report_page(project_id: ProjectId, who: Who, period: Period, lang: Lang = DEFAULT_LANGUAGE) -> HTMLResponse:
+        page = await heavy(who, report_page_work, project_for(who, project_id), period, lang)
+        return HTMLResponse(page, headers={"Content-Language": lang, "Content-Security-Policy": PAGE_CSP})
+
     @app.get("/projects/{project_id}/acceptances", response_model=list[AcceptanceInfo], tags=["results"], responses={k: ERRORS[k] for k in (401, 403, 404, 422, 503)}, summary="Operators' acceptances of results with warnings (who, when, why, which results)")
     async def list_acceptances(project_id: ProjectId, who: Who) -> list[AcceptanceInfo]:
         project = project_for(who, project_id)
@@ -364,7 +407,9 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
         responses={
             200: {
                 "description": "A sectioned CSV (`#section,<name>` lines, ending with `#section,trailer` and `#end`) or an xlsx workbook "
-                "(Input, Calculation, Checks, Gaps, Formulas, Project, Raw, Trailer). A stream that fails half-way is aborted, never ended cleanly.",
+                "(Input, Calculation, Checks, Gaps, Formulas, Project, Raw, Trailer), its headings and notes in `lang`: sheet names, CSV sections and "
+                "column headings, the workbook's key rows, symbols and hashes are the same in every language. "
+                "A stream that fails half-way is aborted, never ended cleanly.",
                 "content": {
                     "text/csv": {"example": "#section,meta\nkey,value\nproject,danang-pumps\n...\n#section,raw\nmeasurement,site,asset,field,ts_ns,value,time_utc\npump,danang,pump1,energy_kwh,1709251200000000000,120.5,2024-03-01T00:00:00Z\n#section,trailer\nkey,value\nformat,plantmrv-export-csv/2\n...\n#end\n"},
                     XLSX: {"schema": {"type": "string", "format": "binary"}, "example": "<xlsx bytes>"},
@@ -381,22 +426,23 @@ def create_app(cfg: Any, projects: list[ProjectDetail] | None = None, client: In
         end: ToTime,
         format: Annotated[Literal["csv", "xlsx"], Query(description="csv (streamed, any size within the limits) or xlsx.", examples=["csv"])] = "csv",
         raw: Annotated[bool, Query(description="Include the raw monitored values (false: parameters, intervals, formulas and gaps only, a small file).", examples=[True])] = True,
+        lang: Lang = DEFAULT_LANGUAGE,
     ):
         project = project_for(who, project_id)
         slot = limits.acquire(who)
         handed_over = False
         try:
             s_ns, e_ns, checked, checks, gap_list, extras = await limits.run(export_prepare, project, start, end, format, raw)
-            stem = f"{project.id}_{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M}"
+            stem = f"{project.id}_{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M}" + ("" if lang == DEFAULT_LANGUAGE else f"_{lang}")
             if format == "csv":
-                chunks = iter_csv(influx, project, checked, checks, gap_list, s_ns, e_ns, source_interval, raw=raw, extras=extras)
+                chunks = iter_csv(influx, project, checked, checks, gap_list, s_ns, e_ns, source_interval, raw=raw, extras=extras, lang=lang)
                 media = "text/csv; charset=utf-8"
             else:
-                spool = await limits.run(build_xlsx, influx, project, checked, checks, gap_list, s_ns, e_ns, source_interval, api_cfg.max_xlsx_raw_rows, raw, extras)
+                spool = await limits.run(build_xlsx, influx, project, checked, checks, gap_list, s_ns, e_ns, source_interval, api_cfg.max_xlsx_raw_rows, raw, extras, lang)
                 chunks, media = iter_file(spool), XLSX
             response = _SlotStreamingResponse(
                 limits.stream(chunks, slot, f"export {project.id} {format}"), slot, media_type=media,
-                headers={"Content-Disposition": f'attachment; filename="{stem}.{format}"'},
+                headers={"Content-Disposition": f'attachment; filename="{stem}.{format}"', "Content-Language": lang},
             )
             handed_over = True
             return response

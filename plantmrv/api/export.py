@@ -43,21 +43,19 @@ import numpy as np
 import plantmrv
 from plantmrv.api.cells import csv_line, csv_rows, csv_writer, neutralise, xml_text
 from plantmrv.api.checks import CheckedResults
+from plantmrv.api.columns import CHECK_COLUMNS, EVENT_COLUMNS, GAP_COLUMNS, META_COLUMNS, PARAMETER_COLUMNS, POINT_COLUMNS, RAW_COLUMNS
 from plantmrv.api.digests import DataDigest, PointDigest, RowsDigest, distinct_points, iter_point_rows, point_key
 from plantmrv.api.models import GapInfo, ProjectDetail, ResultChecks
 from plantmrv.api.queries import MRV_FIELDS, MRV_INPUT_FIELDS, SOURCE_INTERVAL_S, MrvColumns
 from plantmrv.api.reports import apply_rounding, iso
-from plantmrv.api.workbook import ExportExtras, col, write_workbook
+from plantmrv.api.workbook import ExportExtras, col, described, shown, write_workbook
+from plantmrv.i18n import DEFAULT_LANGUAGE, language
+from plantmrv.i18n import gettext as _
 from plantmrv.influx import InfluxClient
 
 CSV_FORMAT = "plantmrv-export-csv/2"
 XLSX_FORMAT = "plantmrv-export-xlsx/2"
-PARAMETER_COLUMNS = ["symbol", "description", "value", "unit", "option", "kind", "source", "measurement_method", "frequency", "comments"]
-POINT_COLUMNS = ["symbol", "description", "measurement", "site", "asset", "field", "unit", "option", "measurement_method", "frequency", "meter"]
-RAW_COLUMNS = ["measurement", "site", "asset", "field", "ts_ns", "value", "time_utc"]
 INTERVAL_COLUMNS = ["start_utc", "end_utc", "ts_ns", *MRV_FIELDS, "params_hash", *MRV_INPUT_FIELDS]
-CHECK_COLUMNS = ["code", "count", "first_utc", "message"]
-EVENT_COLUMNS = ["time_utc", "ts_ns", "source", "kind", "detail", "duration_s", "amount", "counted"]
 CHUNK_ROWS = 20_000  # raw rows formatted and sent at a time (memory stays flat whatever the range)
 TRAILER_LINE = "#section,trailer\r\n"
 END_LINE = "#end\r\n"
@@ -79,7 +77,9 @@ def _num(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
 
 
-def meta_rows(project: ProjectDetail, start_ns: int, end_ns: int, source_interval: str, params_sha: str, raw: bool) -> list[tuple[str, object]]:
+def meta_rows(project: ProjectDetail, start_ns: int, end_ns: int, source_interval: str, params_sha: str, raw: bool, lang: str = DEFAULT_LANGUAGE) -> list[tuple[str, object]]:
+    """The ``meta`` section (CSV) and the Project sheet's keys (xlsx): machine keys, values as
+    the project states them; ``lang`` is the language of the export's human text."""
     return [
         ("project", project.id),
         ("name", project.name),
@@ -99,7 +99,9 @@ def meta_rows(project: ProjectDetail, start_ns: int, end_ns: int, source_interva
         ("ef_grid_source", project.grid_emission_factor.source if project.grid_emission_factor else ""),
         ("parameters_sha256", params_sha),
         ("params_hash_current", project.params_hash or ""),
-        ("hash_rules", "data_sha256, intervals_sha256 and the trailer: docs/verifier.md of plantmrv"),
+        ("lang", lang),
+        ("time_zone", "UTC"),
+        ("hash_rules", _("data_sha256, intervals_sha256 and the trailer: docs/verifier.md of plantmrv", lang)),
     ]
 
 
@@ -158,36 +160,42 @@ def iter_csv(
     source_interval: str,
     raw: bool = True,
     extras: ExportExtras | None = None,
+    lang: str = DEFAULT_LANGUAGE,
 ) -> Iterator[bytes]:
     """The CSV export, yielded in pieces and closed by its trailer; raw data is read a day at a
-    time as it streams. Any failure raises out of the iterator (the server aborts the stream)."""
+    time as it streams. Any failure raises out of the iterator (the server aborts the stream).
+    Sections, column headings, codes and values are the same in every ``lang``; descriptive texts
+    (descriptions, frequencies, comments, how gaps were filled) are in ``lang`` where the
+    catalogue knows them (:func:`~plantmrv.api.workbook.shown`), as in the xlsx."""
     content = hashlib.sha256()
     lines = 0
     digest = DataDigest()
-    for text in _csv_body(client, project, checked, checks, gap_list, start_ns, end_ns, source_interval, raw, digest, extras or ExportExtras()):
+    for text in _csv_body(client, project, checked, checks, gap_list, start_ns, end_ns, source_interval, raw, digest, extras or ExportExtras(), lang):
         data = text.encode()
         content.update(data)
         lines += data.count(b"\n")
         yield data
     head = [("content_lines", lines), ("content_sha256", content.hexdigest())]
     rows = trailer_rows(CSV_FORMAT, digest, checked, checks, head)
-    yield (TRAILER_LINE + csv_line("key", "value") + csv_rows(rows) + END_LINE).encode()
+    yield (TRAILER_LINE + csv_rows([META_COLUMNS]) + csv_rows(rows) + END_LINE).encode()
 
 
-def _csv_body(client, project, checked: CheckedResults, checks, gap_list, start_ns, end_ns, source_interval, raw, digest: DataDigest, extras: ExportExtras) -> Iterator[str]:
+def _csv_body(client, project, checked: CheckedResults, checks, gap_list, start_ns, end_ns, source_interval, raw, digest: DataDigest, extras: ExportExtras,
+              lang: str) -> Iterator[str]:
     mrv = checked.mrv
     step = SOURCE_INTERVAL_S[source_interval] * 1_000_000_000
     inputs = [f for f in mrv.fields if f not in MRV_FIELDS + MRV_INPUT_FIELDS]  # the stored inputs the results are re-derived from
-    out = [csv_line("#section", "meta"), csv_line("key", "value"), csv_rows(meta_rows(project, start_ns, end_ns, source_interval, checked.parameters_sha256, raw))]
+    out = [csv_line("#section", "meta"), csv_rows([META_COLUMNS]), csv_rows(meta_rows(project, start_ns, end_ns, source_interval, checked.parameters_sha256, raw, lang))]
     out += [csv_line("#section", "parameters"), csv_rows([PARAMETER_COLUMNS])]
-    out.append(csv_rows([[p.model_dump()[c] for c in PARAMETER_COLUMNS] for p in project.parameters]))
+    out.append(csv_rows([described(p.model_dump(), PARAMETER_COLUMNS, lang) for p in project.parameters]))
     if project.grid_emission_factor:
         ef = project.grid_emission_factor
-        out.append(csv_line("EF_grid", "Grid emission factor", ef.value_t_co2_per_mwh, "tCO2/MWh", "A", "default", ef.source, "", "Fixed ex ante", f"{ef.country} {ef.grid} {ef.year or ''} {ef.kind}".strip()))
+        out.append(csv_line("EF_grid", _("Grid emission factor", lang), ef.value_t_co2_per_mwh, "tCO2/MWh", "A", "default", ef.source, "", _("Fixed ex ante", lang),
+                            f"{ef.country} {ef.grid} {ef.year or ''} {ef.kind}".strip()))
     out += [csv_line("#section", "monitoring_points"), csv_rows([POINT_COLUMNS])]
-    out.append(csv_rows([[mp.model_dump()[c] for c in POINT_COLUMNS] for mp in project.monitoring_points]))
+    out.append(csv_rows([described(mp.model_dump(), POINT_COLUMNS, lang) for mp in project.monitoring_points]))
     out += [csv_line("#section", "formulas"), csv_line("symbol", "expression", "description", "tag")]
-    out.append(csv_rows([[f.symbol, f.expression, f.description, f.tag] for f in project.methodology.formulas]))
+    out.append(csv_rows([[f.symbol, f.expression, shown(f.description, lang), f.tag] for f in project.methodology.formulas]))
     yield "".join(out)
 
     rows = []
@@ -200,10 +208,10 @@ def _csv_body(client, project, checked: CheckedResults, checks, gap_list, start_
             yield "".join(buf) + csv_rows(rows)
             buf, rows = [], []
     buf.append(csv_rows(rows))
-    buf += [csv_line("#section", "totals"), csv_line("key", "value"), csv_rows(totals(mrv, project.methodology.rounding_scheme, checks).items())]
+    buf += [csv_line("#section", "totals"), csv_rows([META_COLUMNS]), csv_rows(totals(mrv, project.methodology.rounding_scheme, checks).items())]
     buf += [csv_line("#section", "checks"), csv_rows([CHECK_COLUMNS]), csv_rows(check_rows(checks))]
-    buf += [csv_line("#section", "gaps"), csv_line("start_utc", "end_utc", "completeness", "gap_filled_s", "filled_by")]
-    buf.append(csv_rows([[g.start.strftime("%Y-%m-%dT%H:%M:%SZ"), g.end.strftime("%Y-%m-%dT%H:%M:%SZ"), g.completeness, g.gap_filled_s, g.filled_by] for g in gap_list]))
+    buf += [csv_line("#section", "gaps"), csv_rows([GAP_COLUMNS])]
+    buf.append(csv_rows([[g.start.strftime("%Y-%m-%dT%H:%M:%SZ"), g.end.strftime("%Y-%m-%dT%H:%M:%SZ"), g.completeness, g.gap_filled_s, shown(g.filled_by, lang)] for g in gap_list]))
     buf += [csv_line("#section", "events"), csv_rows([EVENT_COLUMNS])]
     buf.append(csv_rows([[iso(e.time_ns), e.time_ns, e.source, e.kind, e.detail, e.duration_s, e.amount, None if e.counted is None else int(e.counted)] for e in extras.events]))
     buf += [csv_line("#section", "raw"), csv_rows([RAW_COLUMNS])]
@@ -238,17 +246,19 @@ def build_xlsx(
     max_raw_rows: int,
     raw: bool = True,
     extras: ExportExtras | None = None,
+    lang: str = DEFAULT_LANGUAGE,
 ) -> tempfile.SpooledTemporaryFile:
-    """Write the workbook (calculation sheets: :mod:`plantmrv.api.workbook`); return the
-    (rewound) spooled file holding it."""
+    """Write the workbook (calculation sheets: :mod:`plantmrv.api.workbook`), its headings and
+    labels in ``lang``; return the (rewound) spooled file holding it."""
     from openpyxl import Workbook
 
     mrv = checked.mrv
     step = SOURCE_INTERVAL_S[source_interval] * 1_000_000_000
     wb = Workbook(write_only=True)
-    write_workbook(wb, project, mrv, checks, gap_list, start_ns, end_ns, step, extras or ExportExtras(),
-                   meta_rows(project, start_ns, end_ns, source_interval, checked.parameters_sha256, raw),
-                   totals(mrv, project.methodology.rounding_scheme, checks), check_rows(checks))
+    with language(lang):
+        write_workbook(wb, project, mrv, checks, gap_list, start_ns, end_ns, step, extras or ExportExtras(),
+                       meta_rows(project, start_ns, end_ns, source_interval, checked.parameters_sha256, raw, lang),
+                       totals(mrv, project.methodology.rounding_scheme, checks), check_rows(checks))
     # ---- Raw and Trailer: placeholders here; their XML is written into the zip below
     wb.create_sheet("Raw").append(["raw"])
     wb.create_sheet("Trailer").append(["trailer"])

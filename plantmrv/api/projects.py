@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from plantmrv.api.models import (
@@ -22,6 +23,7 @@ from plantmrv.api.models import (
     ProjectDetail,
 )
 from plantmrv.api.reports import from_ns
+from plantmrv.i18n import N_
 
 MISSING_DATA_RULE = (
     "Never filled silently: every missing or bad-quality interval is flagged; its reference energy is "
@@ -45,7 +47,8 @@ def _role_info(role: str) -> tuple[str, str, str]:
 ROUNDING_OF_SCHEME = {"jcm": "floor", "j-credit": "floor", "none": "none"}
 
 
-def _fill_rule() -> str:
+def fill_rule() -> str:
+    """How the engine fills missing data, as the project document states it (``missing_data_rule``)."""
     try:
         from plantmrv.analytics.common import FILL_METHOD
 
@@ -69,8 +72,8 @@ def project_from_analytics(p: Any, ef: EmissionFactorInfo | None = None, max_gap
             kind="default" if ov is None else ("measured" if prm.option == "C" else "datasheet"),
             source=prm.source,
             measurement_method=(ov.measurement_method if ov else None) or "",
-            frequency=(ov.frequency if ov else None) or ("Fixed ex ante" if prm.option == "A" else ""),
-            comments=(ov.comments if ov else None) or ("methodology default" if ov is None else "project value"),
+            frequency=(ov.frequency if ov else None) or (N_("Fixed ex ante") if prm.option == "A" else ""),
+            comments=(ov.comments if ov else None) or (N_("methodology default") if ov is None else N_("project value")),
         )
         symbol = prm.symbol or f.name
         if isinstance(prm.value, (tuple, list)):  # one row per value (waste types j), named <name>[<index>]
@@ -79,15 +82,15 @@ def project_from_analytics(p: Any, ef: EmissionFactorInfo | None = None, max_gap
                 params.append(ParameterInfo(name=f"{f.name}[{i}]", symbol=f"{symbol}[{label}]", description=f"{prm.description or ''} ({label})", value=float(v), **common))
             continue
         params.append(ParameterInfo(name=f.name, symbol=symbol, description=prm.description or "", value=prm.value if isinstance(prm.value, (int, float)) else None, **common))
-    for name, symbol, desc in (("electricity_price_per_kwh", "price_elec", "Electricity tariff (co-benefit: cost saved)"),):
+    for name, symbol, desc in (("electricity_price_per_kwh", "price_elec", N_("Electricity tariff (co-benefit: cost saved)")),):
         pv = getattr(p, name, None)
         if pv is not None:
             params.append(ParameterInfo(name=name, symbol=pv.symbol or symbol, description=pv.description or desc, value=pv.value if isinstance(pv.value, (int, float)) else None,
                                         unit=pv.unit, option=pv.option, kind="other", source=pv.source, measurement_method=pv.measurement_method or "",
                                         frequency=pv.frequency or "", comments=pv.comments or ""))
     if max_gap_s is not None:
-        params.append(ParameterInfo(name="max_gap_s", symbol="max_gap_s", description="Longest spacing between samples that is bridged; longer is a gap", value=float(max_gap_s),
-                                    unit="s", option=None, kind="other", source="analytics.max_gap_s (plantmrv config)", frequency="Fixed", comments="data-processing setting"))
+        params.append(ParameterInfo(name="max_gap_s", symbol="max_gap_s", description=N_("Longest spacing between samples that is bridged; longer is a gap"), value=float(max_gap_s),
+                                    unit="s", option=None, kind="other", source="analytics.max_gap_s (plantmrv config)", frequency=N_("Fixed"), comments=N_("data-processing setting")))
     points = []
     for a in p.assets:
         for role, fields in a.fields.by_role().items():
@@ -96,12 +99,12 @@ def project_from_analytics(p: Any, ef: EmissionFactorInfo | None = None, max_gap
                 points.append(MonitoringPointInfo(
                     symbol=symbol, description=f"{desc}: {a.asset}.{field}", measurement=a.measurement, site=a.site or p.site,
                     asset=a.asset, field=field, unit=unit, option="C", measurement_method=f"role {role} of asset {a.asset}",
-                    frequency="continuous (native resolution)", meter=None,
+                    frequency=N_("continuous (native resolution)"), meter=None,
                 ))
         for kpi, (fin, fout) in a.fields.quality_pairs.items():
             for field in (fin, fout):
                 points.append(MonitoringPointInfo(symbol=f"{kpi}:{field}", description=f"Co-benefit KPI {kpi}", measurement=a.measurement, site=a.site or p.site,
-                                                  asset=a.asset, field=field, unit="", option="C", measurement_method="online analyser", frequency="continuous"))
+                                                  asset=a.asset, field=field, unit="", option="C", measurement_method=N_("online analyser"), frequency=N_("continuous")))
     mp = p.monitoring_period
     baseline = p.baseline or ""
     return ProjectDetail(
@@ -113,7 +116,7 @@ def project_from_analytics(p: Any, ef: EmissionFactorInfo | None = None, max_gap
         methodology=MethodologyInfo(
             id=p.methodology.id, version=p.methodology.version, title=f"{p.plant_type} / {baseline}", baseline_model=baseline,
             formulas=_formulas(p),
-            missing_data_rule=_fill_rule(), rounding=ROUNDING_OF_SCHEME.get(p.rounding, "floor"),
+            missing_data_rule=fill_rule(), rounding=ROUNDING_OF_SCHEME.get(p.rounding, "floor"),
             rounding_scheme=p.rounding, credited=p.spec.credited,
         ),
         parameters=params,
@@ -156,6 +159,21 @@ def load_projects(cfg: Any) -> list[ProjectDetail]:
     for p in getattr(analytics, "projects", None) or []:
         out.append(project_from_analytics(p, emission_factor(p), analytics.max_gap_s))
     return out
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a project's plant is, as its pages show it: the time zone its report states times
+    in, and its city. Presentation only: not part of the project document (nor of its hash)."""
+
+    timezone: str = "UTC"
+    city: str | None = None
+
+
+def load_sites(cfg: Any) -> dict[str, Site]:
+    """:class:`Site` of each project of the ``analytics`` section (see :func:`analytics_section`)."""
+    analytics = analytics_section(cfg)
+    return {p.id: Site(timezone=p.timezone, city=p.city) for p in getattr(analytics, "projects", None) or []}
 
 
 def emission_factor(p: Any) -> EmissionFactorInfo | None:

@@ -17,12 +17,13 @@ import numpy as np
 
 from plantmrv.api.models import GapInfo, MonitoringPeriodInfo, ProjectDetail, ReductionRow
 from plantmrv.api.queries import MRV_FIELDS, MrvColumns, format_value
+from plantmrv.i18n import N_
 
 NS = 1_000_000_000
 MIN_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MAX_TIME = datetime(2262, 1, 1, tzinfo=timezone.utc)
 SUM_FIELDS = tuple(f for f in MRV_FIELDS if f != "completeness")
-NO_RESULT = "no result stored for this interval (not computed, or its data never arrived): counted as 0 reduction"
+NO_RESULT = N_("no result stored for this interval (not computed, or its data never arrived): counted as 0 reduction")
 
 
 class RangeError(ValueError):

@@ -1,7 +1,8 @@
 """``python -m plantmrv.i18n update``: extract the template and merge it into every catalogue.
 
 - ``template`` prints the catalogue template (``catalogues/plantmrv.pot``) extracted from the
-  sources that show text to people (:data:`SOURCES`);
+  sources that show text to people (:data:`SOURCES`), plus the texts that are data rather than
+  literals in them (:data:`GENERATED`: the methodology registry's descriptions the xlsx shows);
 - ``update`` writes that template and merges it into each ``catalogues/<lang>.po`` (new messages
   empty, messages gone from the sources marked obsolete), as ``pybabel update`` does;
 - ``check`` exits 1 listing the messages a catalogue leaves untranslated.
@@ -21,7 +22,10 @@ from babel.messages.pofile import read_po, write_po
 from . import CATALOGUE_DIR, DEFAULT_LANGUAGE, DOMAIN, KEYWORDS, catalogue, languages
 
 #: modules whose strings people read (packages: every .py file in them)
-SOURCES = ("plantmrv.dashboards", "plantmrv.analytics.report_html", "plantmrv.analytics.cli")
+SOURCES = ("plantmrv.dashboards", "plantmrv.analytics.report_html", "plantmrv.analytics.cli", "plantmrv.api")
+#: functions (``module:function``) yielding ``(message, translator comment)`` of texts that are
+#: data, not literals: what the sources translate at run time with ``gettext(text)``
+GENERATED = ("plantmrv.api.workbook:catalogue_messages",)
 TEMPLATE = CATALOGUE_DIR / f"{DOMAIN}.pot"
 
 
@@ -46,6 +50,15 @@ def template() -> Catalog:
     for path, shown in _files():
         for lineno, message, comments, context in extract_from_file("python", str(path), keywords=KEYWORDS, comment_tags=("i18n:",), strip_comment_tags=True):
             cat.add(message, None, [(shown.as_posix(), lineno)], auto_comments=comments, context=context)
+    for spec in GENERATED:
+        module, function = spec.split(":")
+        try:
+            messages = getattr(importlib.import_module(module), function)()
+        except ModuleNotFoundError:
+            continue
+        for message, comment in messages:
+            if message and message not in cat:
+                cat.add(message, None, [(module.replace(".", "/") + ".py", 0)], auto_comments=[comment])
     return cat
 
 
