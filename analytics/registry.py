@@ -295,8 +295,9 @@ def get(plant_type: str, baseline: str | None = None) -> Methodology:
 
 
 def all_methodologies() -> list[Methodology]:
+    """Every registered methodology, by name: the same order whichever module was imported first."""
     _load()
-    return list(_REGISTRY.values())
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
 
 
 def role(name: str) -> Role:

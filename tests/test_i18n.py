@@ -26,6 +26,18 @@ def test_committed_template_is_extracted_from_the_sources():
     assert tools.TEMPLATE.read_bytes() == tools.render_template(), "run: python -m plantmrv.i18n update"
 
 
+def test_template_does_not_depend_on_which_methodology_was_imported_first():
+    """The registry's texts come out in one order whatever the import order (a full test run
+    imports the methodologies in another order than ``python -m plantmrv.i18n update``)."""
+    import subprocess
+    import sys
+
+    code = ("import plantmrv.analytics.wte, plantmrv.analytics.pv, plantmrv.analytics.ubcf\n"
+            "from plantmrv.i18n import __main__ as t\n"
+            "import sys; sys.exit(0 if t.TEMPLATE.read_bytes() == t.render_template() else 1)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0, "template order follows import order"
+
+
 def test_japanese_catalogue_translates_every_message():
     assert tools.untranslated("ja") == []
     assert i18n.languages() == ["en", "ja"]
