@@ -34,11 +34,18 @@ def test_demo_runs_the_whole_pipeline_and_matches_ground_truth(tmp_path):
         assert abs(p["reduction_t_co2"] - p["truth_t_co2"]) <= 0.01 * abs(p["truth_t_co2"]), (pid, p)
         assert p["completeness"] > 0.95, (pid, p)
     assert summary["window"][0] == "2026-12-04T02:00:00Z"
-    # every hour the engine closed while the plants streamed was printed, within 1 % of truth
+    # every hour the engine closed while the plants streamed was printed: within 1 % of truth when
+    # its data was complete; an hour with a gap (a gateway still subscribing on a loaded machine)
+    # is filled conservatively, so it may fall short of truth, never exceed it
     live = summary["live_hours"]
     assert {h["project"] for h in live} == set(projects) and len(live) >= len(projects)
     for h in live:
-        assert abs(h["reduction_t_co2"] - h["truth_t_co2"]) <= 0.01 * abs(h["truth_t_co2"]), h
+        tolerance = 0.01 * abs(h["truth_t_co2"])
+        if h["gap_filled_s"] > 0:
+            assert h["reduction_t_co2"] <= h["truth_t_co2"] + tolerance and h["completeness"] < 1.0, (h, live)
+        else:
+            assert abs(h["reduction_t_co2"] - h["truth_t_co2"]) <= tolerance, (h, live)
+    assert sum(h["gap_filled_s"] > 0 for h in live) <= len(projects), f"gaps beyond the first hours: {live}"
     # running totals printed live count only closed (final) hours: none negative where truth is positive
     for line in proc.stdout.splitlines():
         if "plant time" in line and " t (" in line:

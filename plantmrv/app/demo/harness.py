@@ -325,21 +325,27 @@ def mrv_totals(client, window_start_ns: int, until_ns: int, final_only: bool = F
     }
 
 
-def hourly_results(client, start_ns: int, end_ns: int) -> dict[tuple[str, int], float]:
-    """``{(project, hour start): reduction_t_co2}`` of the final (not provisional) hours."""
+def hourly_results(client, start_ns: int, end_ns: int) -> dict[tuple[str, int], tuple[float, float, float]]:
+    """``{(project, hour start): (reduction_t_co2, completeness, gap_filled_s)}`` of the final (not provisional) hours."""
     from plantmrv.influx import InfluxError
 
     try:
-        res = client.query(f"SELECT reduction_t_co2, provisional FROM mrv WHERE \"interval\" = '1h' AND time >= {start_ns} "
-                           f"AND time < {end_ns} GROUP BY project")
+        res = client.query(f"SELECT reduction_t_co2, completeness, gap_filled_s, provisional FROM mrv WHERE \"interval\" = '1h' "
+                           f"AND time >= {start_ns} AND time < {end_ns} GROUP BY project")
     except InfluxError:
         return {}
     out = {}
     for r in res:
-        prov = np.nan_to_num(np.asarray(r.columns.get("provisional", np.zeros(len(r.columns["time"]))), dtype=float))
-        for t, v, pv in zip(r.columns["time"], r.columns["reduction_t_co2"], prov):
+        n = len(r.columns["time"])
+
+        def col(name: str) -> np.ndarray:
+            values = r.columns.get(name)
+            return np.full(n, np.nan) if values is None else np.asarray([np.nan if v is None else float(v) for v in values])
+
+        prov = np.nan_to_num(col("provisional"))
+        for t, v, c, g, pv in zip(r.columns["time"], r.columns["reduction_t_co2"], col("completeness"), col("gap_filled_s"), prov):
             if not pv:
-                out[(r.tags["project"], int(t))] = float(v)
+                out[(r.tags["project"], int(t))] = (float(v), float(c), float(g))
     return out
 
 
@@ -521,13 +527,14 @@ def _run(stack: Stack, run_dir: Path, duration: float, speed: float, warmup: flo
                 f"ingest {rate:8,.0f} points/s  "
                 + "  ".join(f"{pid}: {v['reduction_t_co2']:.3f} t ({v['hours']} h)" for pid, v in sorted(got.items()))
             )
-            for (pid, hour), value in sorted(hourly_results(client, plan.window_start_ns, plan.window_end_ns).items()):
+            for (pid, hour), (value, completeness, gap_s) in sorted(hourly_results(client, plan.window_start_ns, plan.window_end_ns).items()):
                 if (pid, hour) in printed:
                     continue
                 printed.add((pid, hour))
                 want = truth_totals([p for p in projects_cfg if p.id == pid], hour, hour + HOUR_NS)[pid]["reduction_t_co2"]
                 err = 100.0 * (value - want) / abs(want) if want else 0.0
-                live_checks.append({"project": pid, "hour": iso(hour), "reduction_t_co2": value, "truth_t_co2": want, "error_pct": err})
+                live_checks.append({"project": pid, "hour": iso(hour), "reduction_t_co2": value, "truth_t_co2": want, "error_pct": err,
+                                    "completeness": completeness, "gap_filled_s": gap_s})
                 echo(f"    hour {iso(hour)} closed  {pid:<16} {value:10.4f} t  truth {want:10.4f} t  {err:+7.3f}%")
     except KeyboardInterrupt:
         echo("Ctrl-C: finishing with the data so far ...")
