@@ -248,8 +248,8 @@ class NodeRef(NamedTuple):
     """A validated :class:`OpcUaNode` as the running agent keeps it: a tuple, not a pydantic model.
 
     ``plantmrv gateway run`` validates the config in a forked child, which hands every node over
-    as one of these (:func:`plantmrv.gateway.cli.load_config_compact`): ~100 bytes per tag instead
-    of ~650 for the model with its ``__dict__`` and fields-set (5 MB less at 10,000 tags).
+    as one of these (:func:`plantmrv.gateway.cli.load_config_compact`): a tuple costs a fraction
+    of the model with its ``__dict__`` and fields-set (bench/README.md, gateway: memory).
     """
 
     field: str

@@ -395,8 +395,8 @@ class IngestService:
         Otherwise at ``linger_s`` after its first message, or, once it holds a body's worth of
         lines, at once - unless messages are streaming in (the last two arrived within
         ``COALESCE_S``): then it waits for them, at most ``COALESCE_S`` more. Encoding tens of
-        thousands of lines at once costs ~15% less CPU per line than 5,000 at a time; at low
-        rates nothing waits.
+        thousands of lines at once costs less CPU per line than 5,000 at a time (bench/README.md,
+        ingest); at low rates nothing waits.
         """
         if self._queue.qsize():
             return math.inf  # a backlog: taking it costs no waiting, whatever its age
