@@ -35,7 +35,7 @@ from plantmrv.config import ConfigError, ConfigIssue, relative_base
 from plantmrv.gateway.buffer import DurableBuffer
 from plantmrv.gateway.coverage import DEFAULT_MAX_SAMPLE_INTERVAL_S, CoverageTracker
 from plantmrv.gateway.metrics import GatewayMetrics
-from plantmrv.gateway.opcua_source import backoff_delay
+from plantmrv.retry import backoff_delay
 from plantmrv.timebounds import iso
 
 log = logging.getLogger("plantmrv.gateway")

@@ -64,7 +64,7 @@ class BufferConfig(StrictModel):
     replay_max_samples_per_s: float = Field(
         200_000, gt=0, description="Send-rate ceiling, so a long outage's backlog does not flood the broker or InfluxDB."
     )
-    retry_min_s: float = Field(0.5, gt=0, description="First retry delay after a failed send (doubles, with jitter).")
+    retry_min_s: float = Field(0.5, gt=0, description="Shortest retry delay after a failed send (the ceiling doubles per failure, with jitter).")
     retry_max_s: float = Field(30.0, gt=0, description="Longest retry delay after repeated failed sends.")
 
 

@@ -614,7 +614,7 @@ class ModbusSource:
             await asyncio.sleep(next_t - time.monotonic())
 
     async def run(self, emit: Callable[..., None]) -> None:
-        from plantmrv.gateway.opcua_source import backoff_delay
+        from plantmrv.retry import backoff_delay
 
         self._emit = emit
         self._lock = asyncio.Lock()

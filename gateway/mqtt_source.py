@@ -95,7 +95,7 @@ class BrokerSubscriber:
         import aiomqtt
 
         from plantmrv.gateway.mqtt_sink import tls_context
-        from plantmrv.gateway.opcua_source import backoff_delay
+        from plantmrv.retry import backoff_delay
 
         b = self.broker
         attempt = 0

@@ -174,7 +174,7 @@ def dl_replay(
     and the rows after it are still replayed. Exit code 3 when anything stays refused or kept.
     """
     from plantmrv.influx import InfluxError
-    from plantmrv.ingest.service import replay_dead_letters
+    from plantmrv.ingest.replay import replay_dead_letters
 
     if not ids and not all_:
         typer.echo("give --id ID (repeatable) or --all", err=True)

@@ -92,7 +92,7 @@ class IngestConfig(StrictModel):
     max_inflight_mb: float = Field(
         256.0, gt=0, description="Payload bytes held in memory awaiting write; past it ingest stops reading from the broker."
     )
-    retry_min_s: float = Field(0.5, gt=0, description="First delay before rewriting a batch InfluxDB did not take (doubles).")
+    retry_min_s: float = Field(0.5, gt=0, description="Shortest delay before rewriting a batch InfluxDB did not take (the ceiling doubles per failure, with jitter; a Retry-After is obeyed).")
     retry_max_s: float = Field(15.0, gt=0, description="Longest delay between rewrites; data stays at the broker meanwhile.")
     sequence_gaps: bool = Field(
         True, description="Count gaps in each gateway's message sequence as missing messages (logged, metric, listed with the "

@@ -37,282 +37,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from plantmrv.batch import SampleBatch
-from plantmrv.codec import CodecError, decode_message, encode_message
-from plantmrv.influx import InfluxClient, InfluxError, PartialWriteError
+from plantmrv.codec import encode_message
+from plantmrv.influx import InfluxError
 from plantmrv.ingest.config import IngestConfig
 from plantmrv.ingest.deadletter import DeadLetter, DeadLetterStore
-from plantmrv.ingest.device_json import DeviceJsonRouter, JsonDecodeError, topic_matches
 from plantmrv.ingest.metrics import IngestMetrics
+from plantmrv.ingest.processor import Processed, Processor
+from plantmrv.ingest.retention import retention_max_age_s
 from plantmrv.ingest.sequence import SequenceTracker
-from plantmrv.ingest.validate import Validator, parse_go_duration_s
-from plantmrv.lineprotocol import MAX_LINES_PER_BODY, EncodedBodies, LineProtocolEncoder
-from plantmrv.qualityrouting import QUALITY_FIELDS, QUALITY_MEASUREMENT, with_quality_series
+from plantmrv.ingest.writer import ResilientWriter, Stopping, group_rejects
+from plantmrv.lineprotocol import EncodedBodies
 
 log = logging.getLogger("plantmrv.ingest")
 BACKLOG_JOB_BODIES = 8  # see IngestService._seal_deadline
 COALESCE_S = 0.1
-
-
-# --------------------------------------------------------------------------- processing (no I/O)
-
-
-@dataclass
-class Processed:
-    """One message after decode and validation: what to write and what to dead-letter."""
-
-    kind: str  # batch | json | raw
-    batch: SampleBatch  # valid samples, quality-routed, ready to encode
-    dead: list[DeadLetter] = field(default_factory=list)
-    samples_in: int = 0
-    meta: dict = field(default_factory=dict)
-
-
-class Processor:
-    """Decodes and validates messages by topic. Shared by the service and dead-letter replay."""
-
-    def __init__(self, cfg: IngestConfig, topic_prefix: str, max_age_s: float | None):
-        v = cfg.validation
-        schema = dict(v.schema_)
-        schema.setdefault(QUALITY_MEASUREMENT, list(QUALITY_FIELDS))  # ingest's own routing, seen again on replay
-        self.limits = v.limits.limits()
-        bounds = v.bounds()
-        self.validator = Validator(schema, v.permissive, v.max_future_skew_s, max_age_s, bounds, self.limits.max_name_chars)
-        self.router = DeviceJsonRouter(cfg.device_json, bounds=bounds, limits=self.limits)
-        self.max_message_bytes = v.max_message_bytes
-        self.gateway_filter = f"{topic_prefix}/+/+/data" if cfg.gateway_topics else None
-        self._prefix_levels = len(topic_prefix.split("/"))
-
-    def kind_of(self, topic: str) -> str:
-        if self.gateway_filter and topic_matches(self.gateway_filter, topic):
-            return "batch"
-        return "json" if self.router.find(topic) else "raw"
-
-    def process(self, topic: str, payload: bytes, received_ns: int, now_ns: int | None = None, kind: str | None = None) -> Processed:
-        now_ns = now_ns or time.time_ns()
-        if len(payload) > self.max_message_bytes:
-            reason = f"too_large: payload of {len(payload)} bytes exceeds ingest.validation.max_message_bytes={self.max_message_bytes}"
-            return Processed("raw", SampleBatch.empty(), [DeadLetter(topic, payload, "raw", "too_large", reason, 0, received_ns)])
-        if kind in (None, "raw"):
-            kind = self.kind_of(topic)
-        if kind == "batch":
-            return self._batch(topic, payload, received_ns, now_ns)
-        if kind == "json":
-            return self._json(topic, payload, received_ns, now_ns)
-        reason = f"no_mapping: topic {topic!r} matches neither the gateway topics nor an ingest.device_json entry"
-        return Processed("raw", SampleBatch.empty(), [DeadLetter(topic, payload, "raw", "no_mapping", reason, 0, received_ns)])
-
-    def topic_ids(self, topic: str) -> tuple[str, str] | None:
-        """(site, gateway) of a gateway data topic ``<prefix>/<site>/<gateway>/data``."""
-        levels = topic.split("/")
-        if len(levels) != self._prefix_levels + 3:
-            return None
-        return levels[self._prefix_levels], levels[self._prefix_levels + 1]
-
-    def _batch(self, topic: str, payload: bytes, received_ns: int, now_ns: int) -> Processed:
-        try:
-            msg = decode_message(payload, self.limits)
-        except CodecError as exc:
-            return Processed("batch", SampleBatch.empty(), [DeadLetter(topic, payload, "batch", exc.code, f"{exc.code}: {exc}", 0, received_ns)])
-        ids = self.topic_ids(topic)
-        if ids is not None:
-            for key, expected in zip(("site", "gateway"), ids):
-                if key in msg.meta and msg.meta[key] != expected:
-                    reason = (f"topic_mismatch: the batch header says {key}={str(msg.meta[key])[:64]!r}, but its topic is {key} "
-                              f"{expected!r}: a gateway may publish only its own site's data")
-                    return Processed("batch", SampleBatch.empty(), [DeadLetter(topic, payload, "batch", "topic_mismatch", reason, len(msg.batch), received_ns)],
-                                     len(msg.batch), msg.meta)
-        valid, rejects = self.validator.validate(msg.batch, now_ns, ids)
-        dead = []
-        for r in rejects:
-            sub = msg.batch.take(r.rows).compact()
-            dead.append(DeadLetter(topic, encode_message(sub, **msg.meta), "batch", r.code, r.reason(), len(r.rows), received_ns))
-        return Processed("batch", with_quality_series(valid), dead, len(msg.batch), msg.meta)
-
-    def _json(self, topic: str, payload: bytes, received_ns: int, now_ns: int) -> Processed:
-        mapping = self.router.find(topic)
-        if mapping is None:
-            reason = f"no_mapping: topic {topic!r} matches no ingest.device_json entry"
-            return Processed("raw", SampleBatch.empty(), [DeadLetter(topic, payload, "raw", "no_mapping", reason, 0, received_ns)])
-        try:
-            decoded = mapping.decode(topic, payload, received_ns)
-        except JsonDecodeError as exc:
-            return Processed("json", SampleBatch.empty(), [DeadLetter(topic, payload, "json", exc.code, f"{exc.code}: {exc}", 0, received_ns)])
-        valid, rejects = self.validator.validate(decoded.batch, now_ns)
-        reasons = [(r.code, r.detail) for r in decoded.rejects] + [(r.code, r.detail) for r in rejects]
-        refused = len(decoded.rejects) + sum(len(r.rows) for r in rejects)
-        dead = []
-        if reasons:
-            # the original payload, once, with every reason: replay re-reads it whole (writes are idempotent)
-            text = "; ".join(f"{c}: {d}" for c, d in reasons[:20]) + (f"; and {len(reasons) - 20} more" if len(reasons) > 20 else "")
-            dead.append(DeadLetter(topic, payload, "json", reasons[0][0], text, refused, received_ns))
-        return Processed("json", with_quality_series(valid), dead, len(decoded.batch) + len(decoded.rejects))
-
-
-# --------------------------------------------------------------------------- writing
-
-
-class Stopping(Exception):
-    """The service is stopping; the batch stays unacknowledged at the broker."""
-
-
-@dataclass
-class WriteOutcome:
-    lines_written: int = 0
-    rejected: list[tuple[np.ndarray, str]] = field(default_factory=list)  # (row indices, InfluxDB's reason)
-
-
-class ResilientWriter:
-    """Writes a batch through :class:`InfluxClient`: waits out outages, isolates refused lines."""
-
-    def __init__(self, client: InfluxClient, metrics: IngestMetrics | None, retry_min_s: float, retry_max_s: float,
-                 stop_event: threading.Event | None = None, give_up_after_s: float | None = None, max_lines: int | None = None,
-                 pool: ThreadPoolExecutor | None = None):
-        """``pool``: threads that POST the bodies of one batch in parallel (else one after another)."""
-        self.client = client
-        self.pool = pool
-        self.metrics = metrics
-        self.retry_min_s = retry_min_s
-        self.retry_max_s = retry_max_s
-        self.stop_event = stop_event or threading.Event()
-        self.give_up_after_s = give_up_after_s
-        self.encoder = LineProtocolEncoder(max_lines=min(client.batch_lines, max_lines or MAX_LINES_PER_BODY))
-
-    def encode(self, batch: SampleBatch) -> EncodedBodies:
-        """Line protocol of ``batch`` (not thread-safe: one thread encodes, any thread may write)."""
-        enc = self.encoder.encode(batch)  # routed by quality already (Processor)
-        if enc.dropped_nonfinite:  # validation refuses these first; never silently drop one
-            raise ValueError(f"{enc.dropped_nonfinite} non-finite values reached the writer")
-        return enc
-
-    def write(self, batch: SampleBatch, encoded: EncodedBodies | None = None) -> WriteOutcome:
-        """Write every row of ``batch`` (``encoded``: its bodies, if already made) or report it refused.
-
-        Raises :class:`Stopping` or InfluxError (give-up).
-        """
-        out = WriteOutcome()
-        if not len(batch):
-            return out
-        enc = encoded if encoded is not None else self.encode(batch)
-        rows = np.cumsum([0] + enc.line_counts[:-1]).tolist()
-        if self.pool is None or len(enc.bodies) == 1:
-            for body, n, row in zip(enc.bodies, enc.line_counts, rows):
-                self._write_body(body, n, row, out)
-            return out
-        # a batch of several bodies (a backlog) keeps every connection busy, to its last body
-        for part in self.pool.map(self._body_outcome, enc.bodies, enc.line_counts, rows):
-            out.lines_written += part.lines_written
-            out.rejected += part.rejected
-        return out
-
-    def _body_outcome(self, body: bytes, n: int, row: int) -> WriteOutcome:
-        out = WriteOutcome()
-        self._write_body(body, n, row, out)
-        return out
-
-    def _write_body(self, body: bytes, n: int, row: int, out: WriteOutcome) -> None:
-        try:
-            self._post(body, n)
-            out.lines_written += n
-        except PartialWriteError:
-            # rare: go line by line (the body is split only now, to keep the common path cheap)
-            lines = body.split(b"\n")[:-1]
-            self._write_lines(lines, np.arange(row, row + n), out)
-
-    def _post(self, body: bytes, lines: int) -> None:
-        delay = self.retry_min_s
-        started = time.monotonic()
-        failures = 0
-        while True:
-            if self.stop_event.is_set():
-                raise Stopping()
-            t0 = time.perf_counter()
-            try:
-                self.client.write_body(body)
-            except PartialWriteError:
-                raise
-            except InfluxError as exc:
-                if self.metrics:
-                    self.metrics.influx_errors.labels(kind=str(exc.status or "unreachable")).inc()
-                if self.give_up_after_s is not None and time.monotonic() - started > self.give_up_after_s:
-                    raise
-                failures += 1
-                log.warning("event=influx_write_failed status=%s retry_in_s=%.1f error=%s", exc.status, delay, str(exc)[:300])
-                if self.stop_event.wait(delay):
-                    raise Stopping() from None
-                delay = min(delay * 2, self.retry_max_s)
-                continue
-            if failures:
-                log.info("event=influx_write_resumed failed_attempts=%d down_s=%.1f", failures, time.monotonic() - started)
-            if self.metrics:
-                self.metrics.write_seconds.observe(time.perf_counter() - t0)
-                self.metrics.batch_lines.observe(lines)
-            return
-
-    def _write_lines(self, lines: list[bytes], rows: np.ndarray, out: WriteOutcome) -> None:
-        body = b"\n".join(lines) + b"\n"
-        try:
-            self._post(body, len(lines))
-            out.lines_written += len(lines)
-            return
-        except PartialWriteError as exc:
-            if self.metrics:
-                self.metrics.influx_errors.labels(kind="partial_write").inc()
-            reason = "influx_rejected: " + _influx_reason(str(exc))
-            if exc.dropped is not None and exc.dropped >= len(lines):
-                out.rejected.append((rows, reason))
-                return
-            named = [i for i in exc.rejected_lines if i < len(lines)]
-            if named and (exc.dropped is None or len(named) == exc.dropped):
-                mask = np.zeros(len(lines), dtype=bool)
-                mask[named] = True
-                out.rejected.append((rows[mask], reason))
-                out.lines_written += len(lines) - len(named)
-                return
-            if len(lines) == 1:
-                out.rejected.append((rows, reason))
-                return
-        # InfluxDB refused some lines without naming them: rewrite halves (idempotent) to find them
-        mid = len(lines) // 2
-        self._write_lines(lines[:mid], rows[:mid], out)
-        self._write_lines(lines[mid:], rows[mid:], out)
-
-
-def _influx_reason(text: str) -> str:
-    """InfluxDB's refusal without the per-body counts, so refusals of one cause group together."""
-    import re
-
-    text = re.sub(r"^InfluxDB rejected \S+ of \d+ lines: ", "", text)
-    return re.sub(r"\s*dropped=\d+\s*$", "", text)[:400]
-
-
-def _group_rejects(rejected: list[tuple[np.ndarray, str]]) -> list[tuple[np.ndarray, str]]:
-    by_reason: dict[str, list[np.ndarray]] = {}
-    for rows, reason in rejected:
-        by_reason.setdefault(reason, []).append(rows)
-    return [(np.concatenate(parts), reason) for reason, parts in by_reason.items()]
-
-
-def retention_max_age_s(client: InfluxClient) -> float | None:
-    """The duration of the retention policy writes go to (None for INF or when unknown)."""
-    res = client.query(f"SHOW RETENTION POLICIES ON {_quote(client.database)}")
-    for r in res:
-        names = r.columns.get("name")
-        if names is None:
-            continue
-        for i, name in enumerate(names):
-            chosen = name == client.retention_policy if client.retention_policy else bool(r.columns["default"][i])
-            if chosen:
-                return parse_go_duration_s(str(r.columns["duration"][i]))
-    return None
-
-
-def _quote(name: str) -> str:
-    from plantmrv.influx import quote_ident
-
-    return quote_ident(name)
-
-
-# --------------------------------------------------------------------------- the service
 
 
 @dataclass
@@ -657,8 +395,8 @@ class IngestService:
         Otherwise at ``linger_s`` after its first message, or, once it holds a body's worth of
         lines, at once - unless messages are streaming in (the last two arrived within
         ``COALESCE_S``): then it waits for them, at most ``COALESCE_S`` more. Encoding tens of
-        thousands of lines at once costs ~15% less CPU per line than 5,000 at a time; at low
-        rates nothing waits.
+        thousands of lines at once costs less CPU per line than 5,000 at a time (bench/README.md,
+        ingest); at low rates nothing waits.
         """
         if self._queue.qsize():
             return math.inf  # a backlog: taking it costs no waiting, whatever its age
@@ -736,7 +474,7 @@ class IngestService:
 
     def _store_influx_rejects(self, job: Job, batch: SampleBatch, origin: np.ndarray, rejected) -> None:
         letters = []
-        for rows, reason in _group_rejects(rejected):
+        for rows, reason in group_rejects(rejected):
             for i in np.unique(origin[rows]):
                 sel = rows[origin[rows] == i]
                 m, p = job.msgs[i], job.processed[i]
@@ -752,67 +490,3 @@ class IngestService:
                 self._mqtt.ack(m.mid, m.qos)
                 acked += 1
         self.metrics.messages_acked.inc(acked)
-
-
-# --------------------------------------------------------------------------- replay
-
-
-@dataclass
-class ReplayResult:
-    id: int
-    written: int
-    still_refused: int
-    new_ids: list[int]
-    error: str | None = None  # the row could not be processed: it stays, unreplayed, with this reason
-
-
-def replay_dead_letters(cfg, store: DeadLetterStore, ids: list[int], progress=None) -> list[ReplayResult]:
-    """Re-validate dead letters with the current config and write what now passes.
-
-    Each replayed row is marked replayed; what is still refused becomes a new row with its
-    current reason. A row that cannot be processed at all is skipped, reported (``error``) and
-    kept as it is; the rows after it are still replayed. Raises InfluxError if InfluxDB cannot
-    be reached (rows from there on stay unreplayed).
-    """
-    from plantmrv.config import MqttConfig
-
-    mqtt_cfg = cfg.mqtt or MqttConfig()
-    client = cfg.influxdb.client()
-    try:
-        max_age = cfg.ingest.validation.max_age_s
-        if max_age is None:
-            max_age = retention_max_age_s(client)
-        processor = Processor(cfg.ingest, mqtt_cfg.topic_prefix, max_age)
-        writer = ResilientWriter(client, None, 0.2, 2.0, give_up_after_s=10.0)
-        results = []
-        for n, id_ in enumerate(ids):
-            row = store.get(id_)
-            if row is None:
-                raise KeyError(f"no dead letter with id {id_}")
-            if row.replayed_ns is not None:
-                results.append(ReplayResult(id_, 0, 0, []))
-            else:
-                results.append(_replay_row(row, processor, writer, store))
-            if progress:
-                progress(n + 1, len(ids), results[-1])
-        return results
-    finally:
-        client.close()
-
-
-def _replay_row(row: DeadLetter, processor: Processor, writer: ResilientWriter, store: DeadLetterStore) -> ReplayResult:
-    try:
-        p = processor.process(row.topic, row.payload, row.received_ns, kind=row.kind)
-        outcome = writer.write(p.batch)
-    except InfluxError:
-        raise
-    except Exception as exc:  # one row that cannot be processed never stops the others
-        log.warning("event=replay_row_failed id=%s error=%r", row.id, exc)
-        return ReplayResult(row.id, 0, 0, [], f"{type(exc).__name__}: {str(exc)[:300]}")
-    dead = list(p.dead)
-    for rows, reason in _group_rejects(outcome.rejected):
-        sub = p.batch.take(rows).compact()
-        dead.append(DeadLetter(row.topic, encode_message(sub, **p.meta), "batch", "influx_rejected", reason, len(rows), row.received_ns))
-    new_ids = store.add_many(dead)
-    store.mark_replayed(row.id)
-    return ReplayResult(row.id, outcome.lines_written, sum(d.samples for d in dead), new_ids)

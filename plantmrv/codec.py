@@ -194,8 +194,7 @@ _TABLE_CACHE_CHARS = 8_000_000
 
 class _TableCache:
     """Series tables by the JSON text of their header list, so that a gateway's table (the same
-    in every message it sends) is checked and built once, not per message (~50 us per 100
-    series). The text of a cached key is a complete JSON array, and an array ends where it ends:
+    in every message it sends) is checked and built once, not per message. The text of a cached key is a complete JSON array, and an array ends where it ends:
     a header whose text starts with ``{"series":`` + that key holds that very table.
     Bounded by the keys' total length; the oldest keys go first."""
 

@@ -19,14 +19,13 @@ import gzip as gzip_lib
 import io
 import json
 import logging
-import random
 import re
 import ssl
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import httpx
 import numpy as np
@@ -36,6 +35,7 @@ try:  # a declared dependency; without it queries fall back to JSON
 except ImportError:  # pragma: no cover
     msgpack = None
 
+from plantmrv.retry import backoff_delay
 from plantmrv.httpconn import HttpConnection
 
 log = logging.getLogger("plantmrv.influx")
@@ -44,9 +44,10 @@ log = logging.getLogger("plantmrv.influx")
 class InfluxError(Exception):
     """A request InfluxDB refused or could not serve (after retries)."""
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None, retry_after: str | None = None):
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after  # the server's Retry-After header, if it sent one
 
 
 class PartialWriteError(InfluxError):
@@ -187,12 +188,7 @@ class InfluxClient:
     # ------------------------------------------------------------------ plumbing
 
     def _backoff(self, attempt: int, retry_after: str | None = None) -> float:
-        if retry_after:
-            try:
-                return min(float(retry_after), self.backoff_max_s)
-            except ValueError:
-                pass
-        return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
+        return backoff_delay(attempt, self.backoff_base_s, self.backoff_max_s, retry_after)
 
     def _request(self, method: str, path: str, *, retry: bool = True, send=None, **kwargs):
         """Send with retries on connection errors, 429 and 5xx; ``send`` overrides the transport."""
@@ -209,7 +205,8 @@ class InfluxClient:
             else:
                 if resp.status_code == 429 or resp.status_code >= 500:
                     if not retry or attempt >= self.max_retries:
-                        raise InfluxError(f"InfluxDB {path} answered {resp.status_code}: {_error_text(resp)}", resp.status_code)
+                        raise InfluxError(f"InfluxDB {path} answered {resp.status_code}: {_error_text(resp)}", resp.status_code,
+                                          resp.headers.get("Retry-After"))
                     delay = self._backoff(attempt, resp.headers.get("Retry-After"))
                     log.warning("event=influx_retry status=%d attempt=%d delay_s=%.2f", resp.status_code, attempt + 1, delay)
                 else:
@@ -259,8 +256,9 @@ class InfluxClient:
             raise InfluxError(f"InfluxDB /ping answered {resp.status_code}", resp.status_code)
         return resp.headers.get("X-Influxdb-Version", "unknown")
 
-    def write_body(self, body: bytes, precision: str = "ns") -> None:
-        """POST one line-protocol body; retries transient failures; raises on refusal."""
+    def write_body(self, body: bytes, precision: str = "ns", *, retry: bool = True) -> None:
+        """POST one line-protocol body; retries transient failures (``retry``: up to ``max_retries``
+        times; False for a caller that retries itself); raises on refusal."""
         content = gzip_lib.compress(body, compresslevel=1) if self.gzip else body
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self.gzip:
@@ -268,7 +266,7 @@ class InfluxClient:
         target = self._write_targets.get(precision)
         if target is None:
             target = self._write_targets[precision] = "/write?" + urllib.parse.urlencode(self._params(precision=precision))
-        resp = self._request("POST", "/write", send=lambda: self._post(target, content, headers))
+        resp = self._request("POST", "/write", retry=retry, send=lambda: self._post(target, content, headers))
         if resp.status_code == 204:
             return
         text = _error_text(resp)

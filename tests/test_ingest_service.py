@@ -268,7 +268,9 @@ def test_ingest_encodes_a_backlog_in_bigger_jobs_with_bodies_of_at_most_batch_li
     """Messages waiting at the broker are joined into jobs of several bodies (one encode call for
     tens of thousands of lines costs less CPU per line); each body still holds <= batch_lines lines.
     Also when they waited longer than linger_s (after an outage, a burst): taking a backlog costs no waiting."""
-    from plantmrv.ingest.service import BACKLOG_JOB_BODIES, Processor, ResilientWriter
+    from plantmrv.ingest.processor import Processor
+    from plantmrv.ingest.service import BACKLOG_JOB_BODIES
+    from plantmrv.ingest.writer import ResilientWriter
 
     cfg = write_config(tmp_path, influx_db.url, influx_db.database, mosquitto.url, batch_lines=2000, linger_s=linger_s)
     _service(cfg).stop()  # the persistent session queues what is published next

@@ -16,7 +16,7 @@ from plantmrv.codec import decode_message, encode_message
 from plantmrv.config import ConfigError, load_config
 from plantmrv.ingest.config import IngestConfig
 from plantmrv.ingest.deadletter import DeadLetterStore
-from plantmrv.ingest.service import Processor
+from plantmrv.ingest.processor import Processor
 from plantmrv.ingest.validate import Validator, parse_go_duration_s
 
 REPO = Path(__file__).resolve().parents[1]
