@@ -6,8 +6,8 @@ every edge node) and follows the Sparkplug 3.0 session rules for each edge node:
 * **BIRTH** (NBIRTH, DBIRTH): learns every metric's name, alias and datatype; its values are
   samples. Aliases then resolve the metrics of DATA messages that carry only the alias.
 * **DATA** (NDATA, DDATA): report by exception; each message's metrics become samples stamped
-  with the metric's timestamp (else the payload's, else the receipt time). A null metric is a
-  BAD sample. The message's batch lists every mapped metric the BIRTH declared for that node or
+  with the metric's timestamp (else the payload's, else the receipt time). A null metric, or one
+  whose ``Quality`` property says other than GOOD (192: BAD 0, STALE 500), is a BAD sample. The message's batch lists every mapped metric the BIRTH declared for that node or
   device, and its timestamp is the watermark up to which the others are known unchanged.
 * **DEATH** (NDEATH: the node and all its devices; DDEATH: one device): every mapped metric
   becomes a BAD sample at the death time: the signal is known absent, not held.
@@ -223,7 +223,7 @@ class SparkplugSource(BrokerSubscriber):
             if hit is None:
                 unmapped += 1
                 continue
-            from plantmrv.gateway.sparkplug_pb import metric_value
+            from plantmrv.gateway.sparkplug_pb import QUALITY_GOOD, metric_quality, metric_value
 
             i, a, b = hit
             v = metric_value(m)
@@ -235,7 +235,7 @@ class SparkplugSource(BrokerSubscriber):
                 qual.append(Quality.BAD)
             else:
                 vals.append(v * a + b)
-                qual.append(Quality.GOOD)
+                qual.append(Quality.GOOD if metric_quality(m) == QUALITY_GOOD else Quality.BAD)
         if unmapped:
             self.metrics.source_error(self.name, "unmapped_metric", unmapped)
         if sc.table:
