@@ -4,7 +4,8 @@ Registered as ``type: sparkplug``. Subscribes to ``spBv1.0/<group>/+/<edge_node>
 every edge node) and follows the Sparkplug 3.0 session rules for each edge node:
 
 * **BIRTH** (NBIRTH, DBIRTH): learns every metric's name, alias and datatype; its values are
-  samples. Aliases then resolve the metrics of DATA messages that carry only the alias.
+  samples. Aliases then resolve the metrics of DATA messages that carry only the alias, and the
+  BIRTH's datatype types a DATA metric that omits its own (as the spec recommends).
 * **DATA** (NDATA, DDATA): report by exception; each message's metrics become samples stamped
   with the metric's timestamp (else the payload's, else the receipt time). A null metric, or one
   whose ``Quality`` property says other than GOOD (192: BAD 0, STALE 500), is a BAD sample. The message's batch lists every mapped metric the BIRTH declared for that node or
@@ -114,6 +115,7 @@ class _Scope:
 @dataclass
 class _Node:
     aliases: dict[int, tuple[str | None, str]] = field(default_factory=dict)  # alias -> (device, metric name)
+    types: dict[tuple[str | None, str], int] = field(default_factory=dict)  # (device, metric name) -> BIRTH datatype
     scopes: dict[str | None, _Scope] = field(default_factory=dict)  # device (None: the node) -> scope
     seq: int | None = None
     born: bool = False
@@ -187,6 +189,7 @@ class SparkplugSource(BrokerSubscriber):
         rebirth = False
         if mtype == "NBIRTH":
             node.aliases = {}
+            node.types = {}
             node.born = True
             node.seq = int(msg.seq) if msg.HasField("seq") else None
             for sc in node.scopes.values():
@@ -209,8 +212,10 @@ class SparkplugSource(BrokerSubscriber):
         unmapped = 0
         for m in msg.metrics:
             name = m.name if m.HasField("name") else None
-            if mtype in ("NBIRTH", "DBIRTH") and name is not None and m.HasField("alias"):
-                node.aliases[int(m.alias)] = (device, name)
+            if mtype in ("NBIRTH", "DBIRTH") and name is not None:
+                if m.HasField("alias"):
+                    node.aliases[int(m.alias)] = (device, name)
+                node.types[(device, name)] = m.datatype
             if name is None:
                 if not m.HasField("alias") or int(m.alias) not in node.aliases:
                     self.metrics.source_error(self.name, "sparkplug_unknown_alias")
@@ -226,6 +231,8 @@ class SparkplugSource(BrokerSubscriber):
             from plantmrv.gateway.sparkplug_pb import QUALITY_GOOD, metric_quality, metric_value
 
             i, a, b = hit
+            if not m.HasField("datatype") and (device, name) in node.types:
+                m.datatype = node.types[(device, name)]  # DATA "SHOULD NOT" repeat it: the BIRTH's holds
             v = metric_value(m)
             t = int(m.timestamp) * 1_000_000 if m.HasField("timestamp") else msg_ts
             sid.append(i)
