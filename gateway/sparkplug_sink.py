@@ -75,7 +75,6 @@ import fnmatch
 import json
 import logging
 import math
-import re
 import string
 import threading
 import time
@@ -90,6 +89,7 @@ from plantmrv.codec import CodecError, decode_message
 from plantmrv.config import MqttConfig, StrictModel
 from plantmrv.datamodel import COUNT_FIELDS, STATE_FIELDS
 from plantmrv.gateway.mqtt_sink import SinkError, paho_client
+from plantmrv.gateway.sparkplug_source import topic_level
 
 if TYPE_CHECKING:  # pragma: no cover
     from plantmrv.gateway.metrics import GatewayMetrics
@@ -98,7 +98,6 @@ log = logging.getLogger("plantmrv.gateway.sparkplug_sink")
 
 DATATYPES = {"Double": 10, "Int64": 4, "Boolean": 11}
 TICK_S = 0.5
-_LEVEL = re.compile(r"^[^/+#]+$")
 
 
 def _placeholders(template: str) -> list[str]:
@@ -142,28 +141,12 @@ class SparkplugSinkConfig(StrictModel):
         "oldest go (counted); the durable sink still has them.")
     publish_timeout_s: float = Field(10.0, gt=0, description="A send that has not reached the socket by then is retried.")
 
-    @field_validator("group_id", "edge_node_id", "primary_host_id")
+    @field_validator("group_id", "edge_node_id", "primary_host_id", "device", "metric")
     @classmethod
-    def _level(cls, v: str | None) -> str | None:
-        if v is not None and not _LEVEL.match(v):
-            raise ValueError(f"{v!r} is not a topic level (no '/', '+' or '#')")
-        return v
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str | None) -> str | None:
-        if v is not None:
+    def _ids(cls, v: str | None, info) -> str | None:
+        if v is not None and info.field_name in ("device", "metric"):
             _placeholders(v)
-            if not _LEVEL.match(v):
-                raise ValueError(f"{v!r}: a device id is one topic level (no '/', '+' or '#')")
-        return v
-
-    @field_validator("metric")
-    @classmethod
-    def _metric(cls, v: str | None) -> str | None:
-        if v is not None:
-            _placeholders(v)
-        return v
+        return v if v is None or info.field_name == "metric" else topic_level(v)
 
     @property
     def metric_template(self) -> str:
@@ -238,14 +221,7 @@ class SparkplugSink:
         self._warned: set[tuple[str, str]] = set()
         self._good = QUALITY_GOOD
         self._ticker: asyncio.Task | None = None
-        c = paho_client(broker, client_id or f"plantmrv-spb-{site}-{gateway}")
-        c.reconnect_delay_set(1, 30)
-        c.on_pre_connect = self._on_pre_connect
-        c.on_connect = self._on_connect
-        c.on_connect_fail = self._on_connect_fail
-        c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
-        self.client = c
+        self.client = paho_client(broker, client_id or f"plantmrv-spb-{site}-{gateway}", handler=self)
 
     # ------------------------------------------------------------------ topics and payloads
     def _topic(self, verb: str, device: str | None = None) -> str:
@@ -299,8 +275,10 @@ class SparkplugSink:
                 device = self.cfg.device.format_map(ctx) or None
             except KeyError:
                 device = None  # a series without the device's tags: a node metric
-            if device is not None and not _LEVEL.match(device):
-                return None, None, self._refuse(s, "bad_device_id", f"device id {device!r} is not a topic level")
+            try:
+                device = device if device is None else topic_level(device)
+            except ValueError as exc:
+                return None, None, self._refuse(s, "bad_device_id", f"device id: {exc}")
         if s.measurement in self.cfg.exclude_measurements:
             return device, None, None
         name = _render_levels(self.cfg.metric_template, ctx)

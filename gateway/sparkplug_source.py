@@ -46,6 +46,13 @@ _LEVEL = re.compile(r"^[^/+#]+$")
 _TEMPLATE = re.compile(r"\{(group|edge_node|device)\}")
 
 
+def topic_level(v: str) -> str:
+    """``v`` if it can be a Sparkplug id (group, edge node, device, host): one topic level, no '/', '+' or '#'."""
+    if not _LEVEL.match(v):
+        raise ValueError(f"{v!r} is not a topic level (no '/', '+' or '#')")
+    return v
+
+
 class SparkplugMetric(Scaling):
     name: str = Field(..., description="Sparkplug metric name as in the BIRTH (e.g. `Drive/Power`).")
 
@@ -71,8 +78,11 @@ class SparkplugMapping(StrictModel):
     @model_validator(mode="after")
     def _levels(self) -> "SparkplugMapping":
         for name, v in (("edge_node", self.edge_node), ("device", self.device)):
-            if v is not None and v != "+" and not _LEVEL.match(v):
-                raise ValueError(f"{name}: {v!r} is not a topic level (no '/', '+' or '#')")
+            if v is not None and v != "+":
+                try:
+                    topic_level(v)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
         return self
 
 
@@ -91,9 +101,7 @@ class SparkplugSourceConfig(StrictModel):
     @field_validator("group", "edge_node")
     @classmethod
     def _level(cls, v: str, info) -> str:
-        if not (v == "+" and info.field_name == "edge_node") and not _LEVEL.match(v):
-            raise ValueError(f"{v!r} is not a topic level (no '/', '+' or '#')")
-        return v
+        return v if v == "+" and info.field_name == "edge_node" else topic_level(v)
 
     @property
     def topic_filter(self) -> str:
