@@ -156,10 +156,39 @@ gateway:
     return p
 
 
+class LiveHost:
+    """plantmrv's own Sparkplug source, subscribed to the group, running in a thread of its own."""
+
+    def __init__(self, port: int, group: str):
+        self.rec = Recorder()
+        cfg = SparkplugSourceConfig.model_validate({
+            "type": "sparkplug", "name": "host", "group": group, "broker": {"url": f"mqtt://127.0.0.1:{port}", "client_id": "spb-live-host"},
+            "mappings": [{"device": "+", "measurement": "pump", "tags": {"asset": "{device}"},
+                          "metrics": {"power_kw": "pump/power_kw", "running": "pump/running", "flow_m3_per_h": "pump/flow_m3_per_h"}}]})
+        self.src = SparkplugSource(cfg, "testsite", GatewayMetrics(), cfg.broker)
+        self.loop = asyncio.new_event_loop()
+        self.task = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        wait_for(lambda: self.src.connected, 10, "the Sparkplug source's connection")
+
+    def _run(self) -> None:
+        self.task = self.loop.create_task(self.src.run(self.rec))
+        try:
+            self.loop.run_until_complete(self.task)
+        except asyncio.CancelledError:
+            pass
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.task.cancel)
+        self.thread.join(10)
+
+
 def test_gateway_publishes_as_sparkplug_edge_node(tmp_path, mosquitto, gateways):
     import paho.mqtt.client as paho
 
     obs = Observer(mosquitto.port, "PlantA", "spb-observer-gw")
+    host = LiveHost(mosquitto.port, "PlantA")
     dev = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="spb-test-device")
     dev.connect("127.0.0.1", mosquitto.port)
     dev.loop_start()
@@ -227,17 +256,9 @@ def test_gateway_publishes_as_sparkplug_edge_node(tmp_path, mosquitto, gateways)
         assert metric_value(metrics_by_name(death)["bdSeq"]) == bdseq
         check_seq(obs.since(0))
 
-        # plantmrv's own Sparkplug source, fed what the edge node published, stores the device's samples
-        src = SparkplugSource(SparkplugSourceConfig.model_validate({
-            "type": "sparkplug", "name": "host", "group": "PlantA", "mappings": [
-                {"device": "+", "measurement": "pump", "tags": {"asset": "{device}"},
-                 "metrics": {"power_kw": "pump/power_kw", "running": "pump/running", "flow_m3_per_h": "pump/flow_m3_per_h"}}]}),
-            "testsite", GatewayMetrics(), MqttConfig())
-        rec = Recorder()
-        with obs.lock:
-            replay = list(obs.messages)
-        for verb, device_id, p in replay:
-            src.handle(f"spBv1.0/PlantA/{verb}/spbgw" + (f"/{device_id}" if device_id else ""), p.SerializeToString(), rec)
+        # plantmrv's own Sparkplug source, reading the edge node all along, stored the device's samples
+        rec = host.rec
+        wait_for(lambda: rec.series("power_kw") and rec.series("power_kw")[-1][2] == Quality.BAD, 10, "the source's NDEATH")
         power = {(t // 1_000_000, v) for t, v, q in rec.series("power_kw") if q == Quality.GOOD}
         assert {(T0_MS + i * 1000, 10.0 + i) for i in range(8)} <= power
         assert {(T0_MS + i * 1000, float(i % 2)) for i in range(8)} <= {(t // 1_000_000, v) for t, v, q in rec.series("running")
@@ -247,6 +268,7 @@ def test_gateway_publishes_as_sparkplug_edge_node(tmp_path, mosquitto, gateways)
         dev.loop_stop()
         dev.disconnect()
         obs.close()
+        host.close()
 
 
 # --------------------------------------------------------------------------- the sink in process
