@@ -254,7 +254,7 @@ class SparkplugSink:
         import paho.mqtt.client as paho
 
         info = self.client.publish(topic, payload if isinstance(payload, bytes) else payload.SerializeToString(), qos=qos, retain=False)
-        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_QUEUE_SIZE):
+        if info.rc != paho.MQTT_ERR_SUCCESS:
             raise SinkError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
         return info
 
@@ -391,10 +391,12 @@ class SparkplugSink:
     async def send(self, blobs: list[bytes]) -> None:
         info = await asyncio.to_thread(self._send_blocking, blobs)
         if info is not None:  # QoS 0: "published" once written to the socket; this paces us to the link
-            ok = await asyncio.to_thread(info.wait_for_publish, self.cfg.publish_timeout_s)
-            if not info.is_published() or info.rc:
-                raise SinkError(f"Sparkplug DATA not written to {self.broker.url} within {self.cfg.publish_timeout_s}s"
-                                if not ok else f"connection to {self.broker.url} lost while publishing")
+            try:
+                await asyncio.to_thread(info.wait_for_publish, self.cfg.publish_timeout_s)
+            except (RuntimeError, ValueError) as exc:
+                raise SinkError(f"connection to {self.broker.url} lost while publishing: {exc}") from None
+            if not info.is_published():
+                raise SinkError(f"Sparkplug DATA not written to {self.broker.url} within {self.cfg.publish_timeout_s}s")
 
     def _decode(self, blobs: list[bytes]) -> SampleBatch:
         batches = []
@@ -607,11 +609,13 @@ class SparkplugSink:
         with self._lock:
             if self._connected:
                 self._born.clear()
-                try:
+                try:  # an intentional disconnect MUST publish the NDEATH first (the Will is not sent then)
                     info = self._publish(self._topic("NDEATH"), self.death_payload(), qos=1)
                 except SinkError:
                     info = None
         if info is not None:
             await asyncio.to_thread(info.wait_for_publish, 2.0)
+        with self._lock:
+            self._connected = False  # a clean stop: no disconnect warning
         self.client.disconnect()
         self.client.loop_stop()

@@ -130,11 +130,11 @@ def check_birth(p, verb: str) -> dict[int, str]:
 # --------------------------------------------------------------------------- the gateway as an edge node
 
 
-def _gateway_yaml(tmp_path, port: int) -> object:
+def _gateway_yaml(tmp_path, port: int, gateway: str = "spbgw", live: str = "", metrics_port: int | None = None) -> object:
     text = f"""site: {{id: testsite}}
-mqtt: {{url: "mqtt://127.0.0.1:{port}", client_id: spbgw-pub}}
+mqtt: {{url: "mqtt://127.0.0.1:{port}", client_id: {gateway}-pub}}
 gateway:
-  id: spbgw
+  id: {gateway}
   sources:
     - type: mqtt
       name: devices
@@ -148,8 +148,8 @@ gateway:
   live_sinks:
     - type: sparkplug
       group_id: PlantA
-  buffer: {{path: buffer.db, batch_max_age_s: 0.05}}
-  health: {{metrics_port: null, sample_interval_s: 1}}
+{live}  buffer: {{path: buffer.db, batch_max_age_s: 0.05}}
+  health: {{metrics_port: {metrics_port if metrics_port is not None else "null"}, sample_interval_s: 1}}
 """
     p = tmp_path / "gw.yaml"
     p.write_text(text)
@@ -269,6 +269,49 @@ def test_gateway_publishes_as_sparkplug_edge_node(tmp_path, mosquitto, gateways)
         dev.disconnect()
         obs.close()
         host.close()
+
+
+def test_a_sparkplug_broker_that_is_down_costs_the_durable_path_nothing(tmp_path, mosquitto, gateways):
+    """The live sink's broker does not answer: the durable sink still delivers every sample, /readyz
+    stays ready, the unreachable broker is logged once and what the live sink cannot hold is counted."""
+    import httpx
+    import paho.mqtt.client as paho
+
+    from plantmrv.codec import decode_message
+    from plantmrv.localservices import free_port
+    from tests.test_gateway_support import metrics_value
+
+    got: list[int] = []
+    tap = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="spb-durable-tap")
+    tap.on_message = lambda c, u, m: got.extend(
+        int(t) for b in [decode_message(m.payload).batch] for t, s in zip(b.ts_ns.tolist(), b.series.tolist()) if b.table[s].field == "power_kw")
+    tap.connect("127.0.0.1", mosquitto.port)
+    tap.subscribe("plantmrv/v1/testsite/spbdown/data", qos=1)
+    tap.loop_start()
+    dev = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="spb-test-device-2")
+    dev.connect("127.0.0.1", mosquitto.port)
+    dev.loop_start()
+    port = free_port()
+    live = f"""      broker: {{url: "mqtt://127.0.0.1:{free_port()}", client_id: spbdown-spb}}
+      backlog_max_samples: 3
+"""
+    try:
+        gw = GatewayProcess(_gateway_yaml(tmp_path, mosquitto.port, "spbdown", live, port), tmp_path / "gw.log").start()
+        gateways.append(gw)
+        wait_for(lambda: metrics_value(port, "plantmrv_gateway_connected") >= 0, 20, "the gateway's /metrics")
+        time.sleep(1.0)  # the device source subscribes
+        for i in range(10):
+            dev.publish("spbtest/P9/telemetry", json.dumps({"ts": T0_MS + i * 1000, "p": float(i)}), qos=1).wait_for_publish(5)
+        wait_for(lambda: {T0_MS * 1_000_000 + i * 1_000_000_000 for i in range(10)} <= set(got), 20, "every sample on the durable path")
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+        wait_for(lambda: metrics_value(port, 'plantmrv_gateway_live_samples_dropped_total{reason="backlog_full",sink="sparkplug"}') > 0,
+                 10, "the live sink's backlog drops, counted")
+        assert gw.log().count("event=sparkplug_unreachable") == 1, gw.log()[-3000:]
+    finally:
+        dev.loop_stop()
+        dev.disconnect()
+        tap.loop_stop()
+        tap.disconnect()
 
 
 # --------------------------------------------------------------------------- the sink in process
