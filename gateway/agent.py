@@ -14,6 +14,9 @@ only sends encoded batches or raises. The agent owns everything in between:
 * **forwarding**: the oldest stored batches go to the sink; they are deleted only after the
   sink confirmed them; failures back off exponentially with jitter; the send rate is capped so
   a long outage's backlog does not flood the broker;
+* **live sinks** (``live_sinks``, :data:`LIVE_SINK_TYPES`: a Sparkplug B edge node): each stored
+  batch is also offered to them as it is stored, best effort (:mod:`plantmrv.gateway.live`); they
+  never hold up the buffer, and one that fails costs only its own output;
 * **health**: Prometheus ``/metrics``, a one-line status log, and a ``gateway`` measurement
   sent through the same buffer and sink.
 """
@@ -34,6 +37,7 @@ from plantmrv.codec import encode_message
 from plantmrv.config import ConfigError, ConfigIssue, relative_base
 from plantmrv.gateway.buffer import DurableBuffer
 from plantmrv.gateway.coverage import DEFAULT_MAX_SAMPLE_INTERVAL_S, CoverageTracker
+from plantmrv.gateway.live import LiveFeed
 from plantmrv.gateway.metrics import GatewayMetrics
 from plantmrv.retry import backoff_delay
 from plantmrv.timebounds import iso
@@ -79,8 +83,16 @@ def _influx_sink(cfg, agent: "GatewayAgent"):
     return InfluxSink(cfg, agent.root.influxdb, agent.metrics)
 
 
+def _sparkplug_sink(cfg, agent: "GatewayAgent"):
+    from plantmrv.gateway.sparkplug_sink import SparkplugSink
+
+    own = cfg.broker.client_id if cfg.broker is not None else None  # else one of its own: the mqtt sink's is taken
+    return SparkplugSink(cfg, cfg.broker or agent.root.mqtt, agent.site, agent.gateway_id, agent.metrics, agent.buffer, own)
+
+
 SOURCE_TYPES: dict[str, Callable[[Any, "GatewayAgent"], Any]] = {"opcua": _opcua, "mqtt": _mqtt, "modbus": _modbus, "sparkplug": _sparkplug}
 SINK_TYPES: dict[str, Callable[[Any, "GatewayAgent"], Any]] = {"mqtt": _mqtt_sink, "influxdb": _influx_sink}
+LIVE_SINK_TYPES: dict[str, Callable[[Any, "GatewayAgent"], Any]] = {"sparkplug": _sparkplug_sink}
 
 
 def check_runnable(root, filename: str) -> None:
@@ -96,6 +108,9 @@ def check_runnable(root, filename: str) -> None:
     for i, s in enumerate(gw.sources):
         if s.type in ("mqtt", "sparkplug") and s.broker is None and root.mqtt is None:
             issues.append(ConfigIssue(filename, f"gateway.sources[{i}].broker", None, "no broker: set it or the top-level `mqtt:` section"))
+    for i, s in enumerate(gw.live_sinks):
+        if s.broker is None and root.mqtt is None:
+            issues.append(ConfigIssue(filename, f"gateway.live_sinks[{i}].broker", None, "no broker: set it or the top-level `mqtt:` section"))
     if issues:
         raise ConfigError(issues)
 
@@ -199,6 +214,8 @@ class GatewayAgent:
             if hasattr(s, "last_ts_ns"):
                 s.last_ts_ns = self.resume_ts_ns(s.name)  # backfill from here on the first connect
         self.sink = SINK_TYPES[gw.sink.type](gw.sink, self)
+        self.live = [LiveFeed(LIVE_SINK_TYPES[c.type](c, self), c.backlog_max_samples, self.metrics, gw.buffer.retry_min_s,
+                              gw.buffer.retry_max_s) for c in gw.live_sinks]
         self.trackers: dict[str, CoverageTracker] = {}
         self._pending: list[SampleBatch] = []
         self._pending_n = 0
@@ -307,6 +324,8 @@ class GatewayAgent:
             _rid, dropped = await asyncio.to_thread(self.buffer.append, blob, len(part), seq,
                                                     state if i == len(parts) - 1 else None)
             stored += len(part)
+            for feed in self.live:  # best effort, never waited for: see plantmrv.gateway.live
+                feed.offer(blob, len(part))
             if dropped:
                 n = sum(d[1] for d in dropped)
                 self.metrics.dropped("buffer_full", n)
@@ -432,8 +451,11 @@ class GatewayAgent:
                  self.buffer.path, self.buffer.depth,
                  f"http://{h.metrics_host}:{self.metrics_port}/metrics" if self.metrics_port is not None else "off")
         await self.sink.start()
+        for feed in self.live:
+            await feed.sink.start()
         core = [asyncio.create_task(self._flusher(), name="flusher"), asyncio.create_task(self._sender(), name="sender"),
                 asyncio.create_task(self._status_log(), name="status")]
+        core += [asyncio.create_task(feed.run(), name=f"live:{feed.name}") for feed in self.live]
         if h.sample_interval_s:
             core.append(asyncio.create_task(self._health(), name="health"))
         srcs = [asyncio.create_task(s.run(self.emitter(s.name)), name=f"source:{s.name}") for s in self.sources]
@@ -461,5 +483,7 @@ class GatewayAgent:
                 stop_wait.cancel()
                 await asyncio.gather(*core, stop_wait, return_exceptions=True)
                 await self.sink.close()
+                for feed in self.live:
+                    await feed.sink.close()
                 log.info("event=gateway_stop " + self.status_line().removeprefix("event=status "))
                 await asyncio.to_thread(self.buffer.close)

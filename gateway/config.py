@@ -2,7 +2,8 @@
 
 Each source and sink type keeps its own pydantic model beside its code
 (:mod:`plantmrv.gateway.opcua_source`, :mod:`~plantmrv.gateway.mqtt_source`,
-:mod:`~plantmrv.gateway.mqtt_sink`, :mod:`~plantmrv.gateway.influx_sink`); this module
+:mod:`~plantmrv.gateway.mqtt_sink`, :mod:`~plantmrv.gateway.influx_sink`, the live sink
+:mod:`~plantmrv.gateway.sparkplug_sink`); this module
 assembles them into a discriminated union on ``type`` so a typo in a source is reported at its
 own key path (``gateway.sources[1].groups[0].nodes[3].node_id``) before anything starts.
 """
@@ -22,6 +23,7 @@ from plantmrv.gateway.mqtt_sink import MqttSinkConfig
 from plantmrv.gateway.modbus_source import ModbusSourceConfig
 from plantmrv.gateway.mqtt_source import MqttSourceConfig
 from plantmrv.gateway.opcua_source import OpcUaSourceConfig
+from plantmrv.gateway.sparkplug_sink import SparkplugSinkConfig
 from plantmrv.gateway.sparkplug_source import SparkplugSourceConfig
 
 
@@ -44,7 +46,8 @@ SourceConfig = Annotated[
 SinkConfig = Annotated[
     Union[Annotated[MqttSinkConfig, Tag("[mqtt]")], Annotated[InfluxSinkConfig, Tag("[influxdb]")]],
     Discriminator(_type_tag, custom_error_type="sink_type",
-                  custom_error_message=f"`type` must be one of: {', '.join(SINK_TYPES)}"),
+                  custom_error_message=f"`type` must be one of: {', '.join(SINK_TYPES)} (a Sparkplug B edge node, which "
+                  "publishes at QoS 0, is a live sink: `gateway.live_sinks`)"),
 ]
 
 
@@ -83,7 +86,11 @@ class GatewayConfig(TimestampBoundsFields):
         None, pattern=r"^[A-Za-z0-9_.-]+$", description="Site id (`site` tag); defaults to the top-level `site.id`."
     )
     sources: list[SourceConfig] = Field(..., min_length=1, description="Where samples come from (`type: opcua`, `mqtt`, `modbus` or `sparkplug`).")
-    sink: SinkConfig = Field(default_factory=lambda: MqttSinkConfig(type="mqtt"), description="Where batches go.")
+    sink: SinkConfig = Field(default_factory=lambda: MqttSinkConfig(type="mqtt"), description="Where batches go (the durable "
+                             "path: a batch leaves the buffer once this sink confirmed it).")
+    live_sinks: list[SparkplugSinkConfig] = Field(
+        default_factory=list, description="Outputs that also get every batch as it is stored, best effort, never holding up "
+        "the buffer (`type: sparkplug`: the gateway as a Sparkplug B edge node for SCADA hosts).")
     buffer: BufferConfig = Field(default_factory=BufferConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
 

@@ -58,6 +58,11 @@ class GatewayMetrics:
         self._nodes_bad = Gauge(p + "nodes_bad", "Tags that cannot be read or subscribed now, by status", ["source", "status"], registry=r)
         self._node_bad = Gauge(p + "node_bad", "1 for each tag that cannot be read or subscribed now (NodeId or browse path, series, status, phase: browse, subscribe, data)",
                                ["source", "node", "series", "status", "phase"], registry=r)
+        self._live_sent = Counter(p + "live_samples_published", "Samples a live sink (e.g. Sparkplug) published, best effort",
+                                  ["sink"], registry=r)
+        self._live_dropped = Counter(p + "live_samples_dropped", "Samples a live sink did not publish (backlog full while it was "
+                                     "offline, a value its datatype cannot carry, a series without a name); the durable sink "
+                                     "still has them", ["sink", "reason"], registry=r)
         self._node_failures = Counter(p + "node_failures", "Times a tag started failing, by status", ["source", "status"], registry=r)
         self.samples_read = 0
         self.samples_sent = 0
@@ -164,6 +169,18 @@ class GatewayMetrics:
     def sink_reconnect(self, sink: str) -> None:
         self.reconnects += 1
         self._reconnects.labels(f"sink:{sink}").inc()
+
+    # live sinks (best effort beside the durable sink: not part of readiness)
+    def live_connected(self, sink: str, up: bool) -> None:
+        self.connected[f"live:{sink}"] = up
+        self._connected.labels(f"live:{sink}").set(1 if up else 0)
+
+    def live_sent(self, sink: str, n: int) -> None:
+        self._live_sent.labels(sink).inc(n)
+        self._last_ok.labels(f"live:{sink}").set(time.time())
+
+    def live_dropped(self, sink: str, reason: str, n: int) -> None:
+        self._live_dropped.labels(sink, reason).inc(n)
 
     # readiness
     def _sink_ready(self) -> tuple[bool, str]:

@@ -54,14 +54,37 @@ def tls_context(cfg: MqttConfig) -> ssl.SSLContext:
     return ctx
 
 
+_CALLBACKS = ("on_pre_connect", "on_connect", "on_connect_fail", "on_disconnect", "on_message", "on_publish")
+
+
+def paho_client(mqtt: MqttConfig, client_id: str, v5: bool = False, handler=None):
+    """A paho client (callback API 2) for ``mqtt``'s broker: credentials and TLS set, a clean session,
+    reconnecting within 1-30 s, and ``handler``'s ``_on_connect``, ``_on_message``, ... as its callbacks."""
+    import paho.mqtt.client as paho
+
+    if v5:
+        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    else:
+        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    if mqtt.username:
+        c.username_pw_set(mqtt.username, mqtt.password.get_secret_value() if mqtt.password else None)
+    if mqtt.use_tls:
+        c.tls_set_context(tls_context(mqtt))
+        if mqtt.tls and mqtt.tls.insecure:
+            c.tls_insecure_set(True)
+    c.reconnect_delay_set(1, 30)
+    for name in _CALLBACKS:
+        if hasattr(handler, "_" + name):
+            setattr(c, name, getattr(handler, "_" + name))
+    return c
+
+
 class MqttSink:
     name = "mqtt"
 
     def __init__(self, cfg: MqttSinkConfig, mqtt: MqttConfig | None, site: str, gateway: str, metrics: "GatewayMetrics"):
         if mqtt is None:
             raise ValueError("sink type mqtt needs the top-level `mqtt:` section (broker URL, credentials)")
-        import paho.mqtt.client as paho
-
         self.cfg = cfg
         self.mqtt = mqtt
         self.metrics = metrics
@@ -72,24 +95,9 @@ class MqttSink:
         self._last_error = "not connected yet"
         self._refused: dict[int, str] = {}  # mid -> the broker's reason (MQTT 5 PUBACK >= 0x80)
         self._v5 = cfg.protocol == "5"
-        client_id = mqtt.client_id or f"plantmrv-gw-{site}-{gateway}"
-        if self._v5:
-            c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-        else:
-            c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
-        if mqtt.username:
-            c.username_pw_set(mqtt.username, mqtt.password.get_secret_value() if mqtt.password else None)
-        if mqtt.use_tls:
-            c.tls_set_context(tls_context(mqtt))
-            if mqtt.tls and mqtt.tls.insecure:
-                c.tls_insecure_set(True)
+        c = paho_client(mqtt, mqtt.client_id or f"plantmrv-gw-{site}-{gateway}", self._v5, handler=self)
         c.will_set(self.state, b"offline", qos=1, retain=True)
         c.max_inflight_messages_set(cfg.max_inflight)
-        c.reconnect_delay_set(1, 30)
-        c.on_connect = self._on_connect
-        c.on_connect_fail = self._on_connect_fail
-        c.on_disconnect = self._on_disconnect
-        c.on_publish = self._on_publish
         self.client = c
         self._unreachable = False  # a (re)connect failed since the last connection: logged once
 

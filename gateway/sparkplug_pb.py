@@ -11,7 +11,12 @@ no generated code is pinned to one protobuf release:
   (uint64), ``float_value`` 12, ``double_value`` 13, ``boolean_value`` 14, ``string_value`` 15,
   ``bytes_value`` 16.
 
-``metadata`` (8), ``properties`` (9), data sets, templates and extensions (17-19) are not
+- ``Metric.properties`` 9: a ``PropertySet`` (``keys`` 1, ``values`` 2), each ``PropertyValue``
+  ``type`` 1, ``is_null`` 2, value oneof ``int_value`` 3 (uint32), ``long_value`` 4, ``float_value`` 5,
+  ``double_value`` 6, ``boolean_value`` 7, ``string_value`` 8: where the ``Quality`` property
+  travels (:func:`metric_quality`, :func:`set_quality`).
+
+``metadata`` (8), nested property sets, data sets, templates and extensions (17-19) are not
 declared: protobuf skips them as unknown fields, and they carry no numeric sample.
 
 Data types (``Metric.datatype``): :data:`DATATYPES`. Integers travel as unsigned
@@ -33,6 +38,10 @@ NUMERIC = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13}
 _SIGNED_BITS = {1: 8, 2: 16, 3: 32, 4: 64}
 REBIRTH_METRIC = "Node Control/Rebirth"
 BDSEQ_METRIC = "bdSeq"
+# Sparkplug 3.0, 6.4.8 "Quality Codes": the optional property ``Quality`` (Int32) of a metric whose
+# value is not GOOD; absent means GOOD (Eclipse Tahu's SparkplugUtil.getQualityCode reads it so)
+QUALITY_PROPERTY = "Quality"
+QUALITY_BAD, QUALITY_GOOD, QUALITY_STALE = 0, 192, 500
 
 _F = descriptor_pb2.FieldDescriptorProto
 
@@ -57,6 +66,17 @@ def _build():
     payload.field.add(name="seq", number=3, type=_F.TYPE_UINT64, label=opt)
     payload.field.add(name="uuid", number=4, type=_F.TYPE_STRING, label=opt)
     payload.field.add(name="body", number=5, type=_F.TYPE_BYTES, label=opt)
+    pvalue = payload.nested_type.add(name="PropertyValue")
+    pvalue.oneof_decl.add(name="value")
+    pvalue.field.add(name="type", number=1, type=_F.TYPE_UINT32, label=opt)
+    pvalue.field.add(name="is_null", number=2, type=_F.TYPE_BOOL, label=opt)
+    for name, num, typ in (("int_value", 3, _F.TYPE_UINT32), ("long_value", 4, _F.TYPE_UINT64), ("float_value", 5, _F.TYPE_FLOAT),
+                           ("double_value", 6, _F.TYPE_DOUBLE), ("boolean_value", 7, _F.TYPE_BOOL), ("string_value", 8, _F.TYPE_STRING)):
+        pvalue.field.add(name=name, number=num, type=typ, label=opt, oneof_index=0)
+    pset = payload.nested_type.add(name="PropertySet")
+    pset.field.add(name="keys", number=1, type=_F.TYPE_STRING, label=rep)
+    pset.field.add(name="values", number=2, type=_F.TYPE_MESSAGE, label=rep, type_name=".org.eclipse.tahu.protobuf.Payload.PropertyValue")
+    metric.field.add(name="properties", number=9, type=_F.TYPE_MESSAGE, label=opt, type_name=".org.eclipse.tahu.protobuf.Payload.PropertySet")
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("org.eclipse.tahu.protobuf.Payload"))
@@ -106,6 +126,24 @@ def set_value(m, datatype: int, value: Any) -> None:
         m.string_value = str(value)
     else:
         raise ValueError(f"datatype {datatype} ({DATATYPES.get(datatype, '?')}) is not supported here")
+
+
+def metric_quality(m) -> int:
+    """The metric's ``Quality`` property (0 bad, 192 good, 500 stale); 192 when it has none."""
+    if m.HasField("properties"):
+        for key, pv in zip(m.properties.keys, m.properties.values):
+            if key == QUALITY_PROPERTY and pv.WhichOneof("value") in ("int_value", "long_value"):
+                v = getattr(pv, pv.WhichOneof("value"))
+                return v - (1 << 32) if pv.WhichOneof("value") == "int_value" and v >= 1 << 31 else int(v)
+    return QUALITY_GOOD
+
+
+def set_quality(m, code: int) -> None:
+    """Give the metric the ``Quality`` property ``code`` (type Int32, as the specification requires)."""
+    m.properties.keys.append(QUALITY_PROPERTY)
+    pv = m.properties.values.add()
+    pv.type = 3
+    pv.int_value = code & 0xFFFFFFFF
 
 
 def parse_topic(topic: str) -> tuple[str, str, str, str | None] | None:

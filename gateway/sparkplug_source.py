@@ -4,10 +4,11 @@ Registered as ``type: sparkplug``. Subscribes to ``spBv1.0/<group>/+/<edge_node>
 every edge node) and follows the Sparkplug 3.0 session rules for each edge node:
 
 * **BIRTH** (NBIRTH, DBIRTH): learns every metric's name, alias and datatype; its values are
-  samples. Aliases then resolve the metrics of DATA messages that carry only the alias.
+  samples. Aliases then resolve the metrics of DATA messages that carry only the alias, and the
+  BIRTH's datatype types a DATA metric that omits its own (as the spec recommends).
 * **DATA** (NDATA, DDATA): report by exception; each message's metrics become samples stamped
-  with the metric's timestamp (else the payload's, else the receipt time). A null metric is a
-  BAD sample. The message's batch lists every mapped metric the BIRTH declared for that node or
+  with the metric's timestamp (else the payload's, else the receipt time). A null metric, or one
+  whose ``Quality`` property says other than GOOD (192: BAD 0, STALE 500), is a BAD sample. The message's batch lists every mapped metric the BIRTH declared for that node or
   device, and its timestamp is the watermark up to which the others are known unchanged.
 * **DEATH** (NDEATH: the node and all its devices; DDEATH: one device): every mapped metric
   becomes a BAD sample at the death time: the signal is known absent, not held.
@@ -45,6 +46,13 @@ _LEVEL = re.compile(r"^[^/+#]+$")
 _TEMPLATE = re.compile(r"\{(group|edge_node|device)\}")
 
 
+def topic_level(v: str) -> str:
+    """``v`` if it can be a Sparkplug id (group, edge node, device, host): one topic level, no '/', '+' or '#'."""
+    if not _LEVEL.match(v):
+        raise ValueError(f"{v!r} is not a topic level (no '/', '+' or '#')")
+    return v
+
+
 class SparkplugMetric(Scaling):
     name: str = Field(..., description="Sparkplug metric name as in the BIRTH (e.g. `Drive/Power`).")
 
@@ -70,8 +78,11 @@ class SparkplugMapping(StrictModel):
     @model_validator(mode="after")
     def _levels(self) -> "SparkplugMapping":
         for name, v in (("edge_node", self.edge_node), ("device", self.device)):
-            if v is not None and v != "+" and not _LEVEL.match(v):
-                raise ValueError(f"{name}: {v!r} is not a topic level (no '/', '+' or '#')")
+            if v is not None and v != "+":
+                try:
+                    topic_level(v)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
         return self
 
 
@@ -90,9 +101,7 @@ class SparkplugSourceConfig(StrictModel):
     @field_validator("group", "edge_node")
     @classmethod
     def _level(cls, v: str, info) -> str:
-        if not (v == "+" and info.field_name == "edge_node") and not _LEVEL.match(v):
-            raise ValueError(f"{v!r} is not a topic level (no '/', '+' or '#')")
-        return v
+        return v if v == "+" and info.field_name == "edge_node" else topic_level(v)
 
     @property
     def topic_filter(self) -> str:
@@ -114,6 +123,7 @@ class _Scope:
 @dataclass
 class _Node:
     aliases: dict[int, tuple[str | None, str]] = field(default_factory=dict)  # alias -> (device, metric name)
+    types: dict[tuple[str | None, str], int] = field(default_factory=dict)  # (device, metric name) -> BIRTH datatype
     scopes: dict[str | None, _Scope] = field(default_factory=dict)  # device (None: the node) -> scope
     seq: int | None = None
     born: bool = False
@@ -187,6 +197,7 @@ class SparkplugSource(BrokerSubscriber):
         rebirth = False
         if mtype == "NBIRTH":
             node.aliases = {}
+            node.types = {}
             node.born = True
             node.seq = int(msg.seq) if msg.HasField("seq") else None
             for sc in node.scopes.values():
@@ -209,8 +220,10 @@ class SparkplugSource(BrokerSubscriber):
         unmapped = 0
         for m in msg.metrics:
             name = m.name if m.HasField("name") else None
-            if mtype in ("NBIRTH", "DBIRTH") and name is not None and m.HasField("alias"):
-                node.aliases[int(m.alias)] = (device, name)
+            if mtype in ("NBIRTH", "DBIRTH") and name is not None:
+                if m.HasField("alias"):
+                    node.aliases[int(m.alias)] = (device, name)
+                node.types[(device, name)] = m.datatype
             if name is None:
                 if not m.HasField("alias") or int(m.alias) not in node.aliases:
                     self.metrics.source_error(self.name, "sparkplug_unknown_alias")
@@ -223,9 +236,11 @@ class SparkplugSource(BrokerSubscriber):
             if hit is None:
                 unmapped += 1
                 continue
-            from plantmrv.gateway.sparkplug_pb import metric_value
+            from plantmrv.gateway.sparkplug_pb import QUALITY_GOOD, metric_quality, metric_value
 
             i, a, b = hit
+            if not m.HasField("datatype") and (device, name) in node.types:
+                m.datatype = node.types[(device, name)]  # DATA "SHOULD NOT" repeat it: the BIRTH's holds
             v = metric_value(m)
             t = int(m.timestamp) * 1_000_000 if m.HasField("timestamp") else msg_ts
             sid.append(i)
@@ -235,7 +250,7 @@ class SparkplugSource(BrokerSubscriber):
                 qual.append(Quality.BAD)
             else:
                 vals.append(v * a + b)
-                qual.append(Quality.GOOD)
+                qual.append(Quality.GOOD if metric_quality(m) == QUALITY_GOOD else Quality.BAD)
         if unmapped:
             self.metrics.source_error(self.name, "unmapped_metric", unmapped)
         if sc.table:

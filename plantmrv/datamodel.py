@@ -26,6 +26,18 @@ DATA_MODEL: dict[str, list[str]] = {
     "coverage": ["tags_total", "tags_bad"],
 }
 
+#: Fields that hold a 0/1 state (docs/data-model.md: "(0/1)") and fields that count things: what
+#: a typed consumer (the Sparkplug edge-node output: Boolean, Int64) makes of them. Every other
+#: field is a real quantity.
+STATE_FIELDS: frozenset[tuple[str, str]] = frozenset({
+    ("pump", "running"), ("vsd", "running"), ("ubcf", "backwash"), ("wte", "incinerating"), ("gateway", "online"),
+})
+COUNT_FIELDS: frozenset[tuple[str, str]] = frozenset(
+    [("gateway", f) for f in ("buffer_depth", "buffer_bytes", "samples_read", "samples_sent", "samples_dropped", "buffer_max_bytes",
+                              "nodes_without_history")]
+    + [("coverage", "tags_total"), ("coverage", "tags_bad")]
+)
+
 
 def name_problem(measurement: str, field: str, model: dict[str, list[str]] = DATA_MODEL) -> tuple[str, str] | None:
     """``("measurement" | "field", sentence)`` when the pair is not in ``model``; None when it is."""

@@ -12,7 +12,7 @@ import pytest
 from plantmrv.batch import Quality
 from plantmrv.config import MqttConfig
 from plantmrv.gateway.metrics import GatewayMetrics
-from plantmrv.gateway.sparkplug_pb import Payload, metric_value, set_value
+from plantmrv.gateway.sparkplug_pb import Payload, metric_quality, metric_value, set_quality, set_value
 from plantmrv.gateway.sparkplug_source import SparkplugSource, SparkplugSourceConfig
 from tests.modbus_support import Recorder
 
@@ -99,6 +99,27 @@ def test_birth_aliases_types_scaling_death_and_rebirth():
     assert all(q == Quality.BAD and t == 123 * 10**15 for _f, t, q in dead)
     # after a death, DATA asks for a rebirth again
     assert src.handle("spBv1.0/G/NDATA/E1", _payload(1, [{"alias": 10, "type": 9, "value": 1.0}]), rec) == ["E1"]
+
+
+def test_quality_property_other_than_good_makes_a_bad_sample():
+    """Sparkplug 3.0 quality codes (property `Quality`, Int32): 0 BAD and 500 STALE are BAD samples
+    with their value kept; 192 or no property is GOOD."""
+    src = SparkplugSource(_cfg(), "s", GatewayMetrics(), MqttConfig())
+    rec = Recorder()
+    src.handle("spBv1.0/G/NBIRTH/E1", _payload(0, [{"name": "bdSeq", "type": 4, "value": 0}]), rec)
+    p = Payload()
+    p.timestamp, p.seq = T0_MS, 1
+    for alias, (name, code) in enumerate([("Power", 0), ("Flow", 500), ("Running", 192)], start=1):
+        m = p.metrics.add()
+        m.name, m.alias, m.timestamp = name, alias, T0_MS
+        set_value(m, 10, 2000.0 + alias)
+        set_quality(m, code)
+    src.handle("spBv1.0/G/DBIRTH/E1/P1", p.SerializeToString(), rec)
+    last = rec.last()
+    assert last["power_kw"] == (2.001, Quality.BAD) and last["running"] == (2003.0, Quality.GOOD)
+    assert last["flow_m3_per_h"][1] == Quality.BAD
+    assert [metric_quality(m) for m in Payload.FromString(p.SerializeToString()).metrics] == [0, 500, 192]
+    assert metric_quality(Payload.Metric()) == 192
 
 
 def test_garbage_payload_is_counted_not_fatal():
