@@ -26,7 +26,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from plantmrv.gateway.opcua_source import backoff_delay
+from plantmrv.retry import backoff_delay
 
 if TYPE_CHECKING:  # pragma: no cover
     from plantmrv.gateway.metrics import GatewayMetrics

@@ -16,7 +16,8 @@ Who retries, in exactly one layer per call path:
   long as they last; it calls the client with ``retry=False``.
 - the gateway's agent retries a sink's send while the buffer holds the data; the sinks
   themselves do not retry.
-- every gateway source (OPC UA, MQTT, Modbus, Sparkplug) reconnects in its own run loop.
+- every gateway source (OPC UA, MQTT, Modbus, Sparkplug) reconnects in its own run loop, and a
+  live sink (the Sparkplug edge node) retries its own sends.
 - paho's network thread (ingest, the gateway's MQTT sink) reconnects to the broker on its own
   schedule, doubling from ``min_s`` to ``max_s`` without jitter (``reconnect_delay_set``): paho
   offers no hook for the wait itself.

@@ -55,9 +55,11 @@ def _calls(path: Path) -> set[str]:
 def test_every_retrying_client_uses_the_one_policy():
     """No module keeps a backoff of its own: random waits live in plantmrv/retry.py only."""
     users = {"plantmrv/influx.py", "ingest/writer.py", "gateway/agent.py", "gateway/opcua_source.py", "gateway/mqtt_source.py",
-             "gateway/modbus_source.py"}
+             "gateway/modbus_source.py", "gateway/live.py"}
     for rel in users:
         assert "backoff_delay" in _calls(ROOT / rel), f"{rel} does not retry through plantmrv.retry.backoff_delay"
+    for path in ROOT.glob("*/*.py"):
+        assert "opcua_source import backoff_delay" not in path.read_text(), f"{path}: import backoff_delay from plantmrv.retry"
     own = []
     for folder in ("plantmrv", "gateway", "ingest", "analytics", "dashboards"):
         for path in (ROOT / folder).rglob("*.py"):
