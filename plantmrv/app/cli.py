@@ -170,6 +170,10 @@ def broker_acl(
         for issue in exc.issues:
             typer.echo(str(issue), err=True)
         raise typer.Exit(1)
+    _write_or_print(text, out)
+
+
+def _write_or_print(text: str, out: Optional[Path]) -> None:
     if out:
         out.write_text(text)
         typer.echo(f"wrote {out}")
@@ -184,12 +188,7 @@ def config_doc(
     """Print the configuration reference (Markdown) generated from the config models."""
     from plantmrv.configdoc import generate
 
-    text = generate()
-    if out:
-        out.write_text(text)
-        typer.echo(f"wrote {out}")
-    else:
-        typer.echo(text, nl=False)
+    _write_or_print(generate(), out)
 
 
 @app.command("healthcheck")
