@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from plantmrv.gateway.asyncua_compat import binary_codec, decode_publish_responses
+
 log = logging.getLogger("plantmrv.gateway.opcua")
 
 # Variant built-in type id -> numpy dtype of its value (fixed-size numeric scalars only)
@@ -159,8 +161,6 @@ def decode_publish_response(data) -> Any:
     :class:`DataChangeColumns`; everything else as asyncua objects. Falls back to asyncua's
     generic decoder for the whole response on any surprise.
     """
-    from asyncua.ua.ua_binary import struct_from_binary
-
     try:
         return _decode(data.copy())
     except Exception as exc:  # noqa: BLE001 - whatever it is, asyncua's decoder decides
@@ -169,7 +169,7 @@ def decode_publish_response(data) -> Any:
             log.info("event=opcua_fast_decode_fallback error=%s: %s", type(exc).__name__, str(exc)[:200])
         from asyncua import ua
 
-        return struct_from_binary(ua.PublishResponse, data)
+        return binary_codec().struct_from_binary(ua.PublishResponse, data)
 
 
 class _NotFast(Exception):
@@ -178,8 +178,9 @@ class _NotFast(Exception):
 
 def _decode(buf) -> Any:
     from asyncua import ua
-    from asyncua.ua.ua_binary import Primitives, extensionobject_from_binary, from_binary, nodeid_from_binary, struct_from_binary
 
+    c = binary_codec()
+    Primitives, from_binary, nodeid_from_binary, struct_from_binary = c.Primitives, c.from_binary, c.nodeid_from_binary, c.struct_from_binary
     typeid = nodeid_from_binary(buf)
     if typeid != ua.FourByteNodeId(ua.ObjectIds.PublishResponse_Encoding_DefaultBinary):
         raise _NotFast(f"not a PublishResponse: {typeid}")
@@ -206,13 +207,13 @@ def _decode(buf) -> Any:
             cols = decode_data_change_body(body)
             if cols is None:
                 STATS["generic_notifications"] += 1
-                items.append(struct_from_binary(ua.DataChangeNotification, type(buf)(bytes(body))))
+                items.append(struct_from_binary(ua.DataChangeNotification, c.Buffer(bytes(body))))
             else:
                 STATS["fast_items"] += len(cols)
                 items.append(cols)
             buf.skip(peek.cur_pos - buf.cur_pos)
         else:
-            items.append(extensionobject_from_binary(buf))
+            items.append(c.extensionobject_from_binary(buf))
     msg.NotificationData = items
     res.NotificationMessage = msg
     res.Results = from_binary(list[ua.StatusCode], buf)
@@ -226,22 +227,6 @@ def _decode(buf) -> Any:
 
 
 def install(session) -> None:
-    """Make this asyncua client session decode its PublishResponses with :func:`decode_publish_response`.
-
-    Replaces ``session.publish`` on this one instance (asyncua's publish loops call it);
-    asyncua's own ``UaSession.publish`` is the model: same request, same error mapping.
-    """
-    from asyncua import ua
-    from asyncua.ua.uaerrors import UaStructParsingError
-
-    async def publish(acks):
-        request = ua.PublishRequest()
-        request.Parameters.SubscriptionAcknowledgements = acks if acks else []
-        data = await session._send_request(request, timeout=0)
-        try:
-            return decode_publish_response(data)
-        except Exception as ex:
-            session.logger.exception("Error parsing notification from server")
-            raise UaStructParsingError from ex
-
-    session.publish = publish
+    """Make this asyncua client session decode its PublishResponses with :func:`decode_publish_response`
+    (asyncua's publish loops and opcua_durable's call ``session.publish``)."""
+    decode_publish_responses(session, decode_publish_response)

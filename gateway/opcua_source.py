@@ -36,6 +36,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from plantmrv.batch import SampleBatch, Series, quality_from_status_code
 from plantmrv.config import StrictModel
+from plantmrv.gateway.asyncua_compat import disable_builtin_publish_loop, first_cert_from_chain, keep_subscriptions_on_close, session_of
 from plantmrv.gateway.nodestatus import NodeHealth
 from plantmrv.retry import backoff_delay
 from plantmrv.scaling import ScaledTag, check_unique_series, compose
@@ -466,8 +467,7 @@ class OpcUaSource:
         for t in list(self._republishing):
             t.cancel()
         try:  # CloseSession keeps the subscriptions (DeleteSubscriptions false): the next session takes them over
-            close = client.uaclient.close_session
-            client.uaclient.close_session = lambda _delete: close(False)
+            keep_subscriptions_on_close(client)
             await asyncio.wait_for(client.disconnect(), timeout=5)
         except Exception:  # noqa: BLE001
             pass
@@ -504,9 +504,7 @@ class OpcUaSource:
                 offered = sorted({f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]}/{e.SecurityMode.name}" for e in endpoints})
                 raise UntrustedServerError(f"server offers no endpoint with {sec.policy}/{sec.mode} (offers: {', '.join(offered)})")
             server_der = match[0].ServerCertificate
-            from asyncua.client.client import _first_cert_from_chain
-
-            server_der = _first_cert_from_chain(server_der)
+            server_der = first_cert_from_chain(server_der)
             fp = hashlib.sha256(server_der).hexdigest()
             if not sec.trust_any_server:
                 trusted = trusted_fingerprints([self._path(p) for p in sec.trusted_server_certs])
@@ -589,9 +587,9 @@ class OpcUaSource:
 
         from plantmrv.gateway.opcua_durable import publish_loop, transfer
 
-        self._session = session = client.uaclient.session
+        self._session = session = session_of(client)
         install(session)  # DataChangeNotifications decoded as numpy columns
-        session.ensure_publish_loop = lambda: None  # our publish loops acknowledge only what is stored (below)
+        disable_builtin_publish_loop(session)  # our publish loops acknowledge only what is stored (below)
         groups: dict[int, list[int]] = {}
         for i, g in enumerate(self.node_group):
             groups.setdefault(id(g), []).append(i)
@@ -785,7 +783,7 @@ class OpcUaSource:
         params.PublishingEnabled = True
         params.Priority = 0
         sub = self._sub_object(interval_ms, groups, params.RequestedMaxKeepAliveCount)
-        session = client.uaclient.session
+        session = session_of(client)
         self._session = session
         result = await session.create_subscription(params, sub.publish_callback)
         sub.sub_id = result.SubscriptionId
@@ -826,7 +824,6 @@ class OpcUaSource:
                     f.DeadbandValue = g.deadband_value / abs(float(self._a[i]))
                 items.append((i, g, f))
         failed = []
-        session = client.uaclient.session
         for k in range(0, len(items), mi_chunk):
             part = items[k : k + mi_chunk]
             # the session's service call, not Subscription.create_monitored_items: that one keeps a

@@ -10,8 +10,9 @@
   dies before storing the republished message can never ask for it again.
 
 Installed by the simulator (``plantmrv simulate``) and the tests' OPC UA server, so that they
-serve a gateway's subscription transfer after a restart as a conforming server would. The
-gateway itself notices a server whose transferred subscriptions stay silent and falls back to
+serve a gateway's subscription transfer after a restart as a conforming server would; the
+patches themselves are in :mod:`plantmrv.gateway.asyncua_compat`, with every other use of
+asyncua's internals. The gateway itself notices a server whose transferred subscriptions stay silent and falls back to
 new subscriptions (:mod:`plantmrv.gateway.opcua_durable`).
 """
 
@@ -25,32 +26,8 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    from asyncua import ua
-    from asyncua.server.internal_subscription import InternalSubscription
-    from asyncua.server.subscription_service import SubscriptionService
+    from plantmrv.gateway.asyncua_compat import keep_republished_until_acknowledged, serve_transferred_subscriptions_from_new_session
 
-    transfer = SubscriptionService.transfer_subscriptions
-
-    async def transfer_subscriptions(self, params, session_id, callback):
-        results = await transfer(self, params, session_id, callback)
-        processor = getattr(callback, "__self__", None)  # the new session's connection (its forward_publish_response)
-        if processor is None:
-            return results
-        for sub_id, res in zip(params.SubscriptionIds, results):
-            sub = self.subscriptions.get(int(sub_id))
-            if sub is None or not res.StatusCode.is_good():
-                continue
-            old = getattr(sub.pub_request_callback, "__self__", None)
-            if old is not None and old is not processor:
-                old._publish_results_subs.pop(sub.data.SubscriptionId, None)
-            sub.pub_request_callback = processor.get_publish_request
-            processor._publish_results_subs[sub.data.SubscriptionId] = True  # served by the next PublishRequest
-        return results
-
-    def republish(self, nb: int) -> ua.NotificationMessage:
-        result = self._not_acknowledged_results.get(nb)
-        return result.NotificationMessage if result else ua.NotificationMessage()
-
-    SubscriptionService.transfer_subscriptions = transfer_subscriptions
-    InternalSubscription.republish = republish
+    serve_transferred_subscriptions_from_new_session()
+    keep_republished_until_acknowledged()
     _installed = True

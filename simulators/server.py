@@ -50,6 +50,15 @@ from .signals import NS_PER_DAY, NS_PER_S
 
 log = logging.getLogger("plantmrv.simulators")
 _PLANT_CLOCKS: dict[int, "Simulator"] = {}  # id(address space) -> the simulator serving it
+
+
+def _plant_time_as_publish_time(aspace, result) -> None:
+    """A PublishResult of the address space ``aspace`` carries its simulator's plant time (``Simulator._plant_clock_on_publishes``)."""
+    sim = _PLANT_CLOCKS.get(id(aspace))
+    if sim is not None and getattr(sim, "k", None) is not None:
+        result.NotificationMessage.PublishTime = datetime.fromtimestamp(sim.sim_ns(sim.k) / NS_PER_S, timezone.utc)
+
+
 NAMESPACE_URI = "urn:plantmrv:simulator"
 APP_URI = "urn:plantmrv:simulator:server"
 
@@ -391,24 +400,12 @@ class Simulator:
         """The simulated server's clock is plant time: every PublishResponse (data or keep-alive)
         carries the plant time of the tick last served as its PublishTime, as a real server
         carries its own clock, so a client can tell how far an unchanged subscription reaches.
-        (asyncua stamps the wall clock; the patch maps each subscription to its simulator by the
+        (asyncua stamps the wall clock; the hook maps each subscription to its simulator by the
         address space it serves, so several simulators in one process keep their own clocks.)"""
-        from asyncua.server.internal_subscription import InternalSubscription
+        from plantmrv.gateway.asyncua_compat import on_publish_result
 
         _PLANT_CLOCKS[id(self.server.iserver.aspace)] = self
-        if getattr(InternalSubscription, "_plantmrv_original_pop", None) is not None:
-            return
-        original = InternalSubscription._pop_publish_result
-
-        def pop_publish_result(sub):
-            result = original(sub)
-            sim = _PLANT_CLOCKS.get(id(getattr(sub.monitored_item_srv, "aspace", None)))
-            if sim is not None and getattr(sim, "k", None) is not None:
-                result.NotificationMessage.PublishTime = datetime.fromtimestamp(sim.sim_ns(sim.k) / NS_PER_S, timezone.utc)
-            return result
-
-        InternalSubscription._plantmrv_original_pop = original
-        InternalSubscription._pop_publish_result = pop_publish_result
+        on_publish_result(_plant_time_as_publish_time)
 
     # --- samples
     def _compute_chunk(self, rt: _AssetRuntime, k0: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from asyncua import Client, ua
 from asyncua.common.utils import Buffer
 from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
 
+from plantmrv.gateway.asyncua_compat import decode_publish_responses, session_of
 from plantmrv.gateway.metrics import GatewayMetrics
 from plantmrv.gateway.opcua_fast import STATS, DataChangeColumns, decode_publish_response
 from plantmrv.gateway.opcua_source import OpcUaSource, OpcUaSourceConfig
@@ -92,16 +93,11 @@ async def _capture(url: str, node_ids: list[str], n: int) -> list[bytes]:
     await client.connect()
     captured: list[bytes] = []
     try:
-        session = client.uaclient.session
-
-        async def publish(acks):  # the same hook point as opcua_fast.install: asyncua's publish loop calls it
-            request = ua.PublishRequest()
-            request.Parameters.SubscriptionAcknowledgements = acks or []
-            data = await session._send_request(request, timeout=0)
+        def decode(data):  # the same hook as opcua_fast.install: asyncua's publish loop calls it
             captured.append(bytes(data))
             return struct_from_binary(ua.PublishResponse, data)
 
-        session.publish = publish
+        decode_publish_responses(session_of(client), decode)
 
         class Handler:
             def datachange_notification(self, node, val, data):

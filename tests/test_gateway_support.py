@@ -56,10 +56,9 @@ BAD_TAGS = {"B_not_readable": "BadNotReadable", "B_denied": "BadUserAccessDenied
 def _install_spec_deadband() -> None:
     """Deadbands as OPC UA specifies them, in this server process (see the module docstring)."""
     from asyncua import ua
-    from asyncua.server.monitored_item_service import MonitoredItemService
 
-    orig_create = MonitoredItemService._create_data_change_monitored_item
-    orig_callback = MonitoredItemService.datachange_callback
+    from plantmrv.gateway.asyncua_compat import check_new_data_change_items, decide_data_change_reports
+
     reported: dict[tuple[int, int], ua.DataValue] = {}
     spans: dict = {}  # NodeId -> EURange high - low
 
@@ -71,40 +70,32 @@ def _install_spec_deadband() -> None:
                 return float(rng.High - rng.Low)
         return None
 
-    async def create(self, params):
+    def check(aspace, params):
         flt = params.RequestedParameters.Filter
-        span = None
         if getattr(flt, "DeadbandType", None) == ua.DeadbandType.Percent:  # decoded as uaprotocol_auto's class, not ua's
-            span = eurange_span(self.aspace, params.ItemToMonitor.NodeId)
+            span = eurange_span(aspace, params.ItemToMonitor.NodeId)
             if span is None or not 0.0 <= flt.DeadbandValue <= 100.0:
                 result = ua.MonitoredItemCreateResult()
                 result.StatusCode = ua.StatusCode(ua.StatusCodes.BadDeadbandFilterInvalid)
                 return result
             spans[params.ItemToMonitor.NodeId] = span
-        return await orig_create(self, params)
+        return None
 
-    async def callback(self, handle, value, error=None):
-        flt = None
-        if not error and handle in self._monitored_datachange:
-            mid = self._monitored_datachange[handle]
-            mdata = self._monitored_items[mid]
-            flt = mdata.filter if hasattr(mdata.filter, "DeadbandType") else None
+    def decide(key, item, value) -> bool | None:
+        flt = item.filter if hasattr(item.filter, "DeadbandType") else None
         if flt is None or flt.DeadbandType == ua.DeadbandType.None_:
-            return await orig_callback(self, handle, value, error)
-        if mdata.mode == ua.MonitoringMode.Disabled:
-            return
-        last = reported.get((id(self), mid))
+            return None
+        last = reported.get(key)
         report = last is None or last.StatusCode != value.StatusCode or last.Value.Value is None or value.Value.Value is None
         if not report:
-            limit = flt.DeadbandValue if flt.DeadbandType == ua.DeadbandType.Absolute else flt.DeadbandValue / 100.0 * spans[mdata.read_value_id.NodeId]
+            limit = flt.DeadbandValue if flt.DeadbandType == ua.DeadbandType.Absolute else flt.DeadbandValue / 100.0 * spans[item.read_value_id.NodeId]
             report = abs(value.Value.Value - last.Value.Value) > limit
         if report:
-            reported[(id(self), mid)] = value
-            await self.isub.enqueue_datachange_event(mid, ua.MonitoredItemNotification(ClientHandle=mdata.client_handle, Value=value),
-                                                     mdata.queue_size)
+            reported[key] = value
+        return report
 
-    MonitoredItemService._create_data_change_monitored_item = create
-    MonitoredItemService.datachange_callback = callback
+    check_new_data_change_items(check)
+    decide_data_change_reports(decide)
 
 
 async def _serve(args) -> None:
