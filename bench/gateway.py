@@ -21,8 +21,15 @@ second and the durability window, i.e. how long the oldest sample of each stored
 memory between receipt and fsync (from the gateway's ``durability_delay_seconds`` histogram over
 the window: mean and the bucket below which 99% and all of the batches fall).
 
+With ``--decoders ROUNDS`` the bench measures plantmrv alone with the fast PublishResponse decoder
+(:mod:`plantmrv.gateway.opcua_fast`) and with asyncua's own (``opcua_fast.install`` made a no-op in
+the gateway process by a bench-only launcher), alternating, same server and broker: the gateway's
+CPU seconds per million samples that arrived at the collector in the window (not per tick of the
+window: a saturated server writes late, and the gateway then works on earlier ticks), and their ratio.
+
 Run: .venv/bin/python bench/gateway.py [--tags 10000] [--seconds 60] [--publishing-ms 100] [--skip-tb]
      .venv/bin/python bench/gateway.py --flush-ms 1000,200,50,0 --spread 10 [--tags 10000] [--seconds 60]
+     .venv/bin/python bench/gateway.py --decoders 2 [--tags 2000] [--period-s 0.1] [--seconds 20] [--warmup 10]
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,6 +114,10 @@ class Collector:
         with self.lock:
             return len({tag for tag, _k in self.seen[who]})
 
+    def total(self, who: str) -> int:
+        with self.lock:
+            return len(self.seen[who])
+
     def count(self, who: str, ticks: list[int]) -> int:
         want = set(ticks)
         with self.lock:
@@ -147,7 +159,7 @@ def window_stats(before: dict[str, float], after: dict[str, float], seconds: flo
 
 
 def measure(proc: subprocess.Popen, collector: Collector, who: str, tags: int, warmup_s: float, seconds: float,
-            grace_s: float, server_pid: int, tick_log: Path, warmup_max_s: float = 300.0, probe=None) -> dict:
+            grace_s: float, server_pid: int, tick_log: Path, warmup_max_s: float = 300.0, probe=None, period_s: float = 1.0) -> dict:
     p = psutil.Process(proc.pid)
     srv = psutil.Process(server_pid)
     # warm-up: at least warmup_s, and until every tag has arrived once (fully subscribed), at most warmup_max_s
@@ -183,10 +195,10 @@ def measure(proc: subprocess.Popen, collector: Collector, who: str, tags: int, w
                 pass
         return total
 
-    k_lo = int(time.time()) + 1
-    while time.time() < k_lo:
+    k_lo = int(time.time() / period_s) + 1  # the server's tick k is written at k * period_s
+    while time.time() < k_lo * period_s:
         time.sleep(0.01)
-    cpu0, t0 = tree_cpu(), time.monotonic()
+    cpu0, t0, arrived0 = tree_cpu(), time.monotonic(), collector.total(who)
     s0 = sum(srv.cpu_times()[:2])
     probe0 = probe() if probe else None
     peak = 0
@@ -198,10 +210,10 @@ def measure(proc: subprocess.Popen, collector: Collector, who: str, tags: int, w
         n = int(2 * (time.monotonic() - t0))
         if n % 20 == 0:
             print(f"  {who}: window {time.monotonic() - t0:4.0f}/{seconds:.0f} s, peak rss {peak / 2**20:.0f} MB", flush=True)
-    cpu1, t1 = tree_cpu(), time.monotonic()
+    cpu1, t1, arrived1 = tree_cpu(), time.monotonic(), collector.total(who)
     s1 = sum(srv.cpu_times()[:2])
     durability = window_stats(probe0, probe(), t1 - t0) if probe else {}
-    k_hi = k_lo + int(round(seconds))
+    k_hi = k_lo + int(round(seconds / period_s))
     time.sleep(grace_s)
     # produced = what the server actually wrote: an asyncua server with thousands of monitored
     # items falls behind its 1 Hz schedule, and a tick it never wrote is no gateway's loss
@@ -212,7 +224,7 @@ def measure(proc: subprocess.Popen, collector: Collector, who: str, tags: int, w
             written[int(k)] = float(t_done)
     done = [k for k in range(k_lo, k_hi) if k in written]
     produced = tags * len(done)
-    lag = max((written[k] - k for k in done), default=float("nan"))
+    lag = max((written[k] - k * period_s for k in done), default=float("nan"))
     deadline = time.monotonic() + grace_s
     delivered = collector.count(who, done)
     while time.monotonic() < deadline and delivered < produced:
@@ -220,7 +232,7 @@ def measure(proc: subprocess.Popen, collector: Collector, who: str, tags: int, w
         delivered = collector.count(who, done)
     return {"window_s": t1 - t0, "ticks_written": len(done), "ticks_scheduled": k_hi - k_lo, "server_lag_s": lag,
             "cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0), "server_cpu_pct": 100 * (s1 - s0) / (t1 - t0), "rss_mb": peak / 2**20, "produced": produced,
-            "delivered": delivered, "dupes": collector.dupes[who], "messages": collector.messages[who], **durability}
+            "delivered": delivered, "arrived": arrived1 - arrived0, "dupes": collector.dupes[who], "messages": collector.messages[who], **durability}
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -261,10 +273,24 @@ def plantmrv_config(d: Path, opcua_url: str, mqtt_url: str, tags: int, publishin
     return p
 
 
-def start_plantmrv(d: Path, cfg: Path) -> subprocess.Popen:
+# ``python -m plantmrv`` with plantmrv.gateway.opcua_fast.install made a no-op: asyncua's own
+# decoder makes every DataChangeNotification (the bench's baseline; no config switch exists)
+PLAIN_ASYNCUA_MARK = "bench: opcua_fast not installed, asyncua decodes"
+PLAIN_ASYNCUA = f"""
+import runpy, sys
+import plantmrv.gateway.opcua_fast as fast
+def install(session):
+    print({PLAIN_ASYNCUA_MARK!r}, file=sys.stderr, flush=True)
+fast.install = install
+runpy.run_module("plantmrv", run_name="__main__", alter_sys=True)
+"""
+
+
+def start_plantmrv(d: Path, cfg: Path, plain_asyncua: bool = False) -> subprocess.Popen:
     log = open(d / "plantmrv-gateway.log", "ab")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}  # as deploy/systemd runs it
-    return subprocess.Popen([sys.executable, "-m", "plantmrv", "gateway", "run", "-c", str(cfg)], cwd=REPO, env=env,
+    cmd = [sys.executable, "-c", PLAIN_ASYNCUA] if plain_asyncua else [sys.executable, "-m", "plantmrv"]
+    return subprocess.Popen([*cmd, "gateway", "run", "-c", str(cfg)], cwd=REPO, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -358,22 +384,26 @@ def main() -> None:
                     "(changes arrive in every publish, not in one burst).")
     ap.add_argument("--flush-ms", help="Comma-separated buffer.batch_max_age_s values in ms (0: per notification): "
                     "measure plantmrv's CPU and durability window at each (no ThingsBoard).")
+    ap.add_argument("--decoders", type=int, metavar="ROUNDS", help="plantmrv alone, with opcua_fast's PublishResponse "
+                    "decoder and with asyncua's own, alternating for ROUNDS rounds: CPU per delivered sample (no ThingsBoard).")
+    ap.add_argument("--period-s", type=float, default=1.0, help="The server's tick period (every tag changes once per tick).")
     ap.add_argument("--keep", action="store_true", help="Keep the work directory (logs, configs).")
     args = ap.parse_args()
 
     d = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    print(f"bench/gateway.py: {args.tags} tags at 1 Hz, {args.seconds:.0f} s window, publishing {args.publishing_ms:g} ms, work dir {d}")
+    print(f"bench/gateway.py: {args.tags} tags changing every {args.period_s:g} s, {args.seconds:.0f} s window, "
+          f"publishing {args.publishing_ms:g} ms, work dir {d}")
     broker = mosquitto_service(d / "mosquitto").start()
     t = time.monotonic()
-    server = OpcUaServer(port=free_port(), tags=args.tags, period_s=1.0, log_path=d / "opcua-server.log",
+    server = OpcUaServer(port=free_port(), tags=args.tags, period_s=args.period_s, log_path=d / "opcua-server.log",
                          tick_log=d / "ticks.log", spread=args.spread).start(timeout_s=900)
     print(f"asyncua server with {args.tags} tags up in {time.monotonic() - t:.0f} s")
     collector = Collector(broker.host, broker.port)
     results: dict[str, dict] = {}
     tb_reason = None
-    if args.flush_ms:
+    if args.flush_ms or args.decoders:
         try:
-            flush_runs(d, args, server, broker, collector)
+            (decoder_runs if args.decoders else flush_runs)(d, args, server, broker, collector)
         finally:
             collector.close()
             server.kill()
@@ -385,7 +415,8 @@ def main() -> None:
         cfg = plantmrv_config(d, server.url, broker.url, args.tags, args.publishing_ms)
         proc = start_plantmrv(d, cfg)
         try:
-            results["plantmrv"] = measure(proc, collector, "plantmrv", args.tags, args.warmup, args.seconds, args.grace, server.proc.pid, d / "ticks.log", args.warmup_max)
+            results["plantmrv"] = measure(proc, collector, "plantmrv", args.tags, args.warmup, args.seconds, args.grace, server.proc.pid,
+                                          d / "ticks.log", args.warmup_max, period_s=args.period_s)
         finally:
             stop(proc)
         if args.skip_tb:
@@ -396,7 +427,8 @@ def main() -> None:
             cfgdir = tb_config(d, server.url, broker.host, broker.port, args.tags, args.publishing_ms)
             proc = start_tb(d, cfgdir)
             try:
-                results["thingsboard"] = measure(proc, collector, "thingsboard", args.tags, args.warmup, args.seconds, args.grace, server.proc.pid, d / "ticks.log", args.warmup_max)
+                results["thingsboard"] = measure(proc, collector, "thingsboard", args.tags, args.warmup, args.seconds, args.grace,
+                                                 server.proc.pid, d / "ticks.log", args.warmup_max, period_s=args.period_s)
             except RuntimeError as exc:
                 tb_reason = f"ThingsBoard gateway failed: {exc}; log {d / 'thingsboard-gateway.log'}"
             finally:
@@ -440,7 +472,7 @@ def flush_runs(d: Path, args, server: OpcUaServer, broker, collector: Collector)
         proc = start_plantmrv(d, cfg)
         try:
             r = measure(proc, collector, "plantmrv", args.tags, args.warmup, args.seconds, args.grace, server.proc.pid,
-                        d / "ticks.log", args.warmup_max, probe=lambda: durability_histogram(port))
+                        d / "ticks.log", args.warmup_max, probe=lambda: durability_histogram(port), period_s=args.period_s)
         finally:
             stop(proc)
         rows.append((ms, r))
@@ -458,6 +490,38 @@ def flush_runs(d: Path, args, server: OpcUaServer, broker, collector: Collector)
           "leaves to the source to send again (OPC UA: the server's retransmission queue, taken over after a restart "
           "within the session timeout; MQTT: the broker's persistent session) and what is lost for good only where "
           "neither holds it (polled tags of a server without history).")
+
+
+def decoder_runs(d: Path, args, server: OpcUaServer, broker, collector: Collector) -> None:
+    """plantmrv alone with opcua_fast's decoder and with asyncua's, alternating: CPU per delivered sample."""
+    rows = []
+    for rnd in range(args.decoders):
+        for decoder in ("opcua_fast", "asyncua"):
+            cfg = plantmrv_config(d, server.url, broker.url, args.tags, args.publishing_ms)
+            collector.seen["plantmrv"].clear()
+            log = d / "plantmrv-gateway.log"
+            log.unlink(missing_ok=True)
+            proc = start_plantmrv(d, cfg, plain_asyncua=decoder == "asyncua")
+            try:
+                r = measure(proc, collector, "plantmrv", args.tags, args.warmup, args.seconds, args.grace, server.proc.pid,
+                            d / "ticks.log", args.warmup_max, period_s=args.period_s)
+            finally:
+                stop(proc)
+            if (PLAIN_ASYNCUA_MARK in log.read_text(errors="replace")) != (decoder == "asyncua"):
+                raise RuntimeError(f"the {decoder} run did not decode as it should; log {log}")
+            r["cpu_s_per_m"] = r["cpu_pct"] / 100 * r["window_s"] / max(r["arrived"], 1) * 1e6  # what it did in the window
+            rows.append((rnd, decoder, r))
+            print(f"  round {rnd + 1} {decoder}: CPU {r['cpu_pct']:.1f}% of a core, {r['cpu_s_per_m']:.2f} CPU-s per 1M samples "
+                  f"arrived in the window, delivered {r['delivered']}/{r['produced']} of the window's ticks", flush=True)
+    print(f"\n{'round':>6}{'decoder':>12}{'CPU % core':>11}{'samples/s':>10}{'CPU-s per 1M':>13}{'delivered':>11}{'produced':>10}"
+          f"{'ratio':>7}{'server CPU %':>14}{'server lag s':>14}")
+    for rnd, decoder, r in rows:
+        print(f"{rnd + 1:>6}{decoder:>12}{r['cpu_pct']:>11.1f}{r['arrived'] / r['window_s']:>10.0f}{r['cpu_s_per_m']:>13.2f}"
+              f"{r['delivered']:>11}{r['produced']:>10}{r['delivered'] / max(r['produced'], 1):>7.3f}{r['server_cpu_pct']:>14.0f}"
+              f"{r['server_lag_s']:>14.1f}")
+    ratios = [b["cpu_s_per_m"] / a["cpu_s_per_m"] for (_, _, a), (_, _, b) in zip(rows[0::2], rows[1::2])]
+    print(f"\nCPU per sample, asyncua's decoder / opcua_fast, per round: {', '.join(f'{x:.2f}' for x in ratios)} "
+          f"(median {statistics.median(ratios):.2f}); load average now {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
