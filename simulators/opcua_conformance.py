@@ -12,8 +12,8 @@
 Installed by the simulator (``plantmrv simulate``) and the tests' OPC UA server, so that they
 serve a gateway's subscription transfer after a restart as a conforming server would; the
 patches themselves are in :mod:`plantmrv.gateway.asyncua_compat`, with every other use of
-asyncua's internals. The gateway itself notices a server whose transferred subscriptions stay silent and falls back to
-new subscriptions (:mod:`plantmrv.gateway.opcua_durable`).
+asyncua's internals. The gateway itself notices a server whose transferred subscriptions stay
+silent and falls back to new subscriptions (:mod:`plantmrv.gateway.opcua_durable`).
 """
 
 from __future__ import annotations
