@@ -10,13 +10,15 @@ nobody can tell the two apart, so the gateway writes down what it knows, as hist
   has observed every series of the batch's table (an OPC UA publish: the newest source
   timestamp it carried; a poll: the read's time; an RBE device message: the message time).
 * **Hold point**: when a series changes after a silence, its previous value is written again at
-  the last instant the source observed before the change (the previous watermark, or an
-  earlier sample time of the same batch), so the signal is known flat until then and a linear
-  interpolation of the written samples equals one of the full-rate series.
+  the last instant the source observed that series before the change (its own previous
+  watermark, or an earlier sample time of the same batch), so the signal is known flat until
+  then and a linear interpolation of the written samples equals one of the full-rate series.
+  Watermarks are kept per series: a source's groups (a subscription, a poll) observe their own
+  series at their own instants, and one running ahead claims nothing for another's.
 * **Heartbeat**: a series that stays unchanged is written again at the watermark once its last
   written sample is ``max_sample_interval`` old, so a healthy silent series has a sample at
   least that often (a BAD series gets none: its silence is a gap).
-* **Close**: when the source loses its connection, every series is written once more at the
+* **Close**: when the source loses its connection, every series is written once more at its
   last watermark and the state is forgotten, so holds never bridge an outage.
 * **Coverage points**: per asset (measurement, site, asset) the newest watermark, written as
   measurement ``coverage`` (fields ``tags_total``, ``tags_bad``) once per flush: the analytics'
@@ -64,7 +66,7 @@ class CoverageTracker:
         self.valid = np.zeros(n, bool)
         self.interval_ns = np.zeros(n, np.int64)
         self.asset_of = np.zeros(n, np.int32)
-        self.watermark_ns = 0
+        self.seen_ns = np.zeros(n, np.int64)  # per series: the source time up to which it was observed
         self.assets: list[tuple[str, str, str]] = []  # (measurement, site, asset)
         self._asset_index: dict[tuple[str, str, str], int] = {}
         self.asset_watermark = np.zeros(0, np.int64)
@@ -105,6 +107,7 @@ class CoverageTracker:
                 self.assets.append(key)
             assets.append(self._asset_index[key])
         self.asset_of = np.concatenate([self.asset_of, np.asarray(assets, np.int32)])
+        self.seen_ns = np.concatenate([self.seen_ns, np.zeros(k, np.int64)])
         grow = len(self.assets) - len(self.asset_watermark)
         if grow:
             self.asset_watermark = np.concatenate([self.asset_watermark, np.zeros(grow, np.int64)])
@@ -134,9 +137,14 @@ class CoverageTracker:
             prev_v = np.where(first, self.last_val[g], np.roll(v, 1))
             prev_q = np.where(first, self.last_q[g], np.roll(qq, 1))
             prev_ok = np.where(first, self.valid[g], True) & (prev_q != Quality.BAD)
-            instants = np.unique(t) if not self.watermark_ns else np.unique(np.append(t, np.int64(self.watermark_ns)))
+            # the last instant before each row at which its series was observed unchanged: an
+            # earlier instant of this batch (which observed every series it covers), or the
+            # series' own watermark from earlier batches - never another group's, which may
+            # run ahead of this one (a subscription beside a poll that overran)
+            instants = np.unique(t)
             k = np.searchsorted(instants, t, side="left") - 1
-            p = np.where(k >= 0, instants[np.maximum(k, 0)], -1)
+            seen = self.seen_ns[g]
+            p = np.maximum(np.where(k >= 0, instants[np.maximum(k, 0)], -1), np.where(seen < t, seen, -1))
             hold = prev_ok & (p > prev_t)
             if hold.any():
                 extra_g.append(g[hold])
@@ -146,19 +154,20 @@ class CoverageTracker:
         if len(gid) and newer.any():
             self._remember(gid[newer], ts[newer], val[newer], q[newer])
         if watermark_ns is not None:
-            w = max(int(watermark_ns), self.watermark_ns)
             covered = np.unique(gids_of_table if covers is None else gids_of_table[np.asarray(covers, np.int64)])
-            due = covered[self.valid[covered] & (self.last_q[covered] != Quality.BAD)
-                          & (w - self.last_ts[covered] >= self.interval_ns[covered]) & (self.last_ts[covered] < w)]
+            w = np.maximum(self.seen_ns[covered], int(watermark_ns))
+            is_due = (self.valid[covered] & (self.last_q[covered] != Quality.BAD)
+                      & (w - self.last_ts[covered] >= self.interval_ns[covered]) & (self.last_ts[covered] < w))
+            due = covered[is_due]
             if len(due):
                 extra_g.append(due)
-                extra_t.append(np.full(len(due), w, np.int64))
+                extra_t.append(w[is_due])
                 extra_v.append(self.last_val[due])
                 extra_q.append(self.last_q[due])
-                self.last_ts[due] = w
-            self.watermark_ns = w
+                self.last_ts[due] = w[is_due]
+            self.seen_ns[covered] = w
             assets = np.unique(self.asset_of[covered])
-            self.asset_watermark[assets] = np.maximum(self.asset_watermark[assets], w)
+            self.asset_watermark[assets] = np.maximum(self.asset_watermark[assets], int(watermark_ns))
             self.asset_dirty[assets] = True
         return self._with(gid, ts, val, q, extra_g, extra_t, extra_v, extra_q, batch.status)
 
@@ -188,15 +197,15 @@ class CoverageTracker:
         return SampleBatch(self.table, gid, ts, val, q, status)
 
     def close(self) -> SampleBatch:
-        """The source lost its connection: every good series written at the last watermark, state forgotten."""
-        w = self.watermark_ns
-        due = np.flatnonzero(self.valid & (self.last_q != Quality.BAD) & (self.last_ts < w)) if w else np.empty(0, np.int64)
+        """The source lost its connection: every good series written at its last watermark, state forgotten."""
+        due = np.flatnonzero(self.valid & (self.last_q != Quality.BAD) & (self.last_ts < self.seen_ns))
+        at = self.seen_ns[due]
         out = self._with(np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0), np.empty(0, np.uint8),
-                         [due.astype(np.int32)] if len(due) else [], [np.full(len(due), w, np.int64)] if len(due) else [],
+                         [due.astype(np.int32)] if len(due) else [], [at] if len(due) else [],
                          [self.last_val[due]] if len(due) else [], [self.last_q[due]] if len(due) else [])
-        self.last_ts[due] = w
+        self.last_ts[due] = at
         self.valid[:] = False
-        self.watermark_ns = 0
+        self.seen_ns[:] = 0
         return out
 
     # ------------------------------------------------------------------ coverage points

@@ -128,3 +128,28 @@ def test_coverage_points_per_asset_at_its_newest_watermark():
                       ("p1", "tags_total"): (T0 + S, 1.0), ("p1", "tags_bad"): (T0 + S, 1.0)}
     assert {cov.table[0].tag_dict["gateway"], cov.table[0].tag_dict["source"], cov.table[0].measurement} == {"gw-yangon", "sim", "coverage"}
     assert len(tr.coverage_batch()) == 0, "only assets whose watermark moved"
+
+
+def test_a_group_running_ahead_never_makes_another_groups_series_held():
+    """One source, two groups: a subscription (series 0) whose watermark runs ahead, and a poll
+    (series 1) that overran and missed a tick. When the polled series changes, nothing may claim
+    it was unchanged at the subscription's instants: it was not observed then (a hold there
+    would write its old value at a time it already had another, as a CI run once showed)."""
+    tr = tracker(interval_s=60)
+    poll = np.array([1], np.int32)
+    sub = np.array([0], np.int32)
+    first = tr.observe(SampleBatch(TABLE, np.array([1], np.int32), np.array([T0]), np.array([100.0])), T0, poll)
+    assert first.ts_ns.tolist() == [T0]
+    ahead = tr.observe(SampleBatch(TABLE, np.array([0, 0], np.int32), T0 + np.array([1, 2]) * S, np.array([7.0, 8.0])), T0 + 2 * S, sub)
+    assert sorted(ahead.series.tolist()) == [0, 0]
+    later = tr.observe(SampleBatch(TABLE, np.array([1], np.int32), np.array([T0 + 3 * S]), np.array([103.0])), T0 + 3 * S, poll)
+    assert list(zip(later.ts_ns.tolist(), later.value.tolist())) == [(T0 + 3 * S, 103.0)], "polled series held at another group's instant"
+    # its own watermark still makes holds: observed unchanged at T0 + 3 s, changed at T0 + 5 s
+    none = np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0)
+    tr.observe(SampleBatch(TABLE, *none), T0 + 4 * S, poll)
+    held = tr.observe(SampleBatch(TABLE, np.array([1], np.int32), np.array([T0 + 5 * S]), np.array([105.0])), T0 + 5 * S, poll)
+    assert sorted(zip(held.ts_ns.tolist(), held.value.tolist())) == [(T0 + 4 * S, 103.0), (T0 + 5 * S, 105.0)]
+    # a lost connection writes each series at its own watermark, not the source's newest
+    tr.observe(SampleBatch(TABLE, *none), T0 + 6 * S, sub)
+    closed = tr.close()
+    assert list(zip(closed.series.tolist(), closed.ts_ns.tolist(), closed.value.tolist())) == [(0, T0 + 6 * S, 8.0)]
