@@ -576,13 +576,16 @@ def influx_points(client, measurement: str = "pump") -> dict[str, dict[int, floa
 
 
 def assert_contiguous(points: dict[int, float], period_s: float, what: str, start_k: int | None = None, end_k: int | None = None) -> None:
-    """Values are the server's tick numbers k at ts = k * period: every k from first to last must be there, right."""
+    """Values are the server's tick numbers k, each the value from ts = k * period until the next
+    tick: every k from first to last must be there, and every stored point must hold the tick of
+    its time (a hold point the gateway writes at a watermark between two ticks holds the earlier)."""
+    period_ns = int(round(period_s * 1e9))
     ks = {}
     for t, v in points.items():
         if v == 0.0:
             continue  # the variable's initial value, before the server's first tick
-        k = int(round(t / 1e9 / period_s))
-        assert v == k, f"{what}: value {v} at ts {t} is not tick {k}"
+        k = int(t) // period_ns
+        assert v == k, f"{what}: value {v} at ts {t} is not tick {k}, the tick of that time"
         ks[k] = v
     lo = start_k if start_k is not None else min(ks)
     hi = end_k if end_k is not None else max(ks)
