@@ -575,7 +575,8 @@ def influx_points(client, measurement: str = "pump") -> dict[str, dict[int, floa
     return out
 
 
-def assert_contiguous(points: dict[int, float], period_s: float, what: str, start_k: int | None = None, end_k: int | None = None) -> None:
+def assert_contiguous(points: dict[int, float], period_s: float, what: str, start_k: int | None = None, end_k: int | None = None,
+                      polled: bool = False) -> None:
     """Values are the server's tick numbers k, each the value from ts = k * period until the next
     tick: every k from first to last must be there, and every stored point must hold the tick of
     its time (a hold point the gateway writes at a watermark between two ticks holds the earlier)."""
@@ -590,6 +591,9 @@ def assert_contiguous(points: dict[int, float], period_s: float, what: str, star
     lo = start_k if start_k is not None else min(ks)
     hi = end_k if end_k is not None else max(ks)
     missing = [k for k in range(lo, hi + 1) if k not in ks]
+    if polled:  # a poll at the update rate that runs late reads the next tick: it may skip one, never invent one
+        assert len(missing) <= 0.2 * (hi - lo + 1), f"{what}: {len(missing)} of {hi - lo + 1} polled ticks missing, e.g. {missing[:10]}"
+        return
     assert not missing, f"{what}: {len(missing)} of {hi - lo + 1} ticks missing, e.g. {missing[:10]} (range {lo}..{hi})"
 
 

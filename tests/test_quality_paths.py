@@ -87,7 +87,11 @@ def test_non_good_samples_reach_sample_quality_identically_in_direct_and_broker_
         svc.stop()
         srv.kill()
     assert not dead, [d.reason for d in dead]
-    direct, broker = _points(direct_db), _points(broker_db)
+    # what the server produced sits on its 100 ms tick grid; a point between ticks is a hold point a
+    # gateway wrote at its own watermark (PublishTime less the sampling interval), whose instant
+    # depends on that gateway's publish phase: the two gateways need not share those
+    on_grid = lambda pts: {k: v for k, v in pts.items() if k[3] % 100_000_000 == 0}  # noqa: E731
+    direct, broker = on_grid(_points(direct_db)), on_grid(_points(broker_db))
     common = sorted({k[3] for k in direct} & {k[3] for k in broker})
     assert len(common) >= 20
     window = (common[0], common[-1])
