@@ -22,7 +22,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Callable, Literal
 
-import numpy as np
 from pydantic import Field
 
 from plantmrv.batch import SampleBatch

@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from .faults import FAULT_KINDS, Fault, FaultLog, fault_schedule, with_meter_resets
-from .meters import MeterParams, parse_time_ns
+from .meters import parse_time_ns
 from .plants import PLANT_TYPES, make_params, plant_type
 from .signals import NS_PER_DAY, NS_PER_S
 

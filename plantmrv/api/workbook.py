@@ -564,7 +564,6 @@ def _write_calculation(sh: Sheet, project: ProjectDetail, mrv: MrvColumns, m, fi
             break
     er = next((p for p in placed if p.column.result == "reduction_t_co2"), None)
     check_col = col(1 + len(placed))
-    note_col = col(2 + len(placed))
     tables = _tables(m, project)
     if tables:
         title = _("Calculation: {title}. Every cell below the headers is a live formula over the Input sheet and the {sheets} sheet").format(
